@@ -1,0 +1,85 @@
+#include "model/attention.hpp"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace moe {
+
+int relative_position_bucket(int relative_position, bool bidirectional, int num_buckets,
+                             int max_distance) {
+  int bucket = 0;
+  int n = relative_position;
+  if (bidirectional) {
+    num_buckets /= 2;
+    if (n > 0) bucket += num_buckets;
+    n = std::abs(n);
+  } else {
+    n = n < 0 ? -n : 0;
+  }
+  const int max_exact = num_buckets / 2;
+  if (n < max_exact) return bucket + n;
+  // float32 arithmetic, like torch on a float tensor with Python-float scalars.
+  const float log_ratio = std::log(float(n) / float(max_exact)) /
+                          float(std::log(double(max_distance) / max_exact)) *
+                          float(num_buckets - max_exact);
+  int large = max_exact + static_cast<int>(log_ratio);
+  if (large > num_buckets - 1) large = num_buckets - 1;
+  return bucket + large;
+}
+
+void relative_position_bias(const float* table, const ModelConfig& c, bool bidirectional,
+                            int first_query, int Q, int K, float* bias) {
+  const int H = c.num_heads;
+  for (int i = 0; i < Q; ++i)
+    for (int j = 0; j < K; ++j) {
+      const int b = relative_position_bucket(j - (first_query + i), bidirectional,
+                                             c.relative_attention_num_buckets,
+                                             c.relative_attention_max_distance);
+      for (int h = 0; h < H; ++h) bias[(size_t(h) * Q + i) * K + j] = table[b * H + h];
+    }
+}
+
+void attend(const AttentionShape& s, const float* q, int q_stride, const float* k, const float* v,
+            int kv_stride, const float* bias, const uint8_t* key_valid, float* ctx,
+            int ctx_stride) {
+#pragma omp parallel
+  {
+    std::vector<float> scores(s.keys);
+#pragma omp for collapse(2) schedule(static)
+    for (int h = 0; h < s.heads; ++h)
+      for (int i = 0; i < s.queries; ++i) {
+        const float* qi = q + size_t(i) * q_stride + h * s.d_kv;
+        const int visible = s.causal ? std::min(s.keys, s.first_query + i + 1) : s.keys;
+        float max_score = -std::numeric_limits<float>::infinity();
+        for (int j = 0; j < visible; ++j) {
+          if (key_valid && !key_valid[j]) {
+            scores[j] = -std::numeric_limits<float>::infinity();
+            continue;
+          }
+          const float* kj = k + size_t(j) * kv_stride + h * s.d_kv;
+          float dot = 0.0f;
+          for (int x = 0; x < s.d_kv; ++x) dot += qi[x] * kj[x];
+          if (bias) dot += bias[(size_t(h) * s.queries + i) * s.keys + j];
+          scores[j] = dot;
+          max_score = std::max(max_score, dot);
+        }
+        double sum = 0.0;
+        for (int j = 0; j < visible; ++j) {
+          scores[j] = std::exp(scores[j] - max_score);
+          sum += scores[j];
+        }
+        float* out = ctx + size_t(i) * ctx_stride + h * s.d_kv;
+        for (int x = 0; x < s.d_kv; ++x) out[x] = 0.0f;
+        const float inv = float(1.0 / sum);
+        for (int j = 0; j < visible; ++j) {
+          const float p = scores[j] * inv;
+          if (p == 0.0f) continue;
+          const float* vj = v + size_t(j) * kv_stride + h * s.d_kv;
+          for (int x = 0; x < s.d_kv; ++x) out[x] += p * vj[x];
+        }
+      }
+  }
+}
+
+}  // namespace moe

@@ -1,0 +1,98 @@
+#include "model/checkpoint.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/error.hpp"
+
+namespace moe {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << "]";
+  return out.str();
+}
+
+// The shard files of a checkpoint directory, in a stable order.
+std::vector<std::string> shard_paths(const std::string& dir) {
+  const fs::path index = fs::path(dir) / "model.safetensors.index.json";
+  std::vector<std::string> paths;
+  if (fs::exists(index)) {
+    std::ifstream in(index);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::parse_error& e) {
+      MOE_FAIL(index.string(), ": not valid JSON: ", e.what());
+    }
+    MOE_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), index.string(),
+              ": missing field 'weight_map'");
+    std::set<std::string> names;
+    for (const auto& [tensor, file] : j["weight_map"].items()) {
+      MOE_CHECK(file.is_string(), index.string(), ": weight_map entry for '", tensor,
+                "' is not a file name");
+      names.insert(file.get<std::string>());
+    }
+    for (const auto& name : names) {
+      const fs::path p = fs::path(dir) / name;
+      MOE_CHECK(fs::exists(p), index.string(), ": lists shard '", name, "' which does not exist");
+      paths.push_back(p.string());
+    }
+    return paths;
+  }
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.path().extension() == ".safetensors") paths.push_back(entry.path().string());
+  std::sort(paths.begin(), paths.end());
+  MOE_CHECK(!paths.empty(), dir, ": no *.safetensors file found");
+  return paths;
+}
+
+}  // namespace
+
+Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
+  MOE_CHECK(fs::is_directory(dir), dir, ": model directory does not exist");
+  config_ = load_model_config((fs::path(dir) / "config.json").string());
+  for (const auto& path : shard_paths(dir)) {
+    auto file = std::make_shared<SafetensorsFile>(path);
+    for (const auto& name : file->names()) {
+      auto [it, inserted] = file_of_.emplace(name, file.get());
+      MOE_CHECK(inserted, path, ": tensor '", name, "' also appears in ", it->second->path());
+    }
+    owner_[file.get()] = file;
+    files_.push_back(std::move(file));
+  }
+}
+
+Weight Checkpoint::load(const std::string& name, const std::vector<int64_t>& shape) const {
+  auto it = file_of_.find(name);
+  MOE_CHECK(it != file_of_.end(), dir_, ": missing tensor '", name, "'");
+  const SafetensorsFile& file = *it->second;
+  const TensorInfo& info = file.info(name);
+  MOE_CHECK(info.shape == shape, file.path(), ": tensor '", name, "' has shape ",
+            shape_text(info.shape), ", the config needs ", shape_text(shape));
+  auto storage = std::make_shared<std::vector<float>>();
+  const float* data = file.as_float32(info, *storage);
+  if (storage->empty()) return Weight(owner_.at(&file), data);  // view into the mapping
+  return Weight(storage, data);
+}
+
+size_t Checkpoint::stored_bytes() const {
+  size_t total = 0;
+  for (const auto& file : files_)
+    for (const auto& name : file->names()) {
+      const auto& info = file->info(name);
+      total += info.end - info.begin;
+    }
+  return total;
+}
+
+}  // namespace moe

@@ -1,0 +1,98 @@
+#include "model/encoder.hpp"
+
+#include "model/attention.hpp"
+#include "model/layers.hpp"
+#include "runtime/error.hpp"
+
+namespace moe {
+
+Batch make_batch(const std::vector<std::vector<int>>& sequences, int pad_token_id) {
+  Batch b;
+  b.sequences = static_cast<int>(sequences.size());
+  for (const auto& s : sequences) b.seq_len = std::max<int>(b.seq_len, int(s.size()));
+  b.ids.assign(size_t(b.sequences) * b.seq_len, pad_token_id);
+  b.valid.assign(b.ids.size(), 0);
+  for (int i = 0; i < b.sequences; ++i) {
+    MOE_CHECK(!sequences[i].empty(), "input ", i, ": empty token sequence");
+    for (size_t p = 0; p < sequences[i].size(); ++p) {
+      b.ids[size_t(i) * b.seq_len + p] = sequences[i][p];
+      b.valid[size_t(i) * b.seq_len + p] = 1;
+    }
+  }
+  return b;
+}
+
+void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int sequences,
+                  int seq_len) {
+  const ModelConfig& c = m.config;
+  Workspace& ws = m.ws;
+  const int T = sequences * seq_len, d = c.d_model;
+  ws.reserve(ws.normed, size_t(T) * d);
+  rms_norm(x, block.ffn_norm.get(), c.layer_norm_epsilon, T, d, ws.normed.data());
+  if (!block.sparse) {
+    // A dense FFN is one expert that takes every token.
+    ws.reserve(ws.proj, size_t(T) * d);
+    m.device.expert_ffn({{{block.dense.wi.get(), block.dense.wo.get()}, 0, T}}, ws.normed.data(),
+                        ws.proj.data(), d, c.d_ff);
+    add_inplace(x, ws.proj.data(), size_t(T) * d);
+    return;
+  }
+  const SparseFfnWeights& layer = block.moe;
+  const int E = c.num_experts;
+  ws.reserve(ws.router_logits, size_t(T) * E);
+  ws.router_logits.resize(size_t(T) * E);
+  m.device.linear(ws.normed.data(), layer.router.get(), ws.router_logits.data(), T, E, d);
+  if (layer.router_bias)
+    for (int t = 0; t < T; ++t)
+      for (int e = 0; e < E; ++e) ws.router_logits[size_t(t) * E + e] += layer.router_bias.get()[e];
+  top1_gate(ws.router_logits.data(), sequences, seq_len, E, c.expert_capacity, ws.gate);
+  if (m.on_route) m.on_route(layer.moe_layer, sequences, seq_len, ws.router_logits, ws.gate);
+  plan_expert_dispatch(ws.gate, E, ws.dispatch);
+  const size_t rows = size_t(ws.dispatch.rows());
+  ws.reserve(ws.rows_in, rows * d);
+  ws.reserve(ws.rows_out, rows * d);
+  gather_rows(ws.normed.data(), ws.dispatch, d, ws.rows_in.data());
+  m.experts.run(layer, ws.dispatch, ws.rows_in.data(), ws.rows_out.data());
+  scatter_add_rows(ws.rows_out.data(), ws.dispatch, ws.gate.probability, d, x);
+}
+
+EncoderOutput encode(SwitchModel& m, const Batch& batch) {
+  const ModelConfig& c = m.config;
+  const ModelWeights& w = m.weights;
+  Workspace& ws = m.ws;
+  const int B = batch.sequences, S = batch.seq_len, T = B * S, d = c.d_model;
+  const int inner = c.inner_dim(), H = c.num_heads;
+  EncoderOutput out;
+  out.sequences = B;
+  out.seq_len = S;
+  out.valid = batch.valid;
+  std::vector<float> x(size_t(T) * d);
+  embed(w.encoder_embedding.get(), batch.ids, d, x.data());
+
+  ws.reserve(ws.bias, size_t(H) * S * S);
+  relative_position_bias(w.encoder_relative_bias.get(), c, /*bidirectional=*/true, 0, S, S,
+                         ws.bias.data());
+  for (const BlockWeights& block : w.encoder) {
+    ws.reserve(ws.normed, size_t(T) * d);
+    for (auto* buf : {&ws.q, &ws.k, &ws.v, &ws.ctx}) ws.reserve(*buf, size_t(T) * inner);
+    ws.reserve(ws.proj, size_t(T) * d);
+    rms_norm(x.data(), block.self_attn_norm.get(), c.layer_norm_epsilon, T, d, ws.normed.data());
+    m.device.linear(ws.normed.data(), block.self_attn.q.get(), ws.q.data(), T, inner, d);
+    m.device.linear(ws.normed.data(), block.self_attn.k.get(), ws.k.data(), T, inner, d);
+    m.device.linear(ws.normed.data(), block.self_attn.v.get(), ws.v.data(), T, inner, d);
+    const AttentionShape shape{H, c.d_kv, S, S, 0, false};
+    for (int b = 0; b < B; ++b) {
+      const size_t off = size_t(b) * S * inner;
+      attend(shape, ws.q.data() + off, inner, ws.k.data() + off, ws.v.data() + off, inner,
+             ws.bias.data(), batch.valid.data() + size_t(b) * S, ws.ctx.data() + off, inner);
+    }
+    m.device.linear(ws.ctx.data(), block.self_attn.o.get(), ws.proj.data(), T, d, inner);
+    add_inplace(x.data(), ws.proj.data(), size_t(T) * d);
+    feed_forward(m, block, x.data(), B, S);
+  }
+  out.hidden.resize(size_t(T) * d);
+  rms_norm(x.data(), w.encoder_final_norm.get(), c.layer_norm_epsilon, T, d, out.hidden.data());
+  return out;
+}
+
+}  // namespace moe

@@ -1,0 +1,40 @@
+// A sparse layer's experts as one grouped pass: route, permute tokens so each expert's rows are
+// contiguous, run every expert once on its block, then un-permute scaled by the router probability.
+// The ExpertExecutor is where the distributed runtime takes over: the local one runs on this
+// process's device; a remote one sends the blocks to the ranks holding the experts.
+#pragma once
+
+#include "model/weights.hpp"
+#include "router/expert_dispatch.hpp"
+#include "runtime/device.hpp"
+
+namespace moe {
+
+class ExpertExecutor {
+ public:
+  virtual ~ExpertExecutor() = default;
+  // rows_in[dispatch.rows(), d_model] grouped by expert → rows_out, same order.
+  virtual void run(const SparseFfnWeights& layer, const ExpertDispatch& dispatch,
+                   const float* rows_in, float* rows_out) = 0;
+};
+
+class LocalExpertExecutor final : public ExpertExecutor {
+ public:
+  LocalExpertExecutor(Device& device, const ModelConfig& config)
+      : device_(device), config_(config) {}
+  void run(const SparseFfnWeights& layer, const ExpertDispatch& dispatch, const float* rows_in,
+           float* rows_out) override;
+
+ private:
+  Device& device_;
+  const ModelConfig& config_;
+  std::vector<ExpertGroup> groups_;
+};
+
+// rows[i] = x[token_of_row[i]]
+void gather_rows(const float* x, const ExpertDispatch& dispatch, int d, float* rows);
+// x[token_of_row[i]] += probability[token] * rows[i]; dropped tokens get nothing (residual only).
+void scatter_add_rows(const float* rows, const ExpertDispatch& dispatch,
+                      const std::vector<float>& probability, int d, float* x);
+
+}  // namespace moe

@@ -1,0 +1,24 @@
+// The CPU device: OpenBLAS sgemm for every matrix product.
+#pragma once
+
+#include <vector>
+
+#include "runtime/device.hpp"
+
+namespace moe {
+
+class CpuDevice final : public Device {
+ public:
+  explicit CpuDevice(int threads);
+  std::string name() const override;
+  void linear(const float* x, const float* w, float* y, int M, int N, int K,
+              bool accumulate) override;
+  void expert_ffn(const std::vector<ExpertGroup>& groups, const float* x, float* y, int d_model,
+                  int d_ff) override;
+
+ private:
+  int threads_;
+  std::vector<float> hidden_;  // [rows, d_ff] of the largest group seen, reused across calls
+};
+
+}  // namespace moe

@@ -1,0 +1,43 @@
+// The compute device a rank runs on. The model is written against this interface; the CPU
+// implementation (OpenBLAS) is always built, the CUDA one when MOE_WITH_CUDA is on.
+// All matrices are row-major float32.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace moe {
+
+// One expert's weights in Hugging Face layout: wi[d_ff, d_model], wo[d_model, d_ff].
+struct ExpertWeights {
+  const float* wi = nullptr;
+  const float* wo = nullptr;
+};
+
+// A grouped expert FFN call: rows [offsets[g], offsets[g+1]) of the input belong to expert g.
+struct ExpertGroup {
+  ExpertWeights weights;
+  int first_row = 0;
+  int rows = 0;
+};
+
+class Device {
+ public:
+  virtual ~Device() = default;
+  virtual std::string name() const = 0;
+
+  // y[M, N] = x[M, K] · w[N, K]^T (+ y when accumulate): a Linear layer with HF weight layout.
+  virtual void linear(const float* x, const float* w, float* y, int M, int N, int K,
+                      bool accumulate = false) = 0;
+
+  // For each group: y[rows, d_model] = relu(x[rows, d_model] · wi^T) · wo^T, rows taken at
+  // first_row of x and written at first_row of y. scratch holds max_rows * d_ff floats.
+  virtual void expert_ffn(const std::vector<ExpertGroup>& groups, const float* x, float* y,
+                          int d_model, int d_ff) = 0;
+};
+
+// "cpu" or "cpu:THREADS"; a CUDA device is named "cuda:INDEX".
+std::unique_ptr<Device> make_device(const std::string& spec);
+
+}  // namespace moe
