@@ -45,18 +45,4 @@ void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* 
   }
 }
 
-std::unique_ptr<Device> make_device(const std::string& spec) {
-  if (spec == "cpu") return std::make_unique<CpuDevice>(1);
-  if (spec.rfind("cpu:", 0) == 0) {
-    int threads = 0;
-    try {
-      threads = std::stoi(spec.substr(4));
-    } catch (const std::exception&) {
-      MOE_FAIL("device '", spec, "': expected cpu:THREADS");
-    }
-    return std::make_unique<CpuDevice>(threads);
-  }
-  MOE_FAIL("device '", spec, "': unknown device (this build knows cpu and cpu:THREADS)");
-}
-
 }  // namespace moe

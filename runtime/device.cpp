@@ -1,0 +1,38 @@
+#include "runtime/device.hpp"
+
+#include "runtime/cpu/cpu_device.hpp"
+#include "runtime/error.hpp"
+#ifdef MOE_WITH_CUDA
+#include "runtime/cuda/cuda_device.hpp"
+#endif
+
+namespace moe {
+namespace {
+
+int parse_index(const std::string& spec, size_t prefix, const char* what) {
+  try {
+    size_t used = 0;
+    const int value = std::stoi(spec.substr(prefix), &used);
+    if (used == spec.size() - prefix) return value;
+  } catch (const std::exception&) {
+  }
+  MOE_FAIL("device '", spec, "': expected ", what);
+}
+
+}  // namespace
+
+std::unique_ptr<Device> make_device(const std::string& spec) {
+  if (spec == "cpu") return std::make_unique<CpuDevice>(1);
+  if (spec.rfind("cpu:", 0) == 0)
+    return std::make_unique<CpuDevice>(parse_index(spec, 4, "cpu:THREADS"));
+  if (spec.rfind("cuda:", 0) == 0) {
+#ifdef MOE_WITH_CUDA
+    return make_cuda_device(parse_index(spec, 5, "cuda:INDEX"));
+#else
+    MOE_FAIL("device '", spec, "': this build has no CUDA support (configure with MOE_WITH_CUDA=ON)");
+#endif
+  }
+  MOE_FAIL("device '", spec, "': unknown device (expected cpu:THREADS or cuda:INDEX)");
+}
+
+}  // namespace moe

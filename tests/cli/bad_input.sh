@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One bad-input case against the real `moe` binary: it must exit non-zero with exactly one line on
+# stderr that names the problem. Usage: bad_input.sh MOE_BINARY FIXTURE_MODEL_DIR CASE
+set -uo pipefail
+moe=$1 fixture=$2 case=$3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp -r "$fixture" "$work/model"
+weights="$work/model/model.safetensors"
+echo '{"id": "a", "input_ids": [5, 6, 7, 1]}' >"$work/in.jsonl"
+
+case $case in
+  truncated_safetensors)
+    truncate -s -1000 "$weights"
+    expect="model.safetensors: tensor '.*': data_offsets \[.*\] lie beyond the data section" ;;
+  wrong_dtype)  # the first tensor's F32 becomes I32: same size, not a float
+    sed -i '0,/"F32"/s//"I32"/' "$weights"
+    expect="model.safetensors: tensor '.*' has dtype I32, expected a floating-point dtype" ;;
+  missing_expert_tensor)
+    sed -i 's/expert_3\.wi\.weight/expert_3.wX.weight/' "$weights"
+    expect="missing tensor '.*mlp.experts.expert_3.wi.weight'" ;;
+  config_missing_field)
+    sed -i 's/"d_model"/"d_model_renamed"/' "$work/model/config.json"
+    expect="config.json: missing field 'd_model'" ;;
+  config_impossible_value)
+    sed -i 's/"num_heads": *[0-9]*/"num_heads": 0/' "$work/model/config.json"
+    expect="config.json: field 'num_heads' = 0 is out of range" ;;
+  token_out_of_vocab)
+    echo '{"id": "b", "input_ids": [5, 100000, 1]}' >"$work/in.jsonl"
+    expect="in.jsonl:1: field 'input_ids' has token id 100000 outside the vocabulary" ;;
+  *) echo "unknown case $case"; exit 2 ;;
+esac
+
+"$moe" generate --model "$work/model" --input "$work/in.jsonl" --output "$work/out.jsonl" \
+  >"$work/stdout" 2>"$work/stderr"
+status=$?
+lines=$(wc -l <"$work/stderr")
+echo "exit $status; stderr: $(cat "$work/stderr")"
+[[ $status -ne 0 ]] || { echo "FAIL: exit status 0"; exit 1; }
+[[ $lines -eq 1 ]] || { echo "FAIL: $lines lines on stderr, expected 1"; exit 1; }
+grep -Eq "$expect" "$work/stderr" || { echo "FAIL: stderr does not match: $expect"; exit 1; }
+[[ ! -e "$work/out.jsonl" ]] || { echo "FAIL: an output file was left behind"; exit 1; }
+echo "ok: $case"
