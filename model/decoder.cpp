@@ -41,6 +41,7 @@ void decode(SwitchModel& m, DecoderCache& cache, const EncoderOutput& enc,
   MOE_CHECK(total <= cache.max_length, "decode: cache holds ", cache.max_length,
             " positions, ", total, " requested");
 
+  m.step = past + 1;
   std::vector<float> x(size_t(T) * d);
   embed(w.decoder_embedding.get(), tokens, d, x.data());
   ws.reserve(ws.bias, size_t(H) * n * total);

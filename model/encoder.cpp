@@ -52,7 +52,7 @@ void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int seque
   ws.reserve(ws.rows_in, rows * d);
   ws.reserve(ws.rows_out, rows * d);
   gather_rows(ws.normed.data(), ws.dispatch, d, ws.rows_in.data());
-  m.experts.run(layer, ws.dispatch, ws.rows_in.data(), ws.rows_out.data());
+  m.experts.run(layer, m.step, ws.dispatch, ws.rows_in.data(), ws.rows_out.data());
   scatter_add_rows(ws.rows_out.data(), ws.dispatch, ws.gate.probability, d, x);
 }
 
@@ -62,6 +62,7 @@ EncoderOutput encode(SwitchModel& m, const Batch& batch) {
   Workspace& ws = m.ws;
   const int B = batch.sequences, S = batch.seq_len, T = B * S, d = c.d_model;
   const int inner = c.inner_dim(), H = c.num_heads;
+  m.step = 0;
   EncoderOutput out;
   out.sequences = B;
   out.seq_len = S;

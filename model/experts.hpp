@@ -13,8 +13,9 @@ namespace moe {
 class ExpertExecutor {
  public:
   virtual ~ExpertExecutor() = default;
-  // rows_in[dispatch.rows(), d_model] grouped by expert → rows_out, same order.
-  virtual void run(const SparseFfnWeights& layer, const ExpertDispatch& dispatch,
+  // rows_in[dispatch.rows(), d_model] grouped by expert → rows_out, same order. `step` counts
+  // forward passes (0 = encoder, k = k-th decoder call) for messages and traces.
+  virtual void run(const SparseFfnWeights& layer, int64_t step, const ExpertDispatch& dispatch,
                    const float* rows_in, float* rows_out) = 0;
 };
 
@@ -22,8 +23,8 @@ class LocalExpertExecutor final : public ExpertExecutor {
  public:
   LocalExpertExecutor(Device& device, const ModelConfig& config)
       : device_(device), config_(config) {}
-  void run(const SparseFfnWeights& layer, const ExpertDispatch& dispatch, const float* rows_in,
-           float* rows_out) override;
+  void run(const SparseFfnWeights& layer, int64_t step, const ExpertDispatch& dispatch,
+           const float* rows_in, float* rows_out) override;
 
  private:
   Device& device_;

@@ -43,6 +43,7 @@ struct SwitchModel {
   ExpertExecutor& experts;
   RouterObserver on_route;  // optional
   Workspace ws;
+  int64_t step = 0;  // 0 while encoding, then 1, 2, ... per decoder call
 };
 
 // The feed-forward sublayer of a block: x += FFN(rms_norm(x)); sparse blocks go through the router.

@@ -5,9 +5,11 @@
 #include <string>
 #include <vector>
 
+#include "runtime/world.hpp"
+
 namespace moe {
 
-int run_generate(const std::vector<std::string>& args);
-int run_forward(const std::vector<std::string>& args);
+int run_generate(World& world, const std::vector<std::string>& args);
+int run_forward(World& world, const std::vector<std::string>& args);
 
 }  // namespace moe

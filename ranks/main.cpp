@@ -1,7 +1,9 @@
-// The one executable. `moe SUBCOMMAND [options]`; every error ends the process with one line
-// naming what went wrong and a non-zero exit.
+// The one executable. `moe SUBCOMMAND [options]`, alone or under mpirun/srun (the same binary on
+// every rank; rank 0 coordinates). Every error ends the run with one line naming what went wrong
+// (and the rank, when distributed) and a non-zero exit.
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -9,6 +11,7 @@
 
 #include "ranks/commands.hpp"
 #include "runtime/error.hpp"
+#include "runtime/world.hpp"
 
 namespace {
 
@@ -16,7 +19,8 @@ void usage() {
   std::printf(
       "usage: moe SUBCOMMAND [options]   (moe SUBCOMMAND --help for its options)\n"
       "  generate   greedy generation for a JSONL file of prompts\n"
-      "  forward    encoder states, logits and router choices to a safetensors file\n");
+      "  forward    encoder states, logits and router choices to a safetensors file\n"
+      "Run under mpirun -np N: rank 0 coordinates, ranks 1..N-1 serve experts.\n");
 }
 
 }  // namespace
@@ -28,17 +32,25 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
+  std::unique_ptr<moe::World> world;
   try {
-    if (command == "generate") return moe::run_generate(args);
-    if (command == "forward") return moe::run_forward(args);
-    std::fprintf(stderr, "moe: error: unknown sub-command '%s'\n", command.c_str());
-    usage();
-    return 2;
-  } catch (const boost::program_options::error& e) {
-    std::fprintf(stderr, "moe %s: error: %s\n", command.c_str(), e.what());
+    world = std::make_unique<moe::World>(&argc, &argv);
+    if (command == "generate") return moe::run_generate(*world, args);
+    if (command == "forward") return moe::run_forward(*world, args);
+    if (world->rank() == 0) {
+      std::fprintf(stderr, "moe: error: unknown sub-command '%s'\n", command.c_str());
+      usage();
+    }
     return 2;
   } catch (const std::exception& e) {
+    const bool usage_error = dynamic_cast<const boost::program_options::error*>(&e) != nullptr;
+    if (world && world->distributed()) {
+      std::fprintf(stderr, "moe %s: error: rank %d (host %s): %s\n", command.c_str(), world->rank(),
+                   world->host().c_str(), e.what());
+      std::fflush(stderr);
+      world->abort(usage_error ? 2 : 1);
+    }
     std::fprintf(stderr, "moe %s: error: %s\n", command.c_str(), e.what());
-    return 1;
+    return usage_error ? 2 : 1;
   }
 }

@@ -1,0 +1,112 @@
+#include "ranks/expert_rank.hpp"
+
+#include <thread>
+
+#include "model/checkpoint.hpp"
+#include "model/weights.hpp"
+#include "runtime/control_plane.hpp"
+#include "runtime/device.hpp"
+#include "runtime/mpi_transport.hpp"
+#include "runtime/rank_stats.hpp"
+
+namespace moe {
+namespace {
+
+size_t weight_bytes_of(const ModelWeights& w, const ModelConfig& c) {
+  size_t experts = 0;
+  for (const auto* stack : {&w.encoder, &w.decoder})
+    for (const auto& block : *stack)
+      if (block.sparse)
+        for (int e = 0; e < c.num_experts; ++e) experts += block.moe.resident(e);
+  return experts * size_t(2) * c.d_model * c.d_ff * sizeof(float);
+}
+
+void serve(const World& world, const RunPlan& plan) {
+  const int rank = world.rank();
+  const Checkpoint checkpoint(plan.model_dir);
+  const ModelConfig& c = checkpoint.config();
+  LoadSelection selection;
+  selection.dense = false;
+  selection.expert_wanted = [&](int layer, int expert) {
+    return plan.expert_map.holds(rank, layer, expert);
+  };
+  const ModelWeights weights = load_weights(checkpoint, selection);
+  std::vector<const SparseFfnWeights*> layers;
+  for (const auto* stack : {&weights.encoder, &weights.decoder})
+    for (const auto& block : *stack)
+      if (block.sparse) layers.push_back(&block.moe);
+
+  auto device = make_device(plan.devices.at(rank));
+  MpiTransport transport(world);
+  RankRecorder recorder(rank, world.host(), device->name(), int(layers.size()), plan.trace);
+  recorder.report().weight_bytes = weight_bytes_of(weights, c);
+  recorder.report().resident_bytes = resident_bytes();
+  send_control(0, Ready{rank, recorder.report().resident_bytes, recorder.report().weight_bytes});
+
+  const int d = c.d_model;
+  std::vector<float> rows_in, rows_out;
+  std::vector<ExpertGroup> groups;
+  for (;;) {
+    const double t_idle = now_us();
+    // Idle between requests is normal; the deadline only catches a coordinator that vanished.
+    const Envelope e = receive_control(world, 0, Deadline::after(plan.deadline_seconds * 10),
+                                       "expert rank " + std::to_string(rank) + " waiting for work");
+    recorder.report().wait_us += now_us() - t_idle;
+    if (e.type == static_cast<uint32_t>(MessageType::kShutdown)) break;
+    const WorkHeader header = decode_message<WorkHeader>(e);
+    const double t_arrived = now_us();
+    MOE_CHECK(header.moe_layer >= 0 && header.moe_layer < int(layers.size()), "rank 0 sent work for sparse layer ",
+              header.moe_layer, " which does not exist");
+    const SparseFfnWeights& layer = *layers[header.moe_layer];
+    groups.clear();
+    int rows = 0;
+    for (const auto& seg : header.segments) {
+      MOE_CHECK(seg.expert >= 0 && seg.expert < c.num_experts && seg.rows >= 0, "rank 0 sent a bad segment (expert ",
+                seg.expert, ", ", seg.rows, " rows)");
+      MOE_CHECK(layer.resident(seg.expert), "rank 0 sent tokens for expert ", seg.expert, " of sparse layer ",
+                header.moe_layer, ", which is not placed on rank ", rank);
+      groups.push_back({layer.expert(seg.expert), rows, seg.rows});
+      rows += seg.rows;
+    }
+    if (rows_in.size() < size_t(rows) * d) {
+      rows_in.resize(size_t(rows) * d);
+      rows_out.resize(size_t(rows) * d);
+    }
+    const std::string where = "sparse layer " + std::to_string(header.moe_layer) + ", step " +
+                              std::to_string(header.step);
+    const Deadline deadline = Deadline::after(plan.deadline_seconds);
+    transport.exchange({}, {{0, rows_in.data(), size_t(rows) * d}}, deadline, "receiving " + where);
+    recorder.report().bytes_received += uint64_t(rows) * d * sizeof(float);
+    const double t_compute = now_us();
+    device->expert_ffn(groups, rows_in.data(), rows_out.data(), d, c.d_ff);
+    const double compute_us = recorder.event("experts L" + std::to_string(header.moe_layer), t_compute);
+    recorder.served(header.moe_layer, rows, compute_us);
+    send_control(0, WorkReply{header.step, header.moe_layer, header.micro_batch, compute_us,
+                              t_compute - t_arrived});
+    transport.exchange({{0, rows_out.data(), size_t(rows) * d}}, {}, deadline, "returning " + where);
+    recorder.report().bytes_sent += uint64_t(rows) * d * sizeof(float);
+  }
+  send_control(0, recorder.report());
+}
+
+}  // namespace
+
+int run_expert_rank(const World& world, const RunPlan& plan) {
+  try {
+    serve(world, plan);
+    return 0;
+  } catch (const std::exception& e) {
+    // Tell the coordinator, which names this rank in its one-line error and ends the run; if it
+    // does not within the deadline, end the run from here.
+    try {
+      send_control(0, ErrorMessage{world.rank(), world.host(), e.what()});
+    } catch (...) {
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(plan.deadline_seconds));
+    std::fprintf(stderr, "moe: error: rank %d (host %s): %s\n", world.rank(), world.host().c_str(),
+                 e.what());
+    world.abort(1);
+  }
+}
+
+}  // namespace moe

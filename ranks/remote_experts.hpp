@@ -1,0 +1,39 @@
+// The coordinator's side of a sparse layer: choose a replica rank for every kept token (the
+// dispatch policy), cut the expert-grouped rows into one block per expert rank, send counts then
+// blocks, and put the replies back in place. Every expert rank takes part in every layer, with
+// zero rows if need be, so no rank is ever left waiting.
+#pragma once
+
+#include <vector>
+
+#include "model/experts.hpp"
+#include "router/dispatch_policy.hpp"
+#include "runtime/rank_stats.hpp"
+#include "runtime/transport.hpp"
+#include "runtime/world.hpp"
+
+namespace moe {
+
+class RemoteExpertExecutor final : public ExpertExecutor {
+ public:
+  RemoteExpertExecutor(const World& world, DataTransport& transport, const ExpertMap& map,
+                       DispatchPolicy& policy, int d_model, double deadline_seconds,
+                       RankRecorder& recorder);
+  void run(const SparseFfnWeights& layer, int64_t step, const ExpertDispatch& dispatch,
+           const float* rows_in, float* rows_out) override;
+
+ private:
+  const World& world_;
+  DataTransport& transport_;
+  const ExpertMap& map_;
+  DispatchPolicy& policy_;
+  int d_model_;
+  double deadline_seconds_;
+  RankRecorder& recorder_;
+  int64_t step_ = 0;
+  // Reused per layer: serving rank and slot of every row, per-rank blocks.
+  std::vector<int> rank_of_row_, slot_of_row_;
+  std::vector<std::vector<float>> send_, recv_;
+};
+
+}  // namespace moe

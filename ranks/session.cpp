@@ -1,0 +1,161 @@
+#include "ranks/session.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include <boost/program_options.hpp>
+
+#include "model/weights.hpp"
+#include "ranks/expert_rank.hpp"
+#include "runtime/activity.hpp"
+#include "runtime/control_plane.hpp"
+#include "runtime/error.hpp"
+
+namespace moe {
+namespace po = boost::program_options;
+
+namespace {
+
+// Counts the tokens each sparse layer sends to the experts (and, when they run in this process,
+// their compute time) into rank 0's report.
+class RecordingExecutor final : public ExpertExecutor {
+ public:
+  RecordingExecutor(ExpertExecutor& inner, RankRecorder& recorder, bool local)
+      : inner_(inner), recorder_(recorder), local_(local) {}
+  void run(const SparseFfnWeights& layer, int64_t step, const ExpertDispatch& dispatch,
+           const float* rows_in, float* rows_out) override {
+    const double start = now_us();
+    inner_.run(layer, step, dispatch, rows_in, rows_out);
+    const double us = local_ ? recorder_.event("experts L" + std::to_string(layer.moe_layer), start) : 0.0;
+    recorder_.served(layer.moe_layer, dispatch.rows(), us);
+  }
+
+ private:
+  ExpertExecutor& inner_;
+  RankRecorder& recorder_;
+  bool local_;
+};
+
+}  // namespace
+
+void SessionOptions::add_to(po::options_description& opts) {
+  opts.add_options()
+      ("model", po::value(&model_dir)->required(), "model directory (config.json, *.safetensors)")
+      ("expert-map", po::value(&expert_map_path), "expert_map.json (default: round-robin over expert ranks)")
+      ("policy", po::value(&policy)->default_value("static"), "replica choice: static, round-robin, random, uniform")
+      ("seed", po::value(&seed)->default_value(1), "seed of the random policy")
+      ("deadline", po::value(&deadline_seconds)->default_value(60), "seconds any wait may take")
+      ("threads", po::value(&threads)->default_value(1), "CPU threads per rank (OpenBLAS and OpenMP)")
+      ("trace", po::value(&trace_path), "write a Chrome/Perfetto timeline of every rank")
+      ("memory-per-rank", po::value(&memory_per_rank_bytes)->default_value(0),
+       "bytes of expert weights each expert rank may hold (0: no limit)");
+}
+
+RunPlan Session::make_plan(const SessionOptions& o) const {
+  RunPlan plan;
+  plan.model_dir = o.model_dir;
+  plan.policy = o.policy;
+  plan.seed = o.seed;
+  plan.deadline_seconds = o.deadline_seconds;
+  plan.trace = !o.trace_path.empty();
+  try {
+    MOE_CHECK(o.deadline_seconds > 0, "--deadline must be > 0");
+    MOE_CHECK(o.threads >= 1, "--threads must be >= 1");
+    const ModelConfig c = load_model_config((std::filesystem::path(o.model_dir) / "config.json").string());
+    make_basic_dispatch_policy(o.policy, o.seed);  // rejects an unknown name here
+    if (o.check_inputs) o.check_inputs(c);
+    const int layers = count_moe_layers(c), N = world_.size();
+    if (N > 1) {
+      plan.expert_map = o.expert_map_path.empty()
+                            ? round_robin_expert_map(layers, c.num_experts, 1, N)
+                            : load_expert_map(o.expert_map_path, layers, c.num_experts, 1, N);
+      if (o.memory_per_rank_bytes > 0) {
+        std::vector<size_t> budget(N, o.memory_per_rank_bytes);
+        budget[0] = 0;
+        check_expert_memory(plan.expert_map, size_t(2) * c.d_model * c.d_ff * sizeof(float), budget,
+                            o.expert_map_path.empty() ? "round-robin expert map" : o.expert_map_path);
+      }
+    } else {
+      MOE_CHECK(o.expert_map_path.empty() || std::filesystem::exists(o.expert_map_path),
+                o.expert_map_path, ": cannot open expert map");
+    }
+    plan.devices.assign(N, "cpu:" + std::to_string(o.threads));
+  } catch (const std::exception& e) {
+    plan.error = e.what();
+  }
+  return plan;
+}
+
+Session::Session(World& world, const SessionOptions& options) : world_(world), options_(options) {
+  if (world.rank() == 0) plan_ = make_plan(options);
+  if (world.distributed()) plan_ = broadcast_plan(world, plan_);
+  if (!plan_.error.empty()) {
+    if (world.rank() == 0) throw Error(plan_.error);
+    exit_code_ = 1;
+    return;
+  }
+  if (world.rank() != 0) {
+    exit_code_ = run_expert_rank(world, plan_);
+    return;
+  }
+
+  checkpoint_ = std::make_unique<Checkpoint>(plan_.model_dir);
+  const ModelConfig& c = checkpoint_->config();
+  LoadSelection selection;
+  if (world.distributed()) selection.expert_wanted = [](int, int) { return false; };
+  weights_ = load_weights(*checkpoint_, selection);
+  device_ = make_device(plan_.devices[0]);
+  tokenizer_ = load_tokenizer_if_present(plan_.model_dir, c.eos_token_id, c.pad_token_id);
+  recorder_ = std::make_unique<RankRecorder>(0, world.host(), device_->name(), weights_.num_moe_layers,
+                                             plan_.trace);
+  if (world.distributed()) {
+    report_activity_on_termination("rank 0 (host " + world.host() + ")");
+    transport_ = std::make_unique<MpiTransport>(world);
+    policy_ = make_basic_dispatch_policy(plan_.policy, plan_.seed);
+    auto remote = std::make_unique<RemoteExpertExecutor>(world, *transport_, plan_.expert_map, *policy_,
+                                                         c.d_model, plan_.deadline_seconds, *recorder_);
+    executor_ = std::move(remote);
+    // Every expert rank must load its experts before any work starts.
+    for (int pending = world.size() - 1; pending > 0; --pending) {
+      set_activity("waiting for the expert ranks to load their experts");
+      const Envelope e = receive_control(world, kAnySource, Deadline::after(plan_.deadline_seconds * 10),
+                                         "waiting for the expert ranks to load their experts");
+      if (e.type == static_cast<uint32_t>(MessageType::kError)) {
+        const auto err = decode_message<ErrorMessage>(e);
+        MOE_FAIL("rank ", err.rank, " (host ", err.host, ") failed while loading: ", err.what);
+      }
+      decode_message<Ready>(e);
+    }
+  } else {
+    executor_ = std::make_unique<LocalExpertExecutor>(*device_, c);
+  }
+  recorder_->report().resident_bytes = resident_bytes();
+  recorder_->report().weight_bytes = checkpoint_->stored_bytes();
+  recording_ = std::make_unique<RecordingExecutor>(*executor_, *recorder_, !world.distributed());
+  model_ = std::make_unique<SwitchModel>(SwitchModel{c, weights_, *device_, *recording_, nullptr, {}});
+}
+
+Session::~Session() = default;
+
+void Session::finish(int64_t generated_tokens, double wall_seconds) {
+  std::vector<RankReport> reports{recorder_->report()};
+  if (world_.distributed()) {
+    for (int r = 1; r < world_.size(); ++r) send_control(r, Shutdown{});
+    for (int pending = world_.size() - 1; pending > 0; --pending) {
+      set_activity("collecting the expert ranks' reports");
+      const Envelope e = receive_control(world_, kAnySource, Deadline::after(plan_.deadline_seconds),
+                                         "collecting the expert ranks' reports");
+      reports.push_back(decode_message<RankReport>(e));
+    }
+    std::sort(reports.begin(), reports.end(), [](const auto& a, const auto& b) { return a.rank < b.rank; });
+  }
+  std::printf("%s", format_rank_table(reports, wall_seconds, generated_tokens).c_str());
+  if (!options_.trace_path.empty()) {
+    write_chrome_trace(options_.trace_path, reports);
+    std::printf("trace written to %s\n", options_.trace_path.c_str());
+  }
+}
+
+}  // namespace moe

@@ -1,0 +1,58 @@
+#include "runtime/control_plane.hpp"
+
+#include "runtime/mpi_check.hpp"
+
+namespace moe {
+
+const char* message_type_name(uint32_t type) {
+  switch (static_cast<MessageType>(type)) {
+    case MessageType::kRunPlan: return "RunPlan";
+    case MessageType::kWorkHeader: return "WorkHeader";
+    case MessageType::kWorkReply: return "WorkReply";
+    case MessageType::kError: return "Error";
+    case MessageType::kShutdown: return "Shutdown";
+    case MessageType::kRankReport: return "RankReport";
+    case MessageType::kReady: return "Ready";
+  }
+  return "unknown-type";
+}
+
+void send_bytes(int dest, const std::string& bytes) {
+  MPI_CHECK(MPI_Send(bytes.data(), int(bytes.size()), MPI_BYTE, dest, kControlTag, MPI_COMM_WORLD));
+}
+
+Envelope receive_control(const World& world, int source, const Deadline& deadline,
+                         const std::string& doing) {
+  const int from = source == kAnySource ? MPI_ANY_SOURCE : source;
+  MPI_Status status{};
+  int ready = 0;
+  const bool arrived = poll_until(
+      [&] {
+        MPI_CHECK(MPI_Iprobe(from, kControlTag, MPI_COMM_WORLD, &ready, &status));
+        return ready != 0;
+      },
+      deadline);
+  if (!arrived) {
+    if (source == kAnySource) MOE_FAIL("no message arrived before the deadline while ", doing);
+    MOE_FAIL("rank ", source, " (host ", world.host_of(source),
+             ") did not answer before the deadline while ", doing);
+  }
+  int count = 0;
+  MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
+  std::string bytes(size_t(count), '\0');
+  MPI_CHECK(MPI_Recv(bytes.data(), count, MPI_BYTE, status.MPI_SOURCE, kControlTag, MPI_COMM_WORLD,
+                     MPI_STATUS_IGNORE));
+  return open_envelope(status.MPI_SOURCE, std::move(bytes));
+}
+
+RunPlan broadcast_plan(const World& world, const RunPlan& plan_on_root) {
+  std::string bytes;
+  if (world.rank() == 0) bytes = encode_message(plan_on_root);
+  unsigned long long size = bytes.size();
+  MPI_CHECK(MPI_Bcast(&size, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD));
+  bytes.resize(size);
+  MPI_CHECK(MPI_Bcast(bytes.data(), int(size), MPI_BYTE, 0, MPI_COMM_WORLD));
+  return decode_message<RunPlan>(open_envelope(0, std::move(bytes)));
+}
+
+}  // namespace moe

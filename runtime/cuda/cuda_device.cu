@@ -1,0 +1,372 @@
+// The CUDA device (interface and contracts in cuda_device.hpp): a weight cache keyed by host
+// pointer, grow-only staging and scratch buffers, and the expert FFN as GEMM → ReLU → GEMM over
+// every expert group at once.
+#include "runtime/cuda/cuda_device.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+#include <utility>
+
+#include "runtime/cuda/buffers.hpp"
+#include "runtime/cuda/cuda_check.hpp"
+#include "runtime/cuda/gemm.hpp"
+#include "runtime/cuda/kernels.hpp"
+
+namespace moe {
+namespace {
+
+using gpu::bf16;
+using gpu::DeviceBuffer;
+using gpu::GemmProblem;
+using gpu::GemmTypes;
+using gpu::PinnedBuffer;
+
+struct CachedWeight {
+  void* data = nullptr;  // float or bf16, [elements]
+  size_t elements = 0;
+  bool bf16 = false;
+};
+
+// Row ranges [begin, end) that the groups cover, merged and sorted: what must be copied in/out.
+std::vector<std::pair<int, int>> covered_rows(const std::vector<ExpertGroup>& groups) {
+  std::vector<std::pair<int, int>> ranges;
+  for (const ExpertGroup& g : groups)
+    if (g.rows > 0) ranges.emplace_back(g.first_row, g.first_row + g.rows);
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<std::pair<int, int>> merged;
+  for (const auto& r : ranges) {
+    MOE_CHECK(merged.empty() || r.first >= merged.back().second,
+              "expert_ffn: expert groups overlap at row ", r.first);
+    if (!merged.empty() && r.first == merged.back().second)
+      merged.back().second = r.second;
+    else
+      merged.push_back(r);
+  }
+  return merged;
+}
+
+}  // namespace
+
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky-free error so later calls start clean
+    return 0;
+  }
+  return count;
+}
+
+std::string cuda_unavailable_reason() {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    return std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(status) + " (" +
+           cudaGetErrorString(status) + ")";
+  }
+  return count == 0 ? "cudaGetDeviceCount found no CUDA device" : "";
+}
+
+CudaPrecision parse_cuda_precision(const std::string& suffix) {
+  if (suffix.empty() || suffix == "f32") return CudaPrecision::f32;
+  if (suffix == "bf16") return CudaPrecision::bf16;
+  MOE_FAIL("cuda device precision '", suffix, "': expected f32 or bf16");
+}
+
+struct CudaDevice::Impl {
+  int index = 0;
+  CudaPrecision precision = CudaPrecision::f32;
+  ExpertGemm gemm_path = gpu::grouped_gemm_available() ? ExpertGemm::grouped : ExpertGemm::per_group;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+
+  std::unordered_map<const float*, CachedWeight> weights;
+  size_t weight_bytes = 0;
+  DeviceBuffer upload;  // float32 staging for weights converted to bf16 on the GPU
+
+  DeviceBuffer x_dev, y_dev;        // activations of the host-pointer API
+  PinnedBuffer in_host, out_host;   // their pinned staging
+  DeviceBuffer x_bf16, hidden, y_bf16;  // expert FFN scratch
+  gpu::GroupedGemm grouped;
+  std::vector<GemmProblem> wi_problems, wo_problems;  // reused across calls
+
+  void use() const { CUDA_CHECK(cudaSetDevice(index)); }
+
+  // The device copy of a host weight, uploaded (and converted) on first use.
+  const void* weight(const float* host, size_t elements, bool as_bf16) {
+    MOE_CHECK(host != nullptr, name(), ": null weight pointer");
+    auto it = weights.find(host);
+    if (it != weights.end()) {
+      MOE_CHECK(it->second.elements == elements && it->second.bf16 == as_bf16, name(),
+                ": weight at ", static_cast<const void*>(host), " was cached as ",
+                it->second.elements, " elements and is now used as ", elements,
+                " (weights must stay alive and unchanged; evict_weight() a reused buffer)");
+      return it->second.data;
+    }
+    CachedWeight w{nullptr, elements, as_bf16};
+    const size_t bytes = elements * (as_bf16 ? sizeof(bf16) : sizeof(float));
+    CUDA_CHECK(cudaMalloc(&w.data, bytes));
+    if (as_bf16) {
+      float* staged = upload.ensure<float>(elements, stream);
+      CUDA_CHECK(cudaMemcpyAsync(staged, host, elements * sizeof(float), cudaMemcpyHostToDevice,
+                                 stream));
+      gpu::convert(staged, static_cast<bf16*>(w.data), elements, stream);
+    } else {
+      CUDA_CHECK(cudaMemcpyAsync(w.data, host, bytes, cudaMemcpyHostToDevice, stream));
+    }
+    weights.emplace(host, w);
+    weight_bytes += bytes;
+    return w.data;
+  }
+
+  std::string name() const {
+    return "cuda:" + std::to_string(index) + (precision == CudaPrecision::bf16 ? ":bf16" : "");
+  }
+
+  void linear(const float* d_x, const float* w, float* d_y, int M, int N, int K, bool accumulate) {
+    MOE_CHECK(M >= 0 && N >= 0 && K >= 0, name(), ": linear: bad shape ", M, "x", N, "x", K);
+    if (M == 0 || N == 0) return;
+    const void* d_w = weight(w, size_t(N) * K, false);
+    gpu::gemm(cublas, GemmTypes::f32, {d_w, d_x, d_y, M, N, K}, accumulate ? 1.0f : 0.0f);
+  }
+
+  void expert_ffn(const std::vector<ExpertGroup>& groups, const float* d_x, float* d_y,
+                  int d_model, int d_ff) {
+    MOE_CHECK(d_model > 0 && d_ff > 0, name(), ": expert_ffn: bad d_model ", d_model, " d_ff ",
+              d_ff);
+    size_t total_rows = 0;
+    int row_end = 0;
+    for (const ExpertGroup& g : groups) {
+      MOE_CHECK(g.rows >= 0 && g.first_row >= 0, name(), ": expert_ffn: bad group (first_row ",
+                g.first_row, ", rows ", g.rows, ")");
+      total_rows += size_t(g.rows);
+      if (g.rows > 0) row_end = std::max(row_end, g.first_row + g.rows);
+    }
+    if (total_rows == 0) return;
+    const auto ranges = covered_rows(groups);
+    const bool bf16_mode = precision == CudaPrecision::bf16;
+    const size_t elt = bf16_mode ? sizeof(bf16) : sizeof(float);
+    char* hidden_base = hidden.ensure<char>(total_rows * d_ff * elt, stream);
+
+    // Inputs in the GEMM's type: float32 rows as given, or converted to bf16 at the same rows.
+    const char* x_base = reinterpret_cast<const char*>(d_x);
+    char* x16 = nullptr;
+    if (bf16_mode) {
+      x16 = x_bf16.ensure<char>(size_t(row_end) * d_model * sizeof(bf16), stream);
+      for (const auto& [begin, end] : ranges)
+        gpu::convert(d_x + size_t(begin) * d_model,
+                     reinterpret_cast<bf16*>(x16) + size_t(begin) * d_model,
+                     size_t(end - begin) * d_model, stream);
+      x_base = x16;
+    }
+    const bool grouped_path = gemm_path == ExpertGemm::grouped;
+    // Grouped bf16 GEMMs write bf16 (no mixed grouped type), converted to float32 at the end.
+    char* y_base = reinterpret_cast<char*>(d_y);
+    size_t y_elt = sizeof(float);
+    if (bf16_mode && grouped_path) {
+      y_base = y_bf16.ensure<char>(size_t(row_end) * d_model * sizeof(bf16), stream);
+      y_elt = sizeof(bf16);
+    }
+
+    wi_problems.clear();
+    wo_problems.clear();
+    size_t hidden_row = 0;
+    for (const ExpertGroup& g : groups) {  // wi: hidden[rows, d_ff] = x[rows, d_model] · wi^T
+      if (g.rows == 0) continue;
+      const void* wi = weight(g.weights.wi, size_t(d_ff) * d_model, bf16_mode);
+      wi_problems.push_back({wi, x_base + size_t(g.first_row) * d_model * elt,
+                          hidden_base + hidden_row * d_ff * elt, g.rows, d_ff, d_model});
+      hidden_row += size_t(g.rows);
+    }
+    hidden_row = 0;
+    for (const ExpertGroup& g : groups) {  // wo: y[rows, d_model] = relu(hidden) · wo^T
+      if (g.rows == 0) continue;
+      const void* wo = weight(g.weights.wo, size_t(d_model) * d_ff, bf16_mode);
+      wo_problems.push_back({wo, hidden_base + hidden_row * d_ff * elt,
+                          y_base + size_t(g.first_row) * d_model * y_elt, g.rows, d_model, d_ff});
+      hidden_row += size_t(g.rows);
+    }
+
+    const GemmTypes in_types = bf16_mode ? GemmTypes::bf16_to_bf16 : GemmTypes::f32;
+    if (grouped_path) {
+      grouped.run(cublas, stream, in_types, wi_problems);
+    } else {
+      for (const GemmProblem& p : wi_problems) gpu::gemm(cublas, in_types, p, 0.0f);
+    }
+    if (bf16_mode)
+      gpu::relu_inplace(reinterpret_cast<bf16*>(hidden_base), total_rows * d_ff, stream);
+    else
+      gpu::relu_inplace(reinterpret_cast<float*>(hidden_base), total_rows * d_ff, stream);
+    if (grouped_path) {
+      grouped.run(cublas, stream, in_types, wo_problems);
+      if (bf16_mode)
+        for (const auto& [begin, end] : ranges)
+          gpu::convert(reinterpret_cast<const bf16*>(y_base) + size_t(begin) * d_model,
+                       d_y + size_t(begin) * d_model, size_t(end - begin) * d_model, stream);
+    } else {
+      const GemmTypes out_types = bf16_mode ? GemmTypes::bf16_to_f32 : GemmTypes::f32;
+      for (const GemmProblem& p : wo_problems) gpu::gemm(cublas, out_types, p, 0.0f);
+    }
+  }
+};
+
+CudaDevice::CudaDevice(int index, CudaPrecision precision) : impl_(std::make_unique<Impl>()) {
+  const int count = cuda_device_count();
+  MOE_CHECK(count > 0, "device 'cuda:", index, "': no CUDA device available (",
+            cuda_unavailable_reason(), ")");
+  MOE_CHECK(index >= 0 && index < count, "device 'cuda:", index, "': index out of range (",
+            count, " CUDA device(s))");
+  impl_->index = index;
+  impl_->precision = precision;
+  impl_->use();
+  CUDA_CHECK(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking));
+  CUBLAS_CHECK(cublasCreate(&impl_->cublas));
+  CUBLAS_CHECK(cublasSetStream(impl_->cublas, impl_->stream));
+}
+
+// Best effort, never throws: the stream's work finishes before anything it may use is freed.
+CudaDevice::~CudaDevice() {
+  if (!impl_) return;
+  cudaSetDevice(impl_->index);
+  if (impl_->stream) cudaStreamSynchronize(impl_->stream);
+  for (auto& [host, w] : impl_->weights) cudaFree(w.data);
+  if (impl_->cublas) cublasDestroy(impl_->cublas);
+  if (impl_->stream) cudaStreamDestroy(impl_->stream);
+}  // the buffers in impl_ free themselves
+
+std::string CudaDevice::name() const { return impl_->name(); }
+
+void CudaDevice::linear(const float* x, const float* w, float* y, int M, int N, int K,
+                        bool accumulate) {
+  MOE_CHECK(M >= 0 && N >= 0 && K >= 0, name(), ": linear: bad shape ", M, "x", N, "x", K);
+  if (M == 0 || N == 0) return;
+  Impl& d = *impl_;
+  d.use();
+  const size_t x_count = size_t(M) * K, y_count = size_t(M) * N;
+  float* staged = d.in_host.ensure<float>(x_count + (accumulate ? y_count : 0));
+  std::memcpy(staged, x, x_count * sizeof(float));
+  float* d_x = d.x_dev.ensure<float>(x_count, d.stream);
+  float* d_y = d.y_dev.ensure<float>(y_count, d.stream);
+  CUDA_CHECK(cudaMemcpyAsync(d_x, staged, x_count * sizeof(float), cudaMemcpyHostToDevice, d.stream));
+  if (accumulate) {
+    std::memcpy(staged + x_count, y, y_count * sizeof(float));
+    CUDA_CHECK(cudaMemcpyAsync(d_y, staged + x_count, y_count * sizeof(float),
+                               cudaMemcpyHostToDevice, d.stream));
+  }
+  d.linear(d_x, w, d_y, M, N, K, accumulate);
+  float* out = d.out_host.ensure<float>(y_count);
+  CUDA_CHECK(cudaMemcpyAsync(out, d_y, y_count * sizeof(float), cudaMemcpyDeviceToHost, d.stream));
+  CUDA_CHECK(cudaStreamSynchronize(d.stream));
+  std::memcpy(y, out, y_count * sizeof(float));
+}
+
+void CudaDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* x, float* y,
+                            int d_model, int d_ff) {
+  Impl& d = *impl_;
+  d.use();
+  const auto ranges = covered_rows(groups);
+  if (ranges.empty()) return;
+  const size_t rows = size_t(ranges.back().second);
+  float* staged_in = d.in_host.ensure<float>(rows * d_model);
+  float* d_x = d.x_dev.ensure<float>(rows * d_model, d.stream);
+  float* d_y = d.y_dev.ensure<float>(rows * d_model, d.stream);
+  for (const auto& [begin, end] : ranges) {
+    const size_t offset = size_t(begin) * d_model, count = size_t(end - begin) * d_model;
+    std::memcpy(staged_in + offset, x + offset, count * sizeof(float));
+    CUDA_CHECK(cudaMemcpyAsync(d_x + offset, staged_in + offset, count * sizeof(float),
+                               cudaMemcpyHostToDevice, d.stream));
+  }
+  d.expert_ffn(groups, d_x, d_y, d_model, d_ff);
+  float* staged_out = d.out_host.ensure<float>(rows * d_model);
+  for (const auto& [begin, end] : ranges) {
+    const size_t offset = size_t(begin) * d_model, count = size_t(end - begin) * d_model;
+    CUDA_CHECK(cudaMemcpyAsync(staged_out + offset, d_y + offset, count * sizeof(float),
+                               cudaMemcpyDeviceToHost, d.stream));
+  }
+  CUDA_CHECK(cudaStreamSynchronize(d.stream));
+  for (const auto& [begin, end] : ranges) {
+    const size_t offset = size_t(begin) * d_model, count = size_t(end - begin) * d_model;
+    std::memcpy(y + offset, staged_out + offset, count * sizeof(float));
+  }
+}
+
+void CudaDevice::expert_ffn_device(const std::vector<ExpertGroup>& groups, const float* d_x,
+                                   float* d_y, int d_model, int d_ff) {
+  impl_->use();
+  impl_->expert_ffn(groups, d_x, d_y, d_model, d_ff);
+}
+
+void CudaDevice::linear_device(const float* d_x, const float* w, float* d_y, int M, int N, int K,
+                               bool accumulate) {
+  impl_->use();
+  impl_->linear(d_x, w, d_y, M, N, K, accumulate);
+}
+
+void CudaDevice::prefetch_expert(const ExpertWeights& weights, int d_model, int d_ff) {
+  impl_->use();
+  const bool as_bf16 = impl_->precision == CudaPrecision::bf16;
+  impl_->weight(weights.wi, size_t(d_ff) * d_model, as_bf16);
+  impl_->weight(weights.wo, size_t(d_model) * d_ff, as_bf16);
+}
+
+void CudaDevice::evict_weight(const float* host_weight) {
+  Impl& d = *impl_;
+  auto it = d.weights.find(host_weight);
+  if (it == d.weights.end()) return;
+  d.use();
+  CUDA_CHECK(cudaStreamSynchronize(d.stream));
+  CUDA_CHECK(cudaFree(it->second.data));
+  d.weight_bytes -= it->second.elements * (it->second.bf16 ? sizeof(bf16) : sizeof(float));
+  d.weights.erase(it);
+}
+
+size_t CudaDevice::cached_weight_bytes() const { return impl_->weight_bytes; }
+
+float* CudaDevice::alloc_floats(size_t count) {
+  impl_->use();
+  void* p = nullptr;
+  CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(float)));
+  return static_cast<float*>(p);
+}
+
+void CudaDevice::free_floats(float* device_ptr) {
+  impl_->use();
+  CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+  CUDA_CHECK(cudaFree(device_ptr));
+}
+
+void CudaDevice::copy_to_device(float* d_dst, const float* h_src, size_t count) {
+  impl_->use();
+  CUDA_CHECK(cudaMemcpyAsync(d_dst, h_src, count * sizeof(float), cudaMemcpyHostToDevice,
+                             impl_->stream));
+}
+
+void CudaDevice::copy_to_host(float* h_dst, const float* d_src, size_t count) {
+  impl_->use();
+  CUDA_CHECK(cudaMemcpyAsync(h_dst, d_src, count * sizeof(float), cudaMemcpyDeviceToHost,
+                             impl_->stream));
+}
+
+void CudaDevice::synchronize() {
+  impl_->use();
+  CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+}
+
+gpu::Stream CudaDevice::stream() const { return impl_->stream; }
+
+void CudaDevice::set_expert_gemm(ExpertGemm path) {
+  MOE_CHECK(path != ExpertGemm::grouped || gpu::grouped_gemm_available(), name(),
+            ": this cuBLAS has no grouped GEMM (cublasGemmGroupedBatchedEx needs cuBLAS 12.5+)");
+  impl_->gemm_path = path;
+}
+
+ExpertGemm CudaDevice::expert_gemm() const { return impl_->gemm_path; }
+CudaPrecision CudaDevice::precision() const { return impl_->precision; }
+int CudaDevice::index() const { return impl_->index; }
+
+std::unique_ptr<Device> make_cuda_device(int index, CudaPrecision precision) {
+  return std::make_unique<CudaDevice>(index, precision);
+}
+
+}  // namespace moe

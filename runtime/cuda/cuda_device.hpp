@@ -1,0 +1,94 @@
+// The CUDA device: cuBLAS for every matrix product, on one stream of its own. Plain C++ (no CUDA
+// header), so device.cpp and the rank code include it without nvcc.
+//
+// Two ways in:
+//  * the Device interface (HOST pointers): activations are staged through pinned buffers that only
+//    grow, copied in, computed, copied out; the call returns when y is on the host.
+//  * the device-pointer API (expert_ffn_device, alloc/copy): for token blocks that arrive in GPU
+//    memory over NCCL. Asynchronous on stream(); synchronize() before reading results on the host.
+//
+// Weights are keyed by their HOST pointer: uploaded on first use and cached on the GPU for the
+// device's lifetime, so a weight buffer must stay alive and unchanged while the device may use it
+// (the model's weights do: they live for the whole run). evict_weight() forgets one.
+//
+// Precision: "cuda:N" is float32 throughout (cuBLAS FP32, no TF32). "cuda:N:bf16" stores expert
+// weights (wi, wo) in bfloat16 and runs the expert GEMMs on bf16 activations with float32
+// accumulation and float32 output; linear() (attention projections, router, lm_head) stays float32
+// so that router decisions keep Hugging Face's float32 router semantics.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/cuda/cuda_types.hpp"
+#include "runtime/device.hpp"
+
+namespace moe {
+
+enum class CudaPrecision { f32, bf16 };
+
+// How the expert groups' GEMMs are issued: one cublasGemmGroupedBatchedEx per projection, or one
+// cuBLAS GEMM per expert group. Both compute the same thing; the bench measures which is faster.
+enum class ExpertGemm { grouped, per_group };
+
+// Number of usable CUDA devices; 0 when there is no driver or no device (never throws).
+int cuda_device_count();
+// The reason cuda_device_count() is 0, for skip and error messages ("" when a device exists).
+std::string cuda_unavailable_reason();
+
+// "" or "f32" → f32, "bf16" → bf16; anything else is a moe::Error naming the spec.
+CudaPrecision parse_cuda_precision(const std::string& suffix);
+
+class CudaDevice final : public Device {
+ public:
+  CudaDevice(int index, CudaPrecision precision = CudaPrecision::f32);
+  ~CudaDevice() override;
+  CudaDevice(const CudaDevice&) = delete;
+  CudaDevice& operator=(const CudaDevice&) = delete;
+
+  std::string name() const override;  // "cuda:0" or "cuda:0:bf16"
+  void linear(const float* x, const float* w, float* y, int M, int N, int K,
+              bool accumulate) override;
+  void expert_ffn(const std::vector<ExpertGroup>& groups, const float* x, float* y, int d_model,
+                  int d_ff) override;
+
+  // ---- device-pointer API (stream-ordered on stream()) ----
+
+  // expert_ffn on DEVICE rows: d_x/d_y hold rows [first_row, first_row + rows) of each group;
+  // rows outside every group are neither read nor written. The groups' weights are HOST pointers
+  // (the cache keys), uploaded on first use.
+  void expert_ffn_device(const std::vector<ExpertGroup>& groups, const float* d_x, float* d_y,
+                         int d_model, int d_ff);
+  // y[M, N] = x[M, K] · w[N, K]^T (+ y) on DEVICE x/y; w is a HOST pointer (cache key).
+  void linear_device(const float* d_x, const float* w, float* d_y, int M, int N, int K,
+                     bool accumulate);
+  // Upload an expert's weights now (e.g. ahead of a layer) instead of on first use.
+  void prefetch_expert(const ExpertWeights& weights, int d_model, int d_ff);
+  // Forget one cached weight (its GPU copy is freed after pending work finishes).
+  void evict_weight(const float* host_weight);
+  size_t cached_weight_bytes() const;
+
+  float* alloc_floats(size_t count);  // cudaMalloc: for buffers sized once, not per call
+  void free_floats(float* device_ptr);
+  void copy_to_device(float* d_dst, const float* h_src, size_t count);  // async on stream()
+  void copy_to_host(float* h_dst, const float* d_src, size_t count);    // async on stream()
+  void synchronize();
+  gpu::Stream stream() const;
+
+  // Which GEMM issue path expert_ffn uses (default: the faster one measured on H100, see
+  // docs/CUDA.md).
+  void set_expert_gemm(ExpertGemm path);
+  ExpertGemm expert_gemm() const;
+  CudaPrecision precision() const;
+  int index() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+std::unique_ptr<Device> make_cuda_device(int index, CudaPrecision precision = CudaPrecision::f32);
+
+}  // namespace moe

@@ -1,0 +1,145 @@
+// Control-plane messages. Each travels as [protocol version][type tag][Cereal binary payload];
+// one `serialize` per struct. A message of another version or an unexpected type is an error
+// naming the sending rank and the type.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
+
+#include "router/expert_map.hpp"
+
+namespace moe {
+
+constexpr uint32_t kProtocolVersion = 1;
+
+enum class MessageType : uint32_t {
+  kRunPlan = 1,
+  kWorkHeader = 2,
+  kWorkReply = 3,
+  kError = 4,
+  kShutdown = 5,
+  kRankReport = 6,
+  kReady = 7,
+};
+const char* message_type_name(uint32_t type);
+
+// Everything a rank needs to take part in a run; built and checked on rank 0, then broadcast.
+struct RunPlan {
+  std::string model_dir;
+  ExpertMap expert_map;
+  std::vector<std::string> devices;  // per rank, e.g. "cpu:1"
+  std::string policy = "static";
+  uint64_t seed = 0;
+  double deadline_seconds = 60;
+  bool trace = false;
+  std::string error;  // non-empty: rank 0 rejected the run; every rank exits
+
+  template <class A>
+  void serialize(A& ar) {
+    ar(model_dir, expert_map, devices, policy, seed, deadline_seconds, trace, error);
+  }
+};
+
+struct ExpertSegment {
+  int32_t expert = 0;
+  int32_t rows = 0;
+  template <class A>
+  void serialize(A& ar) {
+    ar(expert, rows);
+  }
+};
+
+// Precedes a block of token rows: which experts they belong to, in order.
+struct WorkHeader {
+  int64_t step = 0;
+  int32_t moe_layer = 0;
+  int32_t micro_batch = 0;
+  std::vector<ExpertSegment> segments;
+  template <class A>
+  void serialize(A& ar) {
+    ar(step, moe_layer, micro_batch, segments);
+  }
+};
+
+struct WorkReply {
+  int64_t step = 0;
+  int32_t moe_layer = 0;
+  int32_t micro_batch = 0;
+  double compute_us = 0;  // expert FFN time
+  double queue_us = 0;    // from the header's arrival to the start of compute
+  template <class A>
+  void serialize(A& ar) {
+    ar(step, moe_layer, micro_batch, compute_us, queue_us);
+  }
+};
+
+struct ErrorMessage {
+  int32_t rank = 0;
+  std::string host;
+  std::string what;
+  template <class A>
+  void serialize(A& ar) {
+    ar(rank, host, what);
+  }
+};
+
+// An expert rank has loaded its experts and is ready for work.
+struct Ready {
+  int32_t rank = 0;
+  uint64_t resident_bytes = 0;
+  uint64_t weight_bytes = 0;
+  template <class A>
+  void serialize(A& ar) {
+    ar(rank, resident_bytes, weight_bytes);
+  }
+};
+
+struct Shutdown {
+  template <class A>
+  void serialize(A&) {}
+};
+
+struct TraceEvent {
+  std::string name;
+  double start_us = 0;
+  double duration_us = 0;
+  template <class A>
+  void serialize(A& ar) {
+    ar(name, start_us, duration_us);
+  }
+};
+
+// What each rank reports at the end of a run.
+struct RankReport {
+  int32_t rank = 0;
+  std::string host;
+  std::string device;
+  uint64_t resident_bytes = 0;  // process resident memory after loading
+  uint64_t weight_bytes = 0;    // weights this rank loaded
+  std::vector<int64_t> tokens_per_layer;
+  std::vector<double> compute_us_per_layer;
+  double wait_us = 0;
+  uint64_t bytes_sent = 0, bytes_received = 0;
+  std::vector<TraceEvent> events;
+  template <class A>
+  void serialize(A& ar) {
+    ar(rank, host, device, resident_bytes, weight_bytes, tokens_per_layer, compute_us_per_layer,
+       wait_us, bytes_sent, bytes_received, events);
+  }
+};
+
+template <class T>
+struct MessageTypeOf;
+template <> struct MessageTypeOf<RunPlan> { static constexpr MessageType value = MessageType::kRunPlan; };
+template <> struct MessageTypeOf<WorkHeader> { static constexpr MessageType value = MessageType::kWorkHeader; };
+template <> struct MessageTypeOf<WorkReply> { static constexpr MessageType value = MessageType::kWorkReply; };
+template <> struct MessageTypeOf<ErrorMessage> { static constexpr MessageType value = MessageType::kError; };
+template <> struct MessageTypeOf<Shutdown> { static constexpr MessageType value = MessageType::kShutdown; };
+template <> struct MessageTypeOf<Ready> { static constexpr MessageType value = MessageType::kReady; };
+template <> struct MessageTypeOf<RankReport> { static constexpr MessageType value = MessageType::kRankReport; };
+
+}  // namespace moe

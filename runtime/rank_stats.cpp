@@ -1,0 +1,97 @@
+#include "runtime/rank_stats.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/error.hpp"
+
+namespace moe {
+
+double now_us() {
+  return std::chrono::duration<double, std::micro>(Clock::now().time_since_epoch()).count();
+}
+
+uint64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * uint64_t(sysconf(_SC_PAGESIZE));
+}
+
+RankRecorder::RankRecorder(int rank, std::string host, std::string device, int num_moe_layers,
+                           bool trace)
+    : trace_(trace) {
+  report_.rank = rank;
+  report_.host = std::move(host);
+  report_.device = std::move(device);
+  report_.tokens_per_layer.assign(num_moe_layers, 0);
+  report_.compute_us_per_layer.assign(num_moe_layers, 0.0);
+}
+
+double RankRecorder::event(const std::string& name, double start_us) {
+  const double duration = now_us() - start_us;
+  if (trace_) report_.events.push_back({name, start_us, duration});
+  return duration;
+}
+
+void RankRecorder::served(int moe_layer, int64_t tokens, double compute_us) {
+  report_.tokens_per_layer.at(moe_layer) += tokens;
+  report_.compute_us_per_layer.at(moe_layer) += compute_us;
+}
+
+std::string format_rank_table(const std::vector<RankReport>& reports, double wall_seconds,
+                              int64_t generated_tokens) {
+  std::ostringstream out;
+  char line[512];
+  std::snprintf(line, sizeof(line), "%-5s %-12s %-8s %9s %9s %12s %10s %10s %10s %10s  %s\n",
+                "rank", "host", "device", "rss_MiB", "wgt_MiB", "tokens", "compute_s", "wait_s",
+                "sent_MiB", "recv_MiB", "tokens per sparse layer");
+  out << line;
+  for (const auto& r : reports) {
+    const int64_t tokens = std::accumulate(r.tokens_per_layer.begin(), r.tokens_per_layer.end(), int64_t(0));
+    const double compute = std::accumulate(r.compute_us_per_layer.begin(), r.compute_us_per_layer.end(), 0.0);
+    std::string per_layer;
+    for (size_t l = 0; l < r.tokens_per_layer.size(); ++l)
+      per_layer += (l ? " " : "") + std::to_string(r.tokens_per_layer[l]);
+    std::snprintf(line, sizeof(line), "%-5d %-12.12s %-8s %9.1f %9.1f %12lld %10.3f %10.3f %10.2f %10.2f  %s\n",
+                  r.rank, r.host.c_str(), r.device.c_str(), r.resident_bytes / 1048576.0,
+                  r.weight_bytes / 1048576.0, static_cast<long long>(tokens), compute / 1e6,
+                  r.wait_us / 1e6, r.bytes_sent / 1048576.0, r.bytes_received / 1048576.0,
+                  per_layer.c_str());
+    out << line;
+  }
+  std::snprintf(line, sizeof(line), "total: %lld generated tokens in %.3f s = %.1f tokens/s over %zu rank(s)\n",
+                static_cast<long long>(generated_tokens), wall_seconds,
+                generated_tokens / std::max(wall_seconds, 1e-9), reports.size());
+  out << line;
+  return out.str();
+}
+
+void write_chrome_trace(const std::string& path, const std::vector<RankReport>& reports) {
+  nlohmann::json events = nlohmann::json::array();
+  double origin = 1e300;
+  for (const auto& r : reports)
+    for (const auto& e : r.events) origin = std::min(origin, e.start_us);
+  for (const auto& r : reports) {
+    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", r.rank},
+                      {"args", {{"name", "rank " + std::to_string(r.rank) + " (" + r.host + ", " + r.device + ")"}}}});
+    for (const auto& e : r.events)
+      events.push_back({{"name", e.name}, {"ph", "X"}, {"pid", r.rank}, {"tid", 0},
+                        {"ts", e.start_us - origin}, {"dur", e.duration_us}});
+  }
+  const std::string partial = path + ".partial";
+  {
+    std::ofstream out(partial, std::ios::trunc);
+    MOE_CHECK(out.good(), partial, ": cannot open for writing");
+    out << nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump() << "\n";
+  }
+  MOE_CHECK(std::rename(partial.c_str(), path.c_str()) == 0, path, ": cannot rename from ", partial);
+}
+
+}  // namespace moe

@@ -1,0 +1,38 @@
+// The MPI world of one run: rank, size, every rank's host name, and the role each rank plays.
+// Rank 0 is the coordinator; ranks 1..N-1 are expert ranks.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace moe {
+
+class World {
+ public:
+  // Initialises MPI when the process was started by mpirun/srun (or a PMI/PMIx launcher);
+  // otherwise the world is this one process and MPI is never touched.
+  World(int* argc, char*** argv);
+  ~World();
+  World(const World&) = delete;
+  World& operator=(const World&) = delete;
+
+  bool distributed() const { return size_ > 1; }
+  bool uses_mpi() const { return mpi_; }
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  const std::string& host() const { return hosts_[rank_]; }
+  const std::string& host_of(int rank) const { return hosts_.at(rank); }
+  // This process's index among the ranks on its node (Open MPI, SLURM or PMIx variables).
+  int local_rank() const { return local_rank_; }
+  // Ends every rank of the run at once (after a one-line error has been printed).
+  [[noreturn]] void abort(int code) const;
+
+ private:
+  bool mpi_ = false;
+  int rank_ = 0;
+  int size_ = 1;
+  int local_rank_ = 0;
+  std::vector<std::string> hosts_;
+};
+
+}  // namespace moe
