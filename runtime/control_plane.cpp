@@ -33,7 +33,7 @@ Envelope receive_control(const World& world, int source, const Deadline& deadlin
       },
       deadline);
   if (!arrived) {
-    if (source == kAnySource) MOE_FAIL("no message arrived before the deadline while ", doing);
+    if (source == kAnySource) MOE_FAIL("deadline passed with no answer while ", doing);
     MOE_FAIL("rank ", source, " (host ", world.host_of(source),
              ") did not answer before the deadline while ", doing);
   }

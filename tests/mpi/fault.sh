@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Distributed failures end the run with a non-zero exit and one line naming the rank (and host,
+# and layer where there is one), within the deadline — never a hang, never a complete-looking
+# output file. Usage: fault.sh BUILD_DIR FIXTURE_DIR CASE
+set -uo pipefail
+build=$1 fixture=$2 case=$3
+moe=$build/moe tool=$build/tests/fixture_tool
+work=$(mktemp -d)
+trap 'rm -rf "$work"; [[ -n ${job:-} ]] && kill -9 $job 2>/dev/null' EXIT
+source "$(dirname "$0")/mpirun_flags.sh"
+"$tool" requests "$fixture" >"$work/in.jsonl"
+model=$fixture/model
+
+expect_failure() {  # expect_failure REGEX SECONDS_LIMIT -- command...
+  local regex=$1 limit=$2
+  shift 3
+  local start=$SECONDS
+  timeout 120 "$@" >"$work/stdout" 2>"$work/stderr"
+  local status=$? took=$((SECONDS - start))
+  echo "exit $status after ${took}s; our lines on stderr:"
+  grep '^moe' "$work/stderr"
+  ((status != 0)) || { echo "FAIL: exit status 0"; exit 1; }
+  ((status != 124)) || { echo "FAIL: hung until the test's own timeout"; exit 1; }
+  ((took <= limit)) || { echo "FAIL: took ${took}s, limit ${limit}s"; exit 1; }
+  grep -Eq "$regex" "$work/stderr" || { echo "FAIL: stderr does not match: $regex"; cat "$work/stderr"; exit 1; }
+  [[ ! -e $work/out.jsonl ]] || { echo "FAIL: an output file was left behind"; exit 1; }
+  echo "ok: $case"
+}
+
+# Pid of the process that is rank $1 of the job (Open MPI puts the rank in each environment).
+pid_of_rank() {
+  for p in $(pgrep -f "$moe generate"); do
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
+      echo "$p"
+      return
+    fi
+  done
+}
+
+# Many prompts, one per batch, answers printed as they finish: the run is in full swing once the
+# first answer appears.
+long_run() {
+  for i in $(seq 1 400); do sed -n "$(( (i % 3) + 1 ))p" "$work/in.jsonl"; done >"$work/many.jsonl"
+  mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/many.jsonl" \
+    --output "$work/out.jsonl" --batch-size 1 --max-new-tokens 64 --deadline "$1" \
+    >"$work/stdout" 2>"$work/stderr" &
+  job=$!
+  for _ in $(seq 1 200); do
+    grep -q '^\[' "$work/stdout" 2>/dev/null && return
+    sleep 0.1
+  done
+  echo "FAIL: the run never started answering"; exit 1
+}
+
+wait_failure() {  # wait_failure REGEX LIMIT
+  local start=$SECONDS
+  local status
+  for _ in $(seq 1 $(( $2 * 10 ))); do
+    kill -0 $job 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 $job 2>/dev/null; then echo "FAIL: still running after $2 s"; exit 1; fi
+  wait $job; status=$?; job=
+  echo "exit $status after $((SECONDS - start))s; our lines on stderr:"; grep '^moe' "$work/stderr"
+  ((status != 0)) || { echo "FAIL: exit status 0"; exit 1; }
+  grep -Eq "$1" "$work/stderr" || { echo "FAIL: stderr does not match: $1"; cat "$work/stderr"; exit 1; }
+  [[ ! -e $work/out.jsonl ]] || { echo "FAIL: an output file was left behind"; exit 1; }
+  echo "ok: $case"
+}
+
+map() { echo "{\"layers\": [$1]}" >"$work/map.json"; }
+layers=$(for l in $(seq 0 $(($("$tool" replicated-map "$model" 3 | grep -o '"layer"' | wc -l) - 1))); do
+  printf '%s{"layer": %d, "experts": [[1],[2],[1],[2],[1],[2],[1],[2]]}' "$([[ $l -gt 0 ]] && echo ,)" "$l"; done)
+
+case $case in
+  map_missing_rank)
+    map "${layers/\[\[1\]/[[7]}"
+    expect_failure "map.json: layer 0 expert 0 is placed on rank 7, but the expert ranks are 1..2" 30 -- \
+      mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/in.jsonl" \
+      --output "$work/out.jsonl" --expert-map "$work/map.json" ;;
+  map_unplaced_expert)
+    map "${layers/\[\[1\]/[[]}"
+    expect_failure "map.json: layer 0 expert 0 is not placed on any rank" 30 -- \
+      mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/in.jsonl" \
+      --output "$work/out.jsonl" --expert-map "$work/map.json" ;;
+  map_over_memory)
+    expect_failure "rank 1 would hold .* experts .* but has a budget of 0 MiB" 30 -- \
+      mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/in.jsonl" \
+      --output "$work/out.jsonl" --memory-per-rank 1000 ;;
+  expert_rank_killed)
+    long_run 10
+    kill -9 "$(pid_of_rank 2)"
+    wait_failure "rank 0 \(host .*\) terminated by the launcher while (waiting for rank\(s\) .*2 \(host [^)]*\) at sparse layer [0-9]+, step [0-9]+|.*sparse layer [0-9]+)" 10 ;;
+  expert_rank_silent)
+    long_run 3
+    kill -STOP "$(pid_of_rank 2)"
+    wait_failure "(deadline passed with no answer while waiting for rank\(s\) 2 \(host [^)]*\)|rank 2 \(host [^)]*\) did not complete a data transfer before the deadline while).* sparse layer [0-9]+, step [0-9]+" 15 ;;
+  *) echo "unknown case $case"; exit 2 ;;
+esac
