@@ -85,10 +85,11 @@ Weight Checkpoint::load(const std::string& name, const std::vector<int64_t>& sha
   return Weight(storage, data);
 }
 
-size_t Checkpoint::stored_bytes() const {
+size_t Checkpoint::stored_bytes(const std::function<bool(const std::string&)>& include) const {
   size_t total = 0;
   for (const auto& file : files_)
     for (const auto& name : file->names()) {
+      if (include && !include(name)) continue;
       const auto& info = file->info(name);
       total += info.end - info.begin;
     }

@@ -2,6 +2,7 @@
 // model.safetensors.index.json. Hands out tensors as float32, checked against expected shapes.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,8 +26,8 @@ class Checkpoint {
   bool has(const std::string& name) const { return file_of_.count(name) != 0; }
   // Throws naming the file and tensor when missing or of another shape.
   Weight load(const std::string& name, const std::vector<int64_t>& shape) const;
-  // Total bytes of all tensors as stored on disk.
-  size_t stored_bytes() const;
+  // Bytes of the tensors as stored on disk: all of them, or those whose name passes `include`.
+  size_t stored_bytes(const std::function<bool(const std::string&)>& include = nullptr) const;
 
  private:
   std::string dir_;

@@ -132,7 +132,9 @@ Session::Session(World& world, const SessionOptions& options) : world_(world), o
     executor_ = std::make_unique<LocalExpertExecutor>(*device_, c);
   }
   recorder_->report().resident_bytes = resident_bytes();
-  recorder_->report().weight_bytes = checkpoint_->stored_bytes();
+  recorder_->report().weight_bytes = checkpoint_->stored_bytes([&](const std::string& name) {
+    return !world.distributed() || name.find(".mlp.experts.") == std::string::npos;
+  });
   recording_ = std::make_unique<RecordingExecutor>(*executor_, *recorder_, !world.distributed());
   model_ = std::make_unique<SwitchModel>(SwitchModel{c, weights_, *device_, *recording_, nullptr, {}});
 }
