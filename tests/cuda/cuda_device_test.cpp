@@ -1,0 +1,288 @@
+// CudaDevice's linear and expert_ffn against a float64 reference and against the CPU device
+// (OpenBLAS), on both GEMM paths and both precisions, with host outputs NaN-poisoned first.
+// Tolerances (‖out − ref‖/‖ref‖): float32 ≤ 1e-5 against float64 (plain FP32 GEMMs, K ≤ 3072:
+// ~sqrt(K)·2^-24 ≈ 3e-6), and max |GPU − CPU| ≤ 1e-4 on O(1) outputs; bf16 ≤ 1e-2 against float64
+// (inputs, weights and the hidden layer each rounded to 8 mantissa bits, float32 accumulation).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "cuda_test_support.hpp"
+#include "runtime/cpu/cpu_device.hpp"
+#include "runtime/error.hpp"
+
+namespace moe {
+namespace {
+
+using test::max_abs_diff;
+using test::Random;
+using test::relative_error;
+
+constexpr double kF32Tolerance = 1e-5;
+constexpr double kCpuAbsTolerance = 1e-4;
+constexpr double kBf16Tolerance = 1e-2;
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// Experts with random weights and groups of the given sizes, `gap` uncovered rows between them.
+struct ExpertSet {
+  int d_model, d_ff;
+  std::vector<std::vector<float>> wi, wo;
+  std::vector<ExpertGroup> groups;
+  int rows = 0;  // rows of x and y, gaps included
+
+  ExpertSet(Random& rng, int d_model_, int d_ff_, const std::vector<int>& counts, int gap)
+      : d_model(d_model_), d_ff(d_ff_) {
+    // Scaled so that hidden and output values are O(1).
+    const float wi_scale = 1.0f / std::sqrt(float(d_model)), wo_scale = 2.0f / std::sqrt(float(d_ff));
+    for (size_t e = 0; e < counts.size(); ++e) {
+      wi.push_back(rng.normal(size_t(d_ff) * d_model, wi_scale));
+      wo.push_back(rng.normal(size_t(d_model) * d_ff, wo_scale));
+    }
+    for (size_t e = 0; e < counts.size(); ++e) {
+      groups.push_back({{wi[e].data(), wo[e].data()}, rows, counts[e]});
+      rows += counts[e] + gap;
+    }
+  }
+
+  // y = relu(x·wi^T)·wo^T per group in float64; rows outside every group are NaN.
+  std::vector<double> reference(const std::vector<float>& x) const {
+    std::vector<double> y(size_t(rows) * d_model, std::nan(""));
+    std::vector<double> hidden(d_ff);
+    for (const ExpertGroup& g : groups)
+      for (int r = g.first_row; r < g.first_row + g.rows; ++r) {
+        const float* xr = x.data() + size_t(r) * d_model;
+        for (int f = 0; f < d_ff; ++f) {
+          double sum = 0;
+          for (int i = 0; i < d_model; ++i) sum += double(xr[i]) * g.weights.wi[size_t(f) * d_model + i];
+          hidden[f] = std::max(sum, 0.0);
+        }
+        for (int o = 0; o < d_model; ++o) {
+          double sum = 0;
+          for (int f = 0; f < d_ff; ++f) sum += hidden[f] * g.weights.wo[size_t(o) * d_ff + f];
+          y[size_t(r) * d_model + o] = sum;
+        }
+      }
+    return y;
+  }
+
+  // Output rows covered by groups, in order: what the comparisons look at.
+  template <typename T>
+  std::vector<T> covered(const std::vector<T>& y) const {
+    std::vector<T> out;
+    for (const ExpertGroup& g : groups)
+      out.insert(out.end(), y.begin() + size_t(g.first_row) * d_model,
+                 y.begin() + size_t(g.first_row + g.rows) * d_model);
+    return out;
+  }
+
+  // Gap rows must keep their sentinel: the device writes only the groups' rows.
+  void expect_gaps_untouched(const std::vector<float>& y, float sentinel) const {
+    std::vector<uint8_t> in_group(rows, 0);
+    for (const ExpertGroup& g : groups)
+      for (int r = g.first_row; r < g.first_row + g.rows; ++r) in_group[r] = 1;
+    for (int r = 0; r < rows; ++r)
+      if (!in_group[r])
+        for (int i = 0; i < d_model; ++i)
+          ASSERT_EQ(y[size_t(r) * d_model + i], sentinel) << "row " << r << " is in no group";
+  }
+};
+
+// y with NaN in every group row and `sentinel` in the gaps.
+std::vector<float> poisoned_output(const ExpertSet& set, float sentinel) {
+  std::vector<float> y(size_t(set.rows) * set.d_model, sentinel);
+  for (const ExpertGroup& g : set.groups)
+    std::fill(y.begin() + size_t(g.first_row) * set.d_model,
+              y.begin() + size_t(g.first_row + g.rows) * set.d_model, kNaN);
+  return y;
+}
+
+TEST(CudaDevice, LinearMatchesFloat64AndCpuWithAndWithoutAccumulate) {
+  MOE_SKIP_WITHOUT_GPU();
+  Random rng;
+  MOE_TRACE_SEED(rng);
+  CudaDevice gpu(0);
+  CpuDevice cpu(4);
+  for (auto [M, N, K] : {std::tuple{33, 96, 768}, {1, 32128, 64}, {257, 3, 100}, {512, 768, 768}}) {
+    SCOPED_TRACE("M N K = " + std::to_string(M) + " " + std::to_string(N) + " " + std::to_string(K));
+    const auto x = rng.normal(size_t(M) * K);
+    const auto w = rng.normal(size_t(N) * K, 1.0f / std::sqrt(float(K)));
+    const auto y0 = rng.normal(size_t(M) * N);
+    std::vector<double> ref(size_t(M) * N);
+    for (int m = 0; m < M; ++m)
+      for (int n = 0; n < N; ++n) {
+        double sum = 0;
+        for (int k = 0; k < K; ++k) sum += double(x[size_t(m) * K + k]) * w[size_t(n) * K + k];
+        ref[size_t(m) * N + n] = sum;
+      }
+    std::vector<float> y(size_t(M) * N, kNaN), y_cpu(size_t(M) * N);
+    gpu.linear(x.data(), w.data(), y.data(), M, N, K, false);
+    cpu.linear(x.data(), w.data(), y_cpu.data(), M, N, K, false);
+    EXPECT_LE(relative_error(y, ref), kF32Tolerance);
+    EXPECT_LE(max_abs_diff(y, y_cpu), kCpuAbsTolerance);
+
+    std::vector<float> acc = y0, acc_cpu = y0;
+    gpu.linear(x.data(), w.data(), acc.data(), M, N, K, true);
+    cpu.linear(x.data(), w.data(), acc_cpu.data(), M, N, K, true);
+    for (size_t i = 0; i < ref.size(); ++i) ref[i] += y0[i];
+    EXPECT_LE(relative_error(acc, ref), kF32Tolerance);
+    EXPECT_LE(max_abs_diff(acc, acc_cpu), kCpuAbsTolerance);
+  }
+}
+
+class CudaExpertFfn : public ::testing::TestWithParam<std::tuple<ExpertGemm, CudaPrecision>> {};
+
+TEST_P(CudaExpertFfn, MatchesFloat64AndCpuForUnevenGroupsWithGaps) {
+  MOE_SKIP_WITHOUT_GPU();
+  const auto [path, precision] = GetParam();
+  Random rng;
+  MOE_TRACE_SEED(rng);
+  CudaDevice gpu(0, precision);
+  gpu.set_expert_gemm(path);
+  CpuDevice cpu(4);
+  // Empty experts, a single-row expert and a large one, in two layouts: packed and with gaps.
+  for (int gap : {0, 3}) {
+    SCOPED_TRACE("gap " + std::to_string(gap));
+    const ExpertSet set(rng, 64, 256, {0, 5, 17, 1, 0, 140, 3, 9}, gap);
+    const auto x = rng.normal(size_t(set.rows) * set.d_model);
+    const auto ref = set.covered(set.reference(x));
+    const float sentinel = 7.0f;
+    auto y = poisoned_output(set, sentinel);
+    gpu.expert_ffn(set.groups, x.data(), y.data(), set.d_model, set.d_ff);
+    set.expect_gaps_untouched(y, sentinel);
+    if (precision == CudaPrecision::f32) {
+      EXPECT_LE(relative_error(set.covered(y), ref), kF32Tolerance);
+      auto y_cpu = poisoned_output(set, sentinel);
+      cpu.expert_ffn(set.groups, x.data(), y_cpu.data(), set.d_model, set.d_ff);
+      EXPECT_LE(max_abs_diff(set.covered(y), set.covered(y_cpu)), kCpuAbsTolerance);
+    } else {
+      EXPECT_LE(relative_error(set.covered(y), ref), kBf16Tolerance);
+    }
+  }
+}
+
+TEST_P(CudaExpertFfn, SwitchBaseShapesMatchCpuDevice) {
+  MOE_SKIP_WITHOUT_GPU();
+  const auto [path, precision] = GetParam();
+  Random rng;
+  MOE_TRACE_SEED(rng);
+  CudaDevice gpu(0, precision);
+  gpu.set_expert_gemm(path);
+  CpuDevice cpu(8);
+  // switch-base-8: d_model 768, d_ff 3072, 8 experts, a skewed split of 600 tokens.
+  const ExpertSet set(rng, 768, 3072, {250, 120, 0, 90, 60, 40, 30, 10}, 0);
+  const auto x = rng.normal(size_t(set.rows) * set.d_model);
+  auto y = poisoned_output(set, 0.0f), y_cpu = poisoned_output(set, 0.0f);
+  gpu.expert_ffn(set.groups, x.data(), y.data(), set.d_model, set.d_ff);
+  cpu.expert_ffn(set.groups, x.data(), y_cpu.data(), set.d_model, set.d_ff);
+  const double tolerance = precision == CudaPrecision::f32 ? kF32Tolerance : kBf16Tolerance;
+  EXPECT_LE(relative_error(y, y_cpu), tolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    PathsAndPrecisions, CudaExpertFfn,
+    ::testing::Combine(::testing::Values(ExpertGemm::grouped, ExpertGemm::per_group),
+                       ::testing::Values(CudaPrecision::f32, CudaPrecision::bf16)),
+    [](const auto& info) {
+      return std::string(std::get<0>(info.param) == ExpertGemm::grouped ? "grouped" : "per_group") +
+             (std::get<1>(info.param) == CudaPrecision::f32 ? "_f32" : "_bf16");
+    });
+
+TEST(CudaDevice, DevicePointerApiGivesTheHostApiResultsBitForBit) {
+  MOE_SKIP_WITHOUT_GPU();
+  Random rng;
+  MOE_TRACE_SEED(rng);
+  CudaDevice gpu(0);
+  const ExpertSet set(rng, 128, 512, {30, 0, 70, 12}, 2);
+  const auto x = rng.normal(size_t(set.rows) * set.d_model);
+  auto y_host = poisoned_output(set, 1.0f);
+  gpu.expert_ffn(set.groups, x.data(), y_host.data(), set.d_model, set.d_ff);
+
+  const size_t n = x.size();
+  float* d_x = gpu.alloc_floats(n);
+  float* d_y = gpu.alloc_floats(n);
+  auto y_dev = poisoned_output(set, 1.0f);
+  gpu.copy_to_device(d_x, x.data(), n);
+  gpu.copy_to_device(d_y, y_dev.data(), n);
+  gpu.expert_ffn_device(set.groups, d_x, d_y, set.d_model, set.d_ff);
+  gpu.copy_to_host(y_dev.data(), d_y, n);
+  gpu.synchronize();
+  set.expect_gaps_untouched(y_dev, 1.0f);
+  EXPECT_EQ(set.covered(y_dev), set.covered(y_host));
+
+  // linear_device on the same buffers: y[rows, 64] = x · w^T.
+  const auto w = rng.normal(size_t(64) * set.d_model);
+  std::vector<float> lin_host(size_t(set.rows) * 64, kNaN), lin_dev(lin_host.size(), kNaN);
+  gpu.linear(x.data(), w.data(), lin_host.data(), set.rows, 64, set.d_model, false);
+  gpu.linear_device(d_x, w.data(), d_y, set.rows, 64, set.d_model, false);
+  gpu.copy_to_host(lin_dev.data(), d_y, lin_dev.size());
+  gpu.synchronize();
+  EXPECT_EQ(lin_dev, lin_host);
+  gpu.free_floats(d_x);
+  gpu.free_floats(d_y);
+}
+
+TEST(CudaDevice, WeightsUploadOnceAndCanBeEvicted) {
+  MOE_SKIP_WITHOUT_GPU();
+  Random rng;
+  MOE_TRACE_SEED(rng);
+  for (CudaPrecision precision : {CudaPrecision::f32, CudaPrecision::bf16}) {
+    CudaDevice gpu(0, precision);
+    const ExpertSet set(rng, 64, 128, {4, 4}, 0);
+    const auto x = rng.normal(size_t(set.rows) * set.d_model);
+    std::vector<float> y(x.size());
+    const size_t elt = precision == CudaPrecision::f32 ? 4 : 2;
+    const size_t per_expert = 2 * size_t(set.d_model) * set.d_ff * elt;
+    EXPECT_EQ(gpu.cached_weight_bytes(), 0u);
+    gpu.expert_ffn(set.groups, x.data(), y.data(), set.d_model, set.d_ff);
+    EXPECT_EQ(gpu.cached_weight_bytes(), 2 * per_expert);
+    gpu.expert_ffn(set.groups, x.data(), y.data(), set.d_model, set.d_ff);
+    EXPECT_EQ(gpu.cached_weight_bytes(), 2 * per_expert) << "second call must reuse the cache";
+    gpu.evict_weight(set.wi[0].data());
+    gpu.evict_weight(set.wo[0].data());
+    EXPECT_EQ(gpu.cached_weight_bytes(), per_expert);
+    gpu.prefetch_expert(set.groups[0].weights, set.d_model, set.d_ff);
+    EXPECT_EQ(gpu.cached_weight_bytes(), 2 * per_expert);
+    // The same pointer as a weight of another shape is refused, not silently misread.
+    std::vector<float> out(64);
+    EXPECT_THROW(gpu.linear(x.data(), set.wi[1].data(), out.data(), 1, 64, 64, false), Error);
+  }
+}
+
+TEST(CudaDevice, NamesItselfAndRejectsAnIndexOutOfRange) {
+  MOE_SKIP_WITHOUT_GPU();
+  EXPECT_EQ(CudaDevice(0).name(), "cuda:0");
+  EXPECT_EQ(CudaDevice(0, CudaPrecision::bf16).name(), "cuda:0:bf16");
+  EXPECT_EQ(make_cuda_device(0)->name(), "cuda:0");
+  try {
+    CudaDevice bad(cuda_device_count());
+    FAIL() << "an index past the last device must throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+  }
+  CudaDevice gpu(0);
+  std::vector<float> none;
+  gpu.expert_ffn({}, none.data(), none.data(), 64, 128);  // no groups: nothing to do
+  gpu.expert_ffn({{{nullptr, nullptr}, 0, 0}}, none.data(), none.data(), 64, 128);
+}
+
+// The one test here that runs where there is no GPU: the error must say so, not crash.
+TEST(CudaDevice, WithoutAGpuConstructionFailsWithAClearError) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
+  try {
+    CudaDevice gpu(0);
+    FAIL() << "constructing a CUDA device without a GPU must throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no CUDA device"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CudaPrecisionSpec, ParsesF32AndBf16AndRejectsAnythingElse) {
+  EXPECT_EQ(parse_cuda_precision(""), CudaPrecision::f32);
+  EXPECT_EQ(parse_cuda_precision("f32"), CudaPrecision::f32);
+  EXPECT_EQ(parse_cuda_precision("bf16"), CudaPrecision::bf16);
+  EXPECT_THROW(parse_cuda_precision("fp16"), Error);
+}
+
+}  // namespace
+}  // namespace moe

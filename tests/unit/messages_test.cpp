@@ -1,0 +1,59 @@
+// Control messages: Cereal round trips, and malformed or unexpected messages named by sender and type.
+#include <gtest/gtest.h>
+
+#include "runtime/wire.hpp"
+
+namespace moe {
+
+TEST(Messages, WorkHeaderRoundTrips) {
+  WorkHeader h{7, 3, 1, {{0, 5}, {4, 2}}};
+  const auto back = decode_message<WorkHeader>(open_envelope(2, encode_message(h)));
+  EXPECT_EQ(back.step, 7);
+  EXPECT_EQ(back.moe_layer, 3);
+  ASSERT_EQ(back.segments.size(), 2u);
+  EXPECT_EQ(back.segments[1].expert, 4);
+  EXPECT_EQ(back.segments[1].rows, 2);
+}
+
+TEST(Messages, RunPlanRoundTripsWithItsExpertMap) {
+  RunPlan plan;
+  plan.model_dir = "m";
+  plan.expert_map = round_robin_expert_map(2, 4, 1, 3);
+  plan.devices = {"cpu:1", "cpu:2", "cpu:1"};
+  plan.deadline_seconds = 5;
+  const auto back = decode_message<RunPlan>(open_envelope(0, encode_message(plan)));
+  EXPECT_EQ(back.expert_map.replicas, plan.expert_map.replicas);
+  EXPECT_EQ(back.devices, plan.devices);
+  EXPECT_EQ(back.deadline_seconds, 5);
+}
+
+TEST(Messages, UnexpectedTypeNamesSenderAndTypes) {
+  const auto e = open_envelope(4, encode_message(Shutdown{}));
+  try {
+    decode_message<WorkReply>(e);
+    FAIL();
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("unexpected message from rank 4: got Shutdown, expected WorkReply"),
+              std::string::npos);
+  }
+}
+
+TEST(Messages, OtherProtocolVersionIsRejected) {
+  std::string bytes = encode_message(Shutdown{});
+  bytes[0] = 9;
+  EXPECT_THROW(decode_message<Shutdown>(open_envelope(1, bytes)), Error);
+}
+
+TEST(Messages, TruncatedPayloadIsMalformed) {
+  std::string bytes = encode_message(WorkHeader{1, 2, 0, {{0, 5}, {1, 6}}});
+  bytes.resize(bytes.size() - 6);
+  try {
+    decode_message<WorkHeader>(open_envelope(3, bytes));
+    FAIL();
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("malformed WorkHeader message from rank 3"), std::string::npos);
+  }
+  EXPECT_THROW(open_envelope(3, "abc"), Error);
+}
+
+}  // namespace moe
