@@ -52,7 +52,7 @@ void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int seque
   ws.reserve(ws.rows_in, rows * d);
   ws.reserve(ws.rows_out, rows * d);
   gather_rows(ws.normed.data(), ws.dispatch, d, ws.rows_in.data());
-  m.experts.run(layer, m.step, ws.dispatch, ws.rows_in.data(), ws.rows_out.data());
+  m.experts.run(layer, m.step, ws.gate, ws.dispatch, ws.rows_in.data(), ws.rows_out.data());
   scatter_add_rows(ws.rows_out.data(), ws.dispatch, ws.gate.probability, d, x);
 }
 

@@ -6,7 +6,8 @@
 
 namespace moe {
 
-void LocalExpertExecutor::run(const SparseFfnWeights& layer, int64_t, const ExpertDispatch& dispatch,
+void LocalExpertExecutor::run(const SparseFfnWeights& layer, int64_t, const GateResult&,
+                              const ExpertDispatch& dispatch,
                               const float* rows_in, float* rows_out) {
   groups_.clear();
   for (int e = 0; e < config_.num_experts; ++e) {

@@ -6,6 +6,7 @@
 
 #include "model/weights.hpp"
 #include "router/expert_dispatch.hpp"
+#include "router/gate.hpp"
 #include "runtime/device.hpp"
 
 namespace moe {
@@ -15,16 +16,16 @@ class ExpertExecutor {
   virtual ~ExpertExecutor() = default;
   // rows_in[dispatch.rows(), d_model] grouped by expert → rows_out, same order. `step` counts
   // forward passes (0 = encoder, k = k-th decoder call) for messages and traces.
-  virtual void run(const SparseFfnWeights& layer, int64_t step, const ExpertDispatch& dispatch,
-                   const float* rows_in, float* rows_out) = 0;
+  virtual void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
+                   const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) = 0;
 };
 
 class LocalExpertExecutor final : public ExpertExecutor {
  public:
   LocalExpertExecutor(Device& device, const ModelConfig& config)
       : device_(device), config_(config) {}
-  void run(const SparseFfnWeights& layer, int64_t step, const ExpertDispatch& dispatch,
-           const float* rows_in, float* rows_out) override;
+  void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
+           const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) override;
 
  private:
   Device& device_;

@@ -22,13 +22,13 @@ RemoteExpertExecutor::RemoteExpertExecutor(const World& world, DataTransport& tr
       recv_(world.size()) {}
 
 void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step,
-                               const ExpertDispatch& dispatch, const float* rows_in,
-                               float* rows_out) {
+                               const GateResult& gate, const ExpertDispatch& dispatch,
+                               const float* rows_in, float* rows_out) {
   step_ = step;
   const int L = layer.moe_layer, N = world_.size(), d = d_model_;
   const std::string where = "sparse layer " + std::to_string(L) + ", step " + std::to_string(step_);
   const double t_dispatch = now_us();
-  policy_.assign(L, dispatch, map_, rank_of_row_);
+  policy_.assign(L, dispatch, gate, map_, rank_of_row_);
 
   // Per rank: segments in expert order, rows copied into one contiguous block.
   std::vector<WorkHeader> headers(N);
@@ -64,6 +64,7 @@ void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step,
   // Replies: one per expert rank, in any order; an error from a rank ends the run naming it.
   const double t_wait = now_us();
   std::vector<uint8_t> replied(N, 0);
+  feedback_.clear();
   for (int pending = N - 1; pending > 0; --pending) {
     std::string waiting;
     for (int r = 1; r < N; ++r)
@@ -80,7 +81,10 @@ void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step,
               " replied for sparse layer ", reply.moe_layer, " step ", reply.step, ", expected ", where);
     MOE_CHECK(!replied[e.sender], "rank ", e.sender, " replied twice at ", where);
     replied[e.sender] = 1;
+    feedback_.push_back({e.sender, L, rows_on[e.sender], now_us() - t_wait, reply.compute_us,
+                         reply.queue_us});
   }
+  policy_.observe(feedback_);
   recorder_.report().wait_us += recorder_.event("wait L" + std::to_string(L), t_wait);
 
   const double t_combine = now_us();

@@ -19,8 +19,8 @@ class RemoteExpertExecutor final : public ExpertExecutor {
   RemoteExpertExecutor(const World& world, DataTransport& transport, const ExpertMap& map,
                        DispatchPolicy& policy, int d_model, double deadline_seconds,
                        RankRecorder& recorder);
-  void run(const SparseFfnWeights& layer, int64_t step, const ExpertDispatch& dispatch,
-           const float* rows_in, float* rows_out) override;
+  void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
+           const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) override;
 
  private:
   const World& world_;
@@ -34,6 +34,7 @@ class RemoteExpertExecutor final : public ExpertExecutor {
   // Reused per layer: serving rank and slot of every row, per-rank blocks.
   std::vector<int> rank_of_row_, slot_of_row_;
   std::vector<std::vector<float>> send_, recv_;
+  std::vector<RankFeedback> feedback_;
 };
 
 }  // namespace moe

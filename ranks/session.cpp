@@ -24,10 +24,10 @@ class RecordingExecutor final : public ExpertExecutor {
  public:
   RecordingExecutor(ExpertExecutor& inner, RankRecorder& recorder, bool local)
       : inner_(inner), recorder_(recorder), local_(local) {}
-  void run(const SparseFfnWeights& layer, int64_t step, const ExpertDispatch& dispatch,
-           const float* rows_in, float* rows_out) override {
+  void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
+           const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) override {
     const double start = now_us();
-    inner_.run(layer, step, dispatch, rows_in, rows_out);
+    inner_.run(layer, step, gate, dispatch, rows_in, rows_out);
     const double us = local_ ? recorder_.event("experts L" + std::to_string(layer.moe_layer), start) : 0.0;
     recorder_.served(layer.moe_layer, dispatch.rows(), us);
   }

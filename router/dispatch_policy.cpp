@@ -4,14 +4,14 @@
 
 namespace moe {
 
-void StaticPolicy::assign(int layer, const ExpertDispatch& d, const ExpertMap& map,
+void StaticPolicy::assign(int layer, const ExpertDispatch& d, const GateResult&, const ExpertMap& map,
                           std::vector<int>& rank_of_row) {
   rank_of_row.resize(d.rows());
   for (int e = 0; e + 1 < int(d.offsets.size()); ++e)
     for (int r = d.offsets[e]; r < d.offsets[e + 1]; ++r) rank_of_row[r] = map.ranks_of(layer, e)[0];
 }
 
-void RoundRobinPolicy::assign(int layer, const ExpertDispatch& d, const ExpertMap& map,
+void RoundRobinPolicy::assign(int layer, const ExpertDispatch& d, const GateResult&, const ExpertMap& map,
                               std::vector<int>& rank_of_row) {
   if (next_.empty()) next_.assign(map.num_layers(), std::vector<uint64_t>(map.num_experts(), 0));
   rank_of_row.resize(d.rows());
@@ -22,7 +22,7 @@ void RoundRobinPolicy::assign(int layer, const ExpertDispatch& d, const ExpertMa
   }
 }
 
-void RandomPolicy::assign(int layer, const ExpertDispatch& d, const ExpertMap& map,
+void RandomPolicy::assign(int layer, const ExpertDispatch& d, const GateResult&, const ExpertMap& map,
                           std::vector<int>& rank_of_row) {
   rank_of_row.resize(d.rows());
   for (int e = 0; e + 1 < int(d.offsets.size()); ++e) {
@@ -32,7 +32,7 @@ void RandomPolicy::assign(int layer, const ExpertDispatch& d, const ExpertMap& m
   }
 }
 
-void UniformPolicy::assign(int layer, const ExpertDispatch& d, const ExpertMap& map,
+void UniformPolicy::assign(int layer, const ExpertDispatch& d, const GateResult&, const ExpertMap& map,
                            std::vector<int>& rank_of_row) {
   rank_of_row.resize(d.rows());
   for (int e = 0; e + 1 < int(d.offsets.size()); ++e) {

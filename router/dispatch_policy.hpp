@@ -10,23 +10,38 @@
 
 #include "router/expert_dispatch.hpp"
 #include "router/expert_map.hpp"
+#include "router/gate.hpp"
 
 namespace moe {
+
+// What one expert rank reported for one sparse-layer call: the feedback latency-aware routing
+// learns from.
+struct RankFeedback {
+  int rank = 0;
+  int layer = 0;
+  int tokens = 0;
+  double latency_us = 0;  // coordinator: from sending the block to the reply's arrival
+  double compute_us = 0;  // expert rank: expert FFN time
+  double queue_us = 0;    // expert rank: waiting before compute
+};
 
 class DispatchPolicy {
  public:
   virtual ~DispatchPolicy() = default;
   virtual std::string name() const = 0;
   // rank_of_row[dispatch.rows()]: the serving rank of each permuted row (rows grouped by expert).
-  virtual void assign(int layer, const ExpertDispatch& dispatch, const ExpertMap& map,
-                      std::vector<int>& rank_of_row) = 0;
+  // `gate` holds every token's router probability and entropy (index by dispatch.token_of_row).
+  virtual void assign(int layer, const ExpertDispatch& dispatch, const GateResult& gate,
+                      const ExpertMap& map, std::vector<int>& rank_of_row) = 0;
+  // Replies of the call just assigned; policies that learn use them.
+  virtual void observe(const std::vector<RankFeedback>&) {}
 };
 
 // Always the first replica.
 class StaticPolicy final : public DispatchPolicy {
  public:
   std::string name() const override { return "static"; }
-  void assign(int layer, const ExpertDispatch& d, const ExpertMap& map,
+  void assign(int layer, const ExpertDispatch& d, const GateResult& gate, const ExpertMap& map,
               std::vector<int>& rank_of_row) override;
 };
 
@@ -34,7 +49,7 @@ class StaticPolicy final : public DispatchPolicy {
 class RoundRobinPolicy final : public DispatchPolicy {
  public:
   std::string name() const override { return "round-robin"; }
-  void assign(int layer, const ExpertDispatch& d, const ExpertMap& map,
+  void assign(int layer, const ExpertDispatch& d, const GateResult& gate, const ExpertMap& map,
               std::vector<int>& rank_of_row) override;
 
  private:
@@ -46,7 +61,7 @@ class RandomPolicy final : public DispatchPolicy {
  public:
   explicit RandomPolicy(uint64_t seed) : rng_(seed) {}
   std::string name() const override { return "random"; }
-  void assign(int layer, const ExpertDispatch& d, const ExpertMap& map,
+  void assign(int layer, const ExpertDispatch& d, const GateResult& gate, const ExpertMap& map,
               std::vector<int>& rank_of_row) override;
 
  private:
@@ -57,7 +72,7 @@ class RandomPolicy final : public DispatchPolicy {
 class UniformPolicy final : public DispatchPolicy {
  public:
   std::string name() const override { return "uniform"; }
-  void assign(int layer, const ExpertDispatch& d, const ExpertMap& map,
+  void assign(int layer, const ExpertDispatch& d, const GateResult& gate, const ExpertMap& map,
               std::vector<int>& rank_of_row) override;
 };
 

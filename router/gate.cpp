@@ -13,6 +13,7 @@ void top1_gate(const float* logits, int sequences, int seq_len, int num_experts,
   out.expert.assign(T, 0);
   out.probability.assign(T, 0.0f);
   out.kept.assign(T, 0);
+  out.entropy.assign(T, 0.0f);
   std::vector<float> probs(num_experts);
   std::vector<int> used(num_experts);
   for (int s = 0; s < sequences; ++s) {
@@ -29,6 +30,10 @@ void top1_gate(const float* logits, int sequences, int seq_len, int num_experts,
         probs[e] /= sum;
         if (probs[e] > probs[best]) best = e;
       }
+      float entropy = 0.0f;
+      for (int e = 0; e < num_experts; ++e)
+        if (probs[e] > 0.0f) entropy -= probs[e] * std::log(probs[e]);
+      out.entropy[t] = entropy;
       out.expert[t] = best;
       out.probability[t] = probs[best];
       out.kept[t] = ++used[best] <= capacity;

@@ -81,10 +81,11 @@ struct ExpertSet {
     std::vector<uint8_t> in_group(rows, 0);
     for (const ExpertGroup& g : groups)
       for (int r = g.first_row; r < g.first_row + g.rows; ++r) in_group[r] = 1;
-    for (int r = 0; r < rows; ++r)
-      if (!in_group[r])
-        for (int i = 0; i < d_model; ++i)
-          ASSERT_EQ(y[size_t(r) * d_model + i], sentinel) << "row " << r << " is in no group";
+    for (int r = 0; r < rows; ++r) {
+      if (in_group[r]) continue;
+      for (int i = 0; i < d_model; ++i)
+        ASSERT_EQ(y[size_t(r) * d_model + i], sentinel) << "row " << r << " is in no group";
+    }
   }
 };
 

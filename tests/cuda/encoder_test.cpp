@@ -23,7 +23,7 @@ std::string fixture(const std::string& name) {
   return std::string(MOE_SOURCE_DIR) + "/tests/reference/fixtures/" + name;
 }
 
-struct Run {
+struct EncoderRun {
   EncoderOutput encoder;
   std::vector<GateResult> gates;
 };
@@ -48,11 +48,11 @@ class CudaEndToEnd : public ::testing::TestWithParam<std::string> {
     batch_ = make_batch(inputs, checkpoint_->config().pad_token_id);
   }
 
-  Run encode_on(Device& device) {
+  EncoderRun encode_on(Device& device) {
     const ModelConfig& c = checkpoint_->config();
     LocalExpertExecutor executor(device, c);
     SwitchModel m{c, weights_, device, executor, nullptr, {}};
-    Run run;
+    EncoderRun run;
     m.on_route = [&](int, int, int, const std::vector<float>&, const GateResult& g) {
       run.gates.push_back(g);
     };
@@ -77,8 +77,8 @@ class CudaEndToEnd : public ::testing::TestWithParam<std::string> {
 TEST_P(CudaEndToEnd, EncoderOnCudaDeviceMatchesCpuDeviceAndHuggingFace) {
   CpuDevice cpu(4);
   CudaDevice gpu(0);
-  const Run on_cpu = encode_on(cpu);
-  const Run on_gpu = encode_on(gpu);
+  const EncoderRun on_cpu = encode_on(cpu);
+  const EncoderRun on_gpu = encode_on(gpu);
   EXPECT_LE(test::max_abs_diff(on_gpu.encoder.hidden, on_cpu.encoder.hidden), kTolerance);
   std::vector<float> storage;
   const auto& info = expected_->info("encoder_last_hidden_state");

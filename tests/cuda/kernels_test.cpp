@@ -92,9 +92,10 @@ TEST(GpuPermute, ScatterAddScalesByProbabilityAndLeavesDroppedTokensAlone) {
     gpu::scatter_add_rows(d_rows.get(), order.get(), probability.get(), n, d, x.get(), nullptr);
     const auto got = x.download();
     EXPECT_LE(max_abs_diff(got, want), 1e-6);
-    for (int t = 0; t < b.T; ++t)
-      if (!b.gate.kept[t])
-        for (int j = 0; j < d; ++j) ASSERT_EQ(got[size_t(t) * d + j], x0[size_t(t) * d + j]);
+    for (int t = 0; t < b.T; ++t) {
+      if (b.gate.kept[t]) continue;
+      for (int j = 0; j < d; ++j) ASSERT_EQ(got[size_t(t) * d + j], x0[size_t(t) * d + j]);
+    }
   }
   {  // bf16 rows into the float32 residual: the CPU reference on the same (rounded) rows
     const auto rows16 = test::to_bf16(rows);

@@ -285,7 +285,7 @@ def main():
     print("[train_tiny_model] reloaded the saved model: same greedy outputs")
 
     total_s = time.time() - t_start
-    cmd = "python3 tests/reference/train_tiny_model.py " + " ".join(sys.argv[1:])
+    cmd = " ".join(["python3 tests/reference/train_tiny_model.py"] + sys.argv[1:])
     readme = f"""# switch-tiny — the small default Switch Transformer model
 
 A tiny `SwitchTransformersForConditionalGeneration` (Hugging Face layout: `config.json` +

@@ -36,16 +36,16 @@ std::map<int, int> count_ranks(const std::vector<int>& ranks, int begin, int end
 TEST(DispatchPolicy, StaticAlwaysUsesTheFirstReplica) {
   StaticPolicy p;
   std::vector<int> ranks;
-  p.assign(0, rows(5, 2), two_expert_map(), ranks);
+  p.assign(0, rows(5, 2), GateResult{}, two_expert_map(), ranks);
   EXPECT_EQ(ranks, (std::vector<int>{1, 1, 1, 1, 1, 2, 2}));
 }
 
 TEST(DispatchPolicy, RoundRobinCyclesAndContinuesAcrossCalls) {
   RoundRobinPolicy p;
   std::vector<int> ranks;
-  p.assign(0, rows(4, 1), two_expert_map(), ranks);
+  p.assign(0, rows(4, 1), GateResult{}, two_expert_map(), ranks);
   EXPECT_EQ(ranks, (std::vector<int>{1, 2, 3, 1, 2}));
-  p.assign(0, rows(2, 0), two_expert_map(), ranks);
+  p.assign(0, rows(2, 0), GateResult{}, two_expert_map(), ranks);
   EXPECT_EQ(ranks, (std::vector<int>{2, 3}));
 }
 
@@ -53,7 +53,7 @@ TEST(DispatchPolicy, UniformSharesDifferByAtMostOneToken) {
   UniformPolicy p;
   std::vector<int> ranks;
   for (int n : {0, 1, 2, 3, 7, 100}) {
-    p.assign(0, rows(n, 1), two_expert_map(), ranks);
+    p.assign(0, rows(n, 1), GateResult{}, two_expert_map(), ranks);
     const auto counts = count_ranks(ranks, 0, n);
     int lo = n, hi = 0;
     for (int r : {1, 2, 3}) {
@@ -69,9 +69,9 @@ TEST(DispatchPolicy, UniformSharesDifferByAtMostOneToken) {
 TEST(DispatchPolicy, RandomIsSeededReproducibleAndUsesOnlyReplicas) {
   RandomPolicy a(42), b(42), c(7);
   std::vector<int> ra, rb, rc;
-  a.assign(0, rows(300, 5), two_expert_map(), ra);
-  b.assign(0, rows(300, 5), two_expert_map(), rb);
-  c.assign(0, rows(300, 5), two_expert_map(), rc);
+  a.assign(0, rows(300, 5), GateResult{}, two_expert_map(), ra);
+  b.assign(0, rows(300, 5), GateResult{}, two_expert_map(), rb);
+  c.assign(0, rows(300, 5), GateResult{}, two_expert_map(), rc);
   EXPECT_EQ(ra, rb);
   EXPECT_NE(ra, rc);
   const auto counts = count_ranks(ra, 0, 300);

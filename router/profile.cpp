@@ -1,0 +1,111 @@
+#include "router/profile.hpp"
+
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/error.hpp"
+
+namespace moe {
+
+double LatencyCurve::at(double n) const {
+  if (n <= 0 || tokens.empty()) return 0;
+  if (tokens.size() == 1) return median_us[0] * n / tokens[0];
+  size_t i = 1;
+  while (i + 1 < tokens.size() && tokens[i] < n) ++i;
+  const double x0 = tokens[i - 1], x1 = tokens[i], y0 = median_us[i - 1], y1 = median_us[i];
+  const double y = y0 + (y1 - y0) * (n - x0) / (x1 - x0);
+  return std::max(y, 0.0);
+}
+
+const RankProfile& Profile::of(int rank) const {
+  for (const auto& r : ranks)
+    if (r.rank == rank) return r;
+  MOE_FAIL("the profile has no entry for rank ", rank);
+}
+
+bool Profile::has(int rank) const {
+  for (const auto& r : ranks)
+    if (r.rank == rank) return true;
+  return false;
+}
+
+Profile parse_profile(const nlohmann::json& j, const std::string& source) {
+  Profile p;
+  try {
+    const auto& m = j.at("model");
+    p.d_model = m.at("d_model").get<int>();
+    p.d_ff = m.at("d_ff").get<int>();
+    p.num_experts = m.at("num_experts").get<int>();
+    p.num_moe_layers = m.at("num_moe_layers").get<int>();
+    for (const auto& r : j.at("ranks")) {
+      RankProfile rp;
+      rp.rank = r.at("rank").get<int>();
+      rp.host = r.value("host", "");
+      rp.device = r.at("device").get<std::string>();
+      rp.expert.tokens = r.at("expert_tokens").get<std::vector<double>>();
+      rp.expert.median_us = r.at("expert_median_us").get<std::vector<double>>();
+      rp.link_latency_us = r.at("link_latency_us").get<double>();
+      rp.link_bytes_per_us = r.at("link_bytes_per_us").get<double>();
+      rp.memory_bytes = r.value("memory_bytes", size_t(0));
+      MOE_CHECK(rp.expert.tokens.size() == rp.expert.median_us.size() && !rp.expert.tokens.empty(),
+                source, ": rank ", rp.rank, ": expert_tokens and expert_median_us differ in length");
+      for (size_t i = 1; i < rp.expert.tokens.size(); ++i)
+        MOE_CHECK(rp.expert.tokens[i] > rp.expert.tokens[i - 1], source, ": rank ", rp.rank,
+                  ": expert_tokens must increase");
+      MOE_CHECK(rp.link_bytes_per_us > 0, source, ": rank ", rp.rank, ": link_bytes_per_us must be > 0");
+      p.ranks.push_back(std::move(rp));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    MOE_FAIL(source, ": not a profile: ", e.what());
+  }
+  return p;
+}
+
+Profile load_profile(const std::string& path) {
+  std::ifstream in(path);
+  MOE_CHECK(in.good(), path, ": cannot open profile");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    MOE_FAIL(path, ": not valid JSON: ", e.what());
+  }
+  return parse_profile(j, path);
+}
+
+nlohmann::json profile_to_json(const Profile& p) {
+  nlohmann::json ranks = nlohmann::json::array();
+  for (const auto& r : p.ranks)
+    ranks.push_back({{"rank", r.rank},
+                     {"host", r.host},
+                     {"device", r.device},
+                     {"expert_tokens", r.expert.tokens},
+                     {"expert_median_us", r.expert.median_us},
+                     {"link_latency_us", r.link_latency_us},
+                     {"link_bytes_per_us", r.link_bytes_per_us},
+                     {"memory_bytes", r.memory_bytes}});
+  return {{"format", "moe-profile/1"},
+          {"model", {{"d_model", p.d_model}, {"d_ff", p.d_ff}, {"num_experts", p.num_experts},
+                     {"num_moe_layers", p.num_moe_layers}}},
+          {"ranks", ranks}};
+}
+
+Profile merge_profiles(const Profile& a, const Profile& b) {
+  MOE_CHECK(a.d_model == b.d_model && a.d_ff == b.d_ff && a.num_experts == b.num_experts,
+            "profiles of different model shapes cannot be merged");
+  Profile out = a;
+  for (const auto& r : b.ranks) {
+    bool replaced = false;
+    for (auto& mine : out.ranks)
+      if (mine.rank == r.rank) {
+        mine = r;
+        replaced = true;
+      }
+    if (!replaced) out.ranks.push_back(r);
+  }
+  return out;
+}
+
+}  // namespace moe

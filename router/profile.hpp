@@ -1,0 +1,45 @@
+// Measured costs the placement, the latency predictor and the simulator use: per rank, the expert
+// FFN latency as a function of its token count (a piecewise-linear curve through medians), and per
+// coordinator→rank link, latency and bandwidth. Written by `moe profile` as profile.json.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace moe {
+
+// y(x) through measured points, linear between them, extrapolated linearly past the ends.
+struct LatencyCurve {
+  std::vector<double> tokens;      // increasing, e.g. 1, 2, 4, ... 1024
+  std::vector<double> median_us;   // one expert FFN over that many tokens
+  double at(double n) const;       // 0 for n <= 0
+};
+
+struct RankProfile {
+  int rank = 0;
+  std::string host;
+  std::string device;   // "cpu:2", "cpu:1@0.5" (quota), "cuda:0"
+  LatencyCurve expert;  // one expert FFN
+  double link_latency_us = 0;         // coordinator → this rank, one message
+  double link_bytes_per_us = 1e9;     // bandwidth
+  size_t memory_bytes = 0;            // what this rank may hold for experts (0: unknown)
+  // Time to send `bytes` there and back (the block goes out and its result returns).
+  double round_trip_us(double bytes) const { return 2 * (link_latency_us + bytes / link_bytes_per_us); }
+};
+
+struct Profile {
+  int d_model = 0, d_ff = 0, num_experts = 0, num_moe_layers = 0;
+  std::vector<RankProfile> ranks;  // expert ranks (rank 0 is the coordinator and has no entry)
+  const RankProfile& of(int rank) const;
+  bool has(int rank) const;
+};
+
+Profile parse_profile(const nlohmann::json& j, const std::string& source);
+Profile load_profile(const std::string& path);
+nlohmann::json profile_to_json(const Profile& p);
+// Ranks of `b` replace or extend those of `a` (same model shape required).
+Profile merge_profiles(const Profile& a, const Profile& b);
+
+}  // namespace moe
