@@ -11,5 +11,9 @@ namespace moe {
 
 int run_generate(World& world, const std::vector<std::string>& args);
 int run_forward(World& world, const std::vector<std::string>& args);
+int run_profile(World& world, const std::vector<std::string>& args);
+int run_place(World& world, const std::vector<std::string>& args);
+int run_train_latency_model(World& world, const std::vector<std::string>& args);
+int run_bench_routing(World& world, const std::vector<std::string>& args);
 
 }  // namespace moe

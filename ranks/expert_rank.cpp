@@ -1,10 +1,14 @@
 #include "ranks/expert_rank.hpp"
 
+#include <algorithm>
+#include <fstream>
+#include <random>
 #include <thread>
 
 #include "model/checkpoint.hpp"
 #include "model/weights.hpp"
 #include "runtime/control_plane.hpp"
+#include "runtime/cpu/cpu_quota.hpp"
 #include "runtime/device.hpp"
 #include "runtime/mpi_transport.hpp"
 #include "runtime/rank_stats.hpp"
@@ -21,8 +25,58 @@ size_t weight_bytes_of(const ModelWeights& w, const ModelConfig& c) {
   return experts * size_t(2) * c.d_model * c.d_ff * sizeof(float);
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+uint64_t available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return 0;
+}
+
+// `moe profile`: the expert FFN over each token count, warm-up first, median of repeats, on up
+// to max_experts of the experts this rank holds; then the median over those experts.
+ProfileResult time_experts(const ProfileRequest& request,
+                           const std::vector<const SparseFfnWeights*>& layers, Device& device,
+                           const ModelConfig& c, int rank, const std::string& device_spec) {
+  std::vector<ExpertWeights> experts;
+  for (const auto* layer : layers)
+    for (int e = 0; e < c.num_experts && int(experts.size()) < request.max_experts; ++e)
+      if (layer->resident(e)) experts.push_back(layer->expert(e));
+  MOE_CHECK(!experts.empty(), "rank ", rank, " holds no experts to profile");
+  int most = 1;
+  for (int n : request.token_counts) most = std::max(most, n);
+  std::vector<float> x(size_t(most) * c.d_model), y(x.size());
+  std::mt19937 rng(rank);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (auto& v : x) v = normal(rng);
+  ProfileResult result{rank, device_spec, {}, available_memory_bytes()};
+  for (int n : request.token_counts) {
+    std::vector<double> per_expert;
+    for (const auto& w : experts) {
+      device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);  // warm-up
+      std::vector<double> times;
+      for (int r = 0; r < request.repeats; ++r) {
+        const double start = now_us();
+        device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);
+        times.push_back(now_us() - start);
+      }
+      per_expert.push_back(median(times));
+    }
+    result.median_us.push_back(median(per_expert));
+  }
+  return result;
+}
+
 void serve(const World& world, const RunPlan& plan) {
   const int rank = world.rank();
+  apply_quota_of(plan.devices.at(rank), rank);
   const Checkpoint checkpoint(plan.model_dir);
   const ModelConfig& c = checkpoint.config();
   LoadSelection selection;
@@ -38,7 +92,7 @@ void serve(const World& world, const RunPlan& plan) {
 
   auto device = make_device(plan.devices.at(rank));
   MpiTransport transport(world);
-  RankRecorder recorder(rank, world.host(), device->name(), int(layers.size()), plan.trace);
+  RankRecorder recorder(rank, world.host(), plan.devices.at(rank), int(layers.size()), plan.trace);
   recorder.report().weight_bytes = weight_bytes_of(weights, c);
   recorder.report().resident_bytes = resident_bytes();
   send_control(0, Ready{rank, recorder.report().resident_bytes, recorder.report().weight_bytes});
@@ -53,6 +107,19 @@ void serve(const World& world, const RunPlan& plan) {
                                        "expert rank " + std::to_string(rank) + " waiting for work");
     recorder.report().wait_us += now_us() - t_idle;
     if (e.type == static_cast<uint32_t>(MessageType::kShutdown)) break;
+    if (e.type == static_cast<uint32_t>(MessageType::kProfileRequest)) {
+      send_control(0, time_experts(decode_message<ProfileRequest>(e), layers, *device, c, rank,
+                                   plan.devices.at(rank)));
+      continue;
+    }
+    if (e.type == static_cast<uint32_t>(MessageType::kEcho)) {
+      const auto echo = decode_message<Echo>(e);
+      std::vector<float> block(echo.floats);
+      const Deadline deadline = Deadline::after(plan.deadline_seconds);
+      transport.exchange({}, {{0, block.data(), block.size()}}, deadline, "receiving an echo block");
+      transport.exchange({{0, block.data(), block.size()}}, {}, deadline, "returning an echo block");
+      continue;
+    }
     const WorkHeader header = decode_message<WorkHeader>(e);
     const double t_arrived = now_us();
     MOE_CHECK(header.moe_layer >= 0 && header.moe_layer < int(layers.size()), "rank 0 sent work for sparse layer ",

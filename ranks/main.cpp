@@ -20,6 +20,10 @@ void usage() {
       "usage: moe SUBCOMMAND [options]   (moe SUBCOMMAND --help for its options)\n"
       "  generate   greedy generation for a JSONL file of prompts\n"
       "  forward    encoder states, logits and router choices to a safetensors file\n"
+      "  profile    time every expert rank's expert FFN and the links to it (profile.json)\n"
+      "  place      place experts (and replicas of hot ones) on ranks from a profile and a trace\n"
+      "  train-latency-model   train the MLP latency predictor from latency samples\n"
+      "  bench-routing         replay a routing trace through every policy and expert map\n"
       "Run under mpirun -np N: rank 0 coordinates, ranks 1..N-1 serve experts.\n");
 }
 
@@ -37,6 +41,10 @@ int main(int argc, char** argv) {
     world = std::make_unique<moe::World>(&argc, &argv);
     if (command == "generate") return moe::run_generate(*world, args);
     if (command == "forward") return moe::run_forward(*world, args);
+    if (command == "profile") return moe::run_profile(*world, args);
+    if (command == "place") return moe::run_place(*world, args);
+    if (command == "train-latency-model") return moe::run_train_latency_model(*world, args);
+    if (command == "bench-routing") return moe::run_bench_routing(*world, args);
     if (world->rank() == 0) {
       std::fprintf(stderr, "moe: error: unknown sub-command '%s'\n", command.c_str());
       usage();

@@ -42,6 +42,7 @@ void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step,
       ++segs.back().rows;
       slot_of_row_[i] = rows_on[r]++;
     }
+  last_rows_ = rows_on;
   for (int r = 1; r < N; ++r)
     if (send_[r].size() < size_t(rows_on[r]) * d) send_[r].resize(size_t(rows_on[r]) * d);
   for (int i = 0; i < dispatch.rows(); ++i)

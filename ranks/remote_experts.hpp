@@ -21,6 +21,8 @@ class RemoteExpertExecutor final : public ExpertExecutor {
                        RankRecorder& recorder);
   void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
            const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) override;
+  // Rows each rank (index) received in the last call.
+  const std::vector<int>& last_rows_per_rank() const { return last_rows_; }
 
  private:
   const World& world_;
@@ -35,6 +37,7 @@ class RemoteExpertExecutor final : public ExpertExecutor {
   std::vector<int> rank_of_row_, slot_of_row_;
   std::vector<std::vector<float>> send_, recv_;
   std::vector<RankFeedback> feedback_;
+  std::vector<int> last_rows_;
 };
 
 }  // namespace moe

@@ -4,10 +4,15 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 
 #include <boost/program_options.hpp>
 
 #include "model/weights.hpp"
+#include "router/latency_policy.hpp"
+#include "router/policy_factory.hpp"
+#include "router/routing_trace.hpp"
+#include "runtime/cpu/cpu_quota.hpp"
 #include "ranks/expert_rank.hpp"
 #include "runtime/activity.hpp"
 #include "runtime/control_plane.hpp"
@@ -50,7 +55,13 @@ void SessionOptions::add_to(po::options_description& opts) {
       ("threads", po::value(&threads)->default_value(1), "CPU threads per rank (OpenBLAS and OpenMP)")
       ("trace", po::value(&trace_path), "write a Chrome/Perfetto timeline of every rank")
       ("memory-per-rank", po::value(&memory_per_rank_bytes)->default_value(0),
-       "bytes of expert weights each expert rank may hold (0: no limit)");
+       "bytes of expert weights each expert rank may hold (0: no limit)")
+      ("devices", po::value(&devices), "device of each rank, comma-separated: cpu:THREADS[@CORES] (a CPU quota) or cuda:INDEX")
+      ("profile", po::value(&profile_path), "profile.json from `moe profile` (for latency-aware routing and latency samples)")
+      ("latency-model", po::value(&latency_model_path), "latency model from `moe train-latency-model` (for latency-aware)")
+      ("record-routing", po::value(&record_routing_path), "write every sparse-layer call's routing (JSONL)")
+      ("record-latency-samples", po::value(&record_latency_samples_path),
+       "write one latency sample per rank and sparse-layer call (CSV; needs --profile)");
 }
 
 RunPlan Session::make_plan(const SessionOptions& o) const {
@@ -64,13 +75,22 @@ RunPlan Session::make_plan(const SessionOptions& o) const {
     MOE_CHECK(o.deadline_seconds > 0, "--deadline must be > 0");
     MOE_CHECK(o.threads >= 1, "--threads must be >= 1");
     const ModelConfig c = load_model_config((std::filesystem::path(o.model_dir) / "config.json").string());
-    make_basic_dispatch_policy(o.policy, o.seed);  // rejects an unknown name here
+    MOE_CHECK(o.policy == "latency-aware" || o.policy == "static" || o.policy == "round-robin" ||
+                  o.policy == "random" || o.policy == "uniform",
+              "unknown dispatch policy '", o.policy, "' (static, round-robin, random, uniform, latency-aware)");
     if (o.check_inputs) o.check_inputs(c);
     const int layers = count_moe_layers(c), N = world_.size();
     if (N > 1) {
       plan.expert_map = o.expert_map_path.empty()
                             ? round_robin_expert_map(layers, c.num_experts, 1, N)
                             : load_expert_map(o.expert_map_path, layers, c.num_experts, 1, N);
+      for (const auto& path : o.extra_expert_maps) {  // load the union, for runs that switch maps
+        const ExpertMap extra = load_expert_map(path, layers, c.num_experts, 1, N);
+        for (int l = 0; l < layers; ++l)
+          for (int e = 0; e < c.num_experts; ++e)
+            for (int r : extra.ranks_of(l, e))
+              if (!plan.expert_map.holds(r, l, e)) plan.expert_map.replicas[l][e].push_back(r);
+      }
       if (o.memory_per_rank_bytes > 0) {
         std::vector<size_t> budget(N, o.memory_per_rank_bytes);
         budget[0] = 0;
@@ -82,6 +102,24 @@ RunPlan Session::make_plan(const SessionOptions& o) const {
                 o.expert_map_path, ": cannot open expert map");
     }
     plan.devices.assign(N, "cpu:" + std::to_string(o.threads));
+    if (!o.devices.empty()) {
+      std::vector<std::string> given;
+      std::stringstream list(o.devices);
+      for (std::string spec; std::getline(list, spec, ',');) given.push_back(spec);
+      MOE_CHECK(int(given.size()) == N, "--devices lists ", given.size(), " devices for ", N, " rank(s)");
+      for (const auto& spec : given) make_device_spec_check(spec);
+      plan.devices = given;
+    }
+    if (o.policy == "latency-aware" || !o.record_latency_samples_path.empty()) {
+      MOE_CHECK(!o.profile_path.empty(), "--policy latency-aware and --record-latency-samples need --profile");
+      const Profile p = load_profile(o.profile_path);
+      for (int r = 1; r < N; ++r)
+        MOE_CHECK(p.has(r), o.profile_path, ": has no entry for expert rank ", r);
+    }
+    if (o.policy == "latency-aware") {
+      MOE_CHECK(!o.latency_model_path.empty(), "--policy latency-aware needs --latency-model");
+      LatencyModel::load(o.latency_model_path);
+    }
   } catch (const std::exception& e) {
     plan.error = e.what();
   }
@@ -101,6 +139,7 @@ Session::Session(World& world, const SessionOptions& options) : world_(world), o
     return;
   }
 
+  apply_quota_of(plan_.devices[0], 0);
   checkpoint_ = std::make_unique<Checkpoint>(plan_.model_dir);
   const ModelConfig& c = checkpoint_->config();
   LoadSelection selection;
@@ -108,12 +147,26 @@ Session::Session(World& world, const SessionOptions& options) : world_(world), o
   weights_ = load_weights(*checkpoint_, selection);
   device_ = make_device(plan_.devices[0]);
   tokenizer_ = load_tokenizer_if_present(plan_.model_dir, c.eos_token_id, c.pad_token_id);
-  recorder_ = std::make_unique<RankRecorder>(0, world.host(), device_->name(), weights_.num_moe_layers,
+  recorder_ = std::make_unique<RankRecorder>(0, world.host(), plan_.devices[0], weights_.num_moe_layers,
                                              plan_.trace);
   if (world.distributed()) {
     report_activity_on_termination("rank 0 (host " + world.host() + ")");
     transport_ = std::make_unique<MpiTransport>(world);
-    policy_ = make_basic_dispatch_policy(plan_.policy, plan_.seed);
+    PolicyContext context;
+    context.seed = plan_.seed;
+    context.d_model = c.d_model;
+    if (!options.profile_path.empty()) {
+      profile_ = load_profile(options.profile_path);
+      context.profile = &profile_;
+    }
+    if (!options.latency_model_path.empty())
+      context.latency_model = std::make_shared<LatencyModel>(LatencyModel::load(options.latency_model_path));
+    policy_ = make_dispatch_policy(plan_.policy, context);
+    if (!options.record_latency_samples_path.empty()) {
+      samples_out_ = std::make_unique<std::ofstream>(options.record_latency_samples_path);
+      MOE_CHECK(samples_out_->good(), options.record_latency_samples_path, ": cannot open for writing");
+      policy_ = std::make_unique<LatencySampleRecorder>(std::move(policy_), profile_, c.d_model, *samples_out_);
+    }
     auto remote = std::make_unique<RemoteExpertExecutor>(world, *transport_, plan_.expert_map, *policy_,
                                                          c.d_model, plan_.deadline_seconds, *recorder_);
     executor_ = std::move(remote);
@@ -137,6 +190,17 @@ Session::Session(World& world, const SessionOptions& options) : world_(world), o
   });
   recording_ = std::make_unique<RecordingExecutor>(*executor_, *recorder_, !world.distributed());
   model_ = std::make_unique<SwitchModel>(SwitchModel{c, weights_, *device_, *recording_, nullptr, {}});
+  if (!options.record_routing_path.empty()) {
+    routing_out_ = std::make_unique<std::ofstream>(options.record_routing_path);
+    MOE_CHECK(routing_out_->good(), options.record_routing_path, ": cannot open for writing");
+    model_->on_route = [this](int layer, int sequences, int seq_len, const std::vector<float>&,
+                              const GateResult& gate) {
+      if (model_->step == 0 && layer == 0) ++routing_batch_;
+      RoutingRecord r{routing_batch_, model_->step, layer, sequences, seq_len, gate.expert,
+                      gate.probability, gate.kept, gate.entropy};
+      *routing_out_ << routing_record_to_json_line(r) << "\n";
+    };
+  }
 }
 
 Session::~Session() = default;

@@ -13,7 +13,10 @@
 #include "model/switch_model.hpp"
 #include "model/tokenizer.hpp"
 #include "ranks/remote_experts.hpp"
+#include <fstream>
+
 #include "router/dispatch_policy.hpp"
+#include "router/profile.hpp"
 #include "runtime/device.hpp"
 #include "runtime/messages.hpp"
 #include "runtime/mpi_transport.hpp"
@@ -31,6 +34,12 @@ struct SessionOptions {
   int threads = 1;
   std::string trace_path;
   size_t memory_per_rank_bytes = 0;  // 0: no budget check beyond the machine's memory
+  std::string devices;                // comma-separated per rank, e.g. "cpu:1,cpu:1,cpu:1@0.5"
+  std::string profile_path;           // profile.json (latency-aware policy, latency samples)
+  std::string latency_model_path;     // model.bin (latency-aware policy)
+  std::string record_routing_path;    // JSONL routing trace of every sparse-layer call
+  std::string record_latency_samples_path;  // CSV latency samples (needs a profile)
+  std::vector<std::string> extra_expert_maps;  // expert ranks also load these maps' experts
   // Run on rank 0 before the plan is broadcast: a throw rejects the run before any work starts.
   std::function<void(const ModelConfig&)> check_inputs;
 
@@ -50,6 +59,9 @@ class Session {
   SwitchModel& model() { return *model_; }
   const ModelConfig& config() const { return checkpoint_->config(); }
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  const RunPlan& plan() const { return plan_; }
+  World& world() { return world_; }
+  DataTransport& transport() { return *transport_; }
 
   // Ends the run: expert ranks shut down and report; rank 0 prints the per-rank table and writes
   // the trace.
@@ -72,7 +84,9 @@ class Session {
   std::unique_ptr<ExpertExecutor> executor_;
   std::unique_ptr<ExpertExecutor> recording_;
   std::unique_ptr<SwitchModel> model_;
-  std::vector<RankReport> ready_;
+  std::unique_ptr<std::ofstream> routing_out_, samples_out_;
+  Profile profile_;
+  int64_t routing_batch_ = -1;
 };
 
 }  // namespace moe

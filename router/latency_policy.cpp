@@ -119,7 +119,7 @@ void LatencyAwarePolicy::assign(int layer, const ExpertDispatch& d, const GateRe
 LatencySampleRecorder::LatencySampleRecorder(std::unique_ptr<DispatchPolicy> inner, Profile profile,
                                              int d_model, std::ostream& out)
     : inner_(std::move(inner)), profile_(std::move(profile)), d_model_(d_model), out_(out) {
-  out_ << latency_samples_header() << "\n";
+  if (out_.tellp() <= 0) out_ << latency_samples_header() << "\n";  // once per file
 }
 
 void LatencySampleRecorder::assign(int layer, const ExpertDispatch& d, const GateResult& gate,

@@ -13,6 +13,9 @@ const char* message_type_name(uint32_t type) {
     case MessageType::kShutdown: return "Shutdown";
     case MessageType::kRankReport: return "RankReport";
     case MessageType::kReady: return "Ready";
+    case MessageType::kProfileRequest: return "ProfileRequest";
+    case MessageType::kProfileResult: return "ProfileResult";
+    case MessageType::kEcho: return "Echo";
   }
   return "unknown-type";
 }

@@ -1,6 +1,7 @@
 #include "runtime/device.hpp"
 
 #include "runtime/cpu/cpu_device.hpp"
+#include "runtime/cpu/cpu_quota.hpp"
 #include "runtime/error.hpp"
 #ifdef MOE_WITH_CUDA
 #include "runtime/cuda/cuda_device.hpp"
@@ -21,7 +22,9 @@ int parse_index(const std::string& spec, size_t prefix, const char* what) {
 
 }  // namespace
 
-std::unique_ptr<Device> make_device(const std::string& spec) {
+std::unique_ptr<Device> make_device(const std::string& spec_with_quota) {
+  double quota = 0;
+  const std::string spec = strip_cpu_quota(spec_with_quota, &quota);
   if (spec == "cpu") return std::make_unique<CpuDevice>(1);
   if (spec.rfind("cpu:", 0) == 0)
     return std::make_unique<CpuDevice>(parse_index(spec, 4, "cpu:THREADS"));
@@ -35,4 +38,24 @@ std::unique_ptr<Device> make_device(const std::string& spec) {
   MOE_FAIL("device '", spec, "': unknown device (expected cpu:THREADS or cuda:INDEX)");
 }
 
+}  // namespace moe
+
+namespace moe {
+void make_device_spec_check(const std::string& spec_with_quota) {
+  double quota = 0;
+  const std::string spec = strip_cpu_quota(spec_with_quota, &quota);
+  if (spec == "cpu" || spec.rfind("cpu:", 0) == 0) {
+    if (spec != "cpu") parse_index(spec, 4, "cpu:THREADS");
+    return;
+  }
+  if (spec.rfind("cuda:", 0) == 0) {
+#ifdef MOE_WITH_CUDA
+    parse_index(spec, 5, "cuda:INDEX");
+    return;
+#else
+    MOE_FAIL("device '", spec, "': this build has no CUDA support (configure with MOE_WITH_CUDA=ON)");
+#endif
+  }
+  MOE_FAIL("device '", spec, "': unknown device (expected cpu:THREADS[@CORES] or cuda:INDEX)");
+}
 }  // namespace moe

@@ -41,3 +41,8 @@ class Device {
 std::unique_ptr<Device> make_device(const std::string& spec);
 
 }  // namespace moe
+
+namespace moe {
+// Throws when `spec` is not a device this build can make (checked before any rank starts work).
+void make_device_spec_check(const std::string& spec);
+}  // namespace moe

@@ -24,6 +24,9 @@ enum class MessageType : uint32_t {
   kShutdown = 5,
   kRankReport = 6,
   kReady = 7,
+  kProfileRequest = 8,
+  kProfileResult = 9,
+  kEcho = 10,
 };
 const char* message_type_name(uint32_t type);
 
@@ -98,6 +101,37 @@ struct Ready {
   }
 };
 
+// `moe profile`: time the experts this rank holds at these token counts.
+struct ProfileRequest {
+  std::vector<int32_t> token_counts;
+  int32_t repeats = 5;
+  int32_t max_experts = 4;
+  template <class A>
+  void serialize(A& ar) {
+    ar(token_counts, repeats, max_experts);
+  }
+};
+
+struct ProfileResult {
+  int32_t rank = 0;
+  std::string device;
+  std::vector<double> median_us;  // per token count: median over repeats, then over experts
+  uint64_t memory_bytes = 0;
+  template <class A>
+  void serialize(A& ar) {
+    ar(rank, device, median_us, memory_bytes);
+  }
+};
+
+// `moe profile`: the next data block of `floats` floats is to be sent straight back.
+struct Echo {
+  uint64_t floats = 0;
+  template <class A>
+  void serialize(A& ar) {
+    ar(floats);
+  }
+};
+
 struct Shutdown {
   template <class A>
   void serialize(A&) {}
@@ -140,6 +174,9 @@ template <> struct MessageTypeOf<WorkReply> { static constexpr MessageType value
 template <> struct MessageTypeOf<ErrorMessage> { static constexpr MessageType value = MessageType::kError; };
 template <> struct MessageTypeOf<Shutdown> { static constexpr MessageType value = MessageType::kShutdown; };
 template <> struct MessageTypeOf<Ready> { static constexpr MessageType value = MessageType::kReady; };
+template <> struct MessageTypeOf<ProfileRequest> { static constexpr MessageType value = MessageType::kProfileRequest; };
+template <> struct MessageTypeOf<ProfileResult> { static constexpr MessageType value = MessageType::kProfileResult; };
+template <> struct MessageTypeOf<Echo> { static constexpr MessageType value = MessageType::kEcho; };
 template <> struct MessageTypeOf<RankReport> { static constexpr MessageType value = MessageType::kRankReport; };
 
 }  // namespace moe

@@ -49,7 +49,7 @@ std::string format_rank_table(const std::vector<RankReport>& reports, double wal
                               int64_t generated_tokens) {
   std::ostringstream out;
   char line[512];
-  std::snprintf(line, sizeof(line), "%-5s %-12s %-8s %9s %9s %12s %10s %10s %10s %10s  %s\n",
+  std::snprintf(line, sizeof(line), "%-5s %-12s %-10s %9s %9s %12s %10s %10s %10s %10s  %s\n",
                 "rank", "host", "device", "rss_MiB", "wgt_MiB", "tokens", "compute_s", "wait_s",
                 "sent_MiB", "recv_MiB", "tokens per sparse layer");
   out << line;
@@ -59,7 +59,7 @@ std::string format_rank_table(const std::vector<RankReport>& reports, double wal
     std::string per_layer;
     for (size_t l = 0; l < r.tokens_per_layer.size(); ++l)
       per_layer += (l ? " " : "") + std::to_string(r.tokens_per_layer[l]);
-    std::snprintf(line, sizeof(line), "%-5d %-12.12s %-8s %9.1f %9.1f %12lld %10.3f %10.3f %10.2f %10.2f  %s\n",
+    std::snprintf(line, sizeof(line), "%-5d %-12.12s %-10s %9.1f %9.1f %12lld %10.3f %10.3f %10.2f %10.2f  %s\n",
                   r.rank, r.host.c_str(), r.device.c_str(), r.resident_bytes / 1048576.0,
                   r.weight_bytes / 1048576.0, static_cast<long long>(tokens), compute / 1e6,
                   r.wait_us / 1e6, r.bytes_sent / 1048576.0, r.bytes_received / 1048576.0,

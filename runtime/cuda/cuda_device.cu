@@ -1,6 +1,6 @@
 // The CUDA device (interface and contracts in cuda_device.hpp): a weight cache keyed by host
-// pointer, grow-only staging and scratch buffers, and the expert FFN as GEMM → ReLU → GEMM over
-// every expert group at once.
+// pointer, grow-only pinned staging for the host-pointer API, and the choice of GEMM issue path;
+// the expert FFN itself runs in expert_ffn.cu.
 #include "runtime/cuda/cuda_device.hpp"
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 
 #include "runtime/cuda/buffers.hpp"
 #include "runtime/cuda/cuda_check.hpp"
+#include "runtime/cuda/expert_ffn.hpp"
 #include "runtime/cuda/gemm.hpp"
 #include "runtime/cuda/kernels.hpp"
 
@@ -18,7 +19,6 @@ namespace {
 
 using gpu::bf16;
 using gpu::DeviceBuffer;
-using gpu::GemmProblem;
 using gpu::GemmTypes;
 using gpu::PinnedBuffer;
 
@@ -27,24 +27,6 @@ struct CachedWeight {
   size_t elements = 0;
   bool bf16 = false;
 };
-
-// Row ranges [begin, end) that the groups cover, merged and sorted: what must be copied in/out.
-std::vector<std::pair<int, int>> covered_rows(const std::vector<ExpertGroup>& groups) {
-  std::vector<std::pair<int, int>> ranges;
-  for (const ExpertGroup& g : groups)
-    if (g.rows > 0) ranges.emplace_back(g.first_row, g.first_row + g.rows);
-  std::sort(ranges.begin(), ranges.end());
-  std::vector<std::pair<int, int>> merged;
-  for (const auto& r : ranges) {
-    MOE_CHECK(merged.empty() || r.first >= merged.back().second,
-              "expert_ffn: expert groups overlap at row ", r.first);
-    if (!merged.empty() && r.first == merged.back().second)
-      merged.back().second = r.second;
-    else
-      merged.push_back(r);
-  }
-  return merged;
-}
 
 }  // namespace
 
@@ -77,7 +59,8 @@ CudaPrecision parse_cuda_precision(const std::string& suffix) {
 struct CudaDevice::Impl {
   int index = 0;
   CudaPrecision precision = CudaPrecision::f32;
-  ExpertGemm gemm_path = gpu::grouped_gemm_available() ? ExpertGemm::grouped : ExpertGemm::per_group;
+  ExpertGemm gemm_path = ExpertGemm::automatic;
+  int expert_streams = 4;
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
 
@@ -85,11 +68,11 @@ struct CudaDevice::Impl {
   size_t weight_bytes = 0;
   DeviceBuffer upload;  // float32 staging for weights converted to bf16 on the GPU
 
-  DeviceBuffer x_dev, y_dev;        // activations of the host-pointer API
-  PinnedBuffer in_host, out_host;   // their pinned staging
-  DeviceBuffer x_bf16, hidden, y_bf16;  // expert FFN scratch
-  gpu::GroupedGemm grouped;
-  std::vector<GemmProblem> wi_problems, wo_problems;  // reused across calls
+  DeviceBuffer x_dev, y_dev;       // activations of the host-pointer API
+  PinnedBuffer in_host, out_host;  // their pinned staging
+  std::unique_ptr<gpu::ExpertFfnRunner> runner;
+  std::vector<gpu::DeviceExpertGroup> device_groups;  // reused across calls
+  std::vector<std::pair<int, int>> ranges;
 
   void use() const { CUDA_CHECK(cudaSetDevice(index)); }
 
@@ -131,83 +114,33 @@ struct CudaDevice::Impl {
     gpu::gemm(cublas, GemmTypes::f32, {d_w, d_x, d_y, M, N, K}, accumulate ? 1.0f : 0.0f);
   }
 
+  // The measured rule (docs/CUDA.md, H100): float32 → per-expert GEMMs on side streams; bf16 →
+  // one grouped GEMM while experts are small (≤ 512 rows on average), per-expert GEMMs above.
+  ExpertGemm resolve_path(size_t total_rows, size_t active_groups) const {
+    if (gemm_path != ExpertGemm::automatic) return gemm_path;
+    if (precision == CudaPrecision::f32 || !gpu::grouped_gemm_available())
+      return ExpertGemm::per_group;
+    return total_rows <= 512 * active_groups ? ExpertGemm::grouped : ExpertGemm::per_group;
+  }
+
   void expert_ffn(const std::vector<ExpertGroup>& groups, const float* d_x, float* d_y,
                   int d_model, int d_ff) {
-    MOE_CHECK(d_model > 0 && d_ff > 0, name(), ": expert_ffn: bad d_model ", d_model, " d_ff ",
-              d_ff);
+    const bool as_bf16 = precision == CudaPrecision::bf16;
+    device_groups.clear();
     size_t total_rows = 0;
-    int row_end = 0;
     for (const ExpertGroup& g : groups) {
       MOE_CHECK(g.rows >= 0 && g.first_row >= 0, name(), ": expert_ffn: bad group (first_row ",
                 g.first_row, ", rows ", g.rows, ")");
+      if (g.rows == 0) continue;
+      device_groups.push_back({weight(g.weights.wi, size_t(d_ff) * d_model, as_bf16),
+                               weight(g.weights.wo, size_t(d_model) * d_ff, as_bf16),
+                               g.first_row, g.rows});
       total_rows += size_t(g.rows);
-      if (g.rows > 0) row_end = std::max(row_end, g.first_row + g.rows);
     }
-    if (total_rows == 0) return;
-    const auto ranges = covered_rows(groups);
-    const bool bf16_mode = precision == CudaPrecision::bf16;
-    const size_t elt = bf16_mode ? sizeof(bf16) : sizeof(float);
-    char* hidden_base = hidden.ensure<char>(total_rows * d_ff * elt, stream);
-
-    // Inputs in the GEMM's type: float32 rows as given, or converted to bf16 at the same rows.
-    const char* x_base = reinterpret_cast<const char*>(d_x);
-    char* x16 = nullptr;
-    if (bf16_mode) {
-      x16 = x_bf16.ensure<char>(size_t(row_end) * d_model * sizeof(bf16), stream);
-      for (const auto& [begin, end] : ranges)
-        gpu::convert(d_x + size_t(begin) * d_model,
-                     reinterpret_cast<bf16*>(x16) + size_t(begin) * d_model,
-                     size_t(end - begin) * d_model, stream);
-      x_base = x16;
-    }
-    const bool grouped_path = gemm_path == ExpertGemm::grouped;
-    // Grouped bf16 GEMMs write bf16 (no mixed grouped type), converted to float32 at the end.
-    char* y_base = reinterpret_cast<char*>(d_y);
-    size_t y_elt = sizeof(float);
-    if (bf16_mode && grouped_path) {
-      y_base = y_bf16.ensure<char>(size_t(row_end) * d_model * sizeof(bf16), stream);
-      y_elt = sizeof(bf16);
-    }
-
-    wi_problems.clear();
-    wo_problems.clear();
-    size_t hidden_row = 0;
-    for (const ExpertGroup& g : groups) {  // wi: hidden[rows, d_ff] = x[rows, d_model] · wi^T
-      if (g.rows == 0) continue;
-      const void* wi = weight(g.weights.wi, size_t(d_ff) * d_model, bf16_mode);
-      wi_problems.push_back({wi, x_base + size_t(g.first_row) * d_model * elt,
-                          hidden_base + hidden_row * d_ff * elt, g.rows, d_ff, d_model});
-      hidden_row += size_t(g.rows);
-    }
-    hidden_row = 0;
-    for (const ExpertGroup& g : groups) {  // wo: y[rows, d_model] = relu(hidden) · wo^T
-      if (g.rows == 0) continue;
-      const void* wo = weight(g.weights.wo, size_t(d_model) * d_ff, bf16_mode);
-      wo_problems.push_back({wo, hidden_base + hidden_row * d_ff * elt,
-                          y_base + size_t(g.first_row) * d_model * y_elt, g.rows, d_model, d_ff});
-      hidden_row += size_t(g.rows);
-    }
-
-    const GemmTypes in_types = bf16_mode ? GemmTypes::bf16_to_bf16 : GemmTypes::f32;
-    if (grouped_path) {
-      grouped.run(cublas, stream, in_types, wi_problems);
-    } else {
-      for (const GemmProblem& p : wi_problems) gpu::gemm(cublas, in_types, p, 0.0f);
-    }
-    if (bf16_mode)
-      gpu::relu_inplace(reinterpret_cast<bf16*>(hidden_base), total_rows * d_ff, stream);
-    else
-      gpu::relu_inplace(reinterpret_cast<float*>(hidden_base), total_rows * d_ff, stream);
-    if (grouped_path) {
-      grouped.run(cublas, stream, in_types, wo_problems);
-      if (bf16_mode)
-        for (const auto& [begin, end] : ranges)
-          gpu::convert(reinterpret_cast<const bf16*>(y_base) + size_t(begin) * d_model,
-                       d_y + size_t(begin) * d_model, size_t(end - begin) * d_model, stream);
-    } else {
-      const GemmTypes out_types = bf16_mode ? GemmTypes::bf16_to_f32 : GemmTypes::f32;
-      for (const GemmProblem& p : wo_problems) gpu::gemm(cublas, out_types, p, 0.0f);
-    }
+    if (device_groups.empty()) return;
+    if (!runner) runner = std::make_unique<gpu::ExpertFfnRunner>(stream, cublas);
+    runner->run(device_groups, d_x, d_y, d_model, d_ff, as_bf16,
+                resolve_path(total_rows, device_groups.size()), expert_streams);
   }
 };
 
@@ -231,6 +164,7 @@ CudaDevice::~CudaDevice() {
   cudaSetDevice(impl_->index);
   if (impl_->stream) cudaStreamSynchronize(impl_->stream);
   for (auto& [host, w] : impl_->weights) cudaFree(w.data);
+  impl_->runner.reset();
   if (impl_->cublas) cublasDestroy(impl_->cublas);
   if (impl_->stream) cudaStreamDestroy(impl_->stream);
 }  // the buffers in impl_ free themselves
@@ -265,7 +199,8 @@ void CudaDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float*
                             int d_model, int d_ff) {
   Impl& d = *impl_;
   d.use();
-  const auto ranges = covered_rows(groups);
+  std::vector<std::pair<int, int>>& ranges = d.ranges;
+  gpu::covered_rows(groups, ranges);
   if (ranges.empty()) return;
   const size_t rows = size_t(ranges.back().second);
   float* staged_in = d.in_host.ensure<float>(rows * d_model);
@@ -355,13 +290,17 @@ void CudaDevice::synchronize() {
 
 gpu::Stream CudaDevice::stream() const { return impl_->stream; }
 
-void CudaDevice::set_expert_gemm(ExpertGemm path) {
+void CudaDevice::set_expert_gemm(ExpertGemm path, int streams) {
   MOE_CHECK(path != ExpertGemm::grouped || gpu::grouped_gemm_available(), name(),
             ": this cuBLAS has no grouped GEMM (cublasGemmGroupedBatchedEx needs cuBLAS 12.5+)");
+  MOE_CHECK(streams >= 1 && streams <= gpu::ExpertFfnRunner::kMaxStreams, name(),
+            ": expert streams must be 1..", gpu::ExpertFfnRunner::kMaxStreams, ", got ", streams);
   impl_->gemm_path = path;
+  impl_->expert_streams = streams;
 }
 
 ExpertGemm CudaDevice::expert_gemm() const { return impl_->gemm_path; }
+int CudaDevice::expert_streams() const { return impl_->expert_streams; }
 CudaPrecision CudaDevice::precision() const { return impl_->precision; }
 int CudaDevice::index() const { return impl_->index; }
 

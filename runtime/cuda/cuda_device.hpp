@@ -29,9 +29,11 @@ namespace moe {
 
 enum class CudaPrecision { f32, bf16 };
 
-// How the expert groups' GEMMs are issued: one cublasGemmGroupedBatchedEx per projection, or one
-// cuBLAS GEMM per expert group. Both compute the same thing; the bench measures which is faster.
-enum class ExpertGemm { grouped, per_group };
+// How the expert groups' GEMMs are issued (runtime/cuda/expert_ffn.hpp): one
+// cublasGemmGroupedBatchedEx per projection, or one GEMM → ReLU → GEMM chain per expert spread
+// over side streams. Same results; `automatic` picks per call by the rule measured on H100
+// (docs/CUDA.md, bench_cuda_expert_gemm).
+enum class ExpertGemm { automatic, grouped, per_group };
 
 // Number of usable CUDA devices; 0 when there is no driver or no device (never throws).
 int cuda_device_count();
@@ -77,10 +79,11 @@ class CudaDevice final : public Device {
   void synchronize();
   gpu::Stream stream() const;
 
-  // Which GEMM issue path expert_ffn uses (default: the faster one measured on H100, see
-  // docs/CUDA.md).
-  void set_expert_gemm(ExpertGemm path);
+  // Which GEMM issue path expert_ffn uses (default automatic), and over how many side streams
+  // (1..8, default 4) per_group spreads the experts; 1 keeps them on stream().
+  void set_expert_gemm(ExpertGemm path, int streams = 4);
   ExpertGemm expert_gemm() const;
+  int expert_streams() const;
   CudaPrecision precision() const;
   int index() const;
 

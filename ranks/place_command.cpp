@@ -1,0 +1,88 @@
+// moe place: choose ranks for every (sparse layer, expert) from a profile and a routing trace,
+// replicating hot experts; prints the predicted per-layer time of the chosen map beside the
+// round-robin, random and fastest-device-class baselines, and writes the map and the baselines.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+
+#include "ranks/commands.hpp"
+#include "router/placement.hpp"
+#include "router/routing_trace.hpp"
+#include "runtime/error.hpp"
+
+namespace moe {
+namespace po = boost::program_options;
+
+namespace {
+
+void write_map(const std::string& path, const ExpertMap& map) {
+  std::ofstream out(path + ".partial");
+  out << expert_map_to_json(map).dump() << "\n";
+  MOE_CHECK(out.good(), path, ": write failed");
+  out.close();
+  MOE_CHECK(std::rename((path + ".partial").c_str(), path.c_str()) == 0, path, ": cannot rename");
+}
+
+}  // namespace
+
+int run_place(World& world, const std::vector<std::string>& args) {
+  std::string profile_path, trace_path, out_path, baselines_prefix;
+  int replicas = 0;
+  size_t memory_per_rank = 0;
+  uint64_t seed = 1;
+  po::options_description opts("moe place options");
+  opts.add_options()("help,h", "show this help")
+      ("profile", po::value(&profile_path)->required(), "profile.json from `moe profile`")
+      ("trace", po::value(&trace_path)->required(), "routing trace from `moe generate --record-routing`")
+      ("out", po::value(&out_path)->required(), "expert_map.json to write")
+      ("replicas", po::value(&replicas)->default_value(0), "extra replicas per layer for the hottest experts")
+      ("memory-per-rank", po::value(&memory_per_rank)->default_value(0), "bytes of experts a rank may hold (0: from the profile)")
+      ("baselines", po::value(&baselines_prefix), "also write PREFIX-round-robin.json, PREFIX-random.json, PREFIX-fastest.json")
+      ("seed", po::value(&seed)->default_value(1), "seed of the random baseline");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(opts).run(), vm);
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  po::notify(vm);
+  MOE_CHECK(!world.distributed(), "moe place runs in one process (no mpirun)");
+  MOE_CHECK(replicas >= 0, "--replicas must be >= 0");
+
+  const Profile profile = load_profile(profile_path);
+  PlacementProblem problem;
+  problem.profile = &profile;
+  problem.load = mean_expert_load(load_routing_trace(trace_path), profile.num_moe_layers, profile.num_experts);
+  for (const auto& r : profile.ranks) problem.ranks.push_back(r.rank);
+  std::sort(problem.ranks.begin(), problem.ranks.end());
+  problem.bytes_per_expert = size_t(2) * profile.d_model * profile.d_ff * sizeof(float);
+  problem.memory_per_rank = memory_per_rank;
+  problem.extra_replicas = replicas;
+  const int first = problem.ranks.front(), world_size = problem.ranks.back() + 1;
+  MOE_CHECK(first == 1 && int(problem.ranks.size()) == world_size - 1, profile_path,
+            ": expected a profile of expert ranks 1..N-1");
+
+  const ExpertMap placed = place_experts(problem);
+  const std::vector<std::pair<std::string, ExpertMap>> maps = {
+      {"placed", placed},
+      {"round-robin", round_robin_expert_map(profile.num_moe_layers, profile.num_experts, 1, world_size)},
+      {"random", random_expert_map(profile.num_moe_layers, profile.num_experts, problem.ranks, seed)},
+      {"fastest", fastest_class_expert_map(problem, profile.num_moe_layers, profile.num_experts)}};
+  std::printf("%-12s %16s   %s\n", "map", "predicted_us", "predicted per-rank time of layer 0 (us)");
+  for (const auto& [name, map] : maps) {
+    const auto t = predicted_rank_times_us(problem, map, 0);
+    std::string per_rank;
+    for (int r : problem.ranks) per_rank += " r" + std::to_string(r) + "=" + std::to_string(int(t[r]));
+    std::printf("%-12s %16.1f  %s\n", name.c_str(), predicted_layer_time_us(problem, map), per_rank.c_str());
+  }
+  write_map(out_path, placed);
+  if (!baselines_prefix.empty())
+    for (size_t i = 1; i < maps.size(); ++i) write_map(baselines_prefix + "-" + maps[i].first + ".json", maps[i].second);
+  std::printf("expert map written to %s\n", out_path.c_str());
+  return 0;
+}
+
+}  // namespace moe

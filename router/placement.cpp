@@ -1,0 +1,142 @@
+#include "router/placement.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include "runtime/error.hpp"
+
+namespace moe {
+namespace {
+
+size_t capacity_of(const PlacementProblem& p, int rank) {
+  const size_t memory = p.memory_per_rank ? p.memory_per_rank : p.profile->of(rank).memory_bytes;
+  if (memory == 0 || p.bytes_per_expert == 0) return SIZE_MAX;
+  return memory / p.bytes_per_expert;
+}
+
+double cost_us(const RankProfile& r, double tokens, int d_model) {
+  if (tokens <= 0) return 0;
+  return r.expert.at(tokens) + r.round_trip_us(tokens * d_model * sizeof(float));
+}
+
+}  // namespace
+
+std::vector<double> predicted_rank_times_us(const PlacementProblem& p, const ExpertMap& map, int layer) {
+  int max_rank = 0;
+  for (int r : p.ranks) max_rank = std::max(max_rank, r);
+  std::vector<double> tokens(max_rank + 1, 0.0), compute(max_rank + 1, 0.0);
+  for (int e = 0; e < map.num_experts(); ++e) {
+    const auto& ranks = map.ranks_of(layer, e);
+    const double share = p.load[layer][e] / double(ranks.size());
+    for (int r : ranks) {
+      tokens[r] += share;
+      compute[r] += share > 0 ? p.profile->of(r).expert.at(share) : 0.0;
+    }
+  }
+  std::vector<double> time(max_rank + 1, 0.0);
+  for (int r : p.ranks)
+    time[r] = compute[r] + (tokens[r] > 0 ? p.profile->of(r).round_trip_us(tokens[r] * p.profile->d_model * sizeof(float)) : 0.0);
+  return time;
+}
+
+double predicted_layer_time_us(const PlacementProblem& p, const ExpertMap& map) {
+  double sum = 0;
+  for (int l = 0; l < map.num_layers(); ++l) {
+    const auto t = predicted_rank_times_us(p, map, l);
+    sum += *std::max_element(t.begin(), t.end());
+  }
+  return sum / std::max(map.num_layers(), 1);
+}
+
+ExpertMap place_experts(const PlacementProblem& p) {
+  MOE_CHECK(p.profile != nullptr && !p.ranks.empty(), "placement: needs a profile and expert ranks");
+  for (int r : p.ranks) p.profile->of(r);  // every rank must be profiled
+  const int layers = int(p.load.size()), experts = layers ? int(p.load[0].size()) : 0;
+  const int d = p.profile->d_model;
+  ExpertMap map;
+  map.replicas.assign(layers, std::vector<std::vector<int>>(experts));
+  std::vector<size_t> held(*std::max_element(p.ranks.begin(), p.ranks.end()) + 1, 0);
+  size_t total_capacity = 0;
+  for (int r : p.ranks) total_capacity = std::min<size_t>(SIZE_MAX / 2, total_capacity + capacity_of(p, r));
+  MOE_CHECK(total_capacity >= size_t(layers) * experts, "placement: the ranks' memory holds ", total_capacity,
+            " experts but the model has ", layers * experts);
+  for (int l = 0; l < layers; ++l) {
+    std::vector<int> order(experts);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p.load[l][a] > p.load[l][b]; });
+    std::vector<double> time(held.size(), 0.0);
+    for (int e : order) {  // longest processing time first, onto the rank that finishes earliest
+      int best = -1;
+      double best_finish = 0;
+      for (int r : p.ranks) {
+        if (held[r] >= capacity_of(p, r)) continue;
+        const double finish = time[r] + cost_us(p.profile->of(r), p.load[l][e], d);
+        if (best < 0 || finish < best_finish) {
+          best = r;
+          best_finish = finish;
+        }
+      }
+      MOE_CHECK(best >= 0, "placement: no rank has memory left for layer ", l, " expert ", e);
+      map.replicas[l][e] = {best};
+      time[best] = best_finish;
+      ++held[best];
+    }
+    // Replicas: split the bottleneck rank's hottest expert onto the rank that gains most.
+    for (int k = 0; k < p.extra_replicas; ++k) {
+      const auto t = predicted_rank_times_us(p, map, l);
+      int slowest = p.ranks[0];
+      for (int r : p.ranks)
+        if (t[r] > t[slowest]) slowest = r;
+      int hottest = -1;
+      for (int e = 0; e < experts; ++e)
+        if (map.holds(slowest, l, e) && (hottest < 0 || p.load[l][e] / map.ranks_of(l, e).size() >
+                                                            p.load[l][hottest] / map.ranks_of(l, hottest).size()))
+          hottest = e;
+      if (hottest < 0) break;
+      double best_max = *std::max_element(t.begin(), t.end());
+      int best = -1;
+      for (int r : p.ranks) {
+        if (map.holds(r, l, hottest) || held[r] >= capacity_of(p, r)) continue;
+        map.replicas[l][hottest].push_back(r);
+        const auto trial = predicted_rank_times_us(p, map, l);
+        const double m = *std::max_element(trial.begin(), trial.end());
+        map.replicas[l][hottest].pop_back();
+        if (m < best_max - 1e-9) {
+          best_max = m;
+          best = r;
+        }
+      }
+      if (best < 0) break;  // no replica helps
+      map.replicas[l][hottest].push_back(best);
+      ++held[best];
+    }
+  }
+  return map;
+}
+
+ExpertMap random_expert_map(int num_layers, int num_experts, const std::vector<int>& ranks, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<size_t> pick(0, ranks.size() - 1);
+  ExpertMap map;
+  map.replicas.assign(num_layers, std::vector<std::vector<int>>(num_experts));
+  for (auto& layer : map.replicas)
+    for (auto& e : layer) e = {ranks[pick(rng)]};
+  return map;
+}
+
+ExpertMap fastest_class_expert_map(const PlacementProblem& p, int num_layers, int num_experts) {
+  double fastest = 1e300;
+  for (int r : p.ranks) fastest = std::min(fastest, p.profile->of(r).expert.at(64));
+  std::vector<int> chosen;
+  for (int r : p.ranks)
+    if (p.profile->of(r).expert.at(64) <= fastest * 1.1) chosen.push_back(r);
+  ExpertMap map;
+  map.replicas.assign(num_layers, std::vector<std::vector<int>>(num_experts));
+  int next = 0;
+  for (auto& layer : map.replicas)
+    for (auto& e : layer) e = {chosen[next++ % chosen.size()]};
+  return map;
+}
+
+}  // namespace moe

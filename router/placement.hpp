@@ -1,0 +1,38 @@
+// GPU-aware expert placement: put every (layer, expert) on the ranks that minimise the slowest
+// rank's predicted time per layer, within each rank's memory, then replicate the hottest experts
+// (EPLB-style) where that lowers the slowest rank further. Predictions come from the profile:
+// a rank's time is the sum of its experts' profiled FFN times for their expected token counts
+// plus the link time for those tokens. Replicas share an expert's tokens evenly.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "router/expert_map.hpp"
+#include "router/profile.hpp"
+
+namespace moe {
+
+struct PlacementProblem {
+  const Profile* profile = nullptr;
+  std::vector<std::vector<double>> load;  // [layer][expert]: expected tokens per layer call
+  std::vector<int> ranks;                 // expert ranks to place on
+  size_t bytes_per_expert = 0;
+  size_t memory_per_rank = 0;             // 0: the profile's memory_bytes (0 there: unlimited)
+  int extra_replicas = 0;                 // per layer, added to the hottest experts
+};
+
+ExpertMap place_experts(const PlacementProblem& problem);
+
+// Predicted time of each rank for one call of `layer` under `map` (index = rank).
+std::vector<double> predicted_rank_times_us(const PlacementProblem& problem, const ExpertMap& map, int layer);
+// Mean over layers of the slowest rank's predicted time.
+double predicted_layer_time_us(const PlacementProblem& problem, const ExpertMap& map);
+
+// Baselines for comparison.
+ExpertMap random_expert_map(int num_layers, int num_experts, const std::vector<int>& ranks, uint64_t seed);
+// Round-robin over only the ranks of the fastest device class (lowest profiled 64-token time,
+// within 10%).
+ExpertMap fastest_class_expert_map(const PlacementProblem& problem, int num_layers, int num_experts);
+
+}  // namespace moe
