@@ -82,7 +82,8 @@ void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step,
               " replied for sparse layer ", reply.moe_layer, " step ", reply.step, ", expected ", where);
     MOE_CHECK(!replied[e.sender], "rank ", e.sender, " replied twice at ", where);
     replied[e.sender] = 1;
-    feedback_.push_back({e.sender, L, rows_on[e.sender], now_us() - t_wait, reply.compute_us,
+    // From the start of dispatch: a fast rank may answer before the slowest send has completed.
+    feedback_.push_back({e.sender, L, rows_on[e.sender], now_us() - t_dispatch, reply.compute_us,
                          reply.queue_us});
   }
   policy_.observe(feedback_);

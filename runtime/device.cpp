@@ -30,7 +30,10 @@ std::unique_ptr<Device> make_device(const std::string& spec_with_quota) {
     return std::make_unique<CpuDevice>(parse_index(spec, 4, "cpu:THREADS"));
   if (spec.rfind("cuda:", 0) == 0) {
 #ifdef MOE_WITH_CUDA
-    return make_cuda_device(parse_index(spec, 5, "cuda:INDEX"));
+    const size_t colon = spec.find(':', 5);
+    const std::string suffix = colon == std::string::npos ? "" : spec.substr(colon + 1);
+    return make_cuda_device(parse_index(spec.substr(0, colon), 5, "cuda:INDEX[:bf16]"),
+                            parse_cuda_precision(suffix));
 #else
     MOE_FAIL("device '", spec, "': this build has no CUDA support (configure with MOE_WITH_CUDA=ON)");
 #endif
@@ -50,7 +53,9 @@ void make_device_spec_check(const std::string& spec_with_quota) {
   }
   if (spec.rfind("cuda:", 0) == 0) {
 #ifdef MOE_WITH_CUDA
-    parse_index(spec, 5, "cuda:INDEX");
+    const size_t colon = spec.find(':', 5);
+    parse_index(spec.substr(0, colon), 5, "cuda:INDEX[:bf16]");
+    parse_cuda_precision(colon == std::string::npos ? "" : spec.substr(colon + 1));
     return;
 #else
     MOE_FAIL("device '", spec, "': this build has no CUDA support (configure with MOE_WITH_CUDA=ON)");

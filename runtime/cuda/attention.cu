@@ -23,8 +23,8 @@ __global__ void __launch_bounds__(kThreads)
                   int kv_stride, const float* bias, const uint8_t* key_valid, float* ctx,
                   int ctx_stride) {
   extern __shared__ float attn_shared[];
-  float* q_row = attn_shared;               // [d_kv]
-  float* partial = q_row + s.d_kv;          // [kWarps, d_kv]
+  float* q_row = attn_shared;                 // [d_kv]
+  float* partial = q_row + s.d_kv;            // [kWarps, d_kv]
   float* scores = partial + kWarps * s.d_kv;  // [keys]
   __shared__ float scratch[32];
 
@@ -84,13 +84,13 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 void attend(const AttentionShape& s, const float* q, int q_stride, const float* k, const float* v,
-            int kv_stride, const float* bias, const uint8_t* key_valid, float* ctx,
-            int ctx_stride, Stream stream) {
+            int kv_stride, const float* bias, const uint8_t* key_valid, float* ctx, int ctx_stride,
+            Stream stream) {
   MOE_CHECK(s.heads >= 0 && s.queries >= 0 && s.keys >= 0 && s.d_kv > 0 &&
                 s.d_kv <= 32 * kMaxDimsPerLane && s.first_query >= 0,
-            "gpu::attend: unsupported shape (heads=", s.heads, " d_kv=", s.d_kv, " queries=",
-            s.queries, " keys=", s.keys, " first_query=", s.first_query, "; d_kv must be ≤ ",
-            32 * kMaxDimsPerLane, ")");
+            "gpu::attend: unsupported shape (heads=", s.heads, " d_kv=", s.d_kv,
+            " queries=", s.queries, " keys=", s.keys, " first_query=", s.first_query,
+            "; d_kv must be ≤ ", 32 * kMaxDimsPerLane, ")");
   if (s.heads == 0 || s.queries == 0) return;
   MOE_CHECK(s.keys > 0, "gpu::attend: no keys for ", s.queries, " queries");
   const size_t shared = sizeof(float) * (size_t(s.d_kv) * (1 + kWarps) + size_t(s.keys));

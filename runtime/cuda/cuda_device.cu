@@ -1,8 +1,6 @@
 // The CUDA device (interface and contracts in cuda_device.hpp): a weight cache keyed by host
 // pointer, grow-only pinned staging for the host-pointer API, and the choice of GEMM issue path;
 // the expert FFN itself runs in expert_ffn.cu.
-#include "runtime/cuda/cuda_device.hpp"
-
 #include <algorithm>
 #include <cstring>
 #include <unordered_map>
@@ -10,6 +8,7 @@
 
 #include "runtime/cuda/buffers.hpp"
 #include "runtime/cuda/cuda_check.hpp"
+#include "runtime/cuda/cuda_device.hpp"
 #include "runtime/cuda/expert_ffn.hpp"
 #include "runtime/cuda/gemm.hpp"
 #include "runtime/cuda/kernels.hpp"
@@ -92,8 +91,8 @@ struct CudaDevice::Impl {
     CUDA_CHECK(cudaMalloc(&w.data, bytes));
     if (as_bf16) {
       float* staged = upload.ensure<float>(elements, stream);
-      CUDA_CHECK(cudaMemcpyAsync(staged, host, elements * sizeof(float), cudaMemcpyHostToDevice,
-                                 stream));
+      CUDA_CHECK(
+          cudaMemcpyAsync(staged, host, elements * sizeof(float), cudaMemcpyHostToDevice, stream));
       gpu::convert(staged, static_cast<bf16*>(w.data), elements, stream);
     } else {
       CUDA_CHECK(cudaMemcpyAsync(w.data, host, bytes, cudaMemcpyHostToDevice, stream));
@@ -123,8 +122,8 @@ struct CudaDevice::Impl {
     return total_rows <= 512 * active_groups ? ExpertGemm::grouped : ExpertGemm::per_group;
   }
 
-  void expert_ffn(const std::vector<ExpertGroup>& groups, const float* d_x, float* d_y,
-                  int d_model, int d_ff) {
+  void expert_ffn(const std::vector<ExpertGroup>& groups, const float* d_x, float* d_y, int d_model,
+                  int d_ff) {
     const bool as_bf16 = precision == CudaPrecision::bf16;
     device_groups.clear();
     size_t total_rows = 0;
@@ -133,8 +132,8 @@ struct CudaDevice::Impl {
                 g.first_row, ", rows ", g.rows, ")");
       if (g.rows == 0) continue;
       device_groups.push_back({weight(g.weights.wi, size_t(d_ff) * d_model, as_bf16),
-                               weight(g.weights.wo, size_t(d_model) * d_ff, as_bf16),
-                               g.first_row, g.rows});
+                               weight(g.weights.wo, size_t(d_model) * d_ff, as_bf16), g.first_row,
+                               g.rows});
       total_rows += size_t(g.rows);
     }
     if (device_groups.empty()) return;
@@ -148,8 +147,8 @@ CudaDevice::CudaDevice(int index, CudaPrecision precision) : impl_(std::make_uni
   const int count = cuda_device_count();
   MOE_CHECK(count > 0, "device 'cuda:", index, "': no CUDA device available (",
             cuda_unavailable_reason(), ")");
-  MOE_CHECK(index >= 0 && index < count, "device 'cuda:", index, "': index out of range (",
-            count, " CUDA device(s))");
+  MOE_CHECK(index >= 0 && index < count, "device 'cuda:", index, "': index out of range (", count,
+            " CUDA device(s))");
   impl_->index = index;
   impl_->precision = precision;
   impl_->use();
@@ -182,7 +181,8 @@ void CudaDevice::linear(const float* x, const float* w, float* y, int M, int N, 
   std::memcpy(staged, x, x_count * sizeof(float));
   float* d_x = d.x_dev.ensure<float>(x_count, d.stream);
   float* d_y = d.y_dev.ensure<float>(y_count, d.stream);
-  CUDA_CHECK(cudaMemcpyAsync(d_x, staged, x_count * sizeof(float), cudaMemcpyHostToDevice, d.stream));
+  CUDA_CHECK(
+      cudaMemcpyAsync(d_x, staged, x_count * sizeof(float), cudaMemcpyHostToDevice, d.stream));
   if (accumulate) {
     std::memcpy(staged + x_count, y, y_count * sizeof(float));
     CUDA_CHECK(cudaMemcpyAsync(d_y, staged + x_count, y_count * sizeof(float),
@@ -273,14 +273,14 @@ void CudaDevice::free_floats(float* device_ptr) {
 
 void CudaDevice::copy_to_device(float* d_dst, const float* h_src, size_t count) {
   impl_->use();
-  CUDA_CHECK(cudaMemcpyAsync(d_dst, h_src, count * sizeof(float), cudaMemcpyHostToDevice,
-                             impl_->stream));
+  CUDA_CHECK(
+      cudaMemcpyAsync(d_dst, h_src, count * sizeof(float), cudaMemcpyHostToDevice, impl_->stream));
 }
 
 void CudaDevice::copy_to_host(float* h_dst, const float* d_src, size_t count) {
   impl_->use();
-  CUDA_CHECK(cudaMemcpyAsync(h_dst, d_src, count * sizeof(float), cudaMemcpyDeviceToHost,
-                             impl_->stream));
+  CUDA_CHECK(
+      cudaMemcpyAsync(h_dst, d_src, count * sizeof(float), cudaMemcpyDeviceToHost, impl_->stream));
 }
 
 void CudaDevice::synchronize() {

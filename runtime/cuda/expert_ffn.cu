@@ -1,6 +1,5 @@
 // The expert FFN's GEMM issue paths (see expert_ffn.hpp).
 #include "runtime/cuda/expert_ffn.hpp"
-
 #include "runtime/cuda/kernels.hpp"
 
 namespace moe::gpu {
@@ -35,8 +34,8 @@ void ExpertFfnRunner::run(const std::vector<DeviceExpertGroup>& groups, const fl
   MOE_CHECK(d_model > 0 && d_ff > 0, "expert_ffn: bad d_model ", d_model, " d_ff ", d_ff);
   MOE_CHECK(path == ExpertGemm::grouped || path == ExpertGemm::per_group,
             "expert_ffn: the GEMM path must be resolved before running");
-  MOE_CHECK(streams >= 1 && streams <= kMaxStreams, "expert_ffn: streams must be 1..",
-            kMaxStreams, ", got ", streams);
+  MOE_CHECK(streams >= 1 && streams <= kMaxStreams, "expert_ffn: streams must be 1..", kMaxStreams,
+            ", got ", streams);
   size_t total_rows = 0;
   for (const DeviceExpertGroup& g : groups) {
     MOE_CHECK(g.rows >= 0 && g.first_row >= 0, "expert_ffn: bad group (first_row ", g.first_row,
@@ -70,8 +69,10 @@ void ExpertFfnRunner::run(const std::vector<DeviceExpertGroup>& groups, const fl
   for (const DeviceExpertGroup& g : groups) {
     if (g.rows == 0) continue;
     char* h = hidden + hidden_row * d_ff * elt;
-    wi_problems_.push_back({g.wi, x + size_t(g.first_row) * d_model * elt, h, g.rows, d_ff, d_model});
-    wo_problems_.push_back({g.wo, h, y + size_t(g.first_row) * d_model * y_elt, g.rows, d_model, d_ff});
+    wi_problems_.push_back(
+        {g.wi, x + size_t(g.first_row) * d_model * elt, h, g.rows, d_ff, d_model});
+    wo_problems_.push_back(
+        {g.wo, h, y + size_t(g.first_row) * d_model * y_elt, g.rows, d_model, d_ff});
     hidden_row += size_t(g.rows);
   }
   const GemmTypes in_types = use_bf16 ? GemmTypes::bf16_to_bf16 : GemmTypes::f32;

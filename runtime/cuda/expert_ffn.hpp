@@ -57,8 +57,8 @@ class ExpertFfnRunner {
 
   // Stream-ordered on the main stream; rows outside every group are neither read nor written.
   // Groups must not overlap; `path` is grouped or per_group (not automatic).
-  void run(const std::vector<DeviceExpertGroup>& groups, const float* d_x, float* d_y,
-           int d_model, int d_ff, bool use_bf16, ExpertGemm path, int streams);
+  void run(const std::vector<DeviceExpertGroup>& groups, const float* d_x, float* d_y, int d_model,
+           int d_ff, bool use_bf16, ExpertGemm path, int streams);
 
  private:
   void make_side_streams(int count);

@@ -5,7 +5,9 @@ namespace moe::gpu {
 namespace {
 
 cudaDataType input_type(GemmTypes t) { return t == GemmTypes::f32 ? CUDA_R_32F : CUDA_R_16BF; }
-cudaDataType output_type(GemmTypes t) { return t == GemmTypes::bf16_to_bf16 ? CUDA_R_16BF : CUDA_R_32F; }
+cudaDataType output_type(GemmTypes t) {
+  return t == GemmTypes::bf16_to_bf16 ? CUDA_R_16BF : CUDA_R_32F;
+}
 
 }  // namespace
 
@@ -63,15 +65,15 @@ void GroupedGemm::run(cublasHandle_t handle, cudaStream_t stream, GemmTypes type
     ++g;
   }
   void** dev = device_ptrs_.ensure<void*>(3 * size_t(G), stream);
-  CUDA_CHECK(cudaMemcpyAsync(dev, host, 3 * size_t(G) * sizeof(void*), cudaMemcpyHostToDevice,
-                             stream));
+  CUDA_CHECK(
+      cudaMemcpyAsync(dev, host, 3 * size_t(G) * sizeof(void*), cudaMemcpyHostToDevice, stream));
   CUDA_CHECK(cudaEventRecord(uploaded_, stream));
   const cudaDataType in = input_type(types), out = output_type(types);
   CUBLAS_CHECK(cublasGemmGroupedBatchedEx(
       handle, op_w_.data(), op_x_.data(), m_.data(), n_.data(), k_.data(), alpha_.data(),
-      const_cast<const void* const*>(dev), in, lda_.data(),
-      const_cast<const void* const*>(dev + G), in, ldb_.data(), beta_.data(), dev + 2 * G, out,
-      ldc_.data(), G, group_size_.data(), CUBLAS_COMPUTE_32F));
+      const_cast<const void* const*>(dev), in, lda_.data(), const_cast<const void* const*>(dev + G),
+      in, ldb_.data(), beta_.data(), dev + 2 * G, out, ldc_.data(), G, group_size_.data(),
+      CUBLAS_COMPUTE_32F));
 #else
   MOE_FAIL("grouped GEMM: this cuBLAS (", CUBLAS_VERSION,
            ") has no cublasGemmGroupedBatchedEx; use ExpertGemm::per_group");

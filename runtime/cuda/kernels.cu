@@ -29,7 +29,8 @@ __global__ void scatter_add_rows_kernel(const Rows* rows, const int* token_of_ro
   const Rows* src = rows + i * d;
   float* dst = x + size_t(t) * d;
   // Product then sum, rounded separately as on the CPU (no fused multiply-add).
-  for (int j = threadIdx.x; j < d; j += blockDim.x) dst[j] = __fadd_rn(dst[j], __fmul_rn(load(src + j), p));
+  for (int j = threadIdx.x; j < d; j += blockDim.x)
+    dst[j] = __fadd_rn(dst[j], __fmul_rn(load(src + j), p));
 }
 
 template <typename In, typename Out>
@@ -45,8 +46,8 @@ void launch_scatter(const Rows* rows, const int* token_of_row, const float* prob
                     int d, float* x, Stream stream) {
   MOE_CHECK(n >= 0 && d >= 0, "gpu::scatter_add_rows: bad shape n=", n, " d=", d);
   if (n == 0 || d == 0) return;
-  scatter_add_rows_kernel<<<unsigned(n), kRowThreads, 0, stream>>>(rows, token_of_row,
-                                                                   probability, d, x);
+  scatter_add_rows_kernel<<<unsigned(n), kRowThreads, 0, stream>>>(rows, token_of_row, probability,
+                                                                   d, x);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -57,8 +58,8 @@ constexpr unsigned kGateThreads = 256;
 // One block per sequence. Tokens are taken in chunks of blockDim positions; within a chunk each
 // token's rank among same-expert tokens before it is counted from shared memory, and `used[e]`
 // carries the count of earlier chunks — so capacity is applied in position order, as on the CPU.
-__global__ void top1_gate_kernel(const float* logits, int seq_len, int E, int capacity,
-                                 int* expert, float* probability, uint8_t* kept) {
+__global__ void top1_gate_kernel(const float* logits, int seq_len, int E, int capacity, int* expert,
+                                 float* probability, uint8_t* kept) {
   extern __shared__ int gate_shared[];
   int* used = gate_shared;              // [E]
   int* chunk_expert = gate_shared + E;  // [blockDim.x]

@@ -1,7 +1,7 @@
 // The expert FFN (wi GEMM → ReLU → wo GEMM over every expert group) on the GPU, for
 // switch-base-8 shapes: d_model 768, d_ff 3072, 8 experts, 16..4096 tokens per expert, balanced and
-// skewed, float32 and bf16, through CudaDevice::expert_ffn_device on both GEMM issue paths
-// (one grouped cuBLAS call per projection, or one GEMM per expert).
+// skewed, float32 and bf16, through CudaDevice::expert_ffn_device on each GEMM issue path (one
+// grouped cuBLAS call per projection; one GEMM chain per expert on 1 stream or on 4 side streams).
 //
 // Beside each figure, the peer: cuBLAS's rate for ONE plain GEMM of the same total FLOPs
 // ([2·rows, 768] · [768, 3072]^T, same precision), and ours / peer. Small batches are bound by
@@ -164,11 +164,11 @@ struct Row {
 };
 std::vector<Row> g_rows;
 
-void BM_ExpertFfn(benchmark::State& state, const std::string& name, int per_expert, bool skewed, bool use_bf16,
-                  ExpertGemm path) {
+void BM_ExpertFfn(benchmark::State& state, const std::string& name, int per_expert, bool skewed,
+                  bool use_bf16, ExpertGemm path, int streams) {
   Setup& s = setup();
   CudaDevice& device = use_bf16 ? *s.bf16 : *s.f32;
-  device.set_expert_gemm(path);
+  device.set_expert_gemm(path, streams);
   const auto counts = token_counts(per_expert, skewed);
   std::vector<ExpertGroup> groups;
   int rows = 0;
@@ -213,10 +213,14 @@ void print_context() {
   CUBLAS_CHECK(cublasGetVersion(setup().cublas, &cublas_version));
   std::printf("device: %s, %d SMs, %.0f MiB, cuBLAS %d\n", prop.name, prop.multiProcessorCount,
               prop.totalGlobalMem / 1048576.0, cublas_version);
-  std::printf("H100 SXM5 datasheet peaks (dense): FP32 %.1f, TF32 %.1f, BF16 %.1f TFLOP/s; HBM3 "
-              "%.2f TB/s\n", kPeakFp32, kPeakTf32, kPeakBf16, kPeakHbmTBs);
-  std::printf("cuBLAS, one [65536, 768]·[3072, 768]^T GEMM (the largest peer): FP32 %.1f, "
-              "BF16 %.1f TFLOP/s\n", setup().peer(kMaxRows, false), setup().peer(kMaxRows, true));
+  std::printf(
+      "H100 SXM5 datasheet peaks (dense): FP32 %.1f, TF32 %.1f, BF16 %.1f TFLOP/s; HBM3 "
+      "%.2f TB/s\n",
+      kPeakFp32, kPeakTf32, kPeakBf16, kPeakHbmTBs);
+  std::printf(
+      "cuBLAS, one [65536, 768]·[3072, 768]^T GEMM (the largest peer): FP32 %.1f, "
+      "BF16 %.1f TFLOP/s\n",
+      setup().peer(kMaxRows, false), setup().peer(kMaxRows, true));
 }
 
 void print_table() {
@@ -242,13 +246,16 @@ int main(int argc, char** argv) {
   for (bool use_bf16 : {false, true})
     for (bool skewed : {false, true})
       for (int per_expert : {16, 64, 256, 1024, 4096})
-        for (ExpertGemm path : {ExpertGemm::grouped, ExpertGemm::per_group}) {
-          const std::string name = std::string(use_bf16 ? "bf16" : "fp32") +
-                                   (skewed ? "/skewed" : "/balanced") + "/tokens_per_expert:" +
-                                   std::to_string(per_expert) +
-                                   (path == ExpertGemm::grouped ? "/grouped" : "/per_group");
+        for (auto [path, streams] : {std::pair{ExpertGemm::grouped, 1},
+                                     {ExpertGemm::per_group, 1},
+                                     {ExpertGemm::per_group, 4}}) {
+          const std::string name =
+              std::string(use_bf16 ? "bf16" : "fp32") + (skewed ? "/skewed" : "/balanced") +
+              "/tokens_per_expert:" + std::to_string(per_expert) +
+              (path == ExpertGemm::grouped ? "/grouped"
+                                           : "/per_group_" + std::to_string(streams) + "stream");
           benchmark::RegisterBenchmark(name.c_str(), BM_ExpertFfn, name, per_expert, skewed,
-                                       use_bf16, path)
+                                       use_bf16, path, streams)
               ->UseManualTime()
               ->Iterations(kIterations)
               ->Unit(benchmark::kMicrosecond);

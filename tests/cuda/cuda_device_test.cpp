@@ -34,7 +34,8 @@ struct ExpertSet {
   ExpertSet(Random& rng, int d_model_, int d_ff_, const std::vector<int>& counts, int gap)
       : d_model(d_model_), d_ff(d_ff_) {
     // Scaled so that hidden and output values are O(1).
-    const float wi_scale = 1.0f / std::sqrt(float(d_model)), wo_scale = 2.0f / std::sqrt(float(d_ff));
+    const float wi_scale = 1.0f / std::sqrt(float(d_model)),
+                wo_scale = 2.0f / std::sqrt(float(d_ff));
     for (size_t e = 0; e < counts.size(); ++e) {
       wi.push_back(rng.normal(size_t(d_ff) * d_model, wi_scale));
       wo.push_back(rng.normal(size_t(d_model) * d_ff, wo_scale));
@@ -54,7 +55,8 @@ struct ExpertSet {
         const float* xr = x.data() + size_t(r) * d_model;
         for (int f = 0; f < d_ff; ++f) {
           double sum = 0;
-          for (int i = 0; i < d_model; ++i) sum += double(xr[i]) * g.weights.wi[size_t(f) * d_model + i];
+          for (int i = 0; i < d_model; ++i)
+            sum += double(xr[i]) * g.weights.wi[size_t(f) * d_model + i];
           hidden[f] = std::max(sum, 0.0);
         }
         for (int o = 0; o < d_model; ++o) {
@@ -102,10 +104,11 @@ TEST(CudaDevice, LinearMatchesFloat64AndCpuWithAndWithoutAccumulate) {
   MOE_SKIP_WITHOUT_GPU();
   Random rng;
   MOE_TRACE_SEED(rng);
-  CudaDevice gpu(0);
   CpuDevice cpu(4);
   for (auto [M, N, K] : {std::tuple{33, 96, 768}, {1, 32128, 64}, {257, 3, 100}, {512, 768, 768}}) {
-    SCOPED_TRACE("M N K = " + std::to_string(M) + " " + std::to_string(N) + " " + std::to_string(K));
+    SCOPED_TRACE("M N K = " + std::to_string(M) + " " + std::to_string(N) + " " +
+                 std::to_string(K));
+    CudaDevice gpu(0);  // fresh per weight: the cache is keyed by host pointer
     const auto x = rng.normal(size_t(M) * K);
     const auto w = rng.normal(size_t(N) * K, 1.0f / std::sqrt(float(K)));
     const auto y0 = rng.normal(size_t(M) * N);
@@ -131,35 +134,46 @@ TEST(CudaDevice, LinearMatchesFloat64AndCpuWithAndWithoutAccumulate) {
   }
 }
 
-class CudaExpertFfn : public ::testing::TestWithParam<std::tuple<ExpertGemm, CudaPrecision>> {};
+// Every GEMM issue path (and the per-call automatic choice) in both precisions; per_group runs
+// once on the device's stream alone and once spread over 4 side streams.
+class CudaExpertFfn : public ::testing::TestWithParam<std::tuple<ExpertGemm, CudaPrecision>> {
+ protected:
+  std::vector<int> stream_counts() const {
+    return std::get<0>(GetParam()) == ExpertGemm::per_group ? std::vector<int>{1, 4}
+                                                            : std::vector<int>{4};
+  }
+};
 
 TEST_P(CudaExpertFfn, MatchesFloat64AndCpuForUnevenGroupsWithGaps) {
   MOE_SKIP_WITHOUT_GPU();
   const auto [path, precision] = GetParam();
   Random rng;
   MOE_TRACE_SEED(rng);
-  CudaDevice gpu(0, precision);
-  gpu.set_expert_gemm(path);
   CpuDevice cpu(4);
   // Empty experts, a single-row expert and a large one, in two layouts: packed and with gaps.
-  for (int gap : {0, 3}) {
-    SCOPED_TRACE("gap " + std::to_string(gap));
-    const ExpertSet set(rng, 64, 256, {0, 5, 17, 1, 0, 140, 3, 9}, gap);
-    const auto x = rng.normal(size_t(set.rows) * set.d_model);
-    const auto ref = set.covered(set.reference(x));
-    const float sentinel = 7.0f;
-    auto y = poisoned_output(set, sentinel);
-    gpu.expert_ffn(set.groups, x.data(), y.data(), set.d_model, set.d_ff);
-    set.expect_gaps_untouched(y, sentinel);
-    if (precision == CudaPrecision::f32) {
-      EXPECT_LE(relative_error(set.covered(y), ref), kF32Tolerance);
-      auto y_cpu = poisoned_output(set, sentinel);
-      cpu.expert_ffn(set.groups, x.data(), y_cpu.data(), set.d_model, set.d_ff);
-      EXPECT_LE(max_abs_diff(set.covered(y), set.covered(y_cpu)), kCpuAbsTolerance);
-    } else {
-      EXPECT_LE(relative_error(set.covered(y), ref), kBf16Tolerance);
+  for (int streams : stream_counts())
+    for (int gap : {0, 3}) {
+      SCOPED_TRACE("gap " + std::to_string(gap) + ", streams " + std::to_string(streams));
+      // A fresh device per weight set: the cache is keyed by host pointer, and freed vectors'
+      // addresses come back.
+      CudaDevice gpu(0, precision);
+      gpu.set_expert_gemm(path, streams);
+      const ExpertSet set(rng, 64, 256, {0, 5, 17, 1, 0, 140, 3, 9}, gap);
+      const auto x = rng.normal(size_t(set.rows) * set.d_model);
+      const auto ref = set.covered(set.reference(x));
+      const float sentinel = 7.0f;
+      auto y = poisoned_output(set, sentinel);
+      gpu.expert_ffn(set.groups, x.data(), y.data(), set.d_model, set.d_ff);
+      set.expect_gaps_untouched(y, sentinel);
+      if (precision == CudaPrecision::f32) {
+        EXPECT_LE(relative_error(set.covered(y), ref), kF32Tolerance);
+        auto y_cpu = poisoned_output(set, sentinel);
+        cpu.expert_ffn(set.groups, x.data(), y_cpu.data(), set.d_model, set.d_ff);
+        EXPECT_LE(max_abs_diff(set.covered(y), set.covered(y_cpu)), kCpuAbsTolerance);
+      } else {
+        EXPECT_LE(relative_error(set.covered(y), ref), kBf16Tolerance);
+      }
     }
-  }
 }
 
 TEST_P(CudaExpertFfn, SwitchBaseShapesMatchCpuDevice) {
@@ -167,25 +181,33 @@ TEST_P(CudaExpertFfn, SwitchBaseShapesMatchCpuDevice) {
   const auto [path, precision] = GetParam();
   Random rng;
   MOE_TRACE_SEED(rng);
-  CudaDevice gpu(0, precision);
-  gpu.set_expert_gemm(path);
   CpuDevice cpu(8);
   // switch-base-8: d_model 768, d_ff 3072, 8 experts, a skewed split of 600 tokens.
   const ExpertSet set(rng, 768, 3072, {250, 120, 0, 90, 60, 40, 30, 10}, 0);
   const auto x = rng.normal(size_t(set.rows) * set.d_model);
-  auto y = poisoned_output(set, 0.0f), y_cpu = poisoned_output(set, 0.0f);
-  gpu.expert_ffn(set.groups, x.data(), y.data(), set.d_model, set.d_ff);
+  auto y_cpu = poisoned_output(set, 0.0f);
   cpu.expert_ffn(set.groups, x.data(), y_cpu.data(), set.d_model, set.d_ff);
   const double tolerance = precision == CudaPrecision::f32 ? kF32Tolerance : kBf16Tolerance;
-  EXPECT_LE(relative_error(y, y_cpu), tolerance);
+  for (int streams : stream_counts()) {
+    SCOPED_TRACE("streams " + std::to_string(streams));
+    CudaDevice gpu(0, precision);
+    gpu.set_expert_gemm(path, streams);
+    auto y = poisoned_output(set, 0.0f);
+    gpu.expert_ffn(set.groups, x.data(), y.data(), set.d_model, set.d_ff);
+    EXPECT_LE(relative_error(y, y_cpu), tolerance);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
     PathsAndPrecisions, CudaExpertFfn,
-    ::testing::Combine(::testing::Values(ExpertGemm::grouped, ExpertGemm::per_group),
+    ::testing::Combine(::testing::Values(ExpertGemm::automatic, ExpertGemm::grouped,
+                                         ExpertGemm::per_group),
                        ::testing::Values(CudaPrecision::f32, CudaPrecision::bf16)),
     [](const auto& info) {
-      return std::string(std::get<0>(info.param) == ExpertGemm::grouped ? "grouped" : "per_group") +
+      const ExpertGemm path = std::get<0>(info.param);
+      return std::string(path == ExpertGemm::automatic ? "automatic"
+                         : path == ExpertGemm::grouped ? "grouped"
+                                                       : "per_group") +
              (std::get<1>(info.param) == CudaPrecision::f32 ? "_f32" : "_bf16");
     });
 

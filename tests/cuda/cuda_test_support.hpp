@@ -16,11 +16,11 @@
 #include "runtime/cuda/cuda_device.hpp"
 
 // Without a driver or a device (CI, developer machines), every GPU test skips and says why.
-#define MOE_SKIP_WITHOUT_GPU()                                                           \
-  do {                                                                                   \
-    if (::moe::cuda_device_count() == 0)                                                 \
-      GTEST_SKIP() << "no CUDA device (" << ::moe::cuda_unavailable_reason()             \
-                   << "): this test needs a GPU; see tests/cuda/run_on_gpu.sh";          \
+#define MOE_SKIP_WITHOUT_GPU()                                                  \
+  do {                                                                          \
+    if (::moe::cuda_device_count() == 0)                                        \
+      GTEST_SKIP() << "no CUDA device (" << ::moe::cuda_unavailable_reason()    \
+                   << "): this test needs a GPU; see tests/cuda/run_on_gpu.sh"; \
   } while (0)
 
 namespace moe::test {

@@ -2,13 +2,14 @@
 // CudaDevice in place of the CpuDevice. Encoder states must agree with the CPU run and with
 // Hugging Face within 1e-4 absolute (the fixtures' tolerance); router choices and generated ids
 // exactly.
+#include "model/encoder.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
 #include "cuda_test_support.hpp"
 #include "model/checkpoint.hpp"
-#include "model/encoder.hpp"
 #include "model/generation.hpp"
 #include "model/safetensors.hpp"
 #include "model/weights.hpp"
