@@ -10,7 +10,7 @@
 #include "runtime/control_plane.hpp"
 #include "runtime/cpu/cpu_quota.hpp"
 #include "runtime/device.hpp"
-#include "runtime/mpi_transport.hpp"
+#include "runtime/transport_factory.hpp"
 #include "runtime/rank_stats.hpp"
 
 namespace moe {
@@ -91,11 +91,12 @@ void serve(const World& world, const RunPlan& plan) {
       if (block.sparse) layers.push_back(&block.moe);
 
   auto device = make_device(plan.devices.at(rank));
-  MpiTransport transport(world);
   RankRecorder recorder(rank, world.host(), plan.devices.at(rank), int(layers.size()), plan.trace);
   recorder.report().weight_bytes = weight_bytes_of(weights, c);
   recorder.report().resident_bytes = resident_bytes();
   send_control(0, Ready{rank, recorder.report().resident_bytes, recorder.report().weight_bytes});
+  const auto transport_owner = make_transport(world, plan);  // collective, after Ready
+  DataTransport& transport = *transport_owner;
 
   const int d = c.d_model;
   std::vector<float> rows_in, rows_out;

@@ -13,6 +13,7 @@
 #include "router/policy_factory.hpp"
 #include "router/routing_trace.hpp"
 #include "runtime/cpu/cpu_quota.hpp"
+#include "runtime/transport_factory.hpp"
 #include "ranks/expert_rank.hpp"
 #include "runtime/activity.hpp"
 #include "runtime/control_plane.hpp"
@@ -110,6 +111,7 @@ RunPlan Session::make_plan(const SessionOptions& o) const {
       for (const auto& spec : given) make_device_spec_check(spec);
       plan.devices = given;
     }
+    plan.transport = transport_for(plan.devices);
     if (o.policy == "latency-aware" || !o.record_latency_samples_path.empty()) {
       MOE_CHECK(!o.profile_path.empty(), "--policy latency-aware and --record-latency-samples need --profile");
       const Profile p = load_profile(o.profile_path);
@@ -151,7 +153,6 @@ Session::Session(World& world, const SessionOptions& options) : world_(world), o
                                              plan_.trace);
   if (world.distributed()) {
     report_activity_on_termination("rank 0 (host " + world.host() + ")");
-    transport_ = std::make_unique<MpiTransport>(world);
     PolicyContext context;
     context.seed = plan_.seed;
     context.d_model = c.d_model;
@@ -167,7 +168,7 @@ Session::Session(World& world, const SessionOptions& options) : world_(world), o
       MOE_CHECK(samples_out_->good(), options.record_latency_samples_path, ": cannot open for writing");
       policy_ = std::make_unique<LatencySampleRecorder>(std::move(policy_), profile_, c.d_model, *samples_out_);
     }
-    auto remote = std::make_unique<RemoteExpertExecutor>(world, *transport_, plan_.expert_map, *policy_,
+    auto remote = std::make_unique<RemoteExpertExecutor>(world, transport_ref_, plan_.expert_map, *policy_,
                                                          c.d_model, plan_.deadline_seconds, *recorder_);
     executor_ = std::move(remote);
     // Every expert rank must load its experts before any work starts.
@@ -181,6 +182,7 @@ Session::Session(World& world, const SessionOptions& options) : world_(world), o
       }
       decode_message<Ready>(e);
     }
+    transport_ = make_transport(world, plan_);  // collective: after every rank is ready
   } else {
     executor_ = std::make_unique<LocalExpertExecutor>(*device_, c);
   }

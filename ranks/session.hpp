@@ -79,7 +79,18 @@ class Session {
   std::unique_ptr<Device> device_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<RankRecorder> recorder_;
-  std::unique_ptr<MpiTransport> transport_;
+  std::unique_ptr<DataTransport> transport_;
+  // The executor is built before the transport exists (the transport is created after every rank
+  // reports ready); it reaches it through this forwarder.
+  struct TransportRef final : DataTransport {
+    std::unique_ptr<DataTransport>* target;
+    explicit TransportRef(std::unique_ptr<DataTransport>* t) : target(t) {}
+    std::string name() const override { return (*target)->name(); }
+    void exchange(const std::vector<SendBlock>& s, const std::vector<RecvBlock>& r, const Deadline& d,
+                  const std::string& doing) override {
+      (*target)->exchange(s, r, d, doing);
+    }
+  } transport_ref_{&transport_};
   std::unique_ptr<DispatchPolicy> policy_;
   std::unique_ptr<ExpertExecutor> executor_;
   std::unique_ptr<ExpertExecutor> recording_;

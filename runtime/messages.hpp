@@ -39,11 +39,12 @@ struct RunPlan {
   uint64_t seed = 0;
   double deadline_seconds = 60;
   bool trace = false;
+  std::string transport = "mpi";  // "nccl" when every rank has a GPU
   std::string error;  // non-empty: rank 0 rejected the run; every rank exits
 
   template <class A>
   void serialize(A& ar) {
-    ar(model_dir, expert_map, devices, policy, seed, deadline_seconds, trace, error);
+    ar(model_dir, expert_map, devices, policy, seed, deadline_seconds, trace, transport, error);
   }
 };
 

@@ -1,0 +1,30 @@
+// The data plane over NCCL, for runs where every rank has a GPU: blocks move with grouped
+// ncclSend/ncclRecv on the transport's own stream, through device staging buffers that only grow.
+// The communicator is created non-blocking from a unique id that rank 0 broadcasts over the
+// control plane, so its creation and every transfer wait under a deadline (and abort on expiry).
+// No CUDA or NCCL header here.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "runtime/transport.hpp"
+
+namespace moe {
+
+class NcclTransport final : public DataTransport {
+ public:
+  // broadcast(bytes, n): rank 0's n bytes to every rank (MPI_Bcast in a run; nothing when alone).
+  NcclTransport(int rank, int world_size, int cuda_device, double deadline_seconds,
+                const std::function<void(void* bytes, size_t n)>& broadcast);
+  ~NcclTransport() override;
+  std::string name() const override { return "nccl"; }
+  void exchange(const std::vector<SendBlock>& sends, const std::vector<RecvBlock>& recvs,
+                const Deadline& deadline, const std::string& doing) override;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace moe
