@@ -100,6 +100,9 @@ void NcclTransport::exchange(const std::vector<SendBlock>& sends, const std::vec
   for (size_t i = 0; i < recvs.size(); ++i)
     if (recvs[i].count) issue(ncclRecv(s.staging + recv_at[i], recvs[i].count, ncclFloat32, recvs[i].peer, s.comm, s.stream));
   issue(ncclGroupEnd());
+  // A non-blocking communicator may still be enqueuing the group: only once it is no longer
+  // "in progress" are the transfers on the stream, so the copies back can follow them.
+  s.wait(deadline, doing, false);
   for (size_t i = 0; i < recvs.size(); ++i)
     if (recvs[i].count)
       CUDA_CHECK(cudaMemcpyAsync(recvs[i].data, s.staging + recv_at[i], recvs[i].count * sizeof(float), cudaMemcpyDeviceToHost, s.stream));
