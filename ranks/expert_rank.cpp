@@ -154,6 +154,7 @@ void serve(const World& world, const RunPlan& plan) {
     transport.exchange({{0, rows_out.data(), size_t(rows) * d}}, {}, deadline, "returning " + where);
     recorder.report().bytes_sent += uint64_t(rows) * d * sizeof(float);
   }
+  recorder.report().resident_bytes = resident_bytes();  // after serving: the touched weights count
   send_control(0, recorder.report());
 }
 

@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const std::exception& e) {
     const bool usage_error = dynamic_cast<const boost::program_options::error*>(&e) != nullptr;
-    if (world && world->distributed()) {
+    if (world && world->distributed() && !dynamic_cast<const moe::RejectedRun*>(&e)) {
       std::fprintf(stderr, "moe %s: error: rank %d (host %s): %s\n", command.c_str(), world->rank(),
                    world->host().c_str(), e.what());
       std::fflush(stderr);

@@ -132,8 +132,8 @@ Session::Session(World& world, const SessionOptions& options) : world_(world), o
   if (world.rank() == 0) plan_ = make_plan(options);
   if (world.distributed()) plan_ = broadcast_plan(world, plan_);
   if (!plan_.error.empty()) {
-    if (world.rank() == 0) throw Error(plan_.error);
-    exit_code_ = 1;
+    if (world.rank() == 0) throw RejectedRun(plan_.error);
+    exit_code_ = 0;  // rank 0 reports the rejection and exits non-zero
     return;
   }
   if (world.rank() != 0) {
@@ -208,6 +208,7 @@ Session::Session(World& world, const SessionOptions& options) : world_(world), o
 Session::~Session() = default;
 
 void Session::finish(int64_t generated_tokens, double wall_seconds) {
+  recorder_->report().resident_bytes = resident_bytes();
   std::vector<RankReport> reports{recorder_->report()};
   if (world_.distributed()) {
     for (int r = 1; r < world_.size(); ++r) send_control(r, Shutdown{});
@@ -219,6 +220,8 @@ void Session::finish(int64_t generated_tokens, double wall_seconds) {
     }
     std::sort(reports.begin(), reports.end(), [](const auto& a, const auto& b) { return a.rank < b.rank; });
   }
+  std::printf("checkpoint %s: %.1f MiB of weights; rss = resident memory at the end, wgt = weights this rank loaded\n",
+              plan_.model_dir.c_str(), checkpoint_->stored_bytes() / 1048576.0);
   std::printf("%s", format_rank_table(reports, wall_seconds, generated_tokens).c_str());
   if (!options_.trace_path.empty()) {
     write_chrome_trace(options_.trace_path, reports);

@@ -13,6 +13,13 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Rank 0 rejected the run before any work started, and every rank knows it: each exits on its
+// own, with no need to abort the others.
+class RejectedRun : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 template <typename... Parts>
 [[noreturn]] void fail(const char* file, int line, const Parts&... parts) {
