@@ -90,7 +90,7 @@ void serve(const World& world, const RunPlan& plan) {
     for (const auto& block : *stack)
       if (block.sparse) layers.push_back(&block.moe);
 
-  auto device = make_device(plan.devices.at(rank));
+  auto device = make_device(resolve_local_device(plan.devices.at(rank), world.local_rank()));
   RankRecorder recorder(rank, world.host(), plan.devices.at(rank), int(layers.size()), plan.trace);
   recorder.report().weight_bytes = weight_bytes_of(weights, c);
   recorder.report().resident_bytes = resident_bytes();

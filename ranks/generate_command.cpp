@@ -1,5 +1,7 @@
 // moe generate: greedy generation for every prompt of a JSONL file, in batches; alone or under
 // mpirun (rank 0 coordinates, the other ranks serve experts).
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
 
@@ -48,6 +50,7 @@ int run_generate(World& world, const std::vector<std::string>& args) {
   if (!session.is_coordinator()) return session.exit_code();
 
   std::vector<nlohmann::json> results;
+  const bool show_progress = isatty(STDERR_FILENO) && quiet;
   int64_t generated = 0;
   const auto start = Clock::now();
   for (size_t first = 0; first < requests.size(); first += batch_size) {
@@ -75,7 +78,13 @@ int run_generate(World& world, const std::vector<std::string>& args) {
       }
       results.push_back(std::move(line));
     }
+    if (show_progress) {  // a terminal sees progress; batch logs stay quiet
+      const double elapsed = seconds_since(start), done = double(last);
+      std::fprintf(stderr, "\r[%zu/%zu prompts] %.1f tokens/s, %.0f s left   ", last, requests.size(),
+                   generated / std::max(elapsed, 1e-9), elapsed / done * (requests.size() - done));
+    }
   }
+  if (show_progress) std::fprintf(stderr, "\n");
   const double seconds = seconds_since(start);
   if (!output.empty()) write_jsonl(output, results);
   std::printf("generated %lld tokens for %zu prompts in %.3f s: %.1f tokens/s (batch %d, %d rank(s))\n",

@@ -57,7 +57,8 @@ void SessionOptions::add_to(po::options_description& opts) {
       ("trace", po::value(&trace_path), "write a Chrome/Perfetto timeline of every rank")
       ("memory-per-rank", po::value(&memory_per_rank_bytes)->default_value(0),
        "bytes of expert weights each expert rank may hold (0: no limit)")
-      ("devices", po::value(&devices), "device of each rank, comma-separated: cpu:THREADS[@CORES] (a CPU quota) or cuda:INDEX")
+      ("devices", po::value(&devices),
+       "device of each rank, comma-separated: cpu:THREADS[@CORES] (a CPU quota), cuda:INDEX[:bf16] or cuda:local[:bf16] (the GPU of the node-local rank)")
       ("profile", po::value(&profile_path), "profile.json from `moe profile` (for latency-aware routing and latency samples)")
       ("latency-model", po::value(&latency_model_path), "latency model from `moe train-latency-model` (for latency-aware)")
       ("record-routing", po::value(&record_routing_path), "write every sparse-layer call's routing (JSONL)")
@@ -147,7 +148,7 @@ Session::Session(World& world, const SessionOptions& options) : world_(world), o
   LoadSelection selection;
   if (world.distributed()) selection.expert_wanted = [](int, int) { return false; };
   weights_ = load_weights(*checkpoint_, selection);
-  device_ = make_device(plan_.devices[0]);
+  device_ = make_device(resolve_local_device(plan_.devices[0], world.local_rank()));
   tokenizer_ = load_tokenizer_if_present(plan_.model_dir, c.eos_token_id, c.pad_token_id);
   recorder_ = std::make_unique<RankRecorder>(0, world.host(), plan_.devices[0], weights_.num_moe_layers,
                                              plan_.trace);

@@ -44,9 +44,14 @@ std::unique_ptr<Device> make_device(const std::string& spec_with_quota) {
 }  // namespace moe
 
 namespace moe {
+std::string resolve_local_device(const std::string& spec, int local_rank) {
+  if (spec.rfind("cuda:local", 0) != 0) return spec;
+  return "cuda:" + std::to_string(local_rank) + spec.substr(10);
+}
+
 void make_device_spec_check(const std::string& spec_with_quota) {
   double quota = 0;
-  const std::string spec = strip_cpu_quota(spec_with_quota, &quota);
+  const std::string spec = resolve_local_device(strip_cpu_quota(spec_with_quota, &quota), 0);
   if (spec == "cpu" || spec.rfind("cpu:", 0) == 0) {
     if (spec != "cpu") parse_index(spec, 4, "cpu:THREADS");
     return;

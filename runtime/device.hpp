@@ -45,4 +45,7 @@ std::unique_ptr<Device> make_device(const std::string& spec);
 namespace moe {
 // Throws when `spec` is not a device this build can make (checked before any rank starts work).
 void make_device_spec_check(const std::string& spec);
+// "cuda:local[:bf16]" names the GPU of this rank's index on its node (from Open MPI, SLURM or
+// PMIx): one config fits any node shape. Other specs pass unchanged.
+std::string resolve_local_device(const std::string& spec, int local_rank);
 }  // namespace moe

@@ -1,5 +1,6 @@
 #include "runtime/transport_factory.hpp"
 
+#include "runtime/device.hpp"
 #include "runtime/mpi_check.hpp"
 #include "runtime/mpi_transport.hpp"
 #ifdef MOE_WITH_CUDA
@@ -20,7 +21,7 @@ std::string transport_for(const std::vector<std::string>& devices) {
 std::unique_ptr<DataTransport> make_transport(const World& world, const RunPlan& plan) {
   if (plan.transport == "nccl") {
 #ifdef MOE_WITH_CUDA
-    const std::string& spec = plan.devices.at(world.rank());
+    const std::string spec = resolve_local_device(plan.devices.at(world.rank()), world.local_rank());
     const int index = std::stoi(spec.substr(5));
     return std::make_unique<NcclTransport>(world.rank(), world.size(), index, plan.deadline_seconds,
                                            [&](void* bytes, size_t n) {

@@ -1,0 +1,110 @@
+// A modelled cluster for the simulator (configs/clusters/*.json): M coordinator ranks and N
+// expert ranks on nodes, each expert rank of a device class whose expert-FFN latency curve comes
+// from a profiled rank (optionally scaled by a speed factor) or is given inline, and links
+// (latency, bandwidth) inside a node and between nodes. Ranks are numbered as under mpirun:
+// coordinators 0..M-1, then expert ranks M..M+N-1, node by node.
+//
+// {"format": "moe-cluster/1", "description": "...",
+//  "classes": {"h100": {"profile_rank": 1, "speed": 8.0, "memory_gib": 80, "device": "H100"},
+//              "cpu":  {"profile_rank": 2, "profile": "profiles/other.json"},
+//              "l4":   {"expert_tokens": [1, 64], "expert_median_us": [40, 90]}},
+//  "links": {"intra_node": {"latency_us": 5, "gbytes_per_s": 150} | {"from_profile": true},
+//            "inter_node": {"latency_us": 12, "gbytes_per_s": 25}},
+//  "message_overhead_us": 1.5,      // sender time to post one message (serialises its sends)
+//  "coordinator_gap_us": 0,         // coordinator work between two layer calls (attention, ...)
+//  "combine": "pull" | "push",      // how results return (see ClusterConfig::combine_push)
+//  "coordinator_copy_gbytes_per_s": 6,  // permute before sending, un-permute after (0: free)
+//  "poll": {"yield_us": 20, "first_nap_us": 10, "max_nap_us": 500, "nap_slack_us": 60,
+//           "eager_limit_bytes": 4096},  // receivers poll as runtime/deadline.hpp does (optional)
+//  "nodes": [{"name": "a", "count": 2, "cores": 0, "coordinators": 1,
+//             "experts": [{"class": "h100", "count": 7}]}]}
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "router/profile.hpp"
+
+namespace moe::sim {
+
+// One direction of a link: a message of B bytes occupies the sender's port for
+// overhead + B / bytes_per_us and arrives latency_us after it has left.
+struct LinkSpec {
+  double latency_us = 0;
+  double bytes_per_us = 1e12;
+};
+
+// How a waiting rank notices a message (runtime/deadline.hpp poll_until): it polls without pause
+// for yield_us, then sleeps naps of first_nap_us doubling up to max_nap_us, each overshooting by
+// the kernel's timer slack. Sends of blocks above eager_limit_bytes complete only when the
+// receiver has taken them (MPI rendezvous).
+struct PollModel {
+  double yield_us = 0, first_nap_us = 10, max_nap_us = 500, nap_slack_us = 0;
+  double eager_limit_bytes = 4096;
+  // When a receiver that began waiting at `since` sees a message available from `at`. In the
+  // steady regime of maximal naps the phase is unknown: the expected half period is added.
+  double notice(double since, double at) const;
+};
+
+struct DeviceClass {
+  std::string name;
+  std::string device;        // what it stands for, for tables ("H100 SXM fp32", "cpu:1")
+  LatencyCurve expert;       // one expert FFN vs tokens, already divided by the speed factor
+  double speed = 1;          // relative to the profiled rank it came from
+  size_t memory_bytes = 0;   // expert memory (0: unlimited)
+  bool has_profiled_link = false;
+  LinkSpec profiled_link;    // the link measured to its profile rank (for "from_profile" links)
+};
+
+struct Node {
+  std::string name;
+  int cores = 0;  // > 0: the node's expert ranks share this many cores (processor sharing)
+};
+
+struct SimRank {
+  int rank = 0;
+  int node = 0;
+  bool coordinator = false;
+  int device_class = -1;  // index into classes; -1 for coordinators
+};
+
+struct ClusterConfig {
+  std::string source, description;
+  std::vector<DeviceClass> classes;
+  std::vector<Node> nodes;
+  std::vector<SimRank> ranks;  // index = rank
+  int coordinators = 0, experts = 0;
+  bool links_from_profile[2] = {false, false};  // [intra, inter]
+  LinkSpec intra_node, inter_node;
+  double message_overhead_us = 0;
+  double coordinator_gap_us = 0;
+  // How results return. "pull" (the runtime today): a rank replies, its blocking send of the
+  // rows waits until the coordinator has every reply and takes the blocks, in rank order.
+  // "push": the rows travel with the reply and the rank is free at once.
+  bool combine_push = false;
+  double copy_bytes_per_us = 0;  // coordinator's permute/un-permute copies (0: free)
+  bool has_poll = false;         // without: every message is noticed the moment it arrives
+  PollModel poll;
+
+  int first_expert_rank() const { return coordinators; }
+  int world_size() const { return coordinators + experts; }
+  bool same_node(int a, int b) const { return ranks[a].node == ranks[b].node; }
+  // The link between two ranks (one is a coordinator, the other an expert rank).
+  LinkSpec link(int a, int b) const;
+  const DeviceClass& class_of(int rank) const { return classes.at(ranks.at(rank).device_class); }
+  std::vector<int> expert_ranks() const;
+};
+
+// `profile` supplies the curves of classes that name a profile_rank without a profile file;
+// relative profile paths are resolved against the config file's directory.
+ClusterConfig parse_cluster(const nlohmann::json& j, const std::string& source, const Profile& profile);
+ClusterConfig load_cluster(const std::string& path, const Profile& profile);
+
+// The cluster seen as a profile (one entry per expert rank: its class's curve, memory and the
+// link from coordinator 0): what placement and the latency-aware policy read, exactly as they
+// read a measured profile.json in the live runtime.
+Profile cluster_profile(const ClusterConfig& cluster, const Profile& measured);
+
+}  // namespace moe::sim

@@ -1,0 +1,450 @@
+#include "launch/simulator/event_model.hpp"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <queue>
+
+#include "router/expert_dispatch.hpp"
+#include "runtime/error.hpp"
+
+namespace moe::sim {
+namespace {
+
+enum class EventKind {
+  kCallStart,     // a coordinator dispatches its next call
+  kHeadArrives,   // a message's header reached its receiver
+  kPickup,        // an expert rank notices its next header and takes the block
+  kBlockIn,       // an expert rank has its block: compute may start
+  kComputeDone,   // (versioned: processor sharing reschedules)
+  kDispatchDone,  // the coordinator's sends have completed: it starts waiting for replies
+  kNoticeReply,   // the coordinator's receive returns a reply
+  kResultIn,      // pull: a rank's rows are in at the coordinator
+  kRelease,       // an expert rank's blocking send returned: it waits for work again
+  kCallEnd,
+};
+
+struct Event {
+  double time;
+  uint64_t seq;  // ties run in the order they were scheduled: deterministic
+  EventKind kind;
+  int a;         // coordinator, message, rank or call
+  uint64_t b;    // version, rank
+  bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
+};
+
+enum class MessageKind { kWork, kReply };
+
+struct Message {
+  MessageKind kind;
+  int from, to, call;
+  double bytes;     // push replies carry their rows; work blocks are taken at pickup
+  double head_us;   // when the header arrived
+  double avail_us;  // when a receive could return it (push replies: once their rows are in)
+};
+
+struct Call {
+  int coordinator = 0;
+  CallResult result;
+  double posted_us = 0;         // the last header has left
+  std::vector<double> work_us;  // per rank: compute at full speed
+  int blocks_pending = 0;       // work blocks not yet taken
+  int rendezvous_pending = 0;   // ranks that took a block above the eager limit and have not replied
+  double rendezvous_end_us = 0; // when the last of them replied
+  int replies_pending = 0, results_pending = 0;
+  std::vector<RankFeedback> feedback;
+};
+
+struct ExpertState {
+  std::deque<int> inbox;         // work headers arrived, not yet taken
+  bool idle = true;              // waiting in its receive loop since wait_since_us
+  bool pickup_scheduled = false;
+  double wait_since_us = -1e12;  // long idle at the start
+  int serving = -1;              // message in hand
+  double start_us = 0, remaining_us = 0, rate = 1, last_update_us = 0, reply_posted_us = 0;
+  bool computing = false;
+  bool rendezvous = false;       // holds a block whose sender waits for this rank's next MPI call
+  uint64_t version = 0;
+};
+
+struct CoordinatorState {
+  int call = -1;
+  bool waiting = false;           // in its reply loop since wait_since_us
+  bool notice_scheduled = false;
+  double wait_since_us = 0;
+  std::deque<int> inbox;          // replies arrived, not yet received
+};
+
+class Simulation {
+ public:
+  Simulation(const ClusterConfig& c, const ExpertMap& map, const std::vector<DispatchPolicy*>& policies,
+             const std::vector<RoutingRecord>& trace, const SimOptions& o)
+      : c_(c), map_(map), policies_(policies), trace_(trace), o_(o) {
+    const int N = c.world_size();
+    for (auto* port : {&out_free_, &in_free_}) port->assign(N, {0.0, 0.0});
+    experts_.resize(N);
+    coordinators_.resize(c.coordinators);
+    computing_on_node_.resize(c.nodes.size());
+    result_.busy_us.assign(N, 0.0);
+    order_.resize(c.coordinators);
+    for (size_t i = 0; i < trace.size(); ++i) order_[size_t(trace[i].batch % c.coordinators)].push_back(i);
+    next_.assign(c.coordinators, 0);
+    bytes_per_row_ = double(o.d_model) * sizeof(float);
+  }
+
+  SimResult run() {
+    for (int coord = 0; coord < c_.coordinators; ++coord) schedule(0.0, EventKind::kCallStart, coord);
+    while (!events_.empty()) {
+      const Event e = events_.top();
+      events_.pop();
+      now_ = e.time;
+      switch (e.kind) {
+        case EventKind::kCallStart: start_call(e.a); break;
+        case EventKind::kHeadArrives: head_arrives(e.a); break;
+        case EventKind::kPickup: pickup(e.a); break;
+        case EventKind::kBlockIn: block_in(e.a); break;
+        case EventKind::kComputeDone: compute_done(e.a, e.b); break;
+        case EventKind::kDispatchDone: dispatch_done(e.a); break;
+        case EventKind::kNoticeReply: notice_reply(e.a); break;
+        case EventKind::kResultIn: result_in(e.a, int(e.b)); break;
+        case EventKind::kRelease: release(e.a); break;
+        case EventKind::kCallEnd: end_call(e.a); break;
+      }
+    }
+    return std::move(result_);
+  }
+
+ private:
+  void schedule(double time, EventKind kind, int a, uint64_t b = 0) { events_.push({time, seq_++, kind, a, b}); }
+  int kind_of(int a, int b) const { return c_.same_node(a, b) ? 0 : 1; }
+  double notice(double since, double at) const {
+    return c_.has_poll ? c_.poll.notice(since, at) : std::max(since, at);
+  }
+  double copy_us(double bytes) const { return c_.copy_bytes_per_us > 0 ? bytes / c_.copy_bytes_per_us : 0.0; }
+
+  // A header (plus, for push replies, the rows): the sender's port, then the link's latency.
+  void post(MessageKind kind, int from, int to, int call, double bytes) {
+    const int id = int(messages_.size());
+    messages_.push_back({kind, from, to, call, bytes, 0, 0});
+    const LinkSpec link = c_.link(from, to);
+    double& port = out_free_[from][kind_of(from, to)];
+    port = std::max(now_, port) + c_.message_overhead_us + bytes / link.bytes_per_us;
+    schedule(port + link.latency_us, EventKind::kHeadArrives, id);
+  }
+
+  // A block taken by its receiver from now on: both ports, whichever frees later. Returns the end.
+  double take(int from, int to, double bytes) {
+    if (bytes <= 0) return now_;
+    const int k = kind_of(from, to);
+    const double end = std::max({now_, out_free_[from][k], in_free_[to][k]}) + bytes / c_.link(from, to).bytes_per_us;
+    out_free_[from][k] = in_free_[to][k] = end;
+    return end;
+  }
+
+  void start_call(int coord) {
+    const size_t per_pass = order_[coord].size();
+    if (per_pass == 0 || next_[coord] >= per_pass * size_t(o_.warmup_passes + o_.passes)) return;
+    const size_t record = order_[coord][next_[coord] % per_pass];
+    const int pass = int(next_[coord] / per_pass);
+    ++next_[coord];
+    const RoutingRecord& rec = trace_[record];
+
+    const int id = int(calls_.size());
+    calls_.emplace_back();
+    Call& call = calls_.back();
+    call.coordinator = coord;
+    CallResult& r = call.result;
+    r.coordinator = coord;
+    r.pass = pass;
+    r.batch = rec.batch;
+    r.step = rec.step;
+    r.layer = rec.layer;
+    r.start_us = now_;
+    coordinators_[coord].call = id;
+
+    gate_ = GateResult{rec.expert, rec.probability, rec.kept, rec.entropy};
+    plan_expert_dispatch(gate_, map_.num_experts(), dispatch_);
+    const auto t0 = std::chrono::steady_clock::now();
+    policies_[coord]->assign(rec.layer, dispatch_, gate_, map_, rank_of_row_);
+    r.policy_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    MOE_CHECK(int(rank_of_row_.size()) == dispatch_.rows(), "policy ", policies_[coord]->name(), " assigned ",
+              rank_of_row_.size(), " rows of ", dispatch_.rows());
+
+    const int N = c_.world_size();
+    r.rows = dispatch_.rows();
+    r.rows_per_rank.assign(N, 0);
+    call.work_us.assign(N, 0.0);
+    for (int e = 0; e < map_.num_experts(); ++e) {
+      rows_on_.clear();  // rank → rows of expert e
+      for (int i = dispatch_.offsets[e]; i < dispatch_.offsets[e + 1]; ++i) {
+        const int rank = rank_of_row_[i];
+        MOE_CHECK(rank >= c_.first_expert_rank() && rank < N && map_.holds(rank, rec.layer, e), "policy ",
+                  policies_[coord]->name(), " sent expert ", e, " of layer ", rec.layer, " to rank ", rank,
+                  ", which does not hold it");
+        ++rows_on_[rank];
+      }
+      for (const auto& [rank, rows] : rows_on_) {
+        r.rows_per_rank[rank] += rows;
+        call.work_us[rank] += c_.class_of(rank).expert.at(rows);
+      }
+    }
+    if (o_.charge_policy_time) now_ += r.policy_us;
+    now_ += copy_us(r.rows * bytes_per_row_);  // permute into per-rank blocks
+    call.replies_pending = c_.experts;
+    call.blocks_pending = c_.experts;
+    for (int rank = c_.first_expert_rank(); rank < N; ++rank) post(MessageKind::kWork, coord, rank, id, 0);
+    call.posted_us = now_;
+  }
+
+  void head_arrives(int id) {
+    Message& m = messages_[id];
+    m.head_us = m.avail_us = now_;
+    if (m.kind == MessageKind::kWork) {
+      ExpertState& x = experts_[m.to];
+      x.inbox.push_back(id);
+      if (x.idle && !x.pickup_scheduled) {
+        x.pickup_scheduled = true;
+        schedule(notice(x.wait_since_us, now_), EventKind::kPickup, m.to);
+      }
+      return;
+    }
+    // A reply: push replies carry rows through the coordinator's port (cut-through).
+    if (m.bytes > 0) {
+      double& port = in_free_[m.to][kind_of(m.from, m.to)];
+      port = std::max(now_, port + m.bytes / c_.link(m.from, m.to).bytes_per_us);
+      const double at = port;
+      m.avail_us = at;
+    }
+    CoordinatorState& k = coordinators_[m.to];
+    k.inbox.push_back(id);
+    if (k.waiting) schedule_next_notice(m.to);
+  }
+
+  void pickup(int rank) {
+    ExpertState& x = experts_[rank];
+    x.pickup_scheduled = false;
+    if (x.inbox.empty() || !x.idle) return;
+    x.idle = false;
+    x.serving = x.inbox.front();
+    x.inbox.pop_front();
+    const Message& m = messages_[x.serving];
+    Call& call = calls_[m.call];
+    const double bytes = call.result.rows_per_rank[rank] * bytes_per_row_;
+    const double end = take(m.from, rank, bytes);
+    x.rendezvous = bytes > (c_.has_poll ? c_.poll.eager_limit_bytes : 0.0);
+    call.rendezvous_pending += x.rendezvous;
+    --call.blocks_pending;
+    maybe_dispatch_done(m.call);
+    schedule(end, EventKind::kBlockIn, rank);
+  }
+
+  // The coordinator's sends complete once every block is taken and, for blocks above the eager
+  // limit, the receiver has next entered MPI — which an expert rank does when it replies (measured
+  // on this machine's timelines: the coordinator's dispatch phase lasts until the compute ends).
+  // The coordinator notices as its polling, begun when it posted, allows.
+  void maybe_dispatch_done(int id) {
+    Call& call = calls_[id];
+    if (call.blocks_pending > 0 || call.rendezvous_pending > 0) return;
+    schedule(notice(call.posted_us, std::max(call.posted_us, call.rendezvous_end_us)), EventKind::kDispatchDone,
+             call.coordinator);
+  }
+
+  void block_in(int rank) {
+    ExpertState& x = experts_[rank];
+    x.start_us = now_;
+    x.remaining_us = calls_[messages_[x.serving].call].work_us[rank];
+    x.computing = true;
+    x.last_update_us = now_;
+    const int node = c_.ranks[rank].node;
+    advance_node(node);
+    computing_on_node_[node].push_back(rank);
+    reschedule_node(node, rank);
+  }
+
+  // Processor sharing: bring every computing rank of the node up to now at its old rate.
+  void advance_node(int node) {
+    for (int r : computing_on_node_[node]) {
+      ExpertState& x = experts_[r];
+      x.remaining_us = std::max(0.0, x.remaining_us - (now_ - x.last_update_us) * x.rate);
+      x.last_update_us = now_;
+    }
+  }
+
+  void reschedule_node(int node, int changed) {
+    const int cores = c_.nodes[node].cores;
+    const int busy = int(computing_on_node_[node].size());
+    const double rate = cores > 0 ? std::min(1.0, double(cores) / std::max(busy, 1)) : 1.0;
+    for (int r : computing_on_node_[node]) {
+      ExpertState& x = experts_[r];
+      if (cores == 0 && r != changed) continue;  // dedicated devices: nobody else's rate changes
+      x.rate = rate;
+      schedule(now_ + x.remaining_us / rate, EventKind::kComputeDone, r, ++x.version);
+    }
+  }
+
+  void compute_done(int rank, uint64_t version) {
+    ExpertState& x = experts_[rank];
+    if (!x.computing || version != x.version) return;  // rescheduled since
+    const int node = c_.ranks[rank].node;
+    advance_node(node);
+    auto& on = computing_on_node_[node];
+    on.erase(std::find(on.begin(), on.end(), rank));
+    x.computing = false;
+    reschedule_node(node, -1);
+
+    const Message work = messages_[x.serving];  // a copy: post() below may grow messages_
+    Call& call = calls_[work.call];
+    RankFeedback f;
+    f.rank = rank;
+    f.layer = call.result.layer;
+    f.tokens = call.result.rows_per_rank[rank];
+    f.compute_us = now_ - x.start_us;
+    f.queue_us = x.start_us - work.head_us;  // as the rank measures it: from the header on
+    if (call.result.pass >= o_.warmup_passes) result_.busy_us[rank] += f.compute_us;
+    feedback_of_reply_[int(messages_.size())] = f;
+    post(MessageKind::kReply, rank, work.from, work.call, c_.combine_push ? f.tokens * bytes_per_row_ : 0.0);
+    x.reply_posted_us = now_;
+    if (x.rendezvous) {
+      x.rendezvous = false;
+      call.rendezvous_end_us = std::max(call.rendezvous_end_us, now_);
+      --call.rendezvous_pending;
+      maybe_dispatch_done(work.call);
+    }
+    // Pull: the rank's blocking send holds it until the coordinator takes the rows.
+    if (c_.combine_push || f.tokens == 0) schedule(now_, EventKind::kRelease, rank);
+  }
+
+  void dispatch_done(int coord) {
+    CoordinatorState& k = coordinators_[coord];
+    k.waiting = true;
+    k.wait_since_us = now_;
+    schedule_next_notice(coord);
+  }
+
+  // The coordinator's next receive returns the earliest available reply, as it polls.
+  void schedule_next_notice(int coord) {
+    CoordinatorState& k = coordinators_[coord];
+    if (k.inbox.empty() || k.notice_scheduled) return;
+    auto first = std::min_element(k.inbox.begin(), k.inbox.end(),
+                                  [&](int a, int b) { return messages_[a].avail_us < messages_[b].avail_us; });
+    std::iter_swap(first, k.inbox.begin());
+    k.notice_scheduled = true;
+    schedule(notice(k.wait_since_us, messages_[k.inbox.front()].avail_us), EventKind::kNoticeReply, coord);
+  }
+
+  void notice_reply(int coord) {
+    CoordinatorState& k = coordinators_[coord];
+    k.notice_scheduled = false;
+    if (k.inbox.empty()) return;
+    const int id = k.inbox.front();
+    k.inbox.pop_front();
+    Call& call = calls_[messages_[id].call];
+    RankFeedback f = feedback_of_reply_.at(id);
+    feedback_of_reply_.erase(id);
+    f.latency_us = now_ - call.result.start_us;
+    call.feedback.push_back(f);
+    k.wait_since_us = now_;  // the next receive starts polling afresh
+    schedule_next_notice(coord);
+    if (--call.replies_pending > 0) return;
+    k.waiting = false;
+    policies_[coord]->observe(call.feedback);
+    const int id_call = k.call;
+    if (c_.combine_push) return schedule(now_ + copy_us(call.result.rows * bytes_per_row_), EventKind::kCallEnd, id_call);
+    // Pull: the coordinator takes every block that has rows, in rank order.
+    for (int rank = c_.first_expert_rank(); rank < c_.world_size(); ++rank)
+      if (call.result.rows_per_rank[rank] > 0) {
+        ++call.results_pending;
+        schedule(take(rank, coord, call.result.rows_per_rank[rank] * bytes_per_row_), EventKind::kResultIn, id_call,
+                 uint64_t(rank));
+      }
+    if (call.results_pending == 0) schedule(now_, EventKind::kCallEnd, id_call);
+  }
+
+  void result_in(int id, int rank) {
+    // The rank's send completes now; it notices as its own polling allows.
+    schedule(notice(experts_[rank].reply_posted_us, now_), EventKind::kRelease, rank);
+    Call& call = calls_[id];
+    if (--call.results_pending == 0)
+      schedule(now_ + copy_us(call.result.rows * bytes_per_row_), EventKind::kCallEnd, id);
+  }
+
+  void release(int rank) {
+    ExpertState& x = experts_[rank];
+    x.serving = -1;
+    x.idle = true;
+    x.wait_since_us = now_;
+    if (!x.inbox.empty() && !x.pickup_scheduled) {
+      x.pickup_scheduled = true;
+      schedule(now_, EventKind::kPickup, rank);
+    }
+  }
+
+  void end_call(int id) {
+    Call& call = calls_[id];
+    call.result.end_us = now_;
+    if (call.result.pass >= o_.warmup_passes) {
+      if (result_.calls.empty()) result_.first_start_us = call.result.start_us;
+      result_.first_start_us = std::min(result_.first_start_us, call.result.start_us);
+      result_.last_end_us = std::max(result_.last_end_us, now_);
+      result_.calls.push_back(call.result);
+    }
+    call.work_us = {};
+    call.feedback = {};
+    schedule(now_ + c_.coordinator_gap_us, EventKind::kCallStart, call.coordinator);
+  }
+
+  const ClusterConfig& c_;
+  const ExpertMap& map_;
+  const std::vector<DispatchPolicy*>& policies_;
+  const std::vector<RoutingRecord>& trace_;
+  const SimOptions& o_;
+  double bytes_per_row_ = 0;
+
+  double now_ = 0;
+  uint64_t seq_ = 0;
+  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
+  std::vector<Message> messages_;
+  std::map<int, RankFeedback> feedback_of_reply_;  // reply message → the rank's feedback
+  std::vector<Call> calls_;
+  std::vector<ExpertState> experts_;
+  std::vector<CoordinatorState> coordinators_;
+  std::vector<std::array<double, 2>> out_free_, in_free_;  // [rank][intra, inter]
+  std::vector<std::vector<int>> computing_on_node_;
+  std::vector<std::vector<size_t>> order_;  // per coordinator: its records
+  std::vector<size_t> next_;                // per coordinator: calls started
+  GateResult gate_;
+  ExpertDispatch dispatch_;
+  std::vector<int> rank_of_row_;
+  std::map<int, int> rows_on_;
+  SimResult result_;
+};
+
+}  // namespace
+
+SimResult simulate(const ClusterConfig& cluster, const ExpertMap& map,
+                   const std::vector<DispatchPolicy*>& policies,
+                   const std::vector<RoutingRecord>& trace, const SimOptions& options) {
+  MOE_CHECK(int(policies.size()) == cluster.coordinators, "simulate: ", policies.size(),
+            " policies for ", cluster.coordinators, " coordinators");
+  MOE_CHECK(options.d_model > 0 && options.passes >= 1 && options.warmup_passes >= 0,
+            "simulate: bad options");
+  MOE_CHECK(map.num_layers() > 0, "simulate: empty expert map");
+  for (const auto& r : trace) {
+    MOE_CHECK(r.layer >= 0 && r.layer < map.num_layers(), "routing trace names sparse layer ", r.layer,
+              " but the expert map has ", map.num_layers());
+    for (size_t t = 0; t < r.expert.size(); ++t)
+      MOE_CHECK(r.expert[t] >= 0 && r.expert[t] < map.num_experts(), "routing trace names expert ",
+                r.expert[t], " but the expert map has ", map.num_experts());
+  }
+  for (int l = 0; l < map.num_layers(); ++l)
+    for (int e = 0; e < map.num_experts(); ++e)
+      for (int rank : map.ranks_of(l, e))
+        MOE_CHECK(rank >= cluster.first_expert_rank() && rank < cluster.world_size(), "expert map: layer ", l,
+                  " expert ", e, " is on rank ", rank, " but the cluster's expert ranks are ",
+                  cluster.first_expert_rank(), "..", cluster.world_size() - 1);
+  return Simulation(cluster, map, policies, trace, options).run();
+}
+
+}  // namespace moe::sim

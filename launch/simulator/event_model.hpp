@@ -1,0 +1,65 @@
+// The discrete-event model of sparse-layer calls on a modelled cluster. It mirrors one call of
+// the live runtime (ranks/remote_experts.cpp, ranks/expert_rank.cpp):
+//   1. the coordinator's DispatchPolicy assigns every kept row to a replica rank (the router/
+//      object itself, not a copy of its logic) and permutes the rows (copy cost, optional);
+//   2. it posts a header to every expert rank in rank order — every rank takes part, with zero
+//      rows if need be; a message costs the sender message_overhead_us of its port and arrives
+//      `latency` later; a waiting rank notices it as its polling allows (PollModel, optional);
+//   3. the rank then takes its block (rows × d_model float32): B/bandwidth on the sender's and the
+//      receiver's port of that link kind (inside a node, between nodes), whichever frees later;
+//   4. an expert rank serves blocks first-in first-out; a block's compute is the sum over its
+//      experts of the class curve at that expert's rows; where a node has `cores`, its computing
+//      expert ranks share them (processor sharing, at most one core each);
+//   5. each rank replies (a header; with "push" the rows ride along); the coordinator notices the
+//      replies one receive at a time, and once it has them all the policy observes them (latency
+//      since dispatch, compute, queueing) in the order noticed; with "pull" (the runtime today) it
+//      then takes every block in rank order, each rank's blocking send holding that rank until
+//      then; the call ends when the last rows are in (plus the un-permute copy).
+// With M coordinators, batch b of the trace runs on coordinator b mod M, each coordinator running
+// its calls one after another (closed loop, coordinator_gap_us between calls) with a policy of
+// its own, all of them sharing the expert ranks' queues and ports.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "launch/simulator/cluster.hpp"
+#include "router/dispatch_policy.hpp"
+#include "router/expert_map.hpp"
+#include "router/routing_trace.hpp"
+
+namespace moe::sim {
+
+struct SimOptions {
+  int d_model = 0;                  // bytes of a row = d_model * 4
+  int warmup_passes = 1;            // passes over the trace not counted (policies learn)
+  int passes = 1;                   // counted passes
+  bool charge_policy_time = false;  // delay dispatch by the measured wall time of assign()
+};
+
+struct CallResult {
+  int coordinator = 0;
+  int pass = 0;
+  int64_t batch = 0, step = 0;
+  int layer = 0;
+  int rows = 0;            // kept tokens dispatched
+  double start_us = 0;     // dispatch (before the policy runs)
+  double end_us = 0;       // the last reply has arrived
+  double policy_us = 0;    // wall time of assign() on this machine
+  std::vector<int> rows_per_rank;  // index = rank
+  double latency_us() const { return end_us - start_us; }
+};
+
+struct SimResult {
+  std::vector<CallResult> calls;       // counted calls, in completion order
+  std::vector<double> busy_us;         // per rank: compute time in counted passes
+  double first_start_us = 0, last_end_us = 0;  // of the counted calls
+};
+
+// policies[c] serves coordinator c (size = cluster.coordinators). Ranks of `map` are cluster
+// ranks (expert ranks first_expert_rank()..world_size()-1).
+SimResult simulate(const ClusterConfig& cluster, const ExpertMap& map,
+                   const std::vector<DispatchPolicy*>& policies,
+                   const std::vector<RoutingRecord>& trace, const SimOptions& options);
+
+}  // namespace moe::sim

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Measures the host constants of the simulator's poll and copy model on this machine and prints
+them as JSON: nap_slack_us (how late a sleep of 10..500 µs wakes, median over naps: the kernel's
+timer slack and wake-up), yield_us (64 sched_yield calls, the yielding phase of
+runtime/deadline.hpp's poll_until) and coordinator_copy_gbytes_per_s (a 64 MiB copy
+between buffers already in memory).
+With --patch CLUSTER.json it writes them into that config's "poll" and copy fields instead."""
+import argparse
+import json
+import os
+import statistics
+import time
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--patch", help="cluster config to update in place")
+    a = ap.parse_args()
+    late = []
+    for nap in (10, 20, 40, 80, 160, 320, 500):
+        for _ in range(50):
+            t = time.perf_counter()
+            time.sleep(nap * 1e-6)
+            late.append((time.perf_counter() - t) * 1e6 - nap)
+    yields = []
+    for _ in range(200):
+        t = time.perf_counter()
+        for _ in range(64):
+            os.sched_yield()
+        yields.append((time.perf_counter() - t) * 1e6)
+    src, dst = bytearray(b"x" * (64 << 20)), bytearray(64 << 20)
+    dst[:] = src  # fault the pages in: the runtime's buffers are reused
+    copies = []
+    for _ in range(5):
+        t = time.perf_counter()
+        dst[:] = src
+        copies.append(len(src) / (time.perf_counter() - t) / 1e9)
+    m = {"nap_slack_us": round(statistics.median(late), 1), "yield_us": round(statistics.median(yields), 1),
+         "coordinator_copy_gbytes_per_s": round(statistics.median(copies), 2)}
+    if a.patch:
+        c = json.load(open(a.patch))
+        c.setdefault("poll", {}).update(nap_slack_us=m["nap_slack_us"], yield_us=m["yield_us"])
+        c["coordinator_copy_gbytes_per_s"] = m["coordinator_copy_gbytes_per_s"]
+        json.dump(c, open(a.patch, "w"), indent=1)
+    print(json.dumps(m))
+
+
+if __name__ == "__main__":
+    main()
