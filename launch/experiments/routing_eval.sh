@@ -45,3 +45,13 @@ run "$moe" place --profile "$W/hetero-profile.json" --trace "$W/trace.jsonl" --o
 mpi bench-routing --model "$W/wide" --devices $HETERO --routing-trace "$W/trace.jsonl" \
   --expert-maps "$W/placed.json,$W/base-round-robin.json,$W/base-random.json,$W/base-fastest.json" \
   --policies uniform --repeats 3 --csv "$W/placement-hetero.csv" 2>&1 | table
+
+echo "== live generation, hetero ranks, every expert on both expert ranks (tokens/s from the run)"
+# 16 prompts of token ids (the wide model has no tokenizer; its routers are random).
+for i in $(seq 1 16); do echo "{\"id\": $i, \"input_ids\": [$(( (i * 7) % 70 + 3 )), $(( (i * 13) % 70 + 3 )), $(( (i * 29) % 70 + 3 )), 5, 6, 1]}"; done >"$W/live.jsonl"
+for policy in random uniform round-robin latency-aware; do
+  printf '%-14s ' "$policy"
+  mpi generate --model "$W/wide" --devices $HETERO --expert-map "$W/full.json" --policy $policy \
+    --profile "$W/hetero-profile.json" --latency-model "$W/latency.bin" --input "$W/live.jsonl" \
+    --max-new-tokens 8 --quiet 2>/dev/null | grep '^generated'
+done
