@@ -4,16 +4,24 @@
 //
 // The peer, timed in the same loop (ours, peer, ours, peer, … so that a noisy machine slows both
 // alike): ONE plain OpenBLAS sgemm pair with M = the same total tokens — [M, 768]·[3072, 768]^T,
-// ReLU, [M, 3072]·[768, 3072]^T — the same FLOPs, but one expert's weights (19 MB) instead of
-// eight (151 MB). Figures: GFLOP/s of both, ours / peer, and the rate at which ours streams the
-// expert weights. The limits, measured in the same binary before the benchmarks: the peak sgemm
-// rate (a large square sgemm) on 1 and 2 threads, and the memory read bandwidth (summing a
-// 512 MiB buffer) on 1 and 2 threads — at a few tokens per expert the FFN is bound by reading the
-// weights, at many by the sgemm rate.
+// ReLU, [M, 3072]·[768, 3072]^T — the same FLOPs, but one expert's weights (19 MB) instead of up
+// to eight (151 MB). Figures: GFLOP/s of both, ours / peer, and the rate at which ours streams
+// the expert weights. At one token per expert a third variant is timed in the same loop: each row
+// through cblas_sgemv (the matrix-vector path, which does not pack the weights) — what
+// CpuDevice::expert_ffn would get by switching to it for tiny groups.
+//
+// The limits, measured in the same binary: the peak sgemm rate (a 2048³ sgemm) and the memory read
+// bandwidth (summing 512 MiB), on 1 and 2 threads. At a few tokens per expert the FFN is bound by
+// reading the weights, at many by the sgemm rate.
+//
+// The machine this runs on is shared and noisy, so the whole sweep is registered --sweeps times
+// (default 3) and runs in that order: each row's samples are spread over the run. The table at the
+// end gives per row the median over sweeps (ratio: median of the per-sweep side-by-side ratios),
+// and for the limits the best sweep (a capability, which load only ever lowers).
 //
 // Correctness: the first row of every expert group is checked against a double-precision loop
 // before timing (relative tolerance 1e-4); a mismatch aborts the run.
-// Usage: bench_expert_gemm [--benchmark_filter=REGEX] [--benchmark_min_time=...]
+// Usage: bench_expert_gemm [--sweeps=N] [--benchmark_filter=REGEX]
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 #include <omp.h>
@@ -23,6 +31,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <random>
@@ -40,7 +49,7 @@ namespace {
 
 constexpr int kDModel = 768, kDff = 3072, kExperts = 8, kMaxTokensPerExpert = 256;
 constexpr int kMaxRows = kExperts * kMaxTokensPerExpert;
-constexpr int kIterations = 21;  // timed pairs (ours + peer) per benchmark, after 2 warm-ups
+constexpr int kIterations = 11;  // timed rounds (ours, peer[, sgemv]) per benchmark, after 2 warm-ups
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -98,8 +107,21 @@ void peer_ffn(Setup& s, int M) {
               s.wo[0].data(), kDff, 0.0f, s.peer_y.data(), kDModel);
 }
 
-// y_row = relu(x_row · wi^T) · wo^T in double: the reference for one row.
-void check_row(const Setup& s, int expert, int row) {
+// The alternative for tiny groups: every row through sgemv (same layout, no packing of weights).
+void gemv_ffn(Setup& s, const std::vector<ExpertGroup>& groups) {
+  for (const auto& g : groups)
+    for (int r = g.first_row; r < g.first_row + g.rows; ++r) {
+      float* h = s.peer_h.data() + size_t(r) * kDff;
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, kDff, kDModel, 1.0f, g.weights.wi, kDModel,
+                  s.x.data() + size_t(r) * kDModel, 1, 0.0f, h, 1);
+      for (int i = 0; i < kDff; ++i) h[i] = std::max(h[i], 0.0f);
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, kDModel, kDff, 1.0f, g.weights.wo, kDff, h, 1, 0.0f,
+                  s.peer_y.data() + size_t(r) * kDModel, 1);
+    }
+}
+
+// y_row = relu(x_row · wi^T) · wo^T in double: the reference for one row of `out`.
+void check_row(const Setup& s, int expert, int row, const std::vector<float>& out, const char* what) {
   std::vector<double> h(kDff);
   const float* xr = s.x.data() + size_t(row) * kDModel;
   for (int f = 0; f < kDff; ++f) {
@@ -111,22 +133,25 @@ void check_row(const Setup& s, int expert, int row) {
   for (int m = 0; m < kDModel; ++m) {
     double acc = 0;
     for (int f = 0; f < kDff; ++f) acc += h[f] * s.wo[expert][size_t(m) * kDff + f];
-    worst = std::max(worst, std::abs(acc - s.y[size_t(row) * kDModel + m]));
+    const double got = out[size_t(row) * kDModel + m];
+    worst = std::isnan(got) ? INFINITY : std::max(worst, std::abs(acc - got));
     scale = std::max(scale, std::abs(acc));
   }
   if (worst > 1e-4 * scale + 1e-6) {
-    std::fprintf(stderr, "bench_expert_gemm: expert %d row %d differs from the reference by %g (scale %g)\n",
-                 expert, row, worst, scale);
+    std::fprintf(stderr, "bench_expert_gemm: %s: expert %d row %d differs from the reference by %g (scale %g)\n",
+                 what, expert, row, worst, scale);
     std::exit(1);
   }
 }
 
-struct Row {
-  std::string name;
-  int threads, rows;
-  double ours_us, peer_us, gflops, peer_gflops, weight_gbs;
+// Per row of the table: each sweep's medians (seconds).
+struct Samples {
+  int threads = 0, rows = 0, experts_used = 0;
+  std::vector<double> ours, peer, gemv, ratio;
 };
-std::vector<Row> g_rows;
+std::map<std::string, Samples> g_rows;
+std::vector<std::string> g_order;
+std::map<int, double> g_peak, g_bandwidth;  // threads → best GFLOP/s, GB/s over sweeps
 
 void BM_ExpertFfn(benchmark::State& state, const std::string& name, int per_expert, bool skewed,
                   int threads) {
@@ -134,20 +159,27 @@ void BM_ExpertFfn(benchmark::State& state, const std::string& name, int per_expe
   CpuDevice device(threads);  // sets the OpenBLAS and OpenMP thread counts; the peer uses them too
   const auto counts = token_counts(per_expert, skewed);
   std::vector<ExpertGroup> groups;
-  int rows = 0;
+  int rows = 0, used = 0;
   for (int e = 0; e < kExperts; ++e) {
     groups.push_back({{s.wi[e].data(), s.wo[e].data()}, rows, counts[e]});
     rows += counts[e];
+    used += counts[e] > 0;
   }
+  const bool with_gemv = per_expert == 1;
   std::fill(s.y.begin(), s.y.end(), std::nanf(""));  // poison: unwritten rows fail the check
+  std::fill(s.peer_y.begin(), s.peer_y.end(), std::nanf(""));
   device.expert_ffn(groups, s.x.data(), s.y.data(), kDModel, kDff);
-  for (const auto& g : groups)
-    if (g.rows > 0) check_row(s, int(&g - groups.data()), g.first_row);
+  if (with_gemv) gemv_ffn(s, groups);
+  for (size_t e = 0; e < groups.size(); ++e)
+    if (groups[e].rows > 0) {
+      check_row(s, int(e), groups[e].first_row, s.y, "CpuDevice::expert_ffn");
+      if (with_gemv) check_row(s, int(e), groups[e].first_row, s.peer_y, "sgemv variant");
+    }
   for (int i = 0; i < 2; ++i) {  // warm-up
     device.expert_ffn(groups, s.x.data(), s.y.data(), kDModel, kDff);
     peer_ffn(s, rows);
   }
-  std::vector<double> ours, peer;
+  std::vector<double> ours, peer, gemv;
   for (auto _ : state) {
     double t0 = now_s();
     device.expert_ffn(groups, s.x.data(), s.y.data(), kDModel, kDff);
@@ -157,43 +189,61 @@ void BM_ExpertFfn(benchmark::State& state, const std::string& name, int per_expe
     t0 = now_s();
     peer_ffn(s, rows);
     peer.push_back(now_s() - t0);
+    if (with_gemv) {
+      t0 = now_s();
+      gemv_ffn(s, groups);
+      gemv.push_back(now_s() - t0);
+    }
   }
   benchmark::DoNotOptimize(s.y.data());
   benchmark::DoNotOptimize(s.peer_y.data());
   const double t = median(ours), tp = median(peer);
   const double flops = 4.0 * rows * kDModel * kDff;
-  int used = 0;
-  for (int c : counts) used += c > 0;
   const double weight_bytes = 2.0 * used * kDModel * kDff * sizeof(float);
   state.counters["GFLOP/s"] = flops / t / 1e9;
   state.counters["peer_GFLOP/s"] = flops / tp / 1e9;
   state.counters["ratio"] = tp / t;
   state.counters["weights_GB/s"] = weight_bytes / t / 1e9;
-  g_rows.push_back({name, threads, rows, t * 1e6, tp * 1e6, flops / t / 1e9, flops / tp / 1e9, weight_bytes / t / 1e9});
+  if (with_gemv) state.counters["sgemv_GB/s"] = weight_bytes / median(gemv) / 1e9;
+  Samples& row = g_rows[name];
+  if (row.ours.empty()) g_order.push_back(name);
+  row.threads = threads;
+  row.rows = rows;
+  row.experts_used = used;
+  row.ours.push_back(t);
+  row.peer.push_back(tp);
+  row.ratio.push_back(tp / t);
+  if (with_gemv) row.gemv.push_back(median(gemv));
 }
 
-// The limits: a large square sgemm's rate, and the read bandwidth, each median of 5 after 1 warm-up.
-double peak_sgemm_gflops(int threads, int n) {
+// The limits: a large square sgemm's rate, and the read bandwidth; median of 5 after 1 warm-up.
+void BM_PeakSgemm(benchmark::State& state, int threads) {
+  constexpr int n = 2048;
   openblas_set_num_threads(threads);
   std::vector<float> a(size_t(n) * n, 0.5f), b(a.size(), 0.25f), c(a.size());
-  std::vector<double> t;
-  for (int i = 0; i < 6; ++i) {
-    const double t0 = now_s();
+  auto run = [&] {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
                 0.0f, c.data(), n);
-    if (i > 0) t.push_back(now_s() - t0);
+  };
+  run();
+  std::vector<double> t;
+  for (auto _ : state) {
+    const double t0 = now_s();
+    run();
+    t.push_back(now_s() - t0);
+    state.SetIterationTime(t.back());
   }
   benchmark::DoNotOptimize(c.data());
-  return 2.0 * n * n * n / median(t) / 1e9;
+  const double gflops = 2.0 * n * n * n / median(t) / 1e9;
+  state.counters["GFLOP/s"] = gflops;
+  g_peak[threads] = std::max(g_peak[threads], gflops);
 }
 
-double read_bandwidth_gbs(int threads) {
+void BM_ReadBandwidth(benchmark::State& state, int threads) {
   const size_t n = size_t(512) << 20 >> 2;  // 512 MiB of floats: far beyond the 32 MiB L3
-  std::vector<float> a(n, 1.0f);
-  std::vector<double> t;
-  for (int i = 0; i < 6; ++i) {
+  static std::vector<float> a(n, 1.0f);
+  auto run = [&] {
     float sum = 0;
-    const double t0 = now_s();
     // 16 independent partial sums per thread: bound by memory, not by the latency of one add chain.
 #pragma omp parallel num_threads(threads) reduction(+ : sum)
     {
@@ -203,13 +253,20 @@ double read_bandwidth_gbs(int threads) {
         for (int k = 0; k < 16; ++k) part[k] += a[j + k];
       for (float p : part) sum += p;
     }
-    if (i > 0) t.push_back(now_s() - t0);
     benchmark::DoNotOptimize(sum);
+  };
+  run();
+  std::vector<double> t;
+  for (auto _ : state) {
+    const double t0 = now_s();
+    run();
+    t.push_back(now_s() - t0);
+    state.SetIterationTime(t.back());
   }
-  return n * sizeof(float) / median(t) / 1e9;
+  const double gbs = n * sizeof(float) / median(t) / 1e9;
+  state.counters["GB/s"] = gbs;
+  g_bandwidth[threads] = std::max(g_bandwidth[threads], gbs);
 }
-
-std::map<int, double> g_peak, g_bandwidth;
 
 void print_context() {
   std::string cpu = "unknown";
@@ -219,25 +276,29 @@ void print_context() {
       cpu = line.substr(line.find(':') + 2);
       break;
     }
-  std::printf("cpu: %s, %d online cores; OpenBLAS core %s (%s)\n", cpu.c_str(), omp_get_num_procs(),
-              openblas_get_corename(), openblas_get_config());
-  for (int threads : {1, 2}) {
-    g_peak[threads] = peak_sgemm_gflops(threads, 2048);
-    g_bandwidth[threads] = read_bandwidth_gbs(threads);
-    std::printf("limits, %d thread(s): peak sgemm (2048^3) %.1f GFLOP/s; memory read %.1f GB/s\n",
-                threads, g_peak[threads], g_bandwidth[threads]);
-  }
+  double load[3] = {};
+  if (getloadavg(load, 3) < 0) load[0] = -1;
+  std::printf("cpu: %s, %d online cores; load average %.2f; OpenBLAS core %s (%s)\n", cpu.c_str(),
+              omp_get_num_procs(), load[0], openblas_get_corename(), openblas_get_config());
 }
 
 void print_table() {
-  std::printf("\n%-34s %6s %10s %10s %8s %8s %7s %7s %9s %7s\n",
-              "expert FFN (768x3072, 8 experts)", "rows", "ours_us", "peer_us", "GFLOP/s", "peer", "ratio",
-              "%peak", "weight GB/s", "%bw");
-  for (const Row& r : g_rows) {
-    const int threads = r.threads;
-    std::printf("%-34s %6d %10.1f %10.1f %8.1f %8.1f %7.2f %6.0f%% %9.1f %6.0f%%\n", r.name.c_str(), r.rows,
-                r.ours_us, r.peer_us, r.gflops, r.peer_gflops, r.gflops / r.peer_gflops,
-                100 * r.gflops / g_peak[threads], r.weight_gbs, 100 * r.weight_gbs / g_bandwidth[threads]);
+  std::printf("\nlimits (best sweep): ");
+  for (auto [threads, peak] : g_peak)
+    std::printf("%d thread(s): peak sgemm %.1f GFLOP/s, memory read %.1f GB/s;  ", threads, peak,
+                g_bandwidth[threads]);
+  std::printf("\n%-40s %5s %9s %9s %8s %8s %6s %6s %8s %5s %9s\n", "expert FFN 768x3072, 8 experts (median of sweeps)",
+              "rows", "ours_us", "peer_us", "GFLOP/s", "peer", "ratio", "%peak", "wgt_GB/s", "%bw", "sgemv_us");
+  for (const auto& name : g_order) {
+    const Samples& r = g_rows[name];
+    const double t = median(r.ours), tp = median(r.peer);
+    const double flops = 4.0 * r.rows * kDModel * kDff, gflops = flops / t / 1e9;
+    const double wgbs = 2.0 * r.experts_used * kDModel * kDff * sizeof(float) / t / 1e9;
+    char gemv[32] = "-";
+    if (!r.gemv.empty()) std::snprintf(gemv, sizeof(gemv), "%.0f", median(r.gemv) * 1e6);
+    std::printf("%-40s %5d %9.0f %9.0f %8.1f %8.1f %6.2f %5.0f%% %8.1f %4.0f%% %9s\n", name.c_str(), r.rows,
+                t * 1e6, tp * 1e6, gflops, flops / tp / 1e9, median(r.ratio), 100 * gflops / g_peak[r.threads],
+                wgbs, 100 * wgbs / g_bandwidth[r.threads], gemv);
   }
 }
 
@@ -246,19 +307,38 @@ void print_table() {
 
 int main(int argc, char** argv) {
   using namespace moe;
+  int sweeps = 3;
+  for (int i = 1; i < argc; ++i)
+    if (std::strncmp(argv[i], "--sweeps=", 9) == 0) {
+      sweeps = std::max(1, std::atoi(argv[i] + 9));
+      for (int j = i; j + 1 < argc; ++j) argv[j] = argv[j + 1];
+      --argc;
+      break;
+    }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   print_context();
-  for (int threads : {1, 2})
-    for (bool skewed : {false, true})
-      for (int per_expert : {1, 8, 64, 256}) {
-        const std::string name = std::string(skewed ? "skewed" : "balanced") + "/tokens_per_expert:" +
-                                 std::to_string(per_expert) + "/threads:" + std::to_string(threads);
-        benchmark::RegisterBenchmark(name.c_str(), BM_ExpertFfn, name, per_expert, skewed, threads)
-            ->UseManualTime()
-            ->Iterations(kIterations)
-            ->Unit(benchmark::kMicrosecond);
-      }
+  for (int sweep = 1; sweep <= sweeps; ++sweep) {
+    const std::string tag = "sweep:" + std::to_string(sweep) + "/";
+    for (int threads : {1, 2}) {
+      benchmark::RegisterBenchmark((tag + "peak_sgemm_2048/threads:" + std::to_string(threads)).c_str(),
+                                   BM_PeakSgemm, threads)
+          ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
+      benchmark::RegisterBenchmark((tag + "memory_read_512MiB/threads:" + std::to_string(threads)).c_str(),
+                                   BM_ReadBandwidth, threads)
+          ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
+    }
+    for (int threads : {1, 2})
+      for (bool skewed : {false, true})
+        for (int per_expert : {1, 8, 64, 256}) {
+          const std::string name = std::string(skewed ? "skewed" : "balanced") + "/tokens_per_expert:" +
+                                   std::to_string(per_expert) + "/threads:" + std::to_string(threads);
+          benchmark::RegisterBenchmark((tag + name).c_str(), BM_ExpertFfn, name, per_expert, skewed, threads)
+              ->UseManualTime()
+              ->Iterations(kIterations)
+              ->Unit(benchmark::kMicrosecond);
+        }
+  }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   print_table();
