@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "ranks/simulate_command.hpp"
 #include "runtime/world.hpp"
 
 namespace moe {

@@ -24,6 +24,7 @@ void usage() {
       "  place      place experts (and replicas of hot ones) on ranks from a profile and a trace\n"
       "  train-latency-model   train the MLP latency predictor from latency samples\n"
       "  bench-routing         replay a routing trace through every policy and expert map\n"
+      "  simulate   a routing trace through a modelled cluster, every policy and expert map\n"
       "Run under mpirun -np N: rank 0 coordinates, ranks 1..N-1 serve experts.\n");
 }
 
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
     if (command == "place") return moe::run_place(*world, args);
     if (command == "train-latency-model") return moe::run_train_latency_model(*world, args);
     if (command == "bench-routing") return moe::run_bench_routing(*world, args);
+    if (command == "simulate") return moe::run_simulate(*world, args);
     if (world->rank() == 0) {
       std::fprintf(stderr, "moe: error: unknown sub-command '%s'\n", command.c_str());
       usage();

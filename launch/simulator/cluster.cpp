@@ -4,7 +4,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "runtime/error.hpp"
@@ -68,7 +67,8 @@ DeviceClass parse_class(const std::string& name, const json& j, const std::strin
     MOE_CHECK(us >= 0, where, ": expert_median_us must be >= 0");
     us /= c.speed;
   }
-  if (j.contains("memory_gib")) c.memory_bytes = size_t(j.at("memory_gib").get<double>() * (1ull << 30));
+  if (j.contains("memory_gib"))
+    c.memory_bytes = size_t(j.at("memory_gib").get<double>() * (1ull << 30));
   return c;
 }
 
@@ -88,6 +88,7 @@ double PollModel::notice(double since, double at) const {
 
 LinkSpec ClusterConfig::link(int a, int b) const {
   const bool intra = same_node(a, b);
+  if (intra && nodes[ranks[a].node].has_intra_link) return nodes[ranks[a].node].intra_link;
   if (!links_from_profile[intra ? 0 : 1]) return intra ? intra_node : inter_node;
   const int expert = ranks.at(a).coordinator ? b : a;
   return class_of(expert).profiled_link;
@@ -112,12 +113,15 @@ ClusterConfig parse_cluster(const json& j, const std::string& source, const Prof
       c.classes.push_back(parse_class(name, spec, source, profile));
     }
     const auto& links = j.at("links");
-    c.intra_node = parse_link(links.at("intra_node"), source + ": links.intra_node", &c.links_from_profile[0]);
-    c.inter_node = parse_link(links.at("inter_node"), source + ": links.inter_node", &c.links_from_profile[1]);
+    c.intra_node =
+        parse_link(links.at("intra_node"), source + ": links.intra_node", &c.links_from_profile[0]);
+    c.inter_node =
+        parse_link(links.at("inter_node"), source + ": links.inter_node", &c.links_from_profile[1]);
     c.message_overhead_us = j.value("message_overhead_us", 0.0);
     c.coordinator_gap_us = j.value("coordinator_gap_us", 0.0);
     const std::string combine = j.value("combine", "pull");
-    MOE_CHECK(combine == "pull" || combine == "push", source, ": combine must be \"pull\" or \"push\"");
+    MOE_CHECK(combine == "pull" || combine == "push", source,
+              ": combine must be \"pull\" or \"push\"");
     c.combine_push = combine == "push";
     const double copy_gbytes_per_s = j.value("coordinator_copy_gbytes_per_s", 0.0);
     MOE_CHECK(copy_gbytes_per_s >= 0, source, ": coordinator_copy_gbytes_per_s must be >= 0");
@@ -130,9 +134,11 @@ ClusterConfig parse_cluster(const json& j, const std::string& source, const Prof
       c.poll.max_nap_us = p.value("max_nap_us", 500.0);
       c.poll.nap_slack_us = p.value("nap_slack_us", 0.0);
       c.poll.eager_limit_bytes = p.value("eager_limit_bytes", 4096.0);
-      MOE_CHECK(c.poll.yield_us >= 0 && c.poll.first_nap_us > 0 && c.poll.max_nap_us >= c.poll.first_nap_us &&
-                    c.poll.nap_slack_us >= 0 && c.poll.eager_limit_bytes >= 0,
-                source, ": poll: needs yield_us >= 0, 0 < first_nap_us <= max_nap_us, nap_slack_us >= 0");
+      MOE_CHECK(c.poll.yield_us >= 0 && c.poll.first_nap_us > 0 &&
+                    c.poll.max_nap_us >= c.poll.first_nap_us && c.poll.nap_slack_us >= 0 &&
+                    c.poll.eager_limit_bytes >= 0,
+                source,
+                ": poll: needs yield_us >= 0, 0 < first_nap_us <= max_nap_us, nap_slack_us >= 0");
     }
     MOE_CHECK(c.message_overhead_us >= 0 && c.coordinator_gap_us >= 0, source,
               ": message_overhead_us and coordinator_gap_us must be >= 0");
@@ -148,6 +154,15 @@ ClusterConfig parse_cluster(const json& j, const std::string& source, const Prof
         node.name = spec.value("name", "node") + (count > 1 ? std::to_string(k) : "");
         node.cores = spec.value("cores", 0);
         MOE_CHECK(node.cores >= 0, source, ": node ", node.name, ": cores must be >= 0");
+        if (spec.contains("intra_node")) {
+          bool from_profile = false;
+          node.intra_link =
+              parse_link(spec.at("intra_node"), source + ": node " + node.name + ": intra_node",
+                         &from_profile);
+          MOE_CHECK(!from_profile, source, ": node ", node.name,
+                    ": a node's own intra_node link needs numbers");
+          node.has_intra_link = true;
+        }
         const int index = int(c.nodes.size());
         c.nodes.push_back(node);
         for (int i = 0; i < spec.value("coordinators", 0); ++i) coordinator_nodes.push_back(index);
@@ -155,7 +170,8 @@ ClusterConfig parse_cluster(const json& j, const std::string& source, const Prof
           const std::string cls = group.at("class").get<std::string>();
           MOE_CHECK(class_index.count(cls), source, ": node ", node.name, " names class '", cls,
                     "', which is not among the classes");
-          for (int i = 0; i < group.value("count", 1); ++i) expert_slots.push_back({index, class_index[cls]});
+          for (int i = 0; i < group.value("count", 1); ++i)
+            expert_slots.push_back({index, class_index[cls]});
         }
       }
     }
@@ -164,7 +180,8 @@ ClusterConfig parse_cluster(const json& j, const std::string& source, const Prof
     MOE_CHECK(c.coordinators >= 1, source, ": no node has a coordinator");
     MOE_CHECK(c.experts >= 1, source, ": no node has expert ranks");
     for (int node : coordinator_nodes) c.ranks.push_back({int(c.ranks.size()), node, true, -1});
-    for (const auto& [node, cls] : expert_slots) c.ranks.push_back({int(c.ranks.size()), node, false, cls});
+    for (const auto& [node, cls] : expert_slots)
+      c.ranks.push_back({int(c.ranks.size()), node, false, cls});
     for (int i = 0; i < 2; ++i)
       if (c.links_from_profile[i])
         for (int r = c.coordinators; r < c.world_size(); ++r)

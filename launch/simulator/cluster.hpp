@@ -17,13 +17,13 @@
 //  "poll": {"yield_us": 20, "first_nap_us": 10, "max_nap_us": 500, "nap_slack_us": 60,
 //           "eager_limit_bytes": 4096},  // receivers poll as runtime/deadline.hpp does (optional)
 //  "nodes": [{"name": "a", "count": 2, "cores": 0, "coordinators": 1,
+//             "intra_node": {"latency_us": 10, "gbytes_per_s": 20},   // optional, per node
 //             "experts": [{"class": "h100", "count": 7}]}]}
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "router/profile.hpp"
 
@@ -50,17 +50,19 @@ struct PollModel {
 
 struct DeviceClass {
   std::string name;
-  std::string device;        // what it stands for, for tables ("H100 SXM fp32", "cpu:1")
-  LatencyCurve expert;       // one expert FFN vs tokens, already divided by the speed factor
-  double speed = 1;          // relative to the profiled rank it came from
-  size_t memory_bytes = 0;   // expert memory (0: unlimited)
+  std::string device;       // what it stands for, for tables ("H100 SXM fp32", "cpu:1")
+  LatencyCurve expert;      // one expert FFN vs tokens, already divided by the speed factor
+  double speed = 1;         // relative to the profiled rank it came from
+  size_t memory_bytes = 0;  // expert memory (0: unlimited)
   bool has_profiled_link = false;
-  LinkSpec profiled_link;    // the link measured to its profile rank (for "from_profile" links)
+  LinkSpec profiled_link;  // the link measured to its profile rank (for "from_profile" links)
 };
 
 struct Node {
   std::string name;
   int cores = 0;  // > 0: the node's expert ranks share this many cores (processor sharing)
+  bool has_intra_link = false;  // its own "intra_node" link (NVLink vs PCIe nodes)
+  LinkSpec intra_link;
 };
 
 struct SimRank {
@@ -99,7 +101,8 @@ struct ClusterConfig {
 
 // `profile` supplies the curves of classes that name a profile_rank without a profile file;
 // relative profile paths are resolved against the config file's directory.
-ClusterConfig parse_cluster(const nlohmann::json& j, const std::string& source, const Profile& profile);
+ClusterConfig parse_cluster(const nlohmann::json& j, const std::string& source,
+                            const Profile& profile);
 ClusterConfig load_cluster(const std::string& path, const Profile& profile);
 
 // The cluster seen as a profile (one entry per expert rank: its class's curve, memory and the

@@ -9,7 +9,9 @@
       (--steady: without the first batch, whose calls also touch the weights for the first time)
   compare.py compute --chrome trace.json --routing routing.jsonl --profile profile.json
       each expert rank's measured compute per call (its "experts L" events) against the sum of
-      its experts' profiled curves (round-robin map), over the steady calls: where time goes
+      its experts' profiled curves (round-robin map), over the steady calls: where time goes;
+      --speeds-into IN.json OUT.json writes a copy of cluster config IN whose class rankR has speed
+      profiled/measured (a diagnostic: the event model with compute as it was measured)
 
 Prints one Markdown table row per comparison: setting, workload, map, policy, calls, measured
 and predicted mean and p99 (µs) and the prediction's error, (predicted - measured) / measured."""
@@ -89,6 +91,7 @@ def compute(a):
     records = [json.loads(line) for line in open(a.routing)]
     E = profile["model"]["num_experts"]
     first = min(r["batch"] for r in records)
+    speeds = {}
     for rank in ranks:
         meas = pred = 0.0
         for i, rec in enumerate(records):
@@ -100,8 +103,14 @@ def compute(a):
                     counts[e] = counts.get(e, 0) + 1
             meas += per_rank[rank][i]["dur"]
             pred += sum(at(rank, n) for n in counts.values())
+        speeds[rank] = pred / max(meas, 1e-9)
         print(f"<!-- rank {rank}: measured compute {meas / 1e3:.1f} ms, profiled curves {pred / 1e3:.1f} ms "
               f"({100 * (pred - meas) / max(meas, 1e-9):+.1f}%) over the steady calls -->")
+    if a.speeds_into:
+        cluster = json.load(open(a.speeds_into[0]))
+        for rank, speed in speeds.items():
+            cluster["classes"][f"rank{rank}"]["speed"] = round(speed, 4)
+        json.dump(cluster, open(a.speeds_into[1], "w"), indent=1)
 
 
 def main():
@@ -120,6 +129,7 @@ def main():
     c.add_argument("--chrome", required=True)
     c.add_argument("--routing", required=True)
     c.add_argument("--profile", required=True)
+    c.add_argument("--speeds-into", nargs=2, metavar=("IN", "OUT"))
     a = ap.parse_args()
     {"replay": replay, "live": live, "compute": compute}[a.mode](a)
 

@@ -30,8 +30,8 @@ struct Event {
   double time;
   uint64_t seq;  // ties run in the order they were scheduled: deterministic
   EventKind kind;
-  int a;         // coordinator, message, rank or call
-  uint64_t b;    // version, rank
+  int a;       // coordinator, message, rank or call
+  uint64_t b;  // version, rank
   bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
 };
 
@@ -51,36 +51,37 @@ struct Call {
   double posted_us = 0;         // the last header has left
   std::vector<double> work_us;  // per rank: compute at full speed
   int blocks_pending = 0;       // work blocks not yet taken
-  int rendezvous_pending = 0;   // ranks that took a block above the eager limit and have not replied
-  double rendezvous_end_us = 0; // when the last of them replied
+  int rendezvous_pending = 0;  // ranks that took a block above the eager limit and have not replied
+  double rendezvous_end_us = 0;  // when the last of them replied
   int replies_pending = 0, results_pending = 0;
   std::vector<RankFeedback> feedback;
 };
 
 struct ExpertState {
-  std::deque<int> inbox;         // work headers arrived, not yet taken
-  bool idle = true;              // waiting in its receive loop since wait_since_us
+  std::deque<int> inbox;  // work headers arrived, not yet taken
+  bool idle = true;       // waiting in its receive loop since wait_since_us
   bool pickup_scheduled = false;
   double wait_since_us = -1e12;  // long idle at the start
   int serving = -1;              // message in hand
   double start_us = 0, remaining_us = 0, rate = 1, last_update_us = 0, reply_posted_us = 0;
   bool computing = false;
-  bool rendezvous = false;       // holds a block whose sender waits for this rank's next MPI call
+  bool rendezvous = false;  // holds a block whose sender waits for this rank's next MPI call
   uint64_t version = 0;
 };
 
 struct CoordinatorState {
   int call = -1;
-  bool waiting = false;           // in its reply loop since wait_since_us
+  bool waiting = false;  // in its reply loop since wait_since_us
   bool notice_scheduled = false;
   double wait_since_us = 0;
-  std::deque<int> inbox;          // replies arrived, not yet received
+  std::deque<int> inbox;  // replies arrived, not yet received
 };
 
 class Simulation {
  public:
-  Simulation(const ClusterConfig& c, const ExpertMap& map, const std::vector<DispatchPolicy*>& policies,
-             const std::vector<RoutingRecord>& trace, const SimOptions& o)
+  Simulation(const ClusterConfig& c, const ExpertMap& map,
+             const std::vector<DispatchPolicy*>& policies, const std::vector<RoutingRecord>& trace,
+             const SimOptions& o)
       : c_(c), map_(map), policies_(policies), trace_(trace), o_(o) {
     const int N = c.world_size();
     for (auto* port : {&out_free_, &in_free_}) port->assign(N, {0.0, 0.0});
@@ -89,40 +90,66 @@ class Simulation {
     computing_on_node_.resize(c.nodes.size());
     result_.busy_us.assign(N, 0.0);
     order_.resize(c.coordinators);
-    for (size_t i = 0; i < trace.size(); ++i) order_[size_t(trace[i].batch % c.coordinators)].push_back(i);
+    for (size_t i = 0; i < trace.size(); ++i)
+      order_[size_t(trace[i].batch % c.coordinators)].push_back(i);
     next_.assign(c.coordinators, 0);
     bytes_per_row_ = double(o.d_model) * sizeof(float);
   }
 
   SimResult run() {
-    for (int coord = 0; coord < c_.coordinators; ++coord) schedule(0.0, EventKind::kCallStart, coord);
+    for (int coord = 0; coord < c_.coordinators; ++coord)
+      schedule(0.0, EventKind::kCallStart, coord);
     while (!events_.empty()) {
       const Event e = events_.top();
       events_.pop();
       now_ = e.time;
       switch (e.kind) {
-        case EventKind::kCallStart: start_call(e.a); break;
-        case EventKind::kHeadArrives: head_arrives(e.a); break;
-        case EventKind::kPickup: pickup(e.a); break;
-        case EventKind::kBlockIn: block_in(e.a); break;
-        case EventKind::kComputeDone: compute_done(e.a, e.b); break;
-        case EventKind::kDispatchDone: dispatch_done(e.a); break;
-        case EventKind::kNoticeReply: notice_reply(e.a); break;
-        case EventKind::kResultIn: result_in(e.a, int(e.b)); break;
-        case EventKind::kRelease: release(e.a); break;
-        case EventKind::kCallEnd: end_call(e.a); break;
+        case EventKind::kCallStart:
+          start_call(e.a);
+          break;
+        case EventKind::kHeadArrives:
+          head_arrives(e.a);
+          break;
+        case EventKind::kPickup:
+          pickup(e.a);
+          break;
+        case EventKind::kBlockIn:
+          block_in(e.a);
+          break;
+        case EventKind::kComputeDone:
+          compute_done(e.a, e.b);
+          break;
+        case EventKind::kDispatchDone:
+          dispatch_done(e.a);
+          break;
+        case EventKind::kNoticeReply:
+          notice_reply(e.a);
+          break;
+        case EventKind::kResultIn:
+          result_in(e.a, int(e.b));
+          break;
+        case EventKind::kRelease:
+          release(e.a);
+          break;
+        case EventKind::kCallEnd:
+          end_call(e.a);
+          break;
       }
     }
     return std::move(result_);
   }
 
  private:
-  void schedule(double time, EventKind kind, int a, uint64_t b = 0) { events_.push({time, seq_++, kind, a, b}); }
+  void schedule(double time, EventKind kind, int a, uint64_t b = 0) {
+    events_.push({time, seq_++, kind, a, b});
+  }
   int kind_of(int a, int b) const { return c_.same_node(a, b) ? 0 : 1; }
   double notice(double since, double at) const {
     return c_.has_poll ? c_.poll.notice(since, at) : std::max(since, at);
   }
-  double copy_us(double bytes) const { return c_.copy_bytes_per_us > 0 ? bytes / c_.copy_bytes_per_us : 0.0; }
+  double copy_us(double bytes) const {
+    return c_.copy_bytes_per_us > 0 ? bytes / c_.copy_bytes_per_us : 0.0;
+  }
 
   // A header (plus, for push replies, the rows): the sender's port, then the link's latency.
   void post(MessageKind kind, int from, int to, int call, double bytes) {
@@ -138,7 +165,8 @@ class Simulation {
   double take(int from, int to, double bytes) {
     if (bytes <= 0) return now_;
     const int k = kind_of(from, to);
-    const double end = std::max({now_, out_free_[from][k], in_free_[to][k]}) + bytes / c_.link(from, to).bytes_per_us;
+    const double end = std::max({now_, out_free_[from][k], in_free_[to][k]}) +
+                       bytes / c_.link(from, to).bytes_per_us;
     out_free_[from][k] = in_free_[to][k] = end;
     return end;
   }
@@ -168,9 +196,10 @@ class Simulation {
     plan_expert_dispatch(gate_, map_.num_experts(), dispatch_);
     const auto t0 = std::chrono::steady_clock::now();
     policies_[coord]->assign(rec.layer, dispatch_, gate_, map_, rank_of_row_);
-    r.policy_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-    MOE_CHECK(int(rank_of_row_.size()) == dispatch_.rows(), "policy ", policies_[coord]->name(), " assigned ",
-              rank_of_row_.size(), " rows of ", dispatch_.rows());
+    r.policy_us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    MOE_CHECK(int(rank_of_row_.size()) == dispatch_.rows(), "policy ", policies_[coord]->name(),
+              " assigned ", rank_of_row_.size(), " rows of ", dispatch_.rows());
 
     const int N = c_.world_size();
     r.rows = dispatch_.rows();
@@ -180,9 +209,9 @@ class Simulation {
       rows_on_.clear();  // rank → rows of expert e
       for (int i = dispatch_.offsets[e]; i < dispatch_.offsets[e + 1]; ++i) {
         const int rank = rank_of_row_[i];
-        MOE_CHECK(rank >= c_.first_expert_rank() && rank < N && map_.holds(rank, rec.layer, e), "policy ",
-                  policies_[coord]->name(), " sent expert ", e, " of layer ", rec.layer, " to rank ", rank,
-                  ", which does not hold it");
+        MOE_CHECK(rank >= c_.first_expert_rank() && rank < N && map_.holds(rank, rec.layer, e),
+                  "policy ", policies_[coord]->name(), " sent expert ", e, " of layer ", rec.layer,
+                  " to rank ", rank, ", which does not hold it");
         ++rows_on_[rank];
       }
       for (const auto& [rank, rows] : rows_on_) {
@@ -194,7 +223,8 @@ class Simulation {
     now_ += copy_us(r.rows * bytes_per_row_);  // permute into per-rank blocks
     call.replies_pending = c_.experts;
     call.blocks_pending = c_.experts;
-    for (int rank = c_.first_expert_rank(); rank < N; ++rank) post(MessageKind::kWork, coord, rank, id, 0);
+    for (int rank = c_.first_expert_rank(); rank < N; ++rank)
+      post(MessageKind::kWork, coord, rank, id, 0);
     call.posted_us = now_;
   }
 
@@ -247,8 +277,8 @@ class Simulation {
   void maybe_dispatch_done(int id) {
     Call& call = calls_[id];
     if (call.blocks_pending > 0 || call.rendezvous_pending > 0) return;
-    schedule(notice(call.posted_us, std::max(call.posted_us, call.rendezvous_end_us)), EventKind::kDispatchDone,
-             call.coordinator);
+    schedule(notice(call.posted_us, std::max(call.posted_us, call.rendezvous_end_us)),
+             EventKind::kDispatchDone, call.coordinator);
   }
 
   void block_in(int rank) {
@@ -304,7 +334,8 @@ class Simulation {
     f.queue_us = x.start_us - work.head_us;  // as the rank measures it: from the header on
     if (call.result.pass >= o_.warmup_passes) result_.busy_us[rank] += f.compute_us;
     feedback_of_reply_[int(messages_.size())] = f;
-    post(MessageKind::kReply, rank, work.from, work.call, c_.combine_push ? f.tokens * bytes_per_row_ : 0.0);
+    post(MessageKind::kReply, rank, work.from, work.call,
+         c_.combine_push ? f.tokens * bytes_per_row_ : 0.0);
     x.reply_posted_us = now_;
     if (x.rendezvous) {
       x.rendezvous = false;
@@ -327,11 +358,13 @@ class Simulation {
   void schedule_next_notice(int coord) {
     CoordinatorState& k = coordinators_[coord];
     if (k.inbox.empty() || k.notice_scheduled) return;
-    auto first = std::min_element(k.inbox.begin(), k.inbox.end(),
-                                  [&](int a, int b) { return messages_[a].avail_us < messages_[b].avail_us; });
+    auto first = std::min_element(k.inbox.begin(), k.inbox.end(), [&](int a, int b) {
+      return messages_[a].avail_us < messages_[b].avail_us;
+    });
     std::iter_swap(first, k.inbox.begin());
     k.notice_scheduled = true;
-    schedule(notice(k.wait_since_us, messages_[k.inbox.front()].avail_us), EventKind::kNoticeReply, coord);
+    schedule(notice(k.wait_since_us, messages_[k.inbox.front()].avail_us), EventKind::kNoticeReply,
+             coord);
   }
 
   void notice_reply(int coord) {
@@ -351,13 +384,15 @@ class Simulation {
     k.waiting = false;
     policies_[coord]->observe(call.feedback);
     const int id_call = k.call;
-    if (c_.combine_push) return schedule(now_ + copy_us(call.result.rows * bytes_per_row_), EventKind::kCallEnd, id_call);
+    if (c_.combine_push)
+      return schedule(now_ + copy_us(call.result.rows * bytes_per_row_), EventKind::kCallEnd,
+                      id_call);
     // Pull: the coordinator takes every block that has rows, in rank order.
     for (int rank = c_.first_expert_rank(); rank < c_.world_size(); ++rank)
       if (call.result.rows_per_rank[rank] > 0) {
         ++call.results_pending;
-        schedule(take(rank, coord, call.result.rows_per_rank[rank] * bytes_per_row_), EventKind::kResultIn, id_call,
-                 uint64_t(rank));
+        schedule(take(rank, coord, call.result.rows_per_rank[rank] * bytes_per_row_),
+                 EventKind::kResultIn, id_call, uint64_t(rank));
       }
     if (call.results_pending == 0) schedule(now_, EventKind::kCallEnd, id_call);
   }
@@ -432,8 +467,8 @@ SimResult simulate(const ClusterConfig& cluster, const ExpertMap& map,
             "simulate: bad options");
   MOE_CHECK(map.num_layers() > 0, "simulate: empty expert map");
   for (const auto& r : trace) {
-    MOE_CHECK(r.layer >= 0 && r.layer < map.num_layers(), "routing trace names sparse layer ", r.layer,
-              " but the expert map has ", map.num_layers());
+    MOE_CHECK(r.layer >= 0 && r.layer < map.num_layers(), "routing trace names sparse layer ",
+              r.layer, " but the expert map has ", map.num_layers());
     for (size_t t = 0; t < r.expert.size(); ++t)
       MOE_CHECK(r.expert[t] >= 0 && r.expert[t] < map.num_experts(), "routing trace names expert ",
                 r.expert[t], " but the expert map has ", map.num_experts());
@@ -441,9 +476,10 @@ SimResult simulate(const ClusterConfig& cluster, const ExpertMap& map,
   for (int l = 0; l < map.num_layers(); ++l)
     for (int e = 0; e < map.num_experts(); ++e)
       for (int rank : map.ranks_of(l, e))
-        MOE_CHECK(rank >= cluster.first_expert_rank() && rank < cluster.world_size(), "expert map: layer ", l,
-                  " expert ", e, " is on rank ", rank, " but the cluster's expert ranks are ",
-                  cluster.first_expert_rank(), "..", cluster.world_size() - 1);
+        MOE_CHECK(rank >= cluster.first_expert_rank() && rank < cluster.world_size(),
+                  "expert map: layer ", l, " expert ", e, " is on rank ", rank,
+                  " but the cluster's expert ranks are ", cluster.first_expert_rank(), "..",
+                  cluster.world_size() - 1);
   return Simulation(cluster, map, policies, trace, options).run();
 }
 

@@ -42,17 +42,17 @@ struct CallResult {
   int pass = 0;
   int64_t batch = 0, step = 0;
   int layer = 0;
-  int rows = 0;            // kept tokens dispatched
-  double start_us = 0;     // dispatch (before the policy runs)
-  double end_us = 0;       // the last reply has arrived
-  double policy_us = 0;    // wall time of assign() on this machine
+  int rows = 0;                    // kept tokens dispatched
+  double start_us = 0;             // dispatch (before the policy runs)
+  double end_us = 0;               // the last reply has arrived
+  double policy_us = 0;            // wall time of assign() on this machine
   std::vector<int> rows_per_rank;  // index = rank
   double latency_us() const { return end_us - start_us; }
 };
 
 struct SimResult {
-  std::vector<CallResult> calls;       // counted calls, in completion order
-  std::vector<double> busy_us;         // per rank: compute time in counted passes
+  std::vector<CallResult> calls;               // counted calls, in completion order
+  std::vector<double> busy_us;                 // per rank: compute time in counted passes
   double first_start_us = 0, last_end_us = 0;  // of the counted calls
 };
 

@@ -30,7 +30,8 @@ ExpertMap make_placement(const std::string& spec, const ClusterConfig& c, const 
   if (spec == "round-robin") return round_robin_expert_map(L, E, first, c.world_size());
   if (named(spec, "replicated")) {
     const int K = suffix_of(spec, "replicated", 2);
-    MOE_CHECK(K >= 1 && K <= N, "placement '", spec, "': copies must be 1..", N, " (the expert ranks)");
+    MOE_CHECK(K >= 1 && K <= N, "placement '", spec, "': copies must be 1..", N,
+              " (the expert ranks)");
     ExpertMap map = round_robin_expert_map(L, E, first, c.world_size());
     for (int l = 0; l < L; ++l)
       for (int e = 0; e < E; ++e) {

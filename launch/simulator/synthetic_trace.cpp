@@ -14,8 +14,10 @@ std::vector<RoutingRecord> synthetic_trace(const SyntheticSpec& s) {
             s.popularity, "' is neither balanced nor skewed");
   MOE_CHECK(s.layers >= 1 && s.experts >= 1 && s.batches >= 1 && s.sequences >= 1 &&
                 s.tokens_per_call >= s.sequences && s.tokens_per_call % s.sequences == 0,
-            "synthetic trace: need layers, experts, batches >= 1 and tokens per call a multiple of sequences");
-  MOE_CHECK(s.zipf >= 0 && s.capacity_factor >= 0, "synthetic trace: zipf and capacity factor must be >= 0");
+            "synthetic trace: need layers, experts, batches >= 1 and tokens per call a multiple of "
+            "sequences");
+  MOE_CHECK(s.zipf >= 0 && s.capacity_factor >= 0,
+            "synthetic trace: zipf and capacity factor must be >= 0");
   std::mt19937_64 rng(s.seed);
   // Per layer: expert weights (a random order of popularity when skewed).
   std::vector<std::discrete_distribution<int>> pick;

@@ -17,11 +17,11 @@ namespace moe::sim {
 struct SyntheticSpec {
   std::string popularity = "balanced";  // "balanced" or "skewed"
   int layers = 1, experts = 8;
-  int batches = 16;                     // calls = batches * layers
+  int batches = 16;  // calls = batches * layers
   int tokens_per_call = 256;
-  int sequences = 1;                    // tokens_per_call = sequences * seq_len
+  int sequences = 1;  // tokens_per_call = sequences * seq_len
   double zipf = 1.2;
-  double capacity_factor = 0;           // 0: keep every token
+  double capacity_factor = 0;  // 0: keep every token
   uint64_t seed = 1;
 };
 

@@ -1,0 +1,447 @@
+// The cluster simulator (launch/simulator/) against hand-computed cases: one rank's layer is
+// link + compute + link, parallel ranks take the maximum, ports and queues add up, shared cores
+// slow ranks down; the policies it drives decide exactly what they decide when called directly;
+// the imbalance and percentile arithmetic; cluster configs, synthetic traces and placements.
+// Times are exact sums of the given numbers (tolerance 1e-9 µs).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "launch/simulator/cluster.hpp"
+#include "launch/simulator/event_model.hpp"
+#include "launch/simulator/metrics.hpp"
+#include "launch/simulator/placements.hpp"
+#include "launch/simulator/synthetic_trace.hpp"
+#include "router/latency_policy.hpp"
+#include "router/policy_factory.hpp"
+#include "runtime/error.hpp"
+
+namespace moe::sim {
+namespace {
+
+using nlohmann::json;
+constexpr double kTol = 1e-9;
+
+// Curve: 10 µs per token, exactly (at(n) = 10 n).
+json linear_class() { return {{"expert_tokens", {1, 1000}}, {"expert_median_us", {10, 10000}}}; }
+
+// One node holding `coordinators` coordinators and `experts` expert ranks of class "x".
+json one_node(int coordinators, int experts, double latency_us, double gbytes_per_s,
+              const std::string& combine = "push", int cores = 0) {
+  return {{"format", "moe-cluster/1"},
+          {"classes", {{"x", linear_class()}}},
+          {"links",
+           {{"intra_node", {{"latency_us", latency_us}, {"gbytes_per_s", gbytes_per_s}}},
+            {"inter_node", {{"latency_us", 1000}, {"gbytes_per_s", 1}}}}},
+          {"combine", combine},
+          {"nodes",
+           {{{"name", "n"},
+             {"cores", cores},
+             {"coordinators", coordinators},
+             {"experts", {{{"class", "x"}, {"count", experts}}}}}}}};
+}
+
+ClusterConfig cluster_of(const json& j) { return parse_cluster(j, "test-cluster", Profile{}); }
+
+// One layer call of batch `batch`: `count[e]` tokens to expert e, all kept.
+RoutingRecord call_of(const std::vector<int>& count, int64_t batch = 0, int layer = 0) {
+  RoutingRecord r;
+  r.batch = batch;
+  r.layer = layer;
+  r.sequences = 1;
+  for (int e = 0; e < int(count.size()); ++e)
+    for (int i = 0; i < count[e]; ++i) {
+      r.expert.push_back(e);
+      r.probability.push_back(0.5f + 0.01f * float(i % 7));
+      r.kept.push_back(1);
+      r.entropy.push_back(1.0f);
+    }
+  r.seq_len = int(r.expert.size());
+  return r;
+}
+
+// Every expert on the given ranks (one layer).
+ExpertMap map_of(const std::vector<std::vector<int>>& ranks_of_expert, int layers = 1) {
+  ExpertMap m;
+  m.replicas.assign(layers, ranks_of_expert);
+  return m;
+}
+
+SimOptions options(int d_model) {
+  SimOptions o;
+  o.d_model = d_model;
+  o.warmup_passes = 0;
+  o.passes = 1;
+  return o;
+}
+
+// Passes decisions through and keeps what the simulator gave the policy and what it observed.
+class Spy final : public DispatchPolicy {
+ public:
+  explicit Spy(std::unique_ptr<DispatchPolicy> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return inner_->name(); }
+  void assign(int layer, const ExpertDispatch& d, const GateResult& gate, const ExpertMap& map,
+              std::vector<int>& rank_of_row) override {
+    inner_->assign(layer, d, gate, map, rank_of_row);
+    assigned.push_back(rank_of_row);
+  }
+  void observe(const std::vector<RankFeedback>& f) override {
+    observed.push_back(f);
+    inner_->observe(f);
+  }
+  std::vector<std::vector<int>> assigned;
+  std::vector<std::vector<RankFeedback>> observed;
+
+ private:
+  std::unique_ptr<DispatchPolicy> inner_;
+};
+
+SimResult run(const ClusterConfig& c, const ExpertMap& map, const std::vector<RoutingRecord>& trace,
+              int d_model, std::vector<DispatchPolicy*> policies = {}) {
+  std::vector<std::unique_ptr<DispatchPolicy>> owned;
+  if (policies.empty())
+    for (int i = 0; i < c.coordinators; ++i) {
+      owned.push_back(make_basic_dispatch_policy("static", 1));
+      policies.push_back(owned.back().get());
+    }
+  return simulate(c, map, policies, trace, options(d_model));
+}
+
+}  // namespace
+
+TEST(SimulatorEventModel, OneRankLayerIsLinkPlusComputePlusLink) {
+  // d_model 250: a row is 1000 bytes; 1 GB/s = 1000 bytes/µs, so 10 rows take 10 µs on the wire.
+  // Header 50, block 10, compute 100, reply 50 (+ rows 10), whether the rows ride with the reply
+  // (push) or are taken after it (pull: no second latency, the transfer was announced).
+  for (const std::string combine : {"push", "pull"}) {
+    const auto c = cluster_of(one_node(1, 1, 50, 1.0, combine));
+    const auto r = run(c, map_of({{1}}), {call_of({10})}, 250);
+    ASSERT_EQ(r.calls.size(), 1u);
+    EXPECT_NEAR(r.calls[0].latency_us(), 50 + 10 + 100 + 50 + 10, kTol) << combine;
+    EXPECT_EQ(r.calls[0].rows_per_rank, (std::vector<int>{0, 10}));
+    EXPECT_NEAR(r.busy_us[1], 100, kTol);
+  }
+}
+
+TEST(SimulatorEventModel, TwoRanksInParallelTakeTheMaximum) {
+  // Bandwidth too high to matter: rank 1 computes 100 µs, rank 2 300 µs, side by side.
+  const auto c = cluster_of(one_node(1, 2, 50, 1e9));
+  const auto r = run(c, map_of({{1}, {2}}), {call_of({10, 30})}, 250);
+  EXPECT_NEAR(r.calls[0].latency_us(), 50 + 300 + 50, 1e-6);
+}
+
+TEST(SimulatorEventModel, TheCoordinatorsPortSerialisesItsSendsAndReceives) {
+  // 1000 bytes/µs: both headers arrive at 50; rank 1 takes its 10 rows (50 → 60), rank 2 its 30
+  // rows after them on the coordinator's port (60 → 90), computes to 390, its reply leaves 420
+  // and arrives 470.
+  const auto c = cluster_of(one_node(1, 2, 50, 1.0));
+  const auto r = run(c, map_of({{1}, {2}}), {call_of({10, 30})}, 250);
+  EXPECT_NEAR(r.calls[0].latency_us(), 470, kTol);
+  // A per-message overhead of 5 µs: headers leave at 5 and 10; rank 2 takes its block after rank
+  // 1's (65 → 95), computes to 395 and replies: 395 + 5 + 30 + 50 = 480.
+  auto j = one_node(1, 2, 50, 1.0);
+  j["message_overhead_us"] = 5;
+  EXPECT_NEAR(
+      run(cluster_of(j), map_of({{1}, {2}}), {call_of({10, 30})}, 250).calls[0].latency_us(), 480,
+      kTol);
+}
+
+TEST(SimulatorEventModel, QueueingAddsUpAcrossCoordinators) {
+  // Two coordinators send 10 rows each to one rank at t = 0; the rank serves them in turn.
+  const auto c = cluster_of(one_node(2, 1, 50, 1e9));
+  std::vector<std::unique_ptr<Spy>> spies;
+  std::vector<DispatchPolicy*> policies;
+  for (int i = 0; i < 2; ++i) {
+    spies.push_back(std::make_unique<Spy>(make_basic_dispatch_policy("static", 1)));
+    policies.push_back(spies.back().get());
+  }
+  const auto r = run(c, map_of({{2}}), {call_of({10}, 0), call_of({10}, 1)}, 250, policies);
+  ASSERT_EQ(r.calls.size(), 2u);
+  std::map<int, double> latency;
+  for (const auto& call : r.calls) latency[call.coordinator] = call.latency_us();
+  EXPECT_NEAR(latency[0], 50 + 100 + 50, 1e-6);
+  EXPECT_NEAR(latency[1], 50 + 100 + 100 + 50, 1e-6);  // waited 100 µs in the rank's queue
+  ASSERT_EQ(spies[1]->observed.size(), 1u);
+  const RankFeedback f = spies[1]->observed[0][0];
+  EXPECT_EQ(f.rank, 2);
+  EXPECT_EQ(f.tokens, 10);
+  EXPECT_NEAR(f.queue_us, 100, 1e-6);
+  EXPECT_NEAR(f.compute_us, 100, 1e-6);
+  EXPECT_NEAR(f.latency_us, 300, 1e-6);
+}
+
+TEST(SimulatorEventModel, PullHoldsTheRankUntilItsRowsAreTaken) {
+  // The rank's reply to coordinator 0 arrives at 200 and its rows are taken then; only now does
+  // its blocking send return and the rank start coordinator 1's block: 200 + 100 + 50 = 350
+  // (push would free it at 150: 300).
+  const auto c = cluster_of(one_node(2, 1, 50, 1e9, "pull"));
+  const auto r = run(c, map_of({{2}}), {call_of({10}, 0), call_of({10}, 1)}, 250);
+  std::map<int, double> latency;
+  for (const auto& call : r.calls) latency[call.coordinator] = call.latency_us();
+  EXPECT_NEAR(latency[0], 200, 1e-6);
+  EXPECT_NEAR(latency[1], 350, 1e-6);
+}
+
+TEST(SimulatorEventModel, PollingReceiversNoticeMessagesOnTheirBackoffSchedule) {
+  // yield 20 µs, naps 10, 20, then 40 (the maximum), each 5 µs late: a receiver waiting since 0
+  // looks at [0, 20], 35, 60, 105, and then at an unknown phase (+ half of 45 on average).
+  PollModel p{20, 10, 40, 5, 4096};
+  EXPECT_DOUBLE_EQ(p.notice(0, 10), 10);
+  EXPECT_DOUBLE_EQ(p.notice(100, 50), 100);
+  EXPECT_DOUBLE_EQ(p.notice(0, 30), 35);
+  EXPECT_DOUBLE_EQ(p.notice(0, 36), 60);
+  EXPECT_DOUBLE_EQ(p.notice(0, 61), 105);
+  EXPECT_DOUBLE_EQ(p.notice(0, 200), 222.5);
+  // One rank, long idle: it notices the header (50) at 72.5 and computes to 172.5; its reply
+  // arrives at 222.5. The coordinator's send (10 kB > 4096: rendezvous) completes when the rank
+  // replies, at 172.5, which the coordinator (polling since 0) notices at 195; polling afresh
+  // from there it sees the reply at 230 (195 + 20 + 15) and takes the rows at once.
+  auto j = one_node(1, 1, 50, 1e9, "pull");
+  j["poll"] = {{"yield_us", 20}, {"first_nap_us", 10}, {"max_nap_us", 40}, {"nap_slack_us", 5}};
+  EXPECT_NEAR(run(cluster_of(j), map_of({{1}}), {call_of({10})}, 250).calls[0].latency_us(), 230,
+              1e-6);
+}
+
+TEST(SimulatorEventModel, RanksSharingCoresSlowDownTogether) {
+  // One core for two ranks computing 100 µs each from the same instant: both end at 200.
+  const auto shared = cluster_of(one_node(1, 2, 50, 1e9, "push", 1));
+  EXPECT_NEAR(run(shared, map_of({{1}, {2}}), {call_of({10, 10})}, 250).calls[0].latency_us(),
+              50 + 200 + 50, 1e-6);
+  // Rank 2 with 30 rows: 200 µs shared, then its last 200 µs of work alone.
+  EXPECT_NEAR(run(shared, map_of({{1}, {2}}), {call_of({10, 30})}, 250).calls[0].latency_us(),
+              50 + 400 + 50, 1e-6);
+  const auto two_cores = cluster_of(one_node(1, 2, 50, 1e9, "push", 2));
+  EXPECT_NEAR(run(two_cores, map_of({{1}, {2}}), {call_of({10, 10})}, 250).calls[0].latency_us(),
+              50 + 100 + 50, 1e-6);
+}
+
+TEST(SimulatorEventModel, ComputeIsTheSumOverTheRanksExperts) {
+  const auto c = cluster_of(one_node(1, 1, 0, 1e9));
+  EXPECT_NEAR(run(c, map_of({{1}, {1}, {1}}), {call_of({3, 0, 4})}, 250).calls[0].latency_us(), 70,
+              1e-6);
+}
+
+TEST(SimulatorEventModel, EveryRankTakesPartEvenWithZeroRows) {
+  // Rank 2 holds nothing used, but its header and empty reply still travel: 2 × 50 µs.
+  const auto c = cluster_of(one_node(1, 2, 50, 1e9));
+  const auto r = run(c, map_of({{1}}), {call_of({0})}, 250);
+  EXPECT_NEAR(r.calls[0].latency_us(), 100, 1e-6);
+  EXPECT_EQ(r.calls[0].rows, 0);
+}
+
+TEST(SimulatorPolicies, DecisionsEqualCallingThePolicyDirectly) {
+  // Three experts on ranks {1,2,3}, {2,3}, {1}, over two layers and a skewed synthetic trace.
+  const auto c = cluster_of(one_node(1, 3, 20, 10));
+  const ExpertMap map = map_of({{1, 2, 3}, {2, 3}, {1}}, 2);
+  SyntheticSpec spec;
+  spec.popularity = "skewed";
+  spec.layers = 2;
+  spec.experts = 3;
+  spec.batches = 6;
+  spec.tokens_per_call = 37;
+  const auto trace = synthetic_trace(spec);
+  for (const std::string name : {"static", "random", "round-robin", "uniform"}) {
+    Spy spy(make_basic_dispatch_policy(name, 7));
+    const auto r = run(c, map, trace, 64, {&spy});
+    auto direct = make_basic_dispatch_policy(name, 7);
+    ASSERT_EQ(spy.assigned.size(), trace.size()) << name;
+    for (size_t i = 0; i < trace.size(); ++i) {
+      const GateResult gate{trace[i].expert, trace[i].probability, trace[i].kept, trace[i].entropy};
+      ExpertDispatch d;
+      plan_expert_dispatch(gate, 3, d);
+      std::vector<int> expected;
+      direct->assign(trace[i].layer, d, gate, map, expected);
+      EXPECT_EQ(spy.assigned[i], expected) << name << ", call " << i;
+      std::vector<int> per_rank(4, 0);
+      for (int rank : expected) ++per_rank[rank];
+      EXPECT_EQ(r.calls[i].rows_per_rank, per_rank) << name << ", call " << i;
+    }
+  }
+}
+
+TEST(SimulatorPolicies, LatencyAwareSeesTheSameFeedbackAsAReplay) {
+  // A learning policy: replaying the simulator's feedback to a fresh instance between the same
+  // assign() calls must reproduce every decision.
+  std::vector<LatencySample> samples;
+  for (int i = 0; i < 200; ++i) {
+    LatencySample s;
+    s.x = {0.5, 1.0, double(i % 40), double(i % 17), 100.0 + i, 0, 10.0 * (i % 40), 50};
+    s.latency_us = 100 + 10 * (i % 40) + 3 * (i % 17);
+    samples.push_back(s);
+  }
+  TrainOptions t;
+  t.epochs = 5;
+  const auto model = std::make_shared<LatencyModel>(LatencyModel::train(samples, t, nullptr));
+  const auto c = cluster_of(one_node(1, 3, 20, 10));
+  const ExpertMap map = map_of({{1, 2, 3}, {2, 3}, {1}}, 2);
+  Profile measured;
+  measured.d_model = 64;
+  const Profile profile = cluster_profile(c, measured);
+  PolicyContext context;
+  context.profile = &profile;
+  context.latency_model = model;
+  context.d_model = 64;
+  SyntheticSpec spec;
+  spec.popularity = "skewed";
+  spec.layers = 2;
+  spec.experts = 3;
+  spec.batches = 5;
+  spec.tokens_per_call = 40;
+  const auto trace = synthetic_trace(spec);
+  Spy spy(make_dispatch_policy("latency-aware", context));
+  run(c, map, trace, 64, {&spy});
+  auto direct = make_dispatch_policy("latency-aware", context);
+  ASSERT_EQ(spy.observed.size(), trace.size());
+  for (size_t i = 0; i < trace.size(); ++i) {
+    const GateResult gate{trace[i].expert, trace[i].probability, trace[i].kept, trace[i].entropy};
+    ExpertDispatch d;
+    plan_expert_dispatch(gate, 3, d);
+    std::vector<int> expected;
+    direct->assign(trace[i].layer, d, gate, map, expected);
+    EXPECT_EQ(spy.assigned[i], expected) << "call " << i;
+    EXPECT_EQ(spy.observed[i].size(), 3u) << "every expert rank replies";
+    direct->observe(spy.observed[i]);
+  }
+}
+
+TEST(SimulatorMetrics, ImbalanceIsMaxOverMeanOfTheExpertRanks) {
+  EXPECT_DOUBLE_EQ(max_over_mean({99, 3, 1}, 1, 3), 1.5);
+  EXPECT_DOUBLE_EQ(max_over_mean({0, 0, 0}, 1, 3), 0.0);
+  SimResult r;
+  CallResult a, b;
+  a.rows_per_rank = {0, 4, 0, 0};  // 4 / (4/3) = 3
+  a.rows = 4;
+  a.start_us = 0;
+  a.end_us = 100;
+  b.rows_per_rank = {0, 2, 2, 2};  // 1
+  b.rows = 6;
+  b.start_us = 100;
+  b.end_us = 400;
+  r.calls = {a, b};
+  r.busy_us = {0, 30, 10, 20};
+  r.first_start_us = 0;
+  r.last_end_us = 400;
+  const Summary s = summarise(r, 1, 4);
+  EXPECT_EQ(s.calls, 2);
+  EXPECT_DOUBLE_EQ(s.imbalance, 2.0);
+  EXPECT_DOUBLE_EQ(s.busy_imbalance, 1.5);
+  EXPECT_DOUBLE_EQ(s.mean_us, 200);
+  EXPECT_DOUBLE_EQ(s.p99_us, 300);
+  EXPECT_DOUBLE_EQ(s.tokens_per_s, 10 / 400e-6);
+}
+
+TEST(SimulatorMetrics, PercentileTakesTheValueAtFloorQN) {
+  std::vector<double> v;
+  for (int i = 100; i >= 1; --i) v.push_back(i);
+  EXPECT_DOUBLE_EQ(percentile(v, 0.99), 100);
+  EXPECT_DOUBLE_EQ(percentile(v, 0.5), 51);
+  EXPECT_DOUBLE_EQ(percentile({7}, 0.99), 7);
+}
+
+TEST(SimulatorCluster, NodesExpandAndCoordinatorsComeFirst) {
+  json j = {
+      {"format", "moe-cluster/1"},
+      {"classes",
+       {{"fast", {{"profile_rank", 1}, {"speed", 4.0}, {"memory_gib", 2}}},
+        {"slow", {{"profile_rank", 1}}}}},
+      {"links",
+       {{"intra_node", {{"latency_us", 2}, {"gbytes_per_s", 100}}},
+        {"inter_node", {{"latency_us", 9}, {"gbytes_per_s", 10}}}}},
+      {"nodes",
+       {{{"name", "head"}, {"coordinators", 1}, {"experts", {{{"class", "slow"}, {"count", 1}}}}},
+        {{"name", "gpu"}, {"count", 2}, {"experts", {{{"class", "fast"}, {"count", 2}}}}}}}};
+  Profile p;
+  p.d_model = 8;
+  RankProfile rp;
+  rp.rank = 1;
+  rp.expert = {{1, 40}, {100, 400}};  // tokens, µs
+  rp.link_latency_us = 33;
+  rp.link_bytes_per_us = 44;
+  p.ranks = {rp};
+  const auto c = parse_cluster(j, "t", p);
+  ASSERT_EQ(c.world_size(), 6);
+  EXPECT_EQ(c.coordinators, 1);
+  EXPECT_EQ(c.nodes.size(), 3u);
+  EXPECT_EQ(c.class_of(1).name, "slow");
+  EXPECT_EQ(c.class_of(5).name, "fast");
+  EXPECT_EQ(c.ranks[5].node, 2);
+  EXPECT_DOUBLE_EQ(c.class_of(5).expert.at(40), 100);  // 400 µs / speed 4
+  EXPECT_EQ(c.class_of(5).memory_bytes, size_t(2) << 30);
+  EXPECT_DOUBLE_EQ(c.link(0, 1).latency_us, 2);       // same node
+  EXPECT_DOUBLE_EQ(c.link(0, 3).bytes_per_us, 10e3);  // another node: 10 GB/s
+  j["nodes"][1]["intra_node"] = {{"latency_us", 7}, {"gbytes_per_s", 20}};
+  EXPECT_DOUBLE_EQ(parse_cluster(j, "t", p).link(2, 3).latency_us, 7);  // that node's own link
+  EXPECT_DOUBLE_EQ(parse_cluster(j, "t", p).link(0, 1).latency_us, 2);
+  j["nodes"][1].erase("intra_node");
+  j["links"]["inter_node"] = {{"from_profile", true}};
+  const auto from_profile = parse_cluster(j, "t", p);
+  EXPECT_DOUBLE_EQ(from_profile.link(4, 0).latency_us, 33);
+  EXPECT_DOUBLE_EQ(from_profile.link(0, 1).latency_us, 2);
+  const Profile seen = cluster_profile(from_profile, p);
+  ASSERT_EQ(seen.ranks.size(), 5u);
+  EXPECT_EQ(seen.of(3).link_bytes_per_us, 44);
+  EXPECT_DOUBLE_EQ(seen.of(3).expert.at(1), 25);
+}
+
+TEST(SimulatorCluster, RejectsAnUnknownClassNamingIt) {
+  json j = one_node(1, 1, 1, 1);
+  j["nodes"][0]["experts"][0]["class"] = "tpu";
+  try {
+    cluster_of(j);
+    FAIL() << "accepted an unknown class";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'tpu'"), std::string::npos) << e.what();
+  }
+  json k = one_node(1, 1, 1, 1);
+  k["classes"]["x"] = {{"profile_rank", 3}};
+  EXPECT_THROW(cluster_of(k), Error);  // the (empty) profile has no rank 3
+}
+
+TEST(SimulatorTrace, SkewedConcentratesTokensAndCapacityDrops) {
+  SyntheticSpec s;
+  s.layers = 1;
+  s.experts = 16;
+  s.batches = 20;
+  s.tokens_per_call = 512;
+  auto top_share = [](const std::vector<RoutingRecord>& trace) {
+    std::vector<double> n(16, 0);
+    double all = 0;
+    for (const auto& r : trace)
+      for (int e : r.expert) n[e] += 1, all += 1;
+    return *std::max_element(n.begin(), n.end()) / all;
+  };
+  const auto balanced = synthetic_trace(s);
+  s.popularity = "skewed";
+  const auto skewed = synthetic_trace(s);
+  EXPECT_LT(top_share(balanced), 0.09);  // 1/16 = 0.0625 plus noise
+  EXPECT_GT(top_share(skewed), 0.25);    // 1 / sum_k (k+1)^-1.2 over 16 experts ≈ 0.36
+  EXPECT_EQ(synthetic_trace(s)[3].expert, skewed[3].expert) << "seeded";
+  s.capacity_factor = 1.0;  // capacity 32 per expert per sequence
+  for (const auto& r : synthetic_trace(s)) {
+    std::vector<int> kept(16, 0);
+    for (size_t t = 0; t < r.expert.size(); ++t) kept[r.expert[t]] += r.kept[t];
+    EXPECT_LE(*std::max_element(kept.begin(), kept.end()), 32);
+  }
+}
+
+TEST(SimulatorPlacement, ReplicatedSpreadsDistinctCopies) {
+  const auto c = cluster_of(one_node(2, 6, 1, 1));
+  const Profile p = cluster_profile(c, Profile{});
+  const auto m = make_placement("replicated:3", c, p, {}, 2, 5, 1);
+  for (int l = 0; l < 2; ++l)
+    for (int e = 0; e < 5; ++e) {
+      const auto& r = m.ranks_of(l, e);
+      ASSERT_EQ(r.size(), 3u);
+      EXPECT_EQ(std::set<int>(r.begin(), r.end()).size(), 3u);
+      for (int rank : r) EXPECT_TRUE(rank >= 2 && rank < 8);
+    }
+  EXPECT_EQ(make_placement("all", c, p, {}, 1, 2, 1).ranks_of(0, 1).size(), 6u);
+  EXPECT_EQ(make_placement("round-robin", c, p, {}, 1, 8, 1).ranks_of(0, 7), (std::vector<int>{3}));
+  EXPECT_THROW(make_placement("replicated:7", c, p, {}, 1, 2, 1), Error);
+}
+
+}  // namespace moe::sim
