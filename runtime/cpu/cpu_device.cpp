@@ -23,6 +23,10 @@ std::string CpuDevice::name() const { return "cpu:" + std::to_string(threads_); 
 void CpuDevice::linear(const float* x, const float* w, float* y, int M, int N, int K,
                        bool accumulate) {
   if (M == 0 || N == 0) return;
+  if (M == 1) {  // one row: sgemv reads each weight once; sgemm would first copy (pack) them all
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, w, K, x, 1, accumulate ? 1.0f : 0.0f, y, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K,
               accumulate ? 1.0f : 0.0f, y, N);
 }
@@ -36,6 +40,8 @@ void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* 
     if (g.rows == 0) continue;
     const float* xg = x + size_t(g.first_row) * d_model;
     float* yg = y + size_t(g.first_row) * d_model;
+    // Always sgemm here: a row's result must not depend on how many rows share its expert, or
+    // splitting an expert's tokens across replicas would change the model's output.
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.rows, d_ff, d_model, 1.0f, xg, d_model,
                 g.weights.wi, d_model, 0.0f, hidden_.data(), d_ff);
     const size_t n = size_t(g.rows) * d_ff;
