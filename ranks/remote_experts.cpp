@@ -58,8 +58,9 @@ void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step,
     recorder_.report().bytes_sent += uint64_t(rows_on[r]) * d * sizeof(float);
   }
   const Deadline deadline = Deadline::after(deadline_seconds_);
-  set_activity("sending " + where + " to the expert ranks");
-  transport_.exchange(sends, {}, deadline, "sending " + where);
+  // The blocks go out while we wait for replies; their completion is checked in combine (a
+  // rendezvous-sized send would otherwise hold dispatch until every rank had posted its receive).
+  transport_.start_sends(sends);
   recorder_.event("dispatch L" + std::to_string(L), t_dispatch);
 
   // Replies: one per expert rank, in any order; an error from a rank ends the run naming it.
@@ -98,6 +99,7 @@ void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step,
   }
   set_activity("receiving the results of " + where);
   transport_.exchange({}, recvs, deadline, "receiving the results of " + where);
+  transport_.finish_sends(deadline, "sending " + where);
   for (int i = 0; i < dispatch.rows(); ++i)
     std::memcpy(rows_out + size_t(i) * d,
                 recv_[rank_of_row_[i]].data() + size_t(slot_of_row_[i]) * d, sizeof(float) * d);

@@ -90,6 +90,10 @@ class Session {
                   const std::string& doing) override {
       (*target)->exchange(s, r, d, doing);
     }
+    void start_sends(const std::vector<SendBlock>& s) override { (*target)->start_sends(s); }
+    void finish_sends(const Deadline& d, const std::string& doing) override {
+      (*target)->finish_sends(d, doing);
+    }
   } transport_ref_{&transport_};
   std::unique_ptr<DispatchPolicy> policy_;
   std::unique_ptr<ExpertExecutor> executor_;

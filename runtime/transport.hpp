@@ -29,6 +29,18 @@ class DataTransport {
   // the first peer still outstanding and `doing`.
   virtual void exchange(const std::vector<SendBlock>& sends, const std::vector<RecvBlock>& recvs,
                         const Deadline& deadline, const std::string& doing) = 0;
+
+  // Sends that complete later: the buffers must stay untouched until finish_sends returns.
+  // By default they are just exchanged when finished; a transport that can overlap overrides both.
+  virtual void start_sends(const std::vector<SendBlock>& sends) { pending_ = sends; }
+  virtual void finish_sends(const Deadline& deadline, const std::string& doing) {
+    std::vector<SendBlock> sends;
+    sends.swap(pending_);
+    exchange(sends, {}, deadline, doing);
+  }
+
+ private:
+  std::vector<SendBlock> pending_;
 };
 
 }  // namespace moe
