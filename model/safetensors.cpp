@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {
@@ -229,10 +230,7 @@ void write_safetensors(const std::string& path, const std::vector<OutputTensor>&
   }
   std::string text = header.dump();
   while ((8 + text.size()) % 8 != 0) text.push_back(' ');  // keep the data 8-byte aligned
-  const std::string partial = path + ".partial";
-  {
-    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-    MOE_CHECK(out.good(), partial, ": cannot open for writing");
+  write_file_atomically(path, [&](std::ostream& out) {
     const uint64_t n = text.size();
     out.write(reinterpret_cast<const char*>(&n), 8);
     out.write(text.data(), std::streamsize(text.size()));
@@ -242,10 +240,7 @@ void write_safetensors(const std::string& path, const std::vector<OutputTensor>&
       else
         out.write(reinterpret_cast<const char*>(t.f32.data()), std::streamsize(t.f32.size() * 4));
     }
-    MOE_CHECK(out.good(), partial, ": write failed");
-  }
-  MOE_CHECK(std::rename(partial.c_str(), path.c_str()) == 0, path, ": cannot rename from ",
-            partial);
+  });
 }
 
 }  // namespace moe

@@ -13,6 +13,7 @@
 #include <boost/program_options.hpp>
 
 #include "model/weights.hpp"
+#include "ranks/command_line.hpp"
 #include "ranks/commands.hpp"
 #include "ranks/remote_experts.hpp"
 #include "ranks/session.hpp"
@@ -25,14 +26,6 @@ namespace moe {
 namespace po = boost::program_options;
 
 namespace {
-
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream list(text);
-  for (std::string v; std::getline(list, v, ',');)
-    if (!v.empty()) out.push_back(v);
-  return out;
-}
 
 struct Result {
   std::string map, policy;
@@ -54,15 +47,9 @@ int run_bench_routing(World& world, const std::vector<std::string>& args) {
       ("expert-maps", po::value(&maps_text), "expert maps to compare, comma-separated (default: --expert-map or round-robin)")
       ("repeats", po::value(&repeats)->default_value(3), "passes over the trace per setting (after one warm-up)")
       ("csv", po::value(&csv_path), "also write the table as CSV");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(opts).run(), vm);
-  if (vm.count("help")) {
-    if (world.rank() == 0) std::cout << opts << "\n";
-    return 0;
-  }
-  po::notify(vm);
-  const auto policies = split(policies_text);
-  const auto map_paths = split(maps_text);
+  if (!parse_command_line(world, opts, args)) return 0;
+  const auto policies = split_commas(policies_text);
+  const auto map_paths = split_commas(maps_text);
   so.extra_expert_maps = map_paths;
   std::vector<RoutingRecord> trace;
   so.check_inputs = [&](const ModelConfig& c) {

@@ -6,6 +6,7 @@
 
 #include "model/decoder.hpp"
 #include "model/safetensors.hpp"
+#include "ranks/command_line.hpp"
 #include "ranks/commands.hpp"
 #include "ranks/requests.hpp"
 #include "ranks/session.hpp"
@@ -48,13 +49,7 @@ int run_forward(World& world, const std::vector<std::string>& args) {
        "JSONL: {\"id\", \"input_ids\"|\"text\", \"decoder_input_ids\"} per line")
       ("output", po::value(&output)->required(), "safetensors file to write")
       ("batch-size", po::value(&batch_size)->default_value(0), "requests per batch (0: all in one)");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(opts).run(), vm);
-  if (vm.count("help")) {
-    if (world.rank() == 0) std::cout << opts << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_command_line(world, opts, args)) return 0;
 
   std::vector<Request> requests;
   session_options.check_inputs = [&](const ModelConfig& c) {

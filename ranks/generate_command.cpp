@@ -8,6 +8,7 @@
 #include <boost/program_options.hpp>
 
 #include "model/generation.hpp"
+#include "ranks/command_line.hpp"
 #include "ranks/commands.hpp"
 #include "ranks/requests.hpp"
 #include "ranks/session.hpp"
@@ -30,13 +31,7 @@ int run_generate(World& world, const std::vector<std::string>& args) {
       ("max-new-tokens", po::value(&max_new_tokens)->default_value(32), "tokens to generate at most")
       ("batch-size", po::value(&batch_size)->default_value(8), "prompts per batch")
       ("quiet", po::bool_switch(&quiet), "do not print each answer");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(opts).run(), vm);
-  if (vm.count("help")) {
-    if (world.rank() == 0) std::cout << opts << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_command_line(world, opts, args)) return 0;
 
   std::vector<Request> requests;
   std::unique_ptr<Tokenizer> tokenizer;

@@ -8,9 +8,11 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
+#include "ranks/command_line.hpp"
 #include "ranks/commands.hpp"
 #include "router/placement.hpp"
 #include "router/routing_trace.hpp"
+#include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {
@@ -19,11 +21,7 @@ namespace po = boost::program_options;
 namespace {
 
 void write_map(const std::string& path, const ExpertMap& map) {
-  std::ofstream out(path + ".partial");
-  out << expert_map_to_json(map).dump() << "\n";
-  MOE_CHECK(out.good(), path, ": write failed");
-  out.close();
-  MOE_CHECK(std::rename((path + ".partial").c_str(), path.c_str()) == 0, path, ": cannot rename");
+  write_file_atomically(path, [&](std::ostream& out) { out << expert_map_to_json(map).dump() << "\n"; });
 }
 
 }  // namespace
@@ -42,13 +40,7 @@ int run_place(World& world, const std::vector<std::string>& args) {
       ("memory-per-rank", po::value(&memory_per_rank)->default_value(0), "bytes of experts a rank may hold (0: from the profile)")
       ("baselines", po::value(&baselines_prefix), "also write PREFIX-round-robin.json, PREFIX-random.json, PREFIX-fastest.json")
       ("seed", po::value(&seed)->default_value(1), "seed of the random baseline");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(opts).run(), vm);
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_command_line(world, opts, args)) return 0;
   MOE_CHECK(!world.distributed(), "moe place runs in one process (no mpirun)");
   MOE_CHECK(replicas >= 0, "--replicas must be >= 0");
 

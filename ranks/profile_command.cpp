@@ -10,10 +10,12 @@
 #include <nlohmann/json.hpp>
 
 #include "model/weights.hpp"
+#include "ranks/command_line.hpp"
 #include "ranks/commands.hpp"
 #include "ranks/session.hpp"
 #include "router/profile.hpp"
 #include "runtime/control_plane.hpp"
+#include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {
@@ -72,21 +74,14 @@ int run_profile(World& world, const std::vector<std::string>& args) {
       ("repeats", po::value(&repeats)->default_value(5), "timed repeats per point (median)")
       ("max-experts", po::value(&max_experts)->default_value(4), "experts timed per rank (median over them)")
       ("merge", po::value(&merge_path), "an earlier profile.json to merge into the result");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(opts).run(), vm);
-  if (vm.count("help")) {
-    if (world.rank() == 0) std::cout << opts << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_command_line(world, opts, args)) return 0;
   ProfileRequest request;
   request.repeats = repeats;
   request.max_experts = max_experts;
   session_options.check_inputs = [&](const ModelConfig&) {
     MOE_CHECK(world.size() >= 2, "moe profile needs expert ranks: run it under mpirun -np 2 or more");
     MOE_CHECK(repeats >= 1 && max_experts >= 1, "--repeats and --max-experts must be >= 1");
-    std::stringstream list(counts_text);
-    for (std::string v; std::getline(list, v, ',');) request.token_counts.push_back(std::stoi(v));
+    for (const auto& v : split_commas(counts_text)) request.token_counts.push_back(std::stoi(v));
     for (size_t i = 0; i < request.token_counts.size(); ++i)
       MOE_CHECK(request.token_counts[i] >= 1 && (i == 0 || request.token_counts[i] > request.token_counts[i - 1]),
                 "--token-counts must be increasing positive integers");
@@ -119,12 +114,7 @@ int run_profile(World& world, const std::vector<std::string>& args) {
     profile.ranks.push_back(rp);
   }
   if (!merge_path.empty()) profile = merge_profiles(load_profile(merge_path), profile);
-  {
-    std::ofstream out(out_path + ".partial");
-    out << profile_to_json(profile).dump(2) << "\n";
-    MOE_CHECK(out.good(), out_path, ": write failed");
-  }
-  MOE_CHECK(std::rename((out_path + ".partial").c_str(), out_path.c_str()) == 0, out_path, ": cannot rename");
+  write_file_atomically(out_path, [&](std::ostream& out) { out << profile_to_json(profile).dump(2) << "\n"; });
   std::printf("%-5s %-12s %12s %12s %12s %14s\n", "rank", "device", "1 tok us", "64 tok us", "link us", "link MB/s");
   for (const auto& r : profile.ranks)
     std::printf("%-5d %-12s %12.1f %12.1f %12.1f %14.1f\n", r.rank, r.device.c_str(), r.expert.at(1),

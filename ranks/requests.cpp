@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {
@@ -67,15 +68,9 @@ std::vector<Request> read_requests(const std::string& path, const ModelConfig& c
 }
 
 void write_jsonl(const std::string& path, const std::vector<nlohmann::json>& lines) {
-  const std::string partial = path + ".partial";
-  {
-    std::ofstream out(partial, std::ios::trunc);
-    MOE_CHECK(out.good(), partial, ": cannot open for writing");
+  write_file_atomically(path, [&](std::ostream& out) {
     for (const auto& line : lines) out << line.dump() << "\n";
-    MOE_CHECK(out.good(), partial, ": write failed");
-  }
-  MOE_CHECK(std::rename(partial.c_str(), path.c_str()) == 0, path, ": cannot rename from ",
-            partial);
+  });
 }
 
 }  // namespace moe

@@ -14,6 +14,7 @@
 #include "router/routing_trace.hpp"
 #include "runtime/cpu/cpu_quota.hpp"
 #include "runtime/transport_factory.hpp"
+#include "ranks/command_line.hpp"
 #include "ranks/expert_rank.hpp"
 #include "runtime/activity.hpp"
 #include "runtime/control_plane.hpp"
@@ -105,9 +106,7 @@ RunPlan Session::make_plan(const SessionOptions& o) const {
     }
     plan.devices.assign(N, "cpu:" + std::to_string(o.threads));
     if (!o.devices.empty()) {
-      std::vector<std::string> given;
-      std::stringstream list(o.devices);
-      for (std::string spec; std::getline(list, spec, ',');) given.push_back(spec);
+      const std::vector<std::string> given = split_commas(o.devices);
       MOE_CHECK(int(given.size()) == N, "--devices lists ", given.size(), " devices for ", N, " rank(s)");
       for (const auto& spec : given) make_device_spec_check(spec);
       plan.devices = given;

@@ -5,6 +5,8 @@
 // measured runs. One process, no MPI.
 #include "ranks/simulate_command.hpp"
 
+#include "ranks/command_line.hpp"
+
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <fstream>
@@ -25,14 +27,6 @@ namespace moe {
 namespace po = boost::program_options;
 
 namespace {
-
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream list(text);
-  for (std::string v; std::getline(list, v, ',');)
-    if (!v.empty()) out.push_back(v);
-  return out;
-}
 
 void describe(const sim::ClusterConfig& c) {
   std::printf("cluster %s: %d coordinator(s), %d expert ranks on %zu node(s)%s\n", c.source.c_str(),
@@ -96,13 +90,7 @@ int run_simulate(World& world, const std::vector<std::string>& args) {
       "synthetic skewed: popularity exponent")("capacity-factor",
                                                po::value(&spec.capacity_factor)->default_value(0),
                                                "synthetic: expert capacity factor (0: no drops)");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(opts).run(), vm);
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_command_line(world, opts, args)) return 0;
   MOE_CHECK(!world.distributed(), "moe simulate runs in one process (no mpirun)");
   MOE_CHECK(trace_path.empty() != synthetic.empty(),
             "give exactly one of --trace FILE and --synthetic balanced|skewed");
@@ -127,8 +115,8 @@ int run_simulate(World& world, const std::vector<std::string>& args) {
     spec.seed = seed;
     trace = sim::synthetic_trace(spec);
   }
-  const auto policies = split(policies_text);
-  const auto placements = split(placements_text);
+  const auto policies = split_commas(policies_text);
+  const auto placements = split_commas(placements_text);
   MOE_CHECK(!policies.empty() && !placements.empty(),
             "--policy and --placement need at least one name");
   PolicyContext context;

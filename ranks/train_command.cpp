@@ -7,6 +7,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "ranks/command_line.hpp"
 #include "ranks/commands.hpp"
 #include "router/latency_model.hpp"
 #include "runtime/error.hpp"
@@ -26,17 +27,10 @@ int run_train_latency_model(World& world, const std::vector<std::string>& args) 
       ("learning-rate", po::value(&o.learning_rate)->default_value(o.learning_rate), "Adam learning rate")
       ("held-out", po::value(&o.held_out_fraction)->default_value(o.held_out_fraction), "fraction held out")
       ("seed", po::value(&o.seed)->default_value(o.seed), "split and initialisation seed");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(opts).run(), vm);
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_command_line(world, opts, args)) return 0;
   MOE_CHECK(!world.distributed(), "moe train-latency-model runs in one process (no mpirun)");
   std::vector<LatencySample> samples;
-  std::stringstream list(samples_text);
-  for (std::string path; std::getline(list, path, ',');) {
+  for (const auto& path : split_commas(samples_text)) {
     auto more = load_latency_samples(path);
     samples.insert(samples.end(), more.begin(), more.end());
   }

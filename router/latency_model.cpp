@@ -10,6 +10,7 @@
 #include <cereal/archives/binary.hpp>
 #include <cereal/types/string.hpp>
 
+#include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {
@@ -248,15 +249,11 @@ LatencyModel LatencyModel::train(const std::vector<LatencySample>& samples,
 }
 
 void LatencyModel::save(const std::string& path) const {
-  const std::string partial = path + ".partial";
-  {
-    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-    MOE_CHECK(out.good(), partial, ": cannot open for writing");
+  write_file_atomically(path, [&](std::ostream& out) {
     out.write(kMagic, sizeof(kMagic) - 1);  // raw, so a foreign file is recognised before decoding
     cereal::BinaryOutputArchive ar(out);
     ar(kVersion, *this);
-  }
-  MOE_CHECK(std::rename(partial.c_str(), path.c_str()) == 0, path, ": cannot rename from ", partial);
+  });
 }
 
 LatencyModel LatencyModel::load(const std::string& path) {

@@ -7,43 +7,45 @@
 
 namespace moe {
 
+namespace {
+
+// Posts one non-blocking send or receive per non-empty block, recording request and peer.
+template <class Block, class Post>
+void post(const std::vector<Block>& blocks, const char* direction, std::vector<MPI_Request>& requests,
+          std::vector<int>& peers, Post post_one) {
+  for (const auto& b : blocks) {
+    if (b.count == 0) continue;
+    MOE_CHECK(b.count <= size_t(INT_MAX), "block of ", b.count, " floats ", direction, " rank ", b.peer,
+              " is too large for one MPI message");
+    requests.emplace_back();
+    peers.push_back(b.peer);
+    MPI_CHECK(post_one(b, &requests.back()));
+  }
+}
+
+int post_send(const SendBlock& s, MPI_Request* request) {
+  return MPI_Isend(s.data, int(s.count), MPI_FLOAT, s.peer, kDataTag, MPI_COMM_WORLD, request);
+}
+
+int post_recv(const RecvBlock& r, MPI_Request* request) {
+  return MPI_Irecv(r.data, int(r.count), MPI_FLOAT, r.peer, kDataTag, MPI_COMM_WORLD, request);
+}
+
+}  // namespace
+
 void MpiTransport::exchange(const std::vector<SendBlock>& sends,
                             const std::vector<RecvBlock>& recvs, const Deadline& deadline,
                             const std::string& doing) {
   std::vector<MPI_Request> requests;
   std::vector<int> peers;
-  for (const auto& r : recvs) {
-    if (r.count == 0) continue;
-    MOE_CHECK(r.count <= size_t(INT_MAX), "block of ", r.count, " floats from rank ", r.peer,
-              " is too large for one MPI message");
-    requests.emplace_back();
-    peers.push_back(r.peer);
-    MPI_CHECK(MPI_Irecv(r.data, int(r.count), MPI_FLOAT, r.peer, kDataTag, MPI_COMM_WORLD,
-                        &requests.back()));
-  }
-  for (const auto& s : sends) {
-    if (s.count == 0) continue;
-    MOE_CHECK(s.count <= size_t(INT_MAX), "block of ", s.count, " floats to rank ", s.peer,
-              " is too large for one MPI message");
-    requests.emplace_back();
-    peers.push_back(s.peer);
-    MPI_CHECK(MPI_Isend(s.data, int(s.count), MPI_FLOAT, s.peer, kDataTag, MPI_COMM_WORLD,
-                        &requests.back()));
-  }
+  post(recvs, "from", requests, peers, post_recv);
+  post(sends, "to", requests, peers, post_send);
   wait_all(requests, peers, deadline, doing);
 }
 
 void MpiTransport::start_sends(const std::vector<SendBlock>& sends) {
   MOE_CHECK(pending_requests_.empty(), "start_sends: earlier sends were not finished");
-  for (const auto& s : sends) {
-    if (s.count == 0) continue;
-    MOE_CHECK(s.count <= size_t(INT_MAX), "block of ", s.count, " floats to rank ", s.peer,
-              " is too large for one MPI message");
-    pending_requests_.emplace_back();
-    pending_peers_.push_back(s.peer);
-    MPI_CHECK(MPI_Isend(s.data, int(s.count), MPI_FLOAT, s.peer, kDataTag, MPI_COMM_WORLD,
-                        &pending_requests_.back()));
-  }
+  post(sends, "to", pending_requests_, pending_peers_, post_send);
 }
 
 void MpiTransport::finish_sends(const Deadline& deadline, const std::string& doing) {

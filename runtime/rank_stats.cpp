@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {
@@ -85,13 +86,9 @@ void write_chrome_trace(const std::string& path, const std::vector<RankReport>& 
       events.push_back({{"name", e.name}, {"ph", "X"}, {"pid", r.rank}, {"tid", 0},
                         {"ts", e.start_us - origin}, {"dur", e.duration_us}});
   }
-  const std::string partial = path + ".partial";
-  {
-    std::ofstream out(partial, std::ios::trunc);
-    MOE_CHECK(out.good(), partial, ": cannot open for writing");
+  write_file_atomically(path, [&](std::ostream& out) {
     out << nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump() << "\n";
-  }
-  MOE_CHECK(std::rename(partial.c_str(), path.c_str()) == 0, path, ": cannot rename from ", partial);
+  });
 }
 
 }  // namespace moe
