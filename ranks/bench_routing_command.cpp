@@ -78,13 +78,9 @@ int run_bench_routing(World& world, const std::vector<std::string>& args) {
   PolicyContext context;
   context.seed = so.seed;
   context.d_model = d;
-  Profile profile;
-  if (!so.profile_path.empty()) {
-    profile = load_profile(so.profile_path);
-    context.profile = &profile;
-  }
-  if (!so.latency_model_path.empty())
-    context.latency_model = std::make_shared<LatencyModel>(LatencyModel::load(so.latency_model_path));
+  const Profile& profile = session.profile();
+  if (!so.profile_path.empty()) context.profile = &profile;
+  context.latency_model = session.latency_model();
 
   std::unique_ptr<std::ofstream> samples_out;
   if (!so.record_latency_samples_path.empty())

@@ -67,7 +67,7 @@ void SessionOptions::add_to(po::options_description& opts) {
        "write one latency sample per rank and sparse-layer call (CSV; needs --profile)");
 }
 
-RunPlan Session::make_plan(const SessionOptions& o) const {
+RunPlan Session::make_plan(const SessionOptions& o) {
   RunPlan plan;
   plan.model_dir = o.model_dir;
   plan.policy = o.policy;
@@ -78,9 +78,7 @@ RunPlan Session::make_plan(const SessionOptions& o) const {
     MOE_CHECK(o.deadline_seconds > 0, "--deadline must be > 0");
     MOE_CHECK(o.threads >= 1, "--threads must be >= 1");
     const ModelConfig c = load_model_config((std::filesystem::path(o.model_dir) / "config.json").string());
-    MOE_CHECK(o.policy == "latency-aware" || o.policy == "static" || o.policy == "round-robin" ||
-                  o.policy == "random" || o.policy == "uniform",
-              "unknown dispatch policy '", o.policy, "' (static, round-robin, random, uniform, latency-aware)");
+    check_dispatch_policy_name(o.policy);
     if (o.check_inputs) o.check_inputs(c);
     const int layers = count_moe_layers(c), N = world_.size();
     if (N > 1) {
@@ -112,16 +110,17 @@ RunPlan Session::make_plan(const SessionOptions& o) const {
       plan.devices = given;
     }
     plan.transport = transport_for(plan.devices);
-    if (o.policy == "latency-aware" || !o.record_latency_samples_path.empty()) {
+    if (o.policy == "latency-aware" || !o.record_latency_samples_path.empty())
       MOE_CHECK(!o.profile_path.empty(), "--policy latency-aware and --record-latency-samples need --profile");
-      const Profile p = load_profile(o.profile_path);
+    if (!o.profile_path.empty()) {
+      profile_ = load_profile(o.profile_path);
       for (int r = 1; r < N; ++r)
-        MOE_CHECK(p.has(r), o.profile_path, ": has no entry for expert rank ", r);
+        MOE_CHECK(profile_.has(r), o.profile_path, ": has no entry for expert rank ", r);
     }
-    if (o.policy == "latency-aware") {
+    if (o.policy == "latency-aware")
       MOE_CHECK(!o.latency_model_path.empty(), "--policy latency-aware needs --latency-model");
-      LatencyModel::load(o.latency_model_path);
-    }
+    if (!o.latency_model_path.empty())
+      latency_model_ = std::make_shared<LatencyModel>(LatencyModel::load(o.latency_model_path));
   } catch (const std::exception& e) {
     plan.error = e.what();
   }
@@ -156,12 +155,8 @@ Session::Session(World& world, const SessionOptions& options) : world_(world), o
     PolicyContext context;
     context.seed = plan_.seed;
     context.d_model = c.d_model;
-    if (!options.profile_path.empty()) {
-      profile_ = load_profile(options.profile_path);
-      context.profile = &profile_;
-    }
-    if (!options.latency_model_path.empty())
-      context.latency_model = std::make_shared<LatencyModel>(LatencyModel::load(options.latency_model_path));
+    if (!options.profile_path.empty()) context.profile = &profile_;  // read by make_plan
+    context.latency_model = latency_model_;
     policy_ = make_dispatch_policy(plan_.policy, context);
     if (!options.record_latency_samples_path.empty()) {
       samples_out_ = std::make_unique<std::ofstream>(options.record_latency_samples_path);

@@ -16,6 +16,7 @@
 #include <fstream>
 
 #include "router/dispatch_policy.hpp"
+#include "router/latency_model.hpp"
 #include "router/profile.hpp"
 #include "runtime/device.hpp"
 #include "runtime/messages.hpp"
@@ -60,6 +61,9 @@ class Session {
   const ModelConfig& config() const { return checkpoint_->config(); }
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
   const RunPlan& plan() const { return plan_; }
+  // What --profile and --latency-model held (read once, on rank 0, while the plan was checked).
+  const Profile& profile() const { return profile_; }
+  std::shared_ptr<const LatencyModel> latency_model() const { return latency_model_; }
   World& world() { return world_; }
   DataTransport& transport() { return *transport_; }
 
@@ -68,7 +72,8 @@ class Session {
   void finish(int64_t generated_tokens, double wall_seconds);
 
  private:
-  RunPlan make_plan(const SessionOptions& options) const;
+  // Checks everything on rank 0 before the run starts; keeps the profile and latency model it read.
+  RunPlan make_plan(const SessionOptions& options);
 
   World& world_;
   SessionOptions options_;
@@ -101,6 +106,7 @@ class Session {
   std::unique_ptr<SwitchModel> model_;
   std::unique_ptr<std::ofstream> routing_out_, samples_out_;
   Profile profile_;
+  std::shared_ptr<const LatencyModel> latency_model_;
   int64_t routing_batch_ = -1;
 };
 

@@ -17,6 +17,9 @@ struct PolicyContext {
   int d_model = 0;
 };
 
+// Throws naming the known policies when `name` is not one of them.
+void check_dispatch_policy_name(const std::string& name);
+
 // "static", "round-robin", "random", "uniform" or "latency-aware".
 std::unique_ptr<DispatchPolicy> make_dispatch_policy(const std::string& name, const PolicyContext& context);
 
