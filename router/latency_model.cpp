@@ -68,7 +68,9 @@ struct MlpTrainer {
   }
 
   double forward(const LatencyFeatures& x, std::vector<double>& h1, std::vector<double>& h2) const {
-    return m.forward(x, h1, h2);
+    h1.resize(m.hidden_);
+    h2.resize(m.hidden_);
+    return m.forward(x, h1.data(), h2.data());
   }
 
   // Adds d(loss)/d(params) for one sample to `g` (laid out as params()); returns the loss.
@@ -125,11 +127,10 @@ LatencyFeatures LatencyModel::normalise(const LatencyFeatures& x) const {
   return out;
 }
 
-double LatencyModel::forward(const LatencyFeatures& x, std::vector<double>& h1,
-                           std::vector<double>& h2) const {
+double LatencyModel::table_log_us(const LatencyFeatures& x) { return std::log(std::max(x[6] + x[7], 1.0)); }
+
+double LatencyModel::forward(const LatencyFeatures& x, double* h1, double* h2) const {
   const int H = hidden_;
-  h1.assign(H, 0);
-  h2.assign(H, 0);
   for (int j = 0; j < H; ++j) {
     double s = b1_[j];
     for (int f = 0; f < kLatencyFeatures; ++f) s += w1_[j * kLatencyFeatures + f] * x[f];
@@ -147,8 +148,8 @@ double LatencyModel::forward(const LatencyFeatures& x, std::vector<double>& h1,
 
 double LatencyModel::predict_us(const LatencyFeatures& x) const {
   MOE_CHECK(!empty(), "latency model: not trained");
-  std::vector<double> h1, h2;
-  return std::exp(forward(normalise(x), h1, h2));
+  double h1[kMaxHidden], h2[kMaxHidden];  // no allocation: this runs per group and replica
+  return std::exp(table_log_us(x) + forward(normalise(x), h1, h2));
 }
 
 double mean_abs_percentage_error(const std::vector<double>& predicted,
@@ -171,6 +172,8 @@ LatencyModel LatencyModel::train(const std::vector<LatencySample>& samples,
   const size_t held = std::max<size_t>(1, size_t(o.held_out_fraction * samples.size()));
   const std::vector<size_t> test(order.begin(), order.begin() + held), train(order.begin() + held, order.end());
 
+  MOE_CHECK(o.hidden >= 1 && o.hidden <= kMaxHidden, "latency model: hidden width must be 1..", kMaxHidden,
+            ", got ", o.hidden);
   LatencyModel m;
   m.hidden_ = o.hidden;
   for (int f = 0; f < kLatencyFeatures; ++f) {  // standardise log1p(feature) on the training split
@@ -194,16 +197,17 @@ LatencyModel LatencyModel::train(const std::vector<LatencySample>& samples,
   fill(m.w3_, H, std::sqrt(1.0 / H));
   m.b1_.assign(H, 0.0);
   m.b2_.assign(H, 0.0);
-  double mean_target = 0;
-  for (size_t i : train) mean_target += std::log(samples[i].latency_us);
-  m.b3_ = mean_target / train.size();
-
+  // Targets: log latency for the linear baseline, its residual over the table for the MLP.
   std::vector<LatencyFeatures> xs(samples.size());
-  std::vector<double> ys(samples.size());
+  std::vector<double> ys(samples.size()), residuals(samples.size());
   for (size_t i = 0; i < samples.size(); ++i) {
     xs[i] = m.normalise(samples[i].x);
     ys[i] = std::log(samples[i].latency_us);
+    residuals[i] = ys[i] - table_log_us(samples[i].x);
   }
+  double mean_residual = 0;
+  for (size_t i : train) mean_residual += residuals[i];
+  m.b3_ = mean_residual / train.size();
   MlpTrainer trainer(m);
   const size_t n_params = trainer.params().size();
   std::vector<size_t> shuffled = train;
@@ -215,7 +219,7 @@ LatencyModel LatencyModel::train(const std::vector<LatencySample>& samples,
     for (size_t start = 0; start < shuffled.size(); start += o.batch) {
       const size_t end = std::min(shuffled.size(), start + size_t(o.batch));
       std::vector<double> g(n_params, 0.0);
-      for (size_t k = start; k < end; ++k) loss += trainer.backward(xs[shuffled[k]], ys[shuffled[k]], g);
+      for (size_t k = start; k < end; ++k) loss += trainer.backward(xs[shuffled[k]], residuals[shuffled[k]], g);
       for (auto& v : g) v /= double(end - start);
       trainer.adam_step(g, lr);
     }
@@ -239,7 +243,7 @@ LatencyModel LatencyModel::train(const std::vector<LatencySample>& samples,
       double z = linear[kLatencyFeatures];
       for (int f = 0; f < kLatencyFeatures; ++f) z += linear[f] * xs[i][f];
       lin.push_back(std::exp(z));
-      table.push_back(std::max(samples[i].x[6] + samples[i].x[7], 1e-3));
+      table.push_back(std::exp(table_log_us(samples[i].x)));
     }
     report->mlp_mape = mean_abs_percentage_error(mlp, actual);
     report->linear_mape = mean_abs_percentage_error(lin, actual);
@@ -274,7 +278,10 @@ LatencyModel LatencyModel::load(const std::string& path) {
   } catch (const std::exception& e) {
     MOE_FAIL(path, ": corrupt latency model: ", e.what());
   }
-  MOE_CHECK(m.hidden_ > 0 && m.w1_.size() == size_t(m.hidden_) * kLatencyFeatures, path,
+  MOE_CHECK(m.hidden_ > 0 && m.hidden_ <= kMaxHidden && m.w1_.size() == size_t(m.hidden_) * kLatencyFeatures &&
+                m.w2_.size() == size_t(m.hidden_) * m.hidden_ && m.b1_.size() == size_t(m.hidden_) &&
+                m.b2_.size() == size_t(m.hidden_) && m.w3_.size() == size_t(m.hidden_),
+            path,
             ": corrupt latency model (bad shapes)");
   return m;
 }

@@ -1,5 +1,8 @@
 // The latency predictor: a small MLP (8 features → 32 → 32 → 1, ReLU) predicting the log of a
 // rank's completion time for a sparse-layer call, trained in C++ with Adam on MSE of log-latency.
+// The MLP learns the correction to the profile table: log(latency) = log(profiled + transport
+// cost) + MLP(features), so where the samples are thin (an assignment no baseline made) the
+// prediction falls back to the measured profile instead of extrapolating freely.
 // Features (all ≥ 0; the model applies log1p and standardises them):
 //   0 router score     mean top-1 probability of the group's tokens
 //   1 router entropy   mean router entropy of the group's tokens
@@ -47,7 +50,8 @@ struct TrainReport {
 
 class LatencyModel {
  public:
-  static constexpr uint32_t kVersion = 1;
+  static constexpr uint32_t kVersion = 2;  // 2: the MLP is a residual over the profile table
+  static constexpr int kMaxHidden = 256;
   static LatencyModel train(const std::vector<LatencySample>& samples, const TrainOptions& options,
                             TrainReport* report);
   double predict_us(const LatencyFeatures& x) const;
@@ -64,8 +68,10 @@ class LatencyModel {
  private:
   friend struct MlpTrainer;
   LatencyFeatures normalise(const LatencyFeatures& x) const;
-  // The MLP on normalised features; h1, h2 receive the hidden activations.
-  double forward(const LatencyFeatures& z, std::vector<double>& h1, std::vector<double>& h2) const;
+  // log of the profile table's estimate (profiled + transport cost), the MLP's starting point.
+  static double table_log_us(const LatencyFeatures& x);
+  // The MLP on normalised features; h1[hidden], h2[hidden] receive the hidden activations.
+  double forward(const LatencyFeatures& z, double* h1, double* h2) const;
   int hidden_ = 0;
   LatencyFeatures mean_{}, stddev_{};
   std::vector<double> w1_, b1_, w2_, b2_, w3_;  // w1[h][f], w2[h][h], w3[h]

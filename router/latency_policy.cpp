@@ -7,16 +7,18 @@
 namespace moe {
 
 LatencyFeatures latency_features(double mean_score, double mean_entropy, int group_tokens,
-                                 const RankLoad& load, const RankProfile& profile, int d_model) {
+                                 int expert_tokens, const RankLoad& load, const RankProfile& profile,
+                                 int d_model) {
   const double all_tokens = load.tokens + group_tokens;
   const double bytes = all_tokens * d_model * sizeof(float);
+  const double extra_us = profile.expert.at(expert_tokens + group_tokens) - profile.expert.at(expert_tokens);
   return {mean_score,
           mean_entropy,
           double(group_tokens),
           double(load.tokens),
           load.recent_latency_us,
           load.recent_queue_us,
-          load.profiled_us + profile.expert.at(group_tokens),
+          load.profiled_us + extra_us,
           all_tokens > 0 ? profile.round_trip_us(bytes) : 0.0};
 }
 
@@ -41,78 +43,126 @@ RankLoad RankHistory::fresh(int rank) const {
   return load;
 }
 
-namespace {
-
-struct Group {
-  int expert;
-  int first_row;
-  int rows;
-  double score, entropy;
-};
-
-// Each expert's rows cut into about two groups per replica, so a hot expert can be split.
-std::vector<Group> make_groups(const ExpertDispatch& d, const GateResult& gate, const ExpertMap& map,
-                               int layer) {
-  std::vector<Group> groups;
-  for (int e = 0; e + 1 < int(d.offsets.size()); ++e) {
-    const int n = d.count(e);
-    if (n == 0) continue;
-    const int replicas = int(map.ranks_of(layer, e).size());
-    const int size = replicas == 1 ? n : std::max(1, (n + 2 * replicas - 1) / (2 * replicas));
-    for (int first = d.offsets[e]; first < d.offsets[e + 1]; first += size) {
-      Group g{e, first, std::min(size, d.offsets[e + 1] - first), 0, 0};
-      for (int r = g.first_row; r < g.first_row + g.rows; ++r) {
-        const int t = d.token_of_row[r];
-        if (t < int(gate.probability.size())) g.score += gate.probability[t];
-        if (t < int(gate.entropy.size())) g.entropy += gate.entropy[t];
-      }
-      g.score /= g.rows;
-      g.entropy /= g.rows;
-      groups.push_back(g);
-    }
-  }
-  std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) { return a.rows > b.rows; });
-  return groups;
-}
-
-}  // namespace
-
 LatencyAwarePolicy::LatencyAwarePolicy(std::shared_ptr<const LatencyModel> model, Profile profile,
                                        int d_model)
     : model_(std::move(model)), profile_(std::move(profile)), d_model_(d_model) {
   MOE_CHECK(model_ && !model_->empty(), "latency-aware policy: needs a trained latency model (--latency-model)");
+  for (const auto& p : profile_.ranks) {
+    if (p.rank >= int(profile_of_.size())) profile_of_.resize(p.rank + 1, nullptr);
+    profile_of_[p.rank] = &p;
+  }
+}
+
+double LatencyAwarePolicy::curve_us(int rank, int rows) const { return profile_of_[rank]->expert.at(rows); }
+
+double LatencyAwarePolicy::predict_us(int rank, const RankLoad& load, int group_rows, double score,
+                                      double entropy) const {
+  if (load.tokens <= 0) return 0;
+  const int group = std::clamp(group_rows, 1, load.tokens);
+  const double bytes = double(load.tokens) * d_model_ * sizeof(float);
+  return model_->predict_us({score, entropy, double(group), double(load.tokens - group), load.recent_latency_us,
+                             load.recent_queue_us, load.profiled_us, profile_of_[rank]->round_trip_us(bytes)});
 }
 
 void LatencyAwarePolicy::assign(int layer, const ExpertDispatch& d, const GateResult& gate,
                                 const ExpertMap& map, std::vector<int>& rank_of_row) {
   rank_of_row.resize(d.rows());
-  std::vector<RankLoad> loads;
-  auto load_of = [&](int rank) -> RankLoad& {
-    if (rank >= int(loads.size())) {
-      const int old = int(loads.size());
-      loads.resize(rank + 1);
-      for (int r = old; r <= rank; ++r) loads[r] = history_.fresh(r);
+  const int E = int(d.offsets.size()) - 1;
+  int ranks_needed = 0;
+  for (int e = 0; e < E; ++e)
+    for (int r : map.ranks_of(layer, e)) ranks_needed = std::max(ranks_needed, r + 1);
+  for (int e = 0; e < E; ++e)
+    if (d.count(e) > 0)
+      for (int r : map.ranks_of(layer, e))
+        MOE_CHECK(r < int(profile_of_.size()) && profile_of_[r], "latency-aware policy: the profile has no entry for rank ", r);
+  loads_.resize(ranks_needed);
+  for (int r = 0; r < ranks_needed; ++r) loads_[r] = history_.fresh(r);
+  finish_us_.assign(ranks_needed, 0.0);
+  expert_rows_.assign(size_t(ranks_needed) * E, 0);
+  expert_score_.assign(E, 0.0);
+  expert_entropy_.assign(E, 0.0);
+  order_.clear();
+  for (int e = 0; e < E; ++e) {
+    const int n = d.count(e);
+    if (n == 0) continue;
+    for (int row = d.offsets[e]; row < d.offsets[e + 1]; ++row) {
+      const int t = d.token_of_row[row];
+      if (t < int(gate.probability.size())) expert_score_[e] += gate.probability[t];
+      if (t < int(gate.entropy.size())) expert_entropy_[e] += gate.entropy[t];
     }
-    return loads[rank];
+    expert_score_[e] /= n;
+    expert_entropy_[e] /= n;
+    order_.push_back(e);
+  }
+  std::stable_sort(order_.begin(), order_.end(), [&](int a, int b) { return d.count(a) > d.count(b); });
+  auto rows_of = [&](int rank, int e) -> int& { return expert_rows_[size_t(rank) * E + e]; };
+  // The load of `rank` after `delta` rows of expert e are added (or removed, delta < 0).
+  auto moved = [&](int rank, int e, int delta) {
+    RankLoad load = loads_[rank];
+    const int before = rows_of(rank, e);
+    load.tokens += delta;
+    load.profiled_us += curve_us(rank, before + delta) - curve_us(rank, before);
+    return load;
   };
-  for (const Group& g : make_groups(d, gate, map, layer)) {
-    const auto& ranks = map.ranks_of(layer, g.expert);
+  auto apply = [&](int rank, int e, int delta) {
+    loads_[rank] = moved(rank, e, delta);
+    rows_of(rank, e) += delta;
+    const int group = rows_of(rank, e) > 0 ? rows_of(rank, e) : loads_[rank].tokens;
+    finish_us_[rank] = predict_us(rank, loads_[rank], group, expert_score_[e], expert_entropy_[e]);
+  };
+
+  // 1. Whole experts, largest first, each to the replica that would finish it soonest.
+  for (int e : order_) {
+    const auto& ranks = map.ranks_of(layer, e);
     int best = ranks[0];
-    if (ranks.size() > 1) {
-      double best_us = 0;
-      for (size_t i = 0; i < ranks.size(); ++i) {
-        const RankProfile& p = profile_.of(ranks[i]);
-        const double us = model_->predict_us(latency_features(g.score, g.entropy, g.rows, load_of(ranks[i]), p, d_model_));
-        if (i == 0 || us < best_us) {
-          best_us = us;
-          best = ranks[i];
+    double best_us = 0;
+    for (size_t i = 0; i < ranks.size() && ranks.size() > 1; ++i) {
+      const double us = predict_us(ranks[i], moved(ranks[i], e, d.count(e)), d.count(e), expert_score_[e], expert_entropy_[e]);
+      if (i == 0 || us < best_us) best_us = us, best = ranks[i];
+    }
+    apply(best, e, d.count(e));
+  }
+
+  // 2. Split or move experts off the slowest rank while that lowers its predicted time.
+  for (int iteration = 0; iteration < 2 * int(order_.size()); ++iteration) {
+    const int slowest = int(std::max_element(finish_us_.begin(), finish_us_.end()) - finish_us_.begin());
+    double best_us = finish_us_[slowest];
+    int best_e = -1, best_to = -1, best_rows = 0;
+    for (int e : order_) {
+      const int here = rows_of(slowest, e);
+      const auto& ranks = map.ranks_of(layer, e);
+      if (here == 0 || ranks.size() < 2) continue;
+      for (int to : ranks) {
+        if (to == slowest) continue;
+        auto after = [&](int m) {  // predicted times of both ranks once m rows have moved
+          return std::pair{predict_us(slowest, moved(slowest, e, -m), here - m, expert_score_[e], expert_entropy_[e]),
+                           predict_us(to, moved(to, e, m), rows_of(to, e) + m, expert_score_[e], expert_entropy_[e])};
+        };
+        // The source gets faster and the target slower as m grows: find where they cross.
+        int lo = 1, hi = here;
+        while (lo < hi) {
+          const int mid = (lo + hi) / 2;
+          const auto [from_us, to_us] = after(mid);
+          if (from_us <= to_us) hi = mid; else lo = mid + 1;
+        }
+        for (int m : {lo - 1, lo}) {
+          if (m < 1) continue;
+          const auto [from_us, to_us] = after(m);
+          const double us = std::max(from_us, to_us);
+          if (us < best_us) best_us = us, best_e = e, best_to = to, best_rows = m;
         }
       }
     }
-    RankLoad& load = load_of(best);
-    load.profiled_us += profile_.of(best).expert.at(g.rows);
-    load.tokens += g.rows;
-    for (int r = g.first_row; r < g.first_row + g.rows; ++r) rank_of_row[r] = best;
+    if (best_e < 0) break;
+    apply(slowest, best_e, -best_rows);
+    apply(best_to, best_e, best_rows);
+  }
+
+  // Rows of each expert to its ranks, in replica order.
+  for (int e : order_) {
+    int row = d.offsets[e];
+    for (int r : map.ranks_of(layer, e))
+      for (int k = 0; k < rows_of(r, e); ++k) rank_of_row[row++] = r;
   }
 }
 
@@ -155,7 +205,7 @@ void LatencySampleRecorder::assign(int layer, const ExpertDispatch& d, const Gat
       }
       const RankProfile& p = profile_.of(rank);
       pending_[rank] = latency_features(score[rank] / rows_on[rank], entropy[rank] / rows_on[rank],
-                                        rows_on[rank], loads[rank], p, d_model_);
+                                        rows_on[rank], 0, loads[rank], p, d_model_);
       has_pending_[rank] = 1;
       loads[rank].tokens += rows_on[rank];
       loads[rank].profiled_us += p.expert.at(rows_on[rank]);
