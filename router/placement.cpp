@@ -15,9 +15,9 @@ size_t capacity_of(const PlacementProblem& p, int rank) {
   return memory / p.bytes_per_expert;
 }
 
-double cost_us(const RankProfile& r, double tokens, int d_model) {
-  if (tokens <= 0) return 0;
-  return r.expert.at(tokens) + r.round_trip_us(tokens * d_model * sizeof(float));
+// A rank's predicted time: its experts' curves plus one round trip for all its tokens.
+double rank_time_us(const RankProfile& r, double compute_us, double tokens, int d_model) {
+  return compute_us + (tokens > 0 ? r.round_trip_us(tokens * d_model * sizeof(float)) : 0.0);
 }
 
 }  // namespace
@@ -35,8 +35,7 @@ std::vector<double> predicted_rank_times_us(const PlacementProblem& p, const Exp
     }
   }
   std::vector<double> time(max_rank + 1, 0.0);
-  for (int r : p.ranks)
-    time[r] = compute[r] + (tokens[r] > 0 ? p.profile->of(r).round_trip_us(tokens[r] * p.profile->d_model * sizeof(float)) : 0.0);
+  for (int r : p.ranks) time[r] = rank_time_us(p.profile->of(r), compute[r], tokens[r], p.profile->d_model);
   return time;
 }
 
@@ -65,13 +64,15 @@ ExpertMap place_experts(const PlacementProblem& p) {
     std::vector<int> order(experts);
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p.load[l][a] > p.load[l][b]; });
-    std::vector<double> time(held.size(), 0.0);
+    std::vector<double> compute(held.size(), 0.0), tokens(held.size(), 0.0);
     for (int e : order) {  // longest processing time first, onto the rank that finishes earliest
       int best = -1;
       double best_finish = 0;
+      const double n = p.load[l][e];
       for (int r : p.ranks) {
         if (held[r] >= capacity_of(p, r)) continue;
-        const double finish = time[r] + cost_us(p.profile->of(r), p.load[l][e], d);
+        const RankProfile& rp = p.profile->of(r);
+        const double finish = rank_time_us(rp, compute[r] + (n > 0 ? rp.expert.at(n) : 0.0), tokens[r] + n, d);
         if (best < 0 || finish < best_finish) {
           best = r;
           best_finish = finish;
@@ -79,7 +80,8 @@ ExpertMap place_experts(const PlacementProblem& p) {
       }
       MOE_CHECK(best >= 0, "placement: no rank has memory left for layer ", l, " expert ", e);
       map.replicas[l][e] = {best};
-      time[best] = best_finish;
+      compute[best] += n > 0 ? p.profile->of(best).expert.at(n) : 0.0;
+      tokens[best] += n;
       ++held[best];
     }
     // Replicas: split the bottleneck rank's hottest expert onto the rank that gains most.
