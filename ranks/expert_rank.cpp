@@ -40,14 +40,18 @@ uint64_t available_memory_bytes() {
   return 0;
 }
 
-// `moe profile`: the expert FFN over each token count, warm-up first, median of repeats, on up
-// to max_experts of the experts this rank holds; then the median over those experts.
+// `moe profile`: the expert FFN over each token count on the experts this rank holds (all, or up
+// to max_experts), timed in rotation (expert 1, 2, …, k, 1, 2, …) after a warm-up pass: in a run
+// a rank goes through all its experts, layer after layer, so an expert's weights are rarely in
+// the cache, and their pages rarely in the TLB, when its turn comes. Timing one expert over and
+// over, or a few, would find them there and under-state the cost (by 24% here with 4 of 32
+// experts). The median over every (repeat, expert) timing.
 ProfileResult time_experts(const ProfileRequest& request,
                            const std::vector<const SparseFfnWeights*>& layers, Device& device,
                            const ModelConfig& c, int rank, const std::string& device_spec) {
   std::vector<ExpertWeights> experts;
   for (const auto* layer : layers)
-    for (int e = 0; e < c.num_experts && int(experts.size()) < request.max_experts; ++e)
+    for (int e = 0; e < c.num_experts && (request.max_experts == 0 || int(experts.size()) < request.max_experts); ++e)
       if (layer->resident(e)) experts.push_back(layer->expert(e));
   MOE_CHECK(!experts.empty(), "rank ", rank, " holds no experts to profile");
   int most = 1;
@@ -58,18 +62,15 @@ ProfileResult time_experts(const ProfileRequest& request,
   for (auto& v : x) v = normal(rng);
   ProfileResult result{rank, device_spec, {}, available_memory_bytes()};
   for (int n : request.token_counts) {
-    std::vector<double> per_expert;
-    for (const auto& w : experts) {
-      device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);  // warm-up
-      std::vector<double> times;
-      for (int r = 0; r < request.repeats; ++r) {
+    for (const auto& w : experts) device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);  // warm-up
+    std::vector<double> times;
+    for (int r = 0; r < request.repeats; ++r)
+      for (const auto& w : experts) {
         const double start = now_us();
         device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);
         times.push_back(now_us() - start);
       }
-      per_expert.push_back(median(times));
-    }
-    result.median_us.push_back(median(per_expert));
+    result.median_us.push_back(median(times));
   }
   return result;
 }

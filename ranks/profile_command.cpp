@@ -1,9 +1,15 @@
 // moe profile: under mpirun, every expert rank times the expert FFN it may host over token counts
 // 1..1024, and rank 0 times the data transport to each rank (latency and bandwidth). Written as
-// profile.json, which records each rank's device; --merge folds in an earlier profile.
+// profile.json, which records each rank's device; --merge folds in an earlier profile. With
+// --record-latency-samples it then sends each rank probe calls through the real dispatch path
+// (1, 2 and 4 experts × each token count, that rank alone with work) and writes the latency
+// samples of those calls, priced by the profile just measured: training data for the latency
+// model that covers loads concentrated on one rank, which the baseline policies rarely make.
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <sstream>
 
 #include <boost/program_options.hpp>
@@ -12,7 +18,9 @@
 #include "model/weights.hpp"
 #include "ranks/command_line.hpp"
 #include "ranks/commands.hpp"
+#include "ranks/remote_experts.hpp"
 #include "ranks/session.hpp"
+#include "router/latency_policy.hpp"
 #include "router/profile.hpp"
 #include "runtime/control_plane.hpp"
 #include "runtime/atomic_file.hpp"
@@ -59,12 +67,78 @@ void time_link(Session& s, int rank, int d_model, int repeats, RankProfile& out)
   out.link_bytes_per_us = 1.0 / slope;
 }
 
+// Probe calls for latency samples: for every expert rank, k of the experts it holds in one sparse
+// layer with n tokens each, every other rank taking part with zero rows (as in any layer call).
+void record_probe_samples(Session& s, const Profile& profile, const std::vector<int>& token_counts,
+                          int repeats, const std::string& path) {
+  const World& world = s.world();
+  const ModelConfig& c = s.config();
+  const int d = c.d_model, E = c.num_experts;
+  std::ofstream out(path);
+  MOE_CHECK(out.good(), path, ": cannot open for writing");
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> score(0.2f, 1.0f), entropy(0.0f, 2.0f);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> rows_in, rows_out;
+  int calls = 0;
+  for (int r = 1; r < world.size(); ++r) {
+    // The sparse layer where this rank holds the most experts; those experts, this rank first.
+    const ExpertMap& plan_map = s.plan().expert_map;
+    int layer = 0, most = 0;
+    for (int l = 0; l < plan_map.num_layers(); ++l) {
+      int held = 0;
+      for (int e = 0; e < E; ++e) held += plan_map.holds(r, l, e);
+      if (held > most) most = held, layer = l;
+    }
+    MOE_CHECK(most > 0, "rank ", r, " holds no experts to probe");
+    ExpertMap map = plan_map;
+    std::vector<int> mine;
+    for (int e = 0; e < E; ++e)
+      if (plan_map.holds(r, layer, e)) {
+        mine.push_back(e);
+        auto& ranks = map.replicas[layer][e];
+        std::stable_partition(ranks.begin(), ranks.end(), [&](int x) { return x == r; });
+      }
+    auto policy = std::make_unique<LatencySampleRecorder>(make_basic_dispatch_policy("static", 1), profile, d, out);
+    RankRecorder recorder(0, world.host(), "probe", map.num_layers(), false);
+    RemoteExpertExecutor executor(world, s.transport(), map, *policy, d, s.plan().deadline_seconds, recorder);
+    SparseFfnWeights weights;
+    weights.moe_layer = layer;
+    for (int k : {1, 2, 4}) {
+      if (k > int(mine.size())) break;
+      for (int n : token_counts)
+        for (int rep = 0; rep < repeats && n * k <= 1024; ++rep) {
+          GateResult gate;
+          for (int i = 0; i < k; ++i)
+            for (int t = 0; t < n; ++t) {
+              gate.expert.push_back(mine[(i + rep) % mine.size()]);
+              gate.probability.push_back(score(rng));
+              gate.entropy.push_back(entropy(rng));
+              gate.kept.push_back(1);
+            }
+          ExpertDispatch dispatch;
+          plan_expert_dispatch(gate, E, dispatch);
+          const size_t floats = size_t(dispatch.rows()) * d;
+          if (rows_in.size() < floats) {
+            rows_in.resize(floats);
+            rows_out.resize(floats);
+            for (auto& v : rows_in) v = normal(rng);
+          }
+          executor.run(weights, calls++, gate, dispatch, rows_in.data(), rows_out.data());
+        }
+    }
+  }
+  out.close();
+  MOE_CHECK(out.good(), path, ": write failed");
+  std::printf("latency samples of %d probe calls written to %s\n", calls, path.c_str());
+}
+
 }  // namespace
 
 int run_profile(World& world, const std::vector<std::string>& args) {
   SessionOptions session_options;
   std::string out_path, merge_path, counts_text = "1,2,4,8,16,32,64,128,256,512,1024";
-  int repeats = 5, max_experts = 4;
+  int repeats = 5, max_experts = 0, concurrency = 1;
   po::options_description opts("moe profile options (run under mpirun with expert ranks)");
   opts.add_options()("help,h", "show this help");
   session_options.add_to(opts);
@@ -72,7 +146,11 @@ int run_profile(World& world, const std::vector<std::string>& args) {
       ("out", po::value(&out_path)->required(), "profile.json to write")
       ("token-counts", po::value(&counts_text)->default_value(counts_text), "token counts to time")
       ("repeats", po::value(&repeats)->default_value(5), "timed repeats per point (median)")
-      ("max-experts", po::value(&max_experts)->default_value(4), "experts timed per rank (median over them)")
+      ("max-experts", po::value(&max_experts)->default_value(0),
+       "experts timed per rank, in rotation (0: every expert it holds; median over every timing)")
+      ("concurrency", po::value(&concurrency)->default_value(1),
+       "expert ranks timed at the same time (0: all): as many as compute at once in the runs to be modelled, "
+       "up to a host's cores")
       ("merge", po::value(&merge_path), "an earlier profile.json to merge into the result");
   if (!parse_command_line(world, opts, args)) return 0;
   ProfileRequest request;
@@ -80,13 +158,17 @@ int run_profile(World& world, const std::vector<std::string>& args) {
   request.max_experts = max_experts;
   session_options.check_inputs = [&](const ModelConfig&) {
     MOE_CHECK(world.size() >= 2, "moe profile needs expert ranks: run it under mpirun -np 2 or more");
-    MOE_CHECK(repeats >= 1 && max_experts >= 1, "--repeats and --max-experts must be >= 1");
+    MOE_CHECK(repeats >= 1 && max_experts >= 0, "--repeats must be >= 1 and --max-experts >= 0");
+    MOE_CHECK(concurrency >= 0, "--concurrency must be >= 0");
     for (const auto& v : split_commas(counts_text)) request.token_counts.push_back(std::stoi(v));
     for (size_t i = 0; i < request.token_counts.size(); ++i)
       MOE_CHECK(request.token_counts[i] >= 1 && (i == 0 || request.token_counts[i] > request.token_counts[i - 1]),
                 "--token-counts must be increasing positive integers");
     if (!merge_path.empty()) load_profile(merge_path);
   };
+  // The samples are priced by the profile this run measures: the session must not ask for one.
+  const std::string samples_path = session_options.record_latency_samples_path;
+  session_options.record_latency_samples_path.clear();
   Session session(world, session_options);
   if (!session.is_coordinator()) return session.exit_code();
 
@@ -97,21 +179,40 @@ int run_profile(World& world, const std::vector<std::string>& args) {
   profile.num_experts = c.num_experts;
   profile.num_moe_layers = count_moe_layers(c);
   const auto start = Clock::now();
+  // Waves of `concurrency` expert ranks time their experts at the same time, one token count at a
+  // time so that they stay in step: ranks that share a host's memory bandwidth and cache in a run
+  // are measured sharing them.
+  const int experts_ranks = world.size() - 1, wave_size = concurrency > 0 ? concurrency : experts_ranks;
+  std::vector<RankProfile> measured(world.size());
+  for (int first = 1; first < world.size(); first += wave_size) {
+    const int last = std::min(world.size() - 1, first + wave_size - 1);
+    std::string names;
+    for (int r = first; r <= last; ++r) {
+      names += (r == first ? "" : ", ") + std::to_string(r) + " (" + session.plan().devices[r] + ")";
+      measured[r].rank = r;
+      measured[r].host = world.host_of(r);
+      measured[r].expert.tokens.assign(request.token_counts.begin(), request.token_counts.end());
+    }
+    std::fprintf(stderr, "profiling the experts of rank%s %s\n", last > first ? "s" : "", names.c_str());
+    for (int n : request.token_counts) {
+      ProfileRequest one = request;
+      one.token_counts = {n};
+      for (int r = first; r <= last; ++r) send_control(r, one);
+      for (int r = first; r <= last; ++r) {
+        const Envelope e = receive_control(world, r, Deadline::after(session.plan().deadline_seconds * 20),
+                                           "waiting for rank " + std::to_string(r) + "'s expert timings");
+        const auto result = decode_message<ProfileResult>(e);
+        MOE_CHECK(result.median_us.size() == 1, "rank ", r, " sent ", result.median_us.size(), " timings for one token count");
+        measured[r].device = result.device;
+        measured[r].memory_bytes = result.memory_bytes;
+        measured[r].expert.median_us.push_back(result.median_us[0]);
+      }
+    }
+  }
   for (int r = 1; r < world.size(); ++r) {
-    std::fprintf(stderr, "profiling rank %d (%s): experts, then the link\n", r, session.plan().devices[r].c_str());
-    send_control(r, request);
-    const Envelope e = receive_control(world, r, Deadline::after(session.plan().deadline_seconds * 20),
-                                       "waiting for rank " + std::to_string(r) + "'s expert timings");
-    const auto result = decode_message<ProfileResult>(e);
-    RankProfile rp;
-    rp.rank = r;
-    rp.host = world.host_of(r);
-    rp.device = result.device;
-    rp.memory_bytes = result.memory_bytes;
-    rp.expert.tokens.assign(request.token_counts.begin(), request.token_counts.end());
-    rp.expert.median_us = result.median_us;
-    time_link(session, r, c.d_model, repeats, rp);
-    profile.ranks.push_back(rp);
+    std::fprintf(stderr, "profiling the link to rank %d\n", r);
+    time_link(session, r, c.d_model, repeats, measured[r]);
+    profile.ranks.push_back(measured[r]);
   }
   if (!merge_path.empty()) profile = merge_profiles(load_profile(merge_path), profile);
   write_file_atomically(out_path, [&](std::ostream& out) { out << profile_to_json(profile).dump(2) << "\n"; });
@@ -120,6 +221,7 @@ int run_profile(World& world, const std::vector<std::string>& args) {
     std::printf("%-5d %-12s %12.1f %12.1f %12.1f %14.1f\n", r.rank, r.device.c_str(), r.expert.at(1),
                 r.expert.at(64), r.link_latency_us, r.link_bytes_per_us);
   std::printf("profile written to %s\n", out_path.c_str());
+  if (!samples_path.empty()) record_probe_samples(session, profile, request.token_counts, repeats, samples_path);
   session.finish(0, seconds_since(start));
   return 0;
 }

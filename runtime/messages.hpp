@@ -106,7 +106,7 @@ struct Ready {
 struct ProfileRequest {
   std::vector<int32_t> token_counts;
   int32_t repeats = 5;
-  int32_t max_experts = 4;
+  int32_t max_experts = 0;  // 0: every expert the rank holds
   template <class A>
   void serialize(A& ar) {
     ar(token_counts, repeats, max_experts);
