@@ -29,6 +29,7 @@ void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step,
   const std::string where = "sparse layer " + std::to_string(L) + ", step " + std::to_string(step_);
   const double t_dispatch = now_us();
   policy_.assign(L, dispatch, gate, map_, rank_of_row_);
+  last_policy_us_ = now_us() - t_dispatch;
 
   // Per rank: segments in expert order, rows copied into one contiguous block.
   std::vector<WorkHeader> headers(N);

@@ -23,6 +23,10 @@ class RemoteExpertExecutor final : public ExpertExecutor {
            const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) override;
   // Rows each rank (index) received in the last call.
   const std::vector<int>& last_rows_per_rank() const { return last_rows_; }
+  // Every expert rank's reply to the last call, in arrival order.
+  const std::vector<RankFeedback>& last_feedback() const { return feedback_; }
+  // Wall time of the dispatch policy's decision in the last call (µs).
+  double last_policy_us() const { return last_policy_us_; }
 
  private:
   const World& world_;
@@ -38,6 +42,7 @@ class RemoteExpertExecutor final : public ExpertExecutor {
   std::vector<std::vector<float>> send_, recv_;
   std::vector<RankFeedback> feedback_;
   std::vector<int> last_rows_;
+  double last_policy_us_ = 0;
 };
 
 }  // namespace moe
