@@ -6,6 +6,7 @@
 #include "ranks/simulate_command.hpp"
 
 #include "ranks/command_line.hpp"
+#include "runtime/atomic_file.hpp"
 
 #include <boost/program_options.hpp>
 #include <cstdio>
@@ -48,7 +49,8 @@ void describe(const sim::ClusterConfig& c) {
 int run_simulate(World& world, const std::vector<std::string>& args) {
   std::string cluster_path, profile_path, trace_path, synthetic,
       policies_text = "static,random,round-robin,uniform";
-  std::string placements_text = "round-robin", out_path, per_call_path, model_path, samples_path;
+  std::string placements_text = "round-robin", out_path, per_call_path, model_path, samples_path,
+      write_trace_path;
   sim::SyntheticSpec spec;
   sim::SimOptions options;
   int layers = 0, experts = 0;
@@ -67,6 +69,8 @@ int run_simulate(World& world, const std::vector<std::string>& args) {
       "expert maps, comma-separated: round-robin, replicated:K, all, random, placed[:R] or an "
       "expert_map.json")("out", po::value(&out_path), "write the table as CSV")(
       "per-call", po::value(&per_call_path), "write every simulated layer call as CSV")(
+      "write-trace", po::value(&write_trace_path),
+      "write the routing trace simulated (e.g. a synthetic one) as JSONL, for moe bench-routing")(
       "latency-model", po::value(&model_path),
       "latency model (moe train-latency-model), for latency-aware")(
       "record-latency-samples", po::value(&samples_path),
@@ -115,6 +119,10 @@ int run_simulate(World& world, const std::vector<std::string>& args) {
     spec.seed = seed;
     trace = sim::synthetic_trace(spec);
   }
+  if (!write_trace_path.empty())
+    write_file_atomically(write_trace_path, [&](std::ostream& out) {
+      for (const auto& r : trace) out << routing_record_to_json_line(r) << "\n";
+    });
   const auto policies = split_commas(policies_text);
   const auto placements = split_commas(placements_text);
   MOE_CHECK(!policies.empty() && !placements.empty(),

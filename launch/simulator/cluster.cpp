@@ -69,6 +69,17 @@ DeviceClass parse_class(const std::string& name, const json& j, const std::strin
   }
   if (j.contains("memory_gib"))
     c.memory_bytes = size_t(j.at("memory_gib").get<double>() * (1ull << 30));
+  // "cpu:THREADS@CORES": a quota of CORES runs the rank that fraction of the time.
+  const auto at = c.device.find('@');
+  if (c.device.rfind("cpu:", 0) == 0 && at != std::string::npos) {
+    try {
+      const double threads = std::stod(c.device.substr(4, at - 4)), cores = std::stod(c.device.substr(at + 1));
+      if (threads > 0 && cores > 0) c.memory_share = std::min(1.0, cores / threads);
+    } catch (const std::exception&) {
+    }
+  }
+  c.memory_share = j.value("memory_share", c.memory_share);
+  MOE_CHECK(c.memory_share > 0 && c.memory_share <= 1, where, ": memory_share must be in (0, 1]");
   return c;
 }
 
@@ -154,6 +165,8 @@ ClusterConfig parse_cluster(const json& j, const std::string& source, const Prof
         node.name = spec.value("name", "node") + (count > 1 ? std::to_string(k) : "");
         node.cores = spec.value("cores", 0);
         MOE_CHECK(node.cores >= 0, source, ": node ", node.name, ": cores must be >= 0");
+        node.contention = spec.value("contention", 0.0);
+        MOE_CHECK(node.contention >= 0, source, ": node ", node.name, ": contention must be >= 0");
         if (spec.contains("intra_node")) {
           bool from_profile = false;
           node.intra_link =

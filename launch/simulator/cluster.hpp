@@ -16,7 +16,7 @@
 //  "coordinator_copy_gbytes_per_s": 6,  // permute before sending, un-permute after (0: free)
 //  "poll": {"yield_us": 20, "first_nap_us": 10, "max_nap_us": 500, "nap_slack_us": 60,
 //           "eager_limit_bytes": 4096},  // receivers poll as runtime/deadline.hpp does (optional)
-//  "nodes": [{"name": "a", "count": 2, "cores": 0, "coordinators": 1,
+//  "nodes": [{"name": "a", "count": 2, "cores": 0, "coordinators": 1, "contention": 0.3,
 //             "intra_node": {"latency_us": 10, "gbytes_per_s": 20},   // optional, per node
 //             "experts": [{"class": "h100", "count": 7}]}]}
 #pragma once
@@ -54,6 +54,10 @@ struct DeviceClass {
   LatencyCurve expert;      // one expert FFN vs tokens, already divided by the speed factor
   double speed = 1;         // relative to the profiled rank it came from
   size_t memory_bytes = 0;  // expert memory (0: unlimited)
+  // Fraction of its compute time a rank of this class occupies its node's memory system: below
+  // 1 for a CPU rank under a quota (cpu:1@0.4 runs 0.4 of the time), else 1. Class field
+  // "memory_share", or read from the device.
+  double memory_share = 1;
   bool has_profiled_link = false;
   LinkSpec profiled_link;  // the link measured to its profile rank (for "from_profile" links)
 };
@@ -61,6 +65,11 @@ struct DeviceClass {
 struct Node {
   std::string name;
   int cores = 0;  // > 0: the node's expert ranks share this many cores (processor sharing)
+  // Ranks computing at the same time share the node's memory bandwidth and last-level cache:
+  // each is slowed by this fraction per other rank computing (weighted by its memory_share).
+  // launch/experiments/routing_eval.sh measures it as a profile with every rank timed at once
+  // over one with each alone, minus one.
+  double contention = 0;
   bool has_intra_link = false;  // its own "intra_node" link (NVLink vs PCIe nodes)
   LinkSpec intra_link;
 };

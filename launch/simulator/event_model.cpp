@@ -304,13 +304,21 @@ class Simulation {
 
   void reschedule_node(int node, int changed) {
     const int cores = c_.nodes[node].cores;
-    const int busy = int(computing_on_node_[node].size());
+    const double contention = c_.nodes[node].contention;
+    const auto& on = computing_on_node_[node];
+    const int busy = int(on.size());
     const double rate = cores > 0 ? std::min(1.0, double(cores) / std::max(busy, 1)) : 1.0;
-    for (int r : computing_on_node_[node]) {
+    // Of the other computing ranks, those that run alongside this one (all, up to the cores).
+    const double alongside = cores > 0 && busy > cores ? double(cores - 1) / (busy - 1) : 1.0;
+    double shares = 0;
+    for (int r : on) shares += c_.classes[c_.ranks[r].device_class].memory_share;
+    for (int r : on) {
       ExpertState& x = experts_[r];
-      if (cores == 0 && r != changed) continue;  // dedicated devices: nobody else's rate changes
-      x.rate = rate;
-      schedule(now_ + x.remaining_us / rate, EventKind::kComputeDone, r, ++x.version);
+      // Dedicated devices without contention: nobody else's rate changes.
+      if (cores == 0 && contention == 0 && r != changed) continue;
+      const double others = (shares - c_.classes[c_.ranks[r].device_class].memory_share) * alongside;
+      x.rate = rate / (1 + contention * others);
+      schedule(now_ + x.remaining_us / x.rate, EventKind::kComputeDone, r, ++x.version);
     }
   }
 

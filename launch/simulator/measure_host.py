@@ -3,8 +3,12 @@
 them as JSON: nap_slack_us (how late a sleep of 10..500 µs wakes, median over naps: the kernel's
 timer slack and wake-up), yield_us (64 sched_yield calls, the yielding phase of
 runtime/deadline.hpp's poll_until) and coordinator_copy_gbytes_per_s (a 64 MiB copy
-between buffers already in memory).
-With --patch CLUSTER.json it writes them into that config's "poll" and copy fields instead."""
+between buffers already in memory). Given two `moe profile` files of the same ranks, one with each
+rank timed alone and one with them timed at once (--concurrency), it adds contention: the median
+of together / alone - 1 over every rank and token count (ranks sharing a host's memory system,
+and here its cores' hyperthreads, slow each other down).
+With --patch CLUSTER.json it writes them into that config's "poll", copy and node fields (and
+--cores into every node) instead."""
 import argparse
 import json
 import os
@@ -15,7 +19,11 @@ import time
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--patch", help="cluster config to update in place")
+    ap.add_argument("--alone", help="profile.json with each expert rank timed alone")
+    ap.add_argument("--together", help="profile.json of the same ranks timed at once")
+    ap.add_argument("--cores", type=int, help="with --patch: set every node's cores")
     a = ap.parse_args()
+    print(f"+ measure_host.py" + "".join(f" --{k} {v}" for k, v in vars(a).items() if v is not None))
     late = []
     for nap in (10, 20, 40, 80, 160, 320, 500):
         for _ in range(50):
@@ -37,10 +45,20 @@ def main():
         copies.append(len(src) / (time.perf_counter() - t) / 1e9)
     m = {"nap_slack_us": round(statistics.median(late), 1), "yield_us": round(statistics.median(yields), 1),
          "coordinator_copy_gbytes_per_s": round(statistics.median(copies), 2)}
+    if a.alone and a.together:
+        alone = {r["rank"]: r["expert_median_us"] for r in json.load(open(a.alone))["ranks"]}
+        together = {r["rank"]: r["expert_median_us"] for r in json.load(open(a.together))["ranks"]}
+        ratios = [t / x for rank in alone if rank in together for x, t in zip(alone[rank], together[rank]) if x > 0]
+        m["contention"] = round(max(statistics.median(ratios) - 1, 0.0), 3)
     if a.patch:
         c = json.load(open(a.patch))
         c.setdefault("poll", {}).update(nap_slack_us=m["nap_slack_us"], yield_us=m["yield_us"])
         c["coordinator_copy_gbytes_per_s"] = m["coordinator_copy_gbytes_per_s"]
+        for node in c["nodes"]:
+            if "contention" in m:
+                node["contention"] = m["contention"]
+            if a.cores is not None:
+                node["cores"] = a.cores
         json.dump(c, open(a.patch, "w"), indent=1)
     print(json.dumps(m))
 

@@ -219,6 +219,28 @@ TEST(SimulatorEventModel, RanksSharingCoresSlowDownTogether) {
               50 + 100 + 50, 1e-6);
 }
 
+TEST(SimulatorEventModel, RanksComputingAtOnceContendByTheirMemoryShare) {
+  // Contention 0.5 on dedicated cores: two ranks of 100 µs work from the same instant run at
+  // 1/1.5 while both compute, so both end at 150.
+  auto j = one_node(1, 2, 50, 1e9);
+  j["nodes"][0]["contention"] = 0.5;
+  EXPECT_NEAR(run(cluster_of(j), map_of({{1}, {2}}), {call_of({10, 10})}, 250).calls[0].latency_us(),
+              50 + 150 + 50, 1e-6);
+  // Rank 2 with 300 µs: 150 µs together (100 done each), then its 200 µs left alone.
+  EXPECT_NEAR(run(cluster_of(j), map_of({{1}, {2}}), {call_of({10, 30})}, 250).calls[0].latency_us(),
+              50 + 150 + 200 + 50, 1e-6);
+  // A neighbour under a 0.4-core quota occupies the memory system 0.4 of the time: rank 1's
+  // 100 µs take 120 (slowed by 0.5 × 0.4); rank 2, slowed by 0.5 × 1 meanwhile, does 80 of its
+  // 1000 µs in those 120 and the other 920 alone.
+  j["classes"]["q"] = linear_class();
+  j["classes"]["q"]["device"] = "cpu:1@0.4";
+  j["nodes"][0]["experts"] = {{{"class", "x"}, {"count", 1}}, {{"class", "q"}, {"count", 1}}};
+  const ClusterConfig mixed = cluster_of(j);
+  for (const auto& c : mixed.classes) EXPECT_NEAR(c.memory_share, c.name == "q" ? 0.4 : 1.0, kTol);
+  EXPECT_NEAR(run(mixed, map_of({{1}, {2}}), {call_of({10, 100})}, 250).calls[0].latency_us(),
+              50 + 120 + 920 + 50, 1e-6);
+}
+
 TEST(SimulatorEventModel, ComputeIsTheSumOverTheRanksExperts) {
   const auto c = cluster_of(one_node(1, 1, 0, 1e9));
   EXPECT_NEAR(run(c, map_of({{1}, {1}, {1}}), {call_of({3, 0, 4})}, 250).calls[0].latency_us(), 70,
