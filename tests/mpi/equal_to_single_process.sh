@@ -2,6 +2,7 @@
 # A fixture run under mpirun -np N must equal the single-process run: forward outputs (encoder
 # states, logits, router choices) within 1e-5, greedy generations exactly.
 # Usage: equal_to_single_process.sh BUILD_DIR FIXTURE_DIR NP [replicas POLICY]
+# latency-aware first profiles the ranks (with probe latency samples) and trains its model.
 set -euo pipefail
 build=$1 fixture=$2 np=$3 replicas=${4:-} policy=${5:-static}
 moe=$build/moe tool=$build/tests/fixture_tool
@@ -10,19 +11,31 @@ trap 'rm -rf "$work"' EXIT
 source "$(dirname "$0")/mpirun_flags.sh"
 
 "$tool" requests "$fixture" >"$work/in.jsonl"
-extra=(--policy "$policy")
+extra=()
 if [[ $replicas == replicas ]]; then
   "$tool" replicated-map "$fixture/model" "$np" >"$work/map.json"
   extra+=(--expert-map "$work/map.json")
 fi
+distributed=(--policy "$policy")
+if [[ $policy == latency-aware ]]; then
+  echo "+ mpirun -np $np moe profile ... --record-latency-samples; moe train-latency-model"
+  mpirun "${MPIRUN_FLAGS[@]}" -np "$np" "$moe" profile --model "$fixture/model" "${extra[@]}" --deadline 60 \
+    --out "$work/profile.json" --token-counts 1,2,4,8 --repeats 2 --max-experts 2 \
+    --record-latency-samples "$work/samples.csv" >"$work/profile.log"
+  "$moe" train-latency-model --samples "$work/samples.csv" --out "$work/latency.bin" --epochs 30 >>"$work/profile.log"
+  distributed+=(--profile "$work/profile.json" --latency-model "$work/latency.bin")
+fi
 run() {  # run NP OUT_PREFIX
-  local launcher=()
-  (($1 > 1)) && launcher=(mpirun "${MPIRUN_FLAGS[@]}" -np "$1")
-  echo "+ ${launcher[*]} moe forward ... ${extra[*]}"
+  local launcher=() flags=("${extra[@]}")
+  if (($1 > 1)); then
+    launcher=(mpirun "${MPIRUN_FLAGS[@]}" -np "$1")
+    flags+=("${distributed[@]}")
+  fi
+  echo "+ ${launcher[*]} moe forward ... ${flags[*]}"
   "${launcher[@]}" "$moe" forward --model "$fixture/model" --input "$work/in.jsonl" \
-    --output "$2.safetensors" --deadline 60 "${extra[@]}" >"$2.log"
+    --output "$2.safetensors" --deadline 60 "${flags[@]}" >"$2.log"
   "${launcher[@]}" "$moe" generate --model "$fixture/model" --input "$work/in.jsonl" \
-    --output "$2.jsonl" --max-new-tokens 12 --quiet --deadline 60 "${extra[@]}" >>"$2.log"
+    --output "$2.jsonl" --max-new-tokens 12 --quiet --deadline 60 "${flags[@]}" >>"$2.log"
 }
 run 1 "$work/single"
 run "$np" "$work/multi"
