@@ -1,57 +1,112 @@
 #!/usr/bin/env bash
-# Placement and routing evaluation on this machine (docs/ROUTING.md): a routing trace from the
-# trained switch-tiny model replayed with switch-base-8-wide experts on one coordinator and two
-# expert ranks — homogeneous (cpu:1, cpu:1) and heterogeneous (cpu:1, cpu:1 under a 0.4-core
-# cgroup quota). Usage: routing_eval.sh [WORK_DIR] (default /tmp/moe-routing-eval). ~5 minutes.
+# Placement and latency-aware routing on this machine, measured in one run, with the simulator's
+# prediction of every measured row beside it (docs/BENCHMARKS.md, "Placement and routing").
+#
+# Workload: routing traces of the trained switch-tiny model (48 prompts of its three tasks) and a
+# synthetic balanced trace, replayed with switch-base-8-wide experts (d_model 768, d_ff 3072;
+# make_wide_model.py) on one coordinator and two expert ranks:
+#   homo          cpu:1, cpu:1                      trained-model trace (skewed expert load)
+#   homo-balanced cpu:1, cpu:1                      synthetic trace, uniform expert popularity
+#   hetero        cpu:1, cpu:1 under a 0.4-core cgroup CPU quota (the kernel slows it, no sleep)
+# Routing settings hold every expert on both expert ranks (the two-unlike-devices study, where
+# routing alone balances the load); placement compares `moe place` with round-robin, random and
+# fastest-class maps on hetero. Then live generation per policy on hetero.
+# Usage: routing_eval.sh [--work DIR] [--moe BIN] [--repeats N]   (~15 minutes on 2 cores)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-W=${1:-/tmp/moe-routing-eval}
+W=/tmp/moe-routing-eval
+moe=$root/build/moe
+repeats=3
+while (($#)); do
+  case $1 in
+    --work) W=$2; shift 2 ;;
+    --moe) moe=$2; shift 2 ;;
+    --repeats) repeats=$2; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "routing_eval.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$W"
 source "$root/tests/mpi/mpirun_flags.sh"
-moe=$root/build/moe
 run() { echo "+ $*" >&2; "$@"; }
 mpi() { run mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" "$@"; }
-table() { grep -v '^done\|^rank\|^[0-9] \|^total'; }
-HOMO=cpu:1,cpu:1,cpu:1
-HETERO=cpu:1,cpu:1,cpu:1@0.4
+table() { grep -v '^done\|^rank\|^[0-9] \|^total\|^checkpoint'; }
+devices_of() { [[ $1 == hetero ]] && echo cpu:1,cpu:1,cpu:1@0.4 || echo cpu:1,cpu:1,cpu:1; }
+profile_of() { [[ $1 == hetero ]] && echo "$W/hetero-profile.json" || echo "$W/homo-profile.json"; }
+trace_of() { [[ $1 == homo-balanced ]] && echo "$W/balanced.jsonl" || echo "$W/trace.jsonl"; }
+BASELINES=static,random,round-robin,uniform
+ALL=$BASELINES,latency-aware
+echo "# $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(git -C "$root" rev-parse --short HEAD)"
 
 [[ -f $W/wide/model.safetensors ]] || run python3 "$root/launch/experiments/make_wide_model.py" --out "$W/wide"
 M=$root/configs/models/switch-tiny
-for i in 1 2; do cat "$M/prompts.jsonl"; done >"$W/prompts.jsonl"
+run python3 "$root/launch/experiments/make_prompts.py" --count 48 --out "$W/prompts.jsonl"
 run "$moe" generate --model "$M" --input "$W/prompts.jsonl" --quiet --record-routing "$W/trace.jsonl" >/dev/null
 run "$root/build/tests/fixture_tool" replicated-map "$W/wide" 3 >"$W/full.json"
 
-echo "== profiles"
-mpi profile --model "$W/wide" --devices $HOMO --out "$W/homo-profile.json" --token-counts 1,2,4,8,16,32,64 | sed -n '1,3p'
-mpi profile --model "$W/wide" --devices $HETERO --out "$W/hetero-profile.json" --token-counts 1,2,4,8,16,32,64 | sed -n '1,3p'
+echo "== profiles (each expert rank alone, all its experts timed in rotation), with probe latency samples"
+PROFILE=(--token-counts 1,2,4,8,16,32,64,128 --repeats 3 --expert-map "$W/full.json")
+for s in homo hetero; do
+  mpi profile --model "$W/wide" --devices "$(devices_of $s)" --out "$(profile_of $s)" "${PROFILE[@]}" \
+    --record-latency-samples "$W/samples-probe-$s.csv" | sed -n '/^rank/,/^profile/p'
+done
+echo "== both homo expert ranks timed at once: the slowdown of sharing the machine (the simulator's contention)"
+mpi profile --model "$W/wide" --devices "$(devices_of homo)" --out "$W/homo-together.json" "${PROFILE[@]}" \
+  --concurrency 2 | sed -n '/^rank/,/^profile/p'
+# The simulator's view of this machine: its cluster config with the core count, poll and copy
+# constants and the contention of ranks computing at once, measured here.
+cp "$root/configs/clusters/this-machine-np3.json" "$W/cluster.json"
+run python3 "$root/launch/simulator/measure_host.py" --patch "$W/cluster.json" --cores "$(nproc)" \
+  --alone "$W/homo-profile.json" --together "$W/homo-together.json"
+run "$moe" simulate --cluster "$W/cluster.json" --profile "$W/homo-profile.json" --synthetic balanced \
+  --batches 24 --tokens-per-call 64 --sequences 8 --policy static --placement round-robin \
+  --write-trace "$W/balanced.jsonl" >/dev/null
 
-echo "== latency samples from the baseline policies on both settings, then the predictor"
-mpi bench-routing --model "$W/wide" --devices $HOMO --routing-trace "$W/trace.jsonl" --expert-maps "$W/full.json" \
-  --policies static,random,uniform,round-robin --profile "$W/homo-profile.json" --record-latency-samples "$W/homo.csv" --repeats 3 >/dev/null 2>&1
-mpi bench-routing --model "$W/wide" --devices $HETERO --routing-trace "$W/trace.jsonl" --expert-maps "$W/full.json" \
-  --policies static,random,uniform,round-robin --profile "$W/hetero-profile.json" --record-latency-samples "$W/hetero.csv" --repeats 3 >/dev/null 2>&1
-run "$moe" train-latency-model --samples "$W/homo.csv,$W/hetero.csv" --out "$W/latency.bin" --epochs 300
+echo "== latency samples from the baseline policies in every setting, then the predictor"
+samples=("$W/samples-probe-homo.csv" "$W/samples-probe-hetero.csv")
+for s in homo homo-balanced hetero; do
+  mpi bench-routing --model "$W/wide" --devices "$(devices_of $s)" --routing-trace "$(trace_of $s)" \
+    --expert-maps "$W/full.json" --policies $BASELINES --profile "$(profile_of $s)" \
+    --record-latency-samples "$W/samples-$s.csv" --repeats 2 >/dev/null 2>&1
+  samples+=("$W/samples-$s.csv")
+done
+run "$moe" train-latency-model --samples "$(IFS=,; echo "${samples[*]}")" --out "$W/latency.bin" --epochs 300
 
-for setting in homo hetero; do
-  devices=$HOMO; [[ $setting == hetero ]] && devices=$HETERO
-  echo "== routing, $setting ranks, every expert on both expert ranks"
-  mpi bench-routing --model "$W/wide" --devices $devices --routing-trace "$W/trace.jsonl" --expert-maps "$W/full.json" \
-    --policies random,uniform,round-robin,latency-aware --profile "$W/$setting-profile.json" \
-    --latency-model "$W/latency.bin" --repeats 3 --csv "$W/routing-$setting.csv" 2>&1 | table
+for s in homo homo-balanced hetero; do
+  echo "== routing, $s, every expert on both expert ranks: measured, then simulated"
+  mpi bench-routing --model "$W/wide" --devices "$(devices_of $s)" --routing-trace "$(trace_of $s)" \
+    --expert-maps "$W/full.json" --policies $ALL --profile "$(profile_of $s)" --latency-model "$W/latency.bin" \
+    --repeats "$repeats" --csv "$W/routing-$s.csv" --per-call "$W/routing-$s-calls.csv" 2>&1 | table
+  run "$moe" simulate --cluster "$W/cluster.json" --profile "$(profile_of $s)" --trace "$(trace_of $s)" \
+    --placement "$W/full.json" --policy $ALL --latency-model "$W/latency.bin" --warmup 1 --passes "$repeats" \
+    --out "$W/simulated-$s.csv" >/dev/null
 done
 
-echo "== placement, heterogeneous ranks"
-run "$moe" place --profile "$W/hetero-profile.json" --trace "$W/trace.jsonl" --out "$W/placed.json" --replicas 2 --baselines "$W/base"
-mpi bench-routing --model "$W/wide" --devices $HETERO --routing-trace "$W/trace.jsonl" \
-  --expert-maps "$W/placed.json,$W/base-round-robin.json,$W/base-random.json,$W/base-fastest.json" \
-  --policies uniform --repeats 3 --csv "$W/placement-hetero.csv" 2>&1 | table
+echo "== placement, hetero: measured, then simulated"
+run "$moe" place --profile "$W/hetero-profile.json" --trace "$W/trace.jsonl" --out "$W/placed.json" --replicas 2 \
+  --baselines "$W/base"
+MAPS=$W/placed.json,$W/base-round-robin.json,$W/base-random.json,$W/base-fastest.json
+mpi bench-routing --model "$W/wide" --devices "$(devices_of hetero)" --routing-trace "$W/trace.jsonl" \
+  --expert-maps "$MAPS" --policies uniform,latency-aware --profile "$W/hetero-profile.json" \
+  --latency-model "$W/latency.bin" --repeats "$repeats" --csv "$W/placement-hetero.csv" 2>&1 | table
+run "$moe" simulate --cluster "$W/cluster.json" --profile "$W/hetero-profile.json" --trace "$W/trace.jsonl" \
+  --placement "$MAPS" --policy uniform,latency-aware --latency-model "$W/latency.bin" --warmup 1 \
+  --passes "$repeats" --out "$W/simulated-placement-hetero.csv" >/dev/null
 
-echo "== live generation, hetero ranks, every expert on both expert ranks (tokens/s from the run)"
-# 16 prompts of token ids (the wide model has no tokenizer; its routers are random).
-for i in $(seq 1 16); do echo "{\"id\": $i, \"input_ids\": [$(( (i * 7) % 70 + 3 )), $(( (i * 13) % 70 + 3 )), $(( (i * 29) % 70 + 3 )), 5, 6, 1]}"; done >"$W/live.jsonl"
-for policy in random uniform round-robin latency-aware; do
+echo "== live generation, hetero, every expert on both expert ranks (48 prompts of token ids, batch 8)"
+# The wide model has no tokenizer and random routers: prompts are token ids.
+for i in $(seq 1 48); do
+  echo "{\"id\": $i, \"input_ids\": [$(( (i * 7) % 70 + 3 )), $(( (i * 13) % 70 + 3 )), $(( (i * 29) % 70 + 3 )), 5, 6, 1]}"
+done >"$W/live.jsonl"
+for policy in ${ALL//,/ }; do
   printf '%-14s ' "$policy"
-  mpi generate --model "$W/wide" --devices $HETERO --expert-map "$W/full.json" --policy $policy \
+  mpi generate --model "$W/wide" --devices "$(devices_of hetero)" --expert-map "$W/full.json" --policy "$policy" \
     --profile "$W/hetero-profile.json" --latency-model "$W/latency.bin" --input "$W/live.jsonl" \
-    --max-new-tokens 8 --quiet 2>/dev/null | grep '^generated'
+    --max-new-tokens 8 --quiet --output "$W/live-$policy.jsonl" 2>/dev/null | grep '^generated'
 done
+for policy in random round-robin uniform latency-aware; do
+  "$root/build/tests/fixture_tool" compare "$W/live-static.jsonl" "$W/live-$policy.jsonl" 0 | sed "s/^/$policy vs static: /"
+done
+
+echo "== the table (docs/BENCHMARKS.md)"
+run python3 "$root/launch/experiments/routing_table.py" --work "$W"
