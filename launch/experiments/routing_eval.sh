@@ -11,7 +11,7 @@
 # Routing settings hold every expert on both expert ranks (the two-unlike-devices study, where
 # routing alone balances the load); placement compares `moe place` with round-robin, random and
 # fastest-class maps on hetero. Then live generation per policy on hetero.
-# Usage: routing_eval.sh [--work DIR] [--moe BIN] [--repeats N]   (~15 minutes on 2 cores)
+# Usage: routing_eval.sh [--work DIR] [--moe BIN] [--repeats N]   (~10 minutes on 2 cores)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 W=/tmp/moe-routing-eval
@@ -69,6 +69,15 @@ for s in homo homo-balanced hetero; do
     --expert-maps "$W/full.json" --policies $BASELINES --profile "$(profile_of $s)" \
     --record-latency-samples "$W/samples-$s.csv" --repeats 2 >/dev/null 2>&1
   samples+=("$W/samples-$s.csv")
+done
+run "$moe" train-latency-model --samples "$(IFS=,; echo "${samples[*]}")" --out "$W/latency-baselines.bin" --epochs 300
+echo "== one round on latency-aware's own decisions, then the predictor again on every sample"
+for s in homo homo-balanced hetero; do
+  mpi bench-routing --model "$W/wide" --devices "$(devices_of $s)" --routing-trace "$(trace_of $s)" \
+    --expert-maps "$W/full.json" --policies latency-aware --profile "$(profile_of $s)" \
+    --latency-model "$W/latency-baselines.bin" --record-latency-samples "$W/samples-$s-own.csv" \
+    --repeats 2 >/dev/null 2>&1
+  samples+=("$W/samples-$s-own.csv")
 done
 run "$moe" train-latency-model --samples "$(IFS=,; echo "${samples[*]}")" --out "$W/latency.bin" --epochs 300
 

@@ -3,9 +3,9 @@
 # configs/clusters/gpu-*-mixed.json, synthetic switch-base-shaped traces (12 sparse layers, 4096
 # tokens per call as 32 sequences of 128; balanced and Zipf-1.2 skewed expert popularity) through
 # round-robin, replicated and GPU-aware placements under every baseline policy; the simulated
-# calls' latency samples (at most ~200k, evenly spaced) then train the MLP latency model (moe
-# train-latency-model) and the
-# latency-aware policy runs on the same workloads. Tables on stdout, CSVs in WORK_DIR.
+# calls' latency samples (at most ~200k, evenly spaced) train the MLP latency model (moe
+# train-latency-model), latency-aware runs once with it to add samples of its own decisions, the
+# model is trained again on all of them, and latency-aware runs on the same workloads. Tables on stdout, CSVs in WORK_DIR.
 # Usage: predict_scale.sh [--work DIR] [--moe BIN] [--sizes "8 64 512"]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -46,7 +46,18 @@ for n in $sizes; do
     awk -v every=$(( lines / 100000 + 1 )) 'NR == 1 || NR % every == 0' "$f" >"$f.sub" && mv "$f.sub" "$f"
   done
   run "$moe" train-latency-model --samples "$W/samples-$n-balanced.csv,$W/samples-$n-skewed.csv" \
-    --out "$W/latency-$n.bin" >&2
+    --out "$W/latency-$n-baselines.bin" >&2
+  # One round on the policy's own decisions: a model fitted only to what the baselines did is
+  # wrong exactly where latency-aware goes (it picks the assignments the model under-predicts).
+  for pop in balanced skewed; do
+    f=$W/samples-$n-$pop-own.csv
+    run "$moe" simulate "${common[@]}" --synthetic $pop --policy latency-aware \
+      --latency-model "$W/latency-$n-baselines.bin" --record-latency-samples "$f" >/dev/null
+    lines=$(wc -l <"$f")
+    awk -v every=$(( lines / 100000 + 1 )) 'NR == 1 || NR % every == 0' "$f" >"$f.sub" && mv "$f.sub" "$f"
+  done
+  run "$moe" train-latency-model --out "$W/latency-$n.bin" \
+    --samples "$W/samples-$n-balanced.csv,$W/samples-$n-skewed.csv,$W/samples-$n-balanced-own.csv,$W/samples-$n-skewed-own.csv" >&2
   for pop in balanced skewed; do
     echo "## $n GPUs, $pop"
     run "$moe" simulate "${common[@]}" --synthetic $pop --policy static,random,round-robin,uniform,latency-aware \
