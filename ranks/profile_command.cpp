@@ -1,6 +1,7 @@
 // moe profile: under mpirun, every expert rank times the expert FFN it may host over token counts
 // 1..1024, and rank 0 times the data transport to each rank (latency and bandwidth). Written as
-// profile.json, which records each rank's device; --merge folds in an earlier profile. With
+// profile.json, which records each rank's device; --merge folds in an earlier profile; --contention
+// adds a paired measurement of how much ranks computing at once slow each other. With
 // --record-latency-samples it then sends each rank probe calls through the real dispatch path
 // (1, 2 and 4 experts × each token count, that rank alone with work) and writes the latency
 // samples of those calls, priced by the profile just measured: training data for the latency
@@ -65,6 +66,49 @@ void time_link(Session& s, int rank, int d_model, int repeats, RankProfile& out)
   const double slope = std::max((n * sxy - sx * sy) / (n * sxx - sx * sx), 1e-9);
   out.link_latency_us = std::max((sy - slope * sx) / n, 0.0);
   out.link_bytes_per_us = 1.0 / slope;
+}
+
+// One timing of token count n on every rank of `ranks`, started at once (each the median over a
+// rotation of its experts, `request.repeats` times); the results in the order of `ranks`.
+std::vector<ProfileResult> time_at_once(Session& s, const std::vector<int>& ranks, ProfileRequest request, int n) {
+  request.token_counts = {n};
+  for (int r : ranks) send_control(r, request);
+  std::vector<ProfileResult> out;
+  for (int r : ranks) {
+    const Envelope e = receive_control(s.world(), r, Deadline::after(s.plan().deadline_seconds * 20),
+                                       "waiting for rank " + std::to_string(r) + "'s expert timings");
+    out.push_back(decode_message<ProfileResult>(e));
+    MOE_CHECK(out.back().median_us.size() == 1, "rank ", r, " sent ", out.back().median_us.size(),
+              " timings for one token count");
+  }
+  return out;
+}
+
+// The slowdown of `together` ranks computing at once, paired: for each token count and repeat,
+// every rank timed alone, then in waves of `together`; the median of together / alone - 1.
+nlohmann::json measure_contention(Session& s, const ProfileRequest& request, int together) {
+  ProfileRequest once = request;
+  once.repeats = 1;
+  const int N = s.world().size();
+  std::vector<double> ratios;
+  for (int n : request.token_counts)
+    for (int rep = 0; rep < request.repeats; ++rep) {
+      std::vector<double> alone(N, 0.0);
+      for (int r = 1; r < N; ++r) alone[r] = time_at_once(s, {r}, once, n)[0].median_us[0];
+      for (int first = 1; first < N; first += together) {
+        std::vector<int> wave;
+        for (int r = first; r < std::min(N, first + together); ++r) wave.push_back(r);
+        if (wave.size() < 2) continue;  // a rank alone in its wave has no one to contend with
+        const auto at_once = time_at_once(s, wave, once, n);
+        for (size_t i = 0; i < wave.size(); ++i)
+          if (alone[wave[i]] > 0) ratios.push_back(at_once[i].median_us[0] / alone[wave[i]]);
+      }
+    }
+  MOE_CHECK(!ratios.empty(), "--contention needs at least two expert ranks in a wave");
+  const double value = std::max(median_of(ratios) - 1, 0.0);
+  std::printf("contention of %d ranks at once: %.3f (median of %zu paired together / alone ratios, less one)\n",
+              together, value, ratios.size());
+  return {{"ranks_at_once", together}, {"value", value}, {"ratios", ratios.size()}};
 }
 
 // Probe calls for latency samples: for every expert rank, k of the experts it holds in one sparse
@@ -138,7 +182,7 @@ void record_probe_samples(Session& s, const Profile& profile, const std::vector<
 int run_profile(World& world, const std::vector<std::string>& args) {
   SessionOptions session_options;
   std::string out_path, merge_path, counts_text = "1,2,4,8,16,32,64,128,256,512,1024";
-  int repeats = 5, max_experts = 0, concurrency = 1;
+  int repeats = 5, max_experts = 0, concurrency = 1, contention = 0;
   po::options_description opts("moe profile options (run under mpirun with expert ranks)");
   opts.add_options()("help,h", "show this help");
   session_options.add_to(opts);
@@ -151,6 +195,9 @@ int run_profile(World& world, const std::vector<std::string>& args) {
       ("concurrency", po::value(&concurrency)->default_value(1),
        "expert ranks timed at the same time (0: all): as many as compute at once in the runs to be modelled, "
        "up to a host's cores")
+      ("contention", po::value(&contention)->default_value(0),
+       "also measure how much K expert ranks computing at once slow each other (paired with each alone, "
+       "per token count and repeat), written as \"contention\" for the simulator (0: no)")
       ("merge", po::value(&merge_path), "an earlier profile.json to merge into the result");
   if (!parse_command_line(world, opts, args)) return 0;
   ProfileRequest request;
@@ -160,6 +207,8 @@ int run_profile(World& world, const std::vector<std::string>& args) {
     MOE_CHECK(world.size() >= 2, "moe profile needs expert ranks: run it under mpirun -np 2 or more");
     MOE_CHECK(repeats >= 1 && max_experts >= 0, "--repeats must be >= 1 and --max-experts >= 0");
     MOE_CHECK(concurrency >= 0, "--concurrency must be >= 0");
+    MOE_CHECK(contention == 0 || (contention >= 2 && contention < world.size()),
+              "--contention K needs 2 <= K <= the number of expert ranks");
     for (const auto& v : split_commas(counts_text)) request.token_counts.push_back(std::stoi(v));
     for (size_t i = 0; i < request.token_counts.size(); ++i)
       MOE_CHECK(request.token_counts[i] >= 1 && (i == 0 || request.token_counts[i] > request.token_counts[i - 1]),
@@ -194,18 +243,14 @@ int run_profile(World& world, const std::vector<std::string>& args) {
       measured[r].expert.tokens.assign(request.token_counts.begin(), request.token_counts.end());
     }
     std::fprintf(stderr, "profiling the experts of rank%s %s\n", last > first ? "s" : "", names.c_str());
+    std::vector<int> wave;
+    for (int r = first; r <= last; ++r) wave.push_back(r);
     for (int n : request.token_counts) {
-      ProfileRequest one = request;
-      one.token_counts = {n};
-      for (int r = first; r <= last; ++r) send_control(r, one);
-      for (int r = first; r <= last; ++r) {
-        const Envelope e = receive_control(world, r, Deadline::after(session.plan().deadline_seconds * 20),
-                                           "waiting for rank " + std::to_string(r) + "'s expert timings");
-        const auto result = decode_message<ProfileResult>(e);
-        MOE_CHECK(result.median_us.size() == 1, "rank ", r, " sent ", result.median_us.size(), " timings for one token count");
-        measured[r].device = result.device;
-        measured[r].memory_bytes = result.memory_bytes;
-        measured[r].expert.median_us.push_back(result.median_us[0]);
+      const auto results = time_at_once(session, wave, request, n);
+      for (size_t i = 0; i < wave.size(); ++i) {
+        measured[wave[i]].device = results[i].device;
+        measured[wave[i]].memory_bytes = results[i].memory_bytes;
+        measured[wave[i]].expert.median_us.push_back(results[i].median_us[0]);
       }
     }
   }
@@ -215,7 +260,12 @@ int run_profile(World& world, const std::vector<std::string>& args) {
     profile.ranks.push_back(measured[r]);
   }
   if (!merge_path.empty()) profile = merge_profiles(load_profile(merge_path), profile);
-  write_file_atomically(out_path, [&](std::ostream& out) { out << profile_to_json(profile).dump(2) << "\n"; });
+  nlohmann::json written = profile_to_json(profile);
+  if (contention > 0) {
+    std::fprintf(stderr, "measuring the contention of %d expert ranks at once\n", contention);
+    written["contention"] = measure_contention(session, request, contention);
+  }
+  write_file_atomically(out_path, [&](std::ostream& out) { out << written.dump(2) << "\n"; });
   std::printf("%-5s %-12s %12s %12s %12s %14s\n", "rank", "device", "1 tok us", "64 tok us", "link us", "link MB/s");
   for (const auto& r : profile.ranks)
     std::printf("%-5d %-12s %12.1f %12.1f %12.1f %14.1f\n", r.rank, r.device.c_str(), r.expert.at(1),

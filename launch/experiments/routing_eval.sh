@@ -45,19 +45,18 @@ run "$moe" generate --model "$M" --input "$W/prompts.jsonl" --quiet --record-rou
 run "$root/build/tests/fixture_tool" replicated-map "$W/wide" 3 >"$W/full.json"
 
 echo "== profiles (each expert rank alone, all its experts timed in rotation), with probe latency samples"
+echo "   (homo also measures the contention of both ranks computing at once, paired with each alone)"
 PROFILE=(--token-counts 1,2,4,8,16,32,64,128 --repeats 3 --expert-map "$W/full.json")
 for s in homo hetero; do
+  contention=(); [[ $s == homo ]] && contention=(--contention 2)
   mpi profile --model "$W/wide" --devices "$(devices_of $s)" --out "$(profile_of $s)" "${PROFILE[@]}" \
-    --record-latency-samples "$W/samples-probe-$s.csv" | sed -n '/^rank/,/^profile/p'
+    "${contention[@]}" --record-latency-samples "$W/samples-probe-$s.csv" | sed -n '/^rank  device/,/^profile written/p; /^contention/p'
 done
-echo "== both homo expert ranks timed at once: the slowdown of sharing the machine (the simulator's contention)"
-mpi profile --model "$W/wide" --devices "$(devices_of homo)" --out "$W/homo-together.json" "${PROFILE[@]}" \
-  --concurrency 2 | sed -n '/^rank/,/^profile/p'
 # The simulator's view of this machine: its cluster config with the core count, poll and copy
 # constants and the contention of ranks computing at once, measured here.
 cp "$root/configs/clusters/this-machine-np3.json" "$W/cluster.json"
 run python3 "$root/launch/simulator/measure_host.py" --patch "$W/cluster.json" --cores "$(nproc)" \
-  --alone "$W/homo-profile.json" --together "$W/homo-together.json"
+  --contention-from "$W/homo-profile.json"
 run "$moe" simulate --cluster "$W/cluster.json" --profile "$W/homo-profile.json" --synthetic balanced \
   --batches 24 --tokens-per-call 64 --sequences 8 --policy static --placement round-robin \
   --write-trace "$W/balanced.jsonl" >/dev/null

@@ -3,10 +3,9 @@
 them as JSON: nap_slack_us (how late a sleep of 10..500 µs wakes, median over naps: the kernel's
 timer slack and wake-up), yield_us (64 sched_yield calls, the yielding phase of
 runtime/deadline.hpp's poll_until) and coordinator_copy_gbytes_per_s (a 64 MiB copy
-between buffers already in memory). Given two `moe profile` files of the same ranks, one with each
-rank timed alone and one with them timed at once (--concurrency), it adds contention: the median
-of together / alone - 1 over every rank and token count (ranks sharing a host's memory system,
-and here its cores' hyperthreads, slow each other down).
+between buffers already in memory). With --contention-from PROFILE it adds the contention that
+`moe profile --contention K` measured (ranks sharing a host's memory system, and on a VM its
+cores, slow each other down; paired timings of each rank alone and K at once).
 With --patch CLUSTER.json it writes them into that config's "poll", copy and node fields (and
 --cores into every node) instead."""
 import argparse
@@ -19,8 +18,7 @@ import time
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--patch", help="cluster config to update in place")
-    ap.add_argument("--alone", help="profile.json with each expert rank timed alone")
-    ap.add_argument("--together", help="profile.json of the same ranks timed at once")
+    ap.add_argument("--contention-from", help="profile.json written by moe profile --contention K")
     ap.add_argument("--cores", type=int, help="with --patch: set every node's cores")
     a = ap.parse_args()
     print(f"+ measure_host.py" + "".join(f" --{k} {v}" for k, v in vars(a).items() if v is not None))
@@ -45,11 +43,11 @@ def main():
         copies.append(len(src) / (time.perf_counter() - t) / 1e9)
     m = {"nap_slack_us": round(statistics.median(late), 1), "yield_us": round(statistics.median(yields), 1),
          "coordinator_copy_gbytes_per_s": round(statistics.median(copies), 2)}
-    if a.alone and a.together:
-        alone = {r["rank"]: r["expert_median_us"] for r in json.load(open(a.alone))["ranks"]}
-        together = {r["rank"]: r["expert_median_us"] for r in json.load(open(a.together))["ranks"]}
-        ratios = [t / x for rank in alone if rank in together for x, t in zip(alone[rank], together[rank]) if x > 0]
-        m["contention"] = round(max(statistics.median(ratios) - 1, 0.0), 3)
+    if a.contention_from:
+        profile = json.load(open(a.contention_from))
+        if "contention" not in profile:
+            raise SystemExit(f"{a.contention_from}: no contention (profile it with moe profile --contention K)")
+        m["contention"] = round(profile["contention"]["value"], 3)
     if a.patch:
         c = json.load(open(a.patch))
         c.setdefault("poll", {}).update(nap_slack_us=m["nap_slack_us"], yield_us=m["yield_us"])

@@ -9,9 +9,8 @@
 #   LIST: comma-separated NAME=DEVICES, DEVICES being the --devices of every rank joined by '+',
 #   default "np3=cpu:1+cpu:1+cpu:1,np5=cpu:1+cpu:1+cpu:1+cpu:1+cpu:1". The cluster config used is
 #   configs/clusters/this-machine-npN.json with "cores" set to this machine's core count and the
-#   poll, copy and contention constants re-measured here (measure_host.py: contention from a
-#   profile of the ranks timed alone and one of them timed at once). PROFILE_ARGS: more options
-#   for moe profile (e.g. "--max-experts 16").
+#   poll, copy and contention constants re-measured here (measure_host.py; contention from moe
+#   profile --contention). PROFILE_ARGS: more options for moe profile (e.g. "--max-experts 16").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 W=/tmp/moe-sim-validate
@@ -66,14 +65,13 @@ layers = lambda f: {"layers": [{"layer": l, "experts": [f(l, e) for e in range(8
 json.dump(layers(lambda l, e: [ranks[(l * 8 + e) % len(ranks)]]), open(f"{d}/round-robin.json", "w"))
 json.dump(layers(lambda l, e: ranks), open(f"{d}/full.json", "w"))
 PY
-  # Each rank alone, then as many at once as the host's cores run together: the contention.
-  PROFILE=(--model "$W/wide" --expert-map "$S/full.json" --token-counts 1,2,4,8,16,32,64,128 --repeats 3)
-  mpi profile "${PROFILE[@]}" --out "$S/profile.json" ${PROFILE_ARGS:-} >&2
+  # Each rank alone; then, paired, as many at once as the host's cores run together: the contention.
   together=$(( np - 1 < $(nproc) ? np - 1 : $(nproc) ))
-  mpi profile "${PROFILE[@]}" --out "$S/together.json" --concurrency "$together" ${PROFILE_ARGS:-} >&2
+  mpi profile --model "$W/wide" --expert-map "$S/full.json" --token-counts 1,2,4,8,16,32,64,128 --repeats 3 \
+    --contention "$together" --out "$S/profile.json" ${PROFILE_ARGS:-} >&2
   cp "$root/configs/clusters/this-machine-np$np.json" "$S/cluster.json"
   run python3 "$root/launch/simulator/measure_host.py" --patch "$S/cluster.json" --cores "$(nproc)" \
-    --alone "$S/profile.json" --together "$S/together.json" >&2
+    --contention-from "$S/profile.json" >&2
   mpi bench-routing --model "$W/wide" --routing-trace "$W/trace.jsonl" --expert-maps "$S/round-robin.json,$S/full.json" \
     --policies $policies --repeats 3 --csv "$S/measured.csv" >&2
   run "$moe" simulate --cluster "$S/cluster.json" --profile "$S/profile.json" --trace "$W/trace.jsonl" \

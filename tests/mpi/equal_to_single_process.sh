@@ -2,7 +2,8 @@
 # A fixture run under mpirun -np N must equal the single-process run: forward outputs (encoder
 # states, logits, router choices) within 1e-5, greedy generations exactly.
 # Usage: equal_to_single_process.sh BUILD_DIR FIXTURE_DIR NP [replicas POLICY]
-# latency-aware first profiles the ranks (with probe latency samples) and trains its model.
+# latency-aware first profiles the ranks (with probe latency samples and, from 3 ranks, the
+# contention measurement) and trains its model.
 set -euo pipefail
 build=$1 fixture=$2 np=$3 replicas=${4:-} policy=${5:-static}
 moe=$build/moe tool=$build/tests/fixture_tool
@@ -21,7 +22,10 @@ if [[ $policy == latency-aware ]]; then
   echo "+ mpirun -np $np moe profile ... --record-latency-samples; moe train-latency-model"
   mpirun "${MPIRUN_FLAGS[@]}" -np "$np" "$moe" profile --model "$fixture/model" "${extra[@]}" --deadline 60 \
     --out "$work/profile.json" --token-counts 1,2,4,8 --repeats 2 --max-experts 2 \
-    --record-latency-samples "$work/samples.csv" >"$work/profile.log"
+    --record-latency-samples "$work/samples.csv" $( ((np >= 3)) && echo --contention 2) >"$work/profile.log"
+  if ((np >= 3)); then
+    grep -q '"ranks_at_once": 2' "$work/profile.json" || { echo "profile.json has no contention"; exit 1; }
+  fi
   "$moe" train-latency-model --samples "$work/samples.csv" --out "$work/latency.bin" --epochs 30 >>"$work/profile.log"
   distributed+=(--profile "$work/profile.json" --latency-model "$work/latency.bin")
 fi
