@@ -67,8 +67,7 @@ struct Node {
   int cores = 0;  // > 0: the node's expert ranks share this many cores (processor sharing)
   // Ranks computing at the same time share the node's memory bandwidth and last-level cache:
   // each is slowed by this fraction per other rank computing (weighted by its memory_share).
-  // launch/experiments/routing_eval.sh measures it as a profile with every rank timed at once
-  // over one with each alone, minus one.
+  // `moe profile --contention K` measures it (paired timings of each rank alone and K at once).
   double contention = 0;
   bool has_intra_link = false;  // its own "intra_node" link (NVLink vs PCIe nodes)
   LinkSpec intra_link;
