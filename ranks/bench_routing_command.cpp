@@ -12,9 +12,11 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <numeric>
 #include <random>
 #include <sstream>
 
+#include "launch/simulator/metrics.hpp"
 #include "model/weights.hpp"
 #include "ranks/command_line.hpp"
 #include "ranks/commands.hpp"
@@ -33,7 +35,6 @@ namespace {
 // One (expert map, policy) pair with its own policy state and measurements.
 struct Setting {
   std::string map_name, policy_name;
-  const ExpertMap* map = nullptr;
   std::unique_ptr<DispatchPolicy> policy;
   std::unique_ptr<RankRecorder> recorder;
   std::unique_ptr<RemoteExpertExecutor> executor;
@@ -42,18 +43,6 @@ struct Setting {
   int64_t tokens = 0;
   int balanced_calls = 0;
 };
-
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, size_t(q * double(v.size())))];
-}
-
-double sum_of(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return s;
-}
 
 // Change of `a` against `b` in mean latency over the same calls, with the standard error of the
 // paired per-call differences (both as fractions of b's mean).
@@ -144,7 +133,6 @@ int run_bench_routing(World& world, const std::vector<std::string>& args) {
       Setting s;
       s.map_name = map_name;
       s.policy_name = policy_name;
-      s.map = &map;
       s.policy = make_dispatch_policy(policy_name, context);
       if (samples_out)
         s.policy =
@@ -203,13 +191,11 @@ int run_bench_routing(World& world, const std::vector<std::string>& args) {
                      << by_rank[r].compute_us;
           per_call << "\n";
         }
-        double most = 0, sum = 0;
-        for (int r = 1; r < world.size(); ++r) {
-          most = std::max(most, double(per_rank[r]));
-          sum += per_rank[r];
-        }
-        if (sum > 0) {
-          s.imbalance_sum += most / (sum / (world.size() - 1));
+        // The simulator's definitions (launch/simulator/metrics.hpp), so the two tables compare.
+        const double imbalance =
+            sim::max_over_mean({per_rank.begin(), per_rank.end()}, 1, world.size());
+        if (imbalance > 0) {
+          s.imbalance_sum += imbalance;
           ++s.balanced_calls;
         }
       }
@@ -224,8 +210,9 @@ int run_bench_routing(World& world, const std::vector<std::string>& args) {
   csv << "expert_map,policy,mean_us,p99_us,tokens_per_s,imbalance,policy_us,calls,"
          "latency_aware_mean_change,latency_aware_mean_change_se,latency_aware_p99_change\n";
   for (const auto& s : settings) {
-    const double total_us = sum_of(s.latency_us), calls = double(s.latency_us.size());
-    const double mean_us = total_us / calls, p99_us = percentile(s.latency_us, 0.99);
+    const double total_us = std::accumulate(s.latency_us.begin(), s.latency_us.end(), 0.0);
+    const double calls = double(s.latency_us.size());
+    const double mean_us = total_us / calls, p99_us = sim::percentile(s.latency_us, 0.99);
     const double tokens_per_s = double(s.tokens) / std::max(total_us * 1e-6, 1e-9);
     const double imbalance = s.balanced_calls ? s.imbalance_sum / s.balanced_calls : 0;
     const double policy_us = s.policy_us / calls;
@@ -234,7 +221,7 @@ int run_bench_routing(World& world, const std::vector<std::string>& args) {
       if (la.map_name == s.map_name && la.policy_name == "latency-aware" &&
           s.policy_name != "latency-aware") {
         const auto [change, se] = paired_change(la.latency_us, s.latency_us);
-        const double p99_change = percentile(la.latency_us, 0.99) / p99_us - 1;
+        const double p99_change = sim::percentile(la.latency_us, 0.99) / p99_us - 1;
         vs_csv =
             std::to_string(change) + "," + std::to_string(se) + "," + std::to_string(p99_change);
         char buf[96];

@@ -68,6 +68,17 @@ void time_link(Session& s, int rank, int d_model, int repeats, RankProfile& out)
   out.link_bytes_per_us = 1.0 / slope;
 }
 
+// Expert ranks 1..world_size-1 in groups of `size` consecutive ranks (0: one group of all).
+std::vector<std::vector<int>> waves_of(int world_size, int size) {
+  if (size <= 0) size = world_size - 1;
+  std::vector<std::vector<int>> waves;
+  for (int r = 1; r < world_size; ++r) {
+    if ((r - 1) % size == 0) waves.emplace_back();
+    waves.back().push_back(r);
+  }
+  return waves;
+}
+
 // One timing of token count n on every rank of `ranks`, started at once (each the median over a
 // rotation of its experts, `request.repeats` times); the results in the order of `ranks`.
 std::vector<ProfileResult> time_at_once(Session& s, const std::vector<int>& ranks, ProfileRequest request, int n) {
@@ -90,14 +101,13 @@ nlohmann::json measure_contention(Session& s, const ProfileRequest& request, int
   ProfileRequest once = request;
   once.repeats = 1;
   const int N = s.world().size();
+  const auto waves = waves_of(N, together);
   std::vector<double> ratios;
   for (int n : request.token_counts)
     for (int rep = 0; rep < request.repeats; ++rep) {
       std::vector<double> alone(N, 0.0);
       for (int r = 1; r < N; ++r) alone[r] = time_at_once(s, {r}, once, n)[0].median_us[0];
-      for (int first = 1; first < N; first += together) {
-        std::vector<int> wave;
-        for (int r = first; r < std::min(N, first + together); ++r) wave.push_back(r);
+      for (const auto& wave : waves) {
         if (wave.size() < 2) continue;  // a rank alone in its wave has no one to contend with
         const auto at_once = time_at_once(s, wave, once, n);
         for (size_t i = 0; i < wave.size(); ++i)
@@ -231,20 +241,16 @@ int run_profile(World& world, const std::vector<std::string>& args) {
   // Waves of `concurrency` expert ranks time their experts at the same time, one token count at a
   // time so that they stay in step: ranks that share a host's memory bandwidth and cache in a run
   // are measured sharing them.
-  const int experts_ranks = world.size() - 1, wave_size = concurrency > 0 ? concurrency : experts_ranks;
   std::vector<RankProfile> measured(world.size());
-  for (int first = 1; first < world.size(); first += wave_size) {
-    const int last = std::min(world.size() - 1, first + wave_size - 1);
+  for (const auto& wave : waves_of(world.size(), concurrency)) {
     std::string names;
-    for (int r = first; r <= last; ++r) {
-      names += (r == first ? "" : ", ") + std::to_string(r) + " (" + session.plan().devices[r] + ")";
+    for (int r : wave) {
+      names += (r == wave[0] ? "" : ", ") + std::to_string(r) + " (" + session.plan().devices[r] + ")";
       measured[r].rank = r;
       measured[r].host = world.host_of(r);
       measured[r].expert.tokens.assign(request.token_counts.begin(), request.token_counts.end());
     }
-    std::fprintf(stderr, "profiling the experts of rank%s %s\n", last > first ? "s" : "", names.c_str());
-    std::vector<int> wave;
-    for (int r = first; r <= last; ++r) wave.push_back(r);
+    std::fprintf(stderr, "profiling the experts of rank%s %s\n", wave.size() > 1 ? "s" : "", names.c_str());
     for (int n : request.token_counts) {
       const auto results = time_at_once(session, wave, request, n);
       for (size_t i = 0; i < wave.size(); ++i) {
