@@ -1,9 +1,13 @@
 #include "ranks/command_line.hpp"
 
+#include <charconv>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <boost/program_options.hpp>
+
+#include "runtime/error.hpp"
 
 namespace moe {
 namespace po = boost::program_options;
@@ -25,6 +29,26 @@ std::vector<std::string> split_commas(const std::string& text) {
   std::stringstream list(text);
   for (std::string item; std::getline(list, item, ',');)
     if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::vector<int> parse_int_list(const std::string& text, const std::string& option) {
+  // A whole non-negative integer, or nullopt.
+  auto number = [](const std::string& t) -> std::optional<int> {
+    int v = 0;
+    const auto [end, error] = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (t.empty() || error != std::errc() || end != t.data() + t.size() || v < 0) return std::nullopt;
+    return v;
+  };
+  std::vector<int> out;
+  for (const auto& item : split_commas(text)) {
+    const size_t dash = item.find('-');
+    const auto first = number(item.substr(0, dash));
+    const auto last = dash == std::string::npos ? first : number(item.substr(dash + 1));
+    MOE_CHECK(first && last && *first <= *last, option, ": '", item,
+              "' is neither a non-negative integer nor a range A-B with A <= B");
+    for (int v = *first; v <= *last; ++v) out.push_back(v);
+  }
   return out;
 }
 

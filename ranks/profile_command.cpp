@@ -1,7 +1,7 @@
 // moe profile: under mpirun, every expert rank times the expert FFN it may host over token counts
-// 1..1024, and rank 0 times the data transport to each rank (latency and bandwidth). Written as
-// profile.json, which records each rank's device; --merge folds in an earlier profile; --contention
-// adds a paired measurement of how much ranks computing at once slow each other. With
+// 1..1024 (every count up to 32), and rank 0 times the data transport to each rank (latency and
+// bandwidth). Written as profile.json, which records each rank's device; --merge folds in an
+// earlier profile; --contention adds a paired measurement of how much ranks computing at once slow each other. With
 // --record-latency-samples it then sends each rank probe calls through the real dispatch path
 // (1, 2 and 4 experts × each token count, that rank alone with work) and writes the latency
 // samples of those calls, priced by the profile just measured: training data for the latency
@@ -96,29 +96,61 @@ std::vector<ProfileResult> time_at_once(Session& s, const std::vector<int>& rank
 }
 
 // The slowdown of `together` ranks computing at once, paired: for each token count and repeat,
-// every rank timed alone, then in waves of `together`; the median of together / alone - 1.
+// every rank timed alone, then in waves of `together` — once with every rank of a wave on the same
+// experts at the same time, once each on different ones (its rotation started `experts / together`
+// further on); the median of together / alone - 1 of each. They differ where the ranks map one
+// checkpoint file: the same expert's weights are then the same physical pages, and one rank's
+// reads warm the shared cache for the other.
 nlohmann::json measure_contention(Session& s, const ProfileRequest& request, int together) {
   ProfileRequest once = request;
   once.repeats = 1;
   const int N = s.world().size();
+  const int experts = s.config().num_experts * count_moe_layers(s.config());
   const auto waves = waves_of(N, together);
-  std::vector<double> ratios;
-  for (int n : request.token_counts)
+  std::vector<double> same, different;
+  nlohmann::json by_tokens = nlohmann::json::array();
+  auto wave_ratios = [&](const std::vector<int>& wave, int n, const std::vector<double>& alone,
+                         bool stagger, std::vector<double>& ratios) {
+    std::vector<ProfileResult> results(wave.size());
+    for (size_t i = 0; i < wave.size(); ++i) {
+      ProfileRequest r = once;
+      r.token_counts = {n};
+      r.first_expert = stagger ? int(i) * std::max(experts / int(wave.size()), 1) : 0;
+      send_control(wave[i], r);
+    }
+    for (size_t i = 0; i < wave.size(); ++i) {
+      const Envelope e = receive_control(s.world(), wave[i], Deadline::after(s.plan().deadline_seconds * 20),
+                                         "waiting for rank " + std::to_string(wave[i]) + "'s expert timings");
+      results[i] = decode_message<ProfileResult>(e);
+      MOE_CHECK(results[i].median_us.size() == 1, "rank ", wave[i], " sent ", results[i].median_us.size(),
+                " timings for one token count");
+      if (alone[wave[i]] > 0) ratios.push_back(results[i].median_us[0] / alone[wave[i]]);
+    }
+  };
+  for (int n : request.token_counts) {
+    std::vector<double> same_n, different_n;
     for (int rep = 0; rep < request.repeats; ++rep) {
       std::vector<double> alone(N, 0.0);
       for (int r = 1; r < N; ++r) alone[r] = time_at_once(s, {r}, once, n)[0].median_us[0];
       for (const auto& wave : waves) {
         if (wave.size() < 2) continue;  // a rank alone in its wave has no one to contend with
-        const auto at_once = time_at_once(s, wave, once, n);
-        for (size_t i = 0; i < wave.size(); ++i)
-          if (alone[wave[i]] > 0) ratios.push_back(at_once[i].median_us[0] / alone[wave[i]]);
+        wave_ratios(wave, n, alone, false, same_n);
+        wave_ratios(wave, n, alone, true, different_n);
       }
     }
-  MOE_CHECK(!ratios.empty(), "--contention needs at least two expert ranks in a wave");
-  const double value = std::max(median_of(ratios) - 1, 0.0);
-  std::printf("contention of %d ranks at once: %.3f (median of %zu paired together / alone ratios, less one)\n",
-              together, value, ratios.size());
-  return {{"ranks_at_once", together}, {"value", value}, {"ratios", ratios.size()}};
+    if (same_n.empty()) continue;
+    by_tokens.push_back({{"tokens", n}, {"value", median_of(different_n) - 1}, {"same_experts", median_of(same_n) - 1}});
+    same.insert(same.end(), same_n.begin(), same_n.end());
+    different.insert(different.end(), different_n.begin(), different_n.end());
+  }
+  MOE_CHECK(!same.empty(), "--contention needs at least two expert ranks in a wave");
+  const double value = std::max(median_of(different) - 1, 0.0);
+  const double same_value = std::max(median_of(same) - 1, 0.0);
+  std::printf("contention of %d ranks at once: %.3f on different experts, %.3f on the same experts "
+              "(medians of %zu paired together / alone ratios each, less one)\n",
+              together, value, same_value, same.size());
+  return {{"ranks_at_once", together}, {"value", value}, {"same_experts", same_value}, {"ratios", same.size()},
+          {"by_tokens", by_tokens}};
 }
 
 // Probe calls for latency samples: for every expert rank, k of the experts it holds in one sparse
@@ -191,14 +223,16 @@ void record_probe_samples(Session& s, const Profile& profile, const std::vector<
 
 int run_profile(World& world, const std::vector<std::string>& args) {
   SessionOptions session_options;
-  std::string out_path, merge_path, counts_text = "1,2,4,8,16,32,64,128,256,512,1024";
+  std::string out_path, merge_path, counts_text = "1-32,48,64,96,128,192,256,384,512,768,1024";
   int repeats = 5, max_experts = 0, concurrency = 1, contention = 0;
   po::options_description opts("moe profile options (run under mpirun with expert ranks)");
   opts.add_options()("help,h", "show this help");
   session_options.add_to(opts);
   opts.add_options()
       ("out", po::value(&out_path)->required(), "profile.json to write")
-      ("token-counts", po::value(&counts_text)->default_value(counts_text), "token counts to time")
+      ("token-counts", po::value(&counts_text)->default_value(counts_text),
+       "token counts to time: integers and ranges A-B. OpenBLAS sgemm is not monotonic in the row count "
+       "(3 or 7 rows cost up to 1.5x 4 or 8 here), so time every count the runs use rather than interpolate")
       ("repeats", po::value(&repeats)->default_value(5), "timed repeats per point (median)")
       ("max-experts", po::value(&max_experts)->default_value(0),
        "experts timed per rank, in rotation (0: every expert it holds; median over every timing)")
@@ -219,7 +253,7 @@ int run_profile(World& world, const std::vector<std::string>& args) {
     MOE_CHECK(concurrency >= 0, "--concurrency must be >= 0");
     MOE_CHECK(contention == 0 || (contention >= 2 && contention < world.size()),
               "--contention K needs 2 <= K <= the number of expert ranks");
-    for (const auto& v : split_commas(counts_text)) request.token_counts.push_back(std::stoi(v));
+    for (int v : parse_int_list(counts_text, "--token-counts")) request.token_counts.push_back(v);
     for (size_t i = 0; i < request.token_counts.size(); ++i)
       MOE_CHECK(request.token_counts[i] >= 1 && (i == 0 || request.token_counts[i] > request.token_counts[i - 1]),
                 "--token-counts must be increasing positive integers");

@@ -107,9 +107,10 @@ struct ProfileRequest {
   std::vector<int32_t> token_counts;
   int32_t repeats = 5;
   int32_t max_experts = 0;  // 0: every expert the rank holds
+  int32_t first_expert = 0;  // where the rotation starts (mod the experts timed)
   template <class A>
   void serialize(A& ar) {
-    ar(token_counts, repeats, max_experts);
+    ar(token_counts, repeats, max_experts, first_expert);
   }
 };
 

@@ -46,7 +46,7 @@ run "$root/build/tests/fixture_tool" replicated-map "$W/wide" 3 >"$W/full.json"
 
 echo "== profiles (each expert rank alone, all its experts timed in rotation), with probe latency samples"
 echo "   (homo also measures the contention of both ranks computing at once, paired with each alone)"
-PROFILE=(--token-counts 1,2,4,8,16,32,64,128 --repeats 3 --expert-map "$W/full.json")
+PROFILE=(--token-counts 1-32,48,64,96,128 --repeats 3 --expert-map "$W/full.json")
 for s in homo hetero; do
   contention=(); [[ $s == homo ]] && contention=(--contention 2)
   mpi profile --model "$W/wide" --devices "$(devices_of $s)" --out "$(profile_of $s)" "${PROFILE[@]}" \

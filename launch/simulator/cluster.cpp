@@ -9,6 +9,22 @@
 #include "runtime/error.hpp"
 
 namespace moe::sim {
+
+double ContentionCurve::at(double n, bool same_experts) const {
+  const auto& v = same_experts ? same : different;
+  if (n <= tokens.front()) return v.front();
+  if (n >= tokens.back()) return v.back();
+  size_t i = 1;
+  while (tokens[i] < n) ++i;
+  return v[i - 1] + (v[i] - v[i - 1]) * (n - tokens[i - 1]) / (tokens[i] - tokens[i - 1]);
+}
+
+bool ContentionCurve::none() const {
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (different[i] > 0 || same[i] > 0) return false;
+  return true;
+}
+
 namespace {
 
 using nlohmann::json;
@@ -23,6 +39,25 @@ LinkSpec parse_link(const json& j, const std::string& where, bool* from_profile)
   MOE_CHECK(gbytes_per_s > 0, where, ": gbytes_per_s must be > 0");
   link.bytes_per_us = gbytes_per_s * 1e3;  // 1 GB/s = 1e9 B / 1e6 µs
   return link;
+}
+
+ContentionCurve parse_contention(const json& j, const std::string& where) {
+  ContentionCurve c;
+  if (j.is_number()) {
+    c.different = c.same = {j.get<double>()};
+  } else {
+    MOE_CHECK(j.is_object(), where, ": must be a number or {\"tokens\", \"different_experts\", \"same_experts\"}");
+    c.tokens = j.at("tokens").get<std::vector<double>>();
+    c.different = j.at("different_experts").get<std::vector<double>>();
+    c.same = j.at("same_experts").get<std::vector<double>>();
+    MOE_CHECK(!c.tokens.empty() && c.different.size() == c.tokens.size() && c.same.size() == c.tokens.size(),
+              where, ": tokens, different_experts and same_experts need the same, non-zero length");
+    for (size_t i = 1; i < c.tokens.size(); ++i)
+      MOE_CHECK(c.tokens[i] > c.tokens[i - 1], where, ": tokens must increase");
+  }
+  for (size_t i = 0; i < c.tokens.size(); ++i)
+    MOE_CHECK(c.different[i] >= 0 && c.same[i] >= 0, where, ": values must be >= 0");
+  return c;
 }
 
 DeviceClass parse_class(const std::string& name, const json& j, const std::string& source,
@@ -165,8 +200,8 @@ ClusterConfig parse_cluster(const json& j, const std::string& source, const Prof
         node.name = spec.value("name", "node") + (count > 1 ? std::to_string(k) : "");
         node.cores = spec.value("cores", 0);
         MOE_CHECK(node.cores >= 0, source, ": node ", node.name, ": cores must be >= 0");
-        node.contention = spec.value("contention", 0.0);
-        MOE_CHECK(node.contention >= 0, source, ": node ", node.name, ": contention must be >= 0");
+        if (spec.contains("contention"))
+          node.contention = parse_contention(spec.at("contention"), source + ": node " + node.name + ": contention");
         if (spec.contains("intra_node")) {
           bool from_profile = false;
           node.intra_link =

@@ -16,7 +16,7 @@
 //  "coordinator_copy_gbytes_per_s": 6,  // permute before sending, un-permute after (0: free)
 //  "poll": {"yield_us": 20, "first_nap_us": 10, "max_nap_us": 500, "nap_slack_us": 60,
 //           "eager_limit_bytes": 4096},  // receivers poll as runtime/deadline.hpp does (optional)
-//  "nodes": [{"name": "a", "count": 2, "cores": 0, "coordinators": 1, "contention": 0.3,
+//  "nodes": [{"name": "a", "count": 2, "cores": 0, "coordinators": 1, "contention": 0.3 | {...},
 //             "intra_node": {"latency_us": 10, "gbytes_per_s": 20},   // optional, per node
 //             "experts": [{"class": "h100", "count": 7}]}]}
 #pragma once
@@ -62,13 +62,26 @@ struct DeviceClass {
   LinkSpec profiled_link;  // the link measured to its profile rank (for "from_profile" links)
 };
 
+// How much one rank's expert group of n rows is slowed by one other rank of its node computing at
+// the same time: `different` when that rank computes other experts, `same` when it computes the
+// same (layer, expert) — ranks that map one checkpoint file then read the same physical pages, and
+// one warms the shared cache for the other. Linear between the measured token counts, constant
+// past the ends. A node's "contention" is a number (every n, either case) or
+// {"tokens": [...], "different_experts": [...], "same_experts": [...]}.
+struct ContentionCurve {
+  std::vector<double> tokens{1}, different{0}, same{0};
+  double at(double n, bool same_experts) const;
+  bool none() const;
+};
+
 struct Node {
   std::string name;
   int cores = 0;  // > 0: the node's expert ranks share this many cores (processor sharing)
   // Ranks computing at the same time share the node's memory bandwidth and last-level cache:
-  // each is slowed by this fraction per other rank computing (weighted by its memory_share).
-  // `moe profile --contention K` measures it (paired timings of each rank alone and K at once).
-  double contention = 0;
+  // each expert group is slowed by contention.at(rows, same) per other rank computing (weighted
+  // by its memory_share). `moe profile --contention K` measures it (paired timings of each rank
+  // alone and K at once, per token count, on the same and on different experts).
+  ContentionCurve contention;
   bool has_intra_link = false;  // its own "intra_node" link (NVLink vs PCIe nodes)
   LinkSpec intra_link;
 };

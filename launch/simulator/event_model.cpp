@@ -50,6 +50,11 @@ struct Call {
   CallResult result;
   double posted_us = 0;         // the last header has left
   std::vector<double> work_us;  // per rank: compute at full speed
+  struct Part {
+    int expert, rows;
+    double work_us;
+  };
+  std::vector<std::vector<Part>> parts;  // per rank: its experts (kept where a node has contention)
   int blocks_pending = 0;       // work blocks not yet taken
   int rendezvous_pending = 0;  // ranks that took a block above the eager limit and have not replied
   double rendezvous_end_us = 0;  // when the last of them replied
@@ -94,6 +99,7 @@ class Simulation {
       order_[size_t(trace[i].batch % c.coordinators)].push_back(i);
     next_.assign(c.coordinators, 0);
     bytes_per_row_ = double(o.d_model) * sizeof(float);
+    for (const auto& node : c.nodes) any_contention_ = any_contention_ || !node.contention.none();
   }
 
   SimResult run() {
@@ -205,6 +211,7 @@ class Simulation {
     r.rows = dispatch_.rows();
     r.rows_per_rank.assign(N, 0);
     call.work_us.assign(N, 0.0);
+    if (any_contention_) call.parts.assign(N, {});
     for (int e = 0; e < map_.num_experts(); ++e) {
       rows_on_.clear();  // rank → rows of expert e
       for (int i = dispatch_.offsets[e]; i < dispatch_.offsets[e + 1]; ++i) {
@@ -215,8 +222,10 @@ class Simulation {
         ++rows_on_[rank];
       }
       for (const auto& [rank, rows] : rows_on_) {
+        const double us = c_.class_of(rank).expert.at(rows);
         r.rows_per_rank[rank] += rows;
-        call.work_us[rank] += c_.class_of(rank).expert.at(rows);
+        call.work_us[rank] += us;
+        if (any_contention_) call.parts[rank].push_back({e, rows, us});
       }
     }
     if (o_.charge_policy_time) now_ += r.policy_us;
@@ -304,22 +313,41 @@ class Simulation {
 
   void reschedule_node(int node, int changed) {
     const int cores = c_.nodes[node].cores;
-    const double contention = c_.nodes[node].contention;
+    const ContentionCurve& contention = c_.nodes[node].contention;
+    const bool contends = !contention.none();
     const auto& on = computing_on_node_[node];
     const int busy = int(on.size());
     const double rate = cores > 0 ? std::min(1.0, double(cores) / std::max(busy, 1)) : 1.0;
     // Of the other computing ranks, those that run alongside this one (all, up to the cores).
     const double alongside = cores > 0 && busy > cores ? double(cores - 1) / (busy - 1) : 1.0;
-    double shares = 0;
-    for (int r : on) shares += c_.classes[c_.ranks[r].device_class].memory_share;
     for (int r : on) {
       ExpertState& x = experts_[r];
       // Dedicated devices without contention: nobody else's rate changes.
-      if (cores == 0 && contention == 0 && r != changed) continue;
-      const double others = (shares - c_.classes[c_.ranks[r].device_class].memory_share) * alongside;
-      x.rate = rate / (1 + contention * others);
+      if (cores == 0 && !contends && r != changed) continue;
+      double slowdown = 0;
+      if (contends)
+        for (int o : on)
+          if (o != r)
+            slowdown += c_.classes[c_.ranks[o].device_class].memory_share * pair_contention(r, o, contention);
+      x.rate = rate / (1 + slowdown * alongside);
       schedule(now_ + x.remaining_us / x.rate, EventKind::kComputeDone, r, ++x.version);
     }
+  }
+
+  // How much rank o computing slows rank r's block: the work-weighted mean over r's expert groups
+  // of the node's contention at the group's rows, "same" where o's block has that (layer, expert).
+  double pair_contention(int r, int o, const ContentionCurve& curve) const {
+    const Call& cr = calls_[messages_[experts_[r].serving].call];
+    const Call& co = calls_[messages_[experts_[o].serving].call];
+    const auto& theirs = co.parts[o];
+    double weighted = 0, total = 0;
+    for (const auto& p : cr.parts[r]) {
+      const bool same = cr.result.layer == co.result.layer &&
+                        std::any_of(theirs.begin(), theirs.end(), [&](const Call::Part& q) { return q.expert == p.expert; });
+      weighted += p.work_us * curve.at(p.rows, same);
+      total += p.work_us;
+    }
+    return total > 0 ? weighted / total : 0;
   }
 
   void compute_done(int rank, uint64_t version) {
@@ -434,6 +462,7 @@ class Simulation {
       result_.calls.push_back(call.result);
     }
     call.work_us = {};
+    call.parts = {};
     call.feedback = {};
     schedule(now_ + c_.coordinator_gap_us, EventKind::kCallStart, call.coordinator);
   }
@@ -444,6 +473,7 @@ class Simulation {
   const std::vector<RoutingRecord>& trace_;
   const SimOptions& o_;
   double bytes_per_row_ = 0;
+  bool any_contention_ = false;  // some node's ranks slow each other: keep each block's experts
 
   double now_ = 0;
   uint64_t seq_ = 0;

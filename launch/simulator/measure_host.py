@@ -5,7 +5,8 @@ timer slack and wake-up), yield_us (64 sched_yield calls, the yielding phase of
 runtime/deadline.hpp's poll_until) and coordinator_copy_gbytes_per_s (a 64 MiB copy
 between buffers already in memory). With --contention-from PROFILE it adds the contention that
 `moe profile --contention K` measured (ranks sharing a host's memory system, and on a VM its
-cores, slow each other down; paired timings of each rank alone and K at once).
+cores, slow each other down; paired timings of each rank alone and K at once, per token count,
+with the ranks on different experts and on the same ones).
 With --patch CLUSTER.json it writes them into that config's "poll", copy and node fields (and
 --cores into every node) instead."""
 import argparse
@@ -47,7 +48,14 @@ def main():
         profile = json.load(open(a.contention_from))
         if "contention" not in profile:
             raise SystemExit(f"{a.contention_from}: no contention (profile it with moe profile --contention K)")
-        m["contention"] = round(profile["contention"]["value"], 3)
+        measured = profile["contention"]
+        if "by_tokens" in measured:  # per token count, on different and on the same experts
+            points = measured["by_tokens"]
+            m["contention"] = {"tokens": [p["tokens"] for p in points],
+                               "different_experts": [round(max(p["value"], 0), 3) for p in points],
+                               "same_experts": [round(max(p["same_experts"], 0), 3) for p in points]}
+        else:
+            m["contention"] = round(measured["value"], 3)
     if a.patch:
         c = json.load(open(a.patch))
         c.setdefault("poll", {}).update(nap_slack_us=m["nap_slack_us"], yield_us=m["yield_us"])

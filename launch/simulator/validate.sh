@@ -67,7 +67,7 @@ json.dump(layers(lambda l, e: ranks), open(f"{d}/full.json", "w"))
 PY
   # Each rank alone; then, paired, as many at once as the host's cores run together: the contention.
   together=$(( np - 1 < $(nproc) ? np - 1 : $(nproc) ))
-  mpi profile --model "$W/wide" --expert-map "$S/full.json" --token-counts 1,2,4,8,16,32,64,128 --repeats 3 \
+  mpi profile --model "$W/wide" --expert-map "$S/full.json" --token-counts 1-32,48,64,96,128 --repeats 3 \
     --contention "$together" --out "$S/profile.json" ${PROFILE_ARGS:-} >&2
   cp "$root/configs/clusters/this-machine-np$np.json" "$S/cluster.json"
   run python3 "$root/launch/simulator/measure_host.py" --patch "$S/cluster.json" --cores "$(nproc)" \

@@ -241,6 +241,33 @@ TEST(SimulatorEventModel, RanksComputingAtOnceContendByTheirMemoryShare) {
               50 + 120 + 920 + 50, 1e-6);
 }
 
+TEST(SimulatorEventModel, ContentionDependsOnTokensAndOnSharingTheExpert) {
+  // 0.5 at 1..10 rows falling to 0.1 at 20, on different experts; a fifth of that on the same.
+  auto j = one_node(1, 2, 50, 1e9);
+  j["nodes"][0]["contention"] = {{"tokens", {10, 20}}, {"different_experts", {0.5, 0.1}},
+                                 {"same_experts", {0.1, 0.02}}};
+  const ClusterConfig c = cluster_of(j);
+  EXPECT_NEAR(c.nodes[0].contention.at(1, false), 0.5, kTol);
+  EXPECT_NEAR(c.nodes[0].contention.at(15, false), 0.3, kTol);
+  EXPECT_NEAR(c.nodes[0].contention.at(400, true), 0.02, kTol);
+  // Experts 0 and 1 of 10 rows each on ranks 1 and 2: 100 µs each at 1/1.5 → both end at 150.
+  EXPECT_NEAR(run(c, map_of({{1}, {2}}), {call_of({10, 10})}, 250).calls[0].latency_us(),
+              50 + 150 + 50, 1e-6);
+  // Expert 0 on both ranks, 10 rows each (uniform): the same expert at once, 1/1.1 → 110.
+  auto uniform = make_basic_dispatch_policy("uniform", 1);
+  EXPECT_NEAR(run(c, map_of({{1, 2}}), {call_of({20})}, 250, {uniform.get()}).calls[0].latency_us(),
+              50 + 110 + 50, 1e-6);
+  // A block of 100 µs on expert 0 (shared) and 100 µs on expert 1 (rank 1 only) beside a block of
+  // 100 µs on expert 0: rank 1's mean factor (0.1 + 0.5) / 2 = 0.3, rank 2's 0.1. Rank 2 ends at
+  // 110; rank 1 has done 110/1.3 = 84.6 µs by then and its other 115.4 µs alone.
+  auto u2 = make_basic_dispatch_policy("uniform", 1);
+  const double rank1 = 110 + (200 - 110 / 1.3);
+  EXPECT_NEAR(run(c, map_of({{1, 2}, {1}}), {call_of({20, 10})}, 250, {u2.get()}).calls[0].latency_us(),
+              50 + rank1 + 50, 1e-6);
+  j["nodes"][0]["contention"] = {{"tokens", {10, 20}}, {"different_experts", {0.5}}, {"same_experts", {0.1, 0.0}}};
+  EXPECT_THROW(cluster_of(j), Error);
+}
+
 TEST(SimulatorEventModel, ComputeIsTheSumOverTheRanksExperts) {
   const auto c = cluster_of(one_node(1, 1, 0, 1e9));
   EXPECT_NEAR(run(c, map_of({{1}, {1}, {1}}), {call_of({3, 0, 4})}, 250).calls[0].latency_us(), 70,
