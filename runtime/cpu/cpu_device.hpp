@@ -19,6 +19,7 @@ class CpuDevice final : public Device {
  private:
   int threads_;
   std::vector<float> hidden_;  // [rows, d_ff] of the largest group seen, reused across calls
+  std::vector<float> padded_in_, padded_out_;  // a group's rows padded to a multiple of 4
 };
 
 }  // namespace moe

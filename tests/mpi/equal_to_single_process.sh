@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # A fixture run under mpirun -np N must equal the single-process run: forward outputs (encoder
-# states, logits, router choices) within 1e-5, greedy generations exactly.
-# Usage: equal_to_single_process.sh BUILD_DIR FIXTURE_DIR NP [replicas POLICY [answers]]
+# states, logits, router choices) within 1e-5 of each tensor's largest magnitude, greedy
+# generations exactly. Routing that splits an expert across replicas runs its rows in smaller
+# groups, which the CPU device computes by another kernel path (sgemv for one or two rows, sgemm
+# with its tails), so float outputs move by rounding: 8e-7 of the magnitude at most over these
+# fixtures and policies (latency-aware, whose splits follow measured timings, 6e-7).
+# Usage: equal_to_single_process.sh BUILD_DIR FIXTURE_DIR NP [replicas POLICY]
 # latency-aware first profiles the ranks (with probe latency samples and, from 3 ranks, the
-# contention measurement) and trains its model. "answers" compares the greedy generations only:
-# an expert split across replicas runs its rows in smaller GEMMs, and OpenBLAS rounds a row
-# differently with the number of rows in the call, so float outputs move by a few ulp; with
-# splits that depend on measured timings that can cross 1e-5 on large logits.
+# contention measurement) and trains its model.
 set -euo pipefail
-build=$1 fixture=$2 np=$3 replicas=${4:-} policy=${5:-static} compare=${6:-all}
+build=$1 fixture=$2 np=$3 replicas=${4:-} policy=${5:-static}
 moe=$build/moe tool=$build/tests/fixture_tool
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -47,5 +48,5 @@ run() {  # run NP OUT_PREFIX
 run 1 "$work/single"
 run "$np" "$work/multi"
 grep -A20 '^rank' "$work/multi.log" | tail -n +1 | head -8
-[[ $compare == answers ]] || "$tool" compare "$work/single.safetensors" "$work/multi.safetensors" 1e-5
+"$tool" compare "$work/single.safetensors" "$work/multi.safetensors" 1e-5
 "$tool" compare "$work/single.jsonl" "$work/multi.jsonl" 0
