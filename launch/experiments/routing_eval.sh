@@ -11,7 +11,7 @@
 # Routing settings hold every expert on both expert ranks (the two-unlike-devices study, where
 # routing alone balances the load); placement compares `moe place` with round-robin, random and
 # fastest-class maps on hetero. Then live generation per policy on hetero.
-# Usage: routing_eval.sh [--work DIR] [--moe BIN] [--repeats N]   (~10 minutes on 2 cores)
+# Usage: routing_eval.sh [--work DIR] [--moe BIN] [--repeats N]   (~7 minutes on 2 cores)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 W=/tmp/moe-routing-eval
