@@ -1,6 +1,7 @@
 #include "ranks/command_line.hpp"
 
 #include <charconv>
+#include <cstdint>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -47,7 +48,8 @@ std::vector<int> parse_int_list(const std::string& text, const std::string& opti
     const auto last = dash == std::string::npos ? first : number(item.substr(dash + 1));
     MOE_CHECK(first && last && *first <= *last, option, ": '", item,
               "' is neither a non-negative integer nor a range A-B with A <= B");
-    for (int v = *first; v <= *last; ++v) out.push_back(v);
+    MOE_CHECK(int64_t(*last) - *first < 1000000, option, ": '", item, "' is a range of more than a million values");
+    for (int64_t v = *first; v <= *last; ++v) out.push_back(int(v));
   }
   return out;
 }

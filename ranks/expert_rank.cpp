@@ -45,8 +45,8 @@ uint64_t available_memory_bytes() {
 // a rank goes through all its experts, layer after layer, so an expert's weights are rarely in
 // the cache, and their pages rarely in the TLB, when its turn comes. Timing one expert over and
 // over, or a few, would find them there and under-state the cost (by 24% here with 4 of 32
-// experts). The median over every (repeat, expert) timing. The rotation starts at
-// request.first_expert, so that ranks timed at once can run the same or different experts.
+// experts). The median over every (repeat, expert) timing. Where the rotation starts is part of
+// the request, so that ranks timed at once can run the same or different experts.
 ProfileResult time_experts(const ProfileRequest& request,
                            const std::vector<const SparseFfnWeights*>& layers, Device& device,
                            const ModelConfig& c, int rank, const std::string& device_spec) {
@@ -65,7 +65,10 @@ ProfileResult time_experts(const ProfileRequest& request,
   for (int n : request.token_counts) {
     for (const auto& w : experts) device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);  // warm-up
     std::vector<double> times;
-    const size_t k = experts.size(), first = size_t(std::max(request.first_expert, 0)) % k;
+    const size_t k = experts.size();
+    const size_t first = request.rotation_parts > 0
+                             ? k * size_t(std::max(request.rotation_part, 0)) / size_t(request.rotation_parts) % k
+                             : 0;
     for (int r = 0; r < request.repeats; ++r)
       for (size_t i = 0; i < k; ++i) {
         const ExpertWeights& w = experts[(first + i) % k];

@@ -97,15 +97,15 @@ std::vector<ProfileResult> time_at_once(Session& s, const std::vector<int>& rank
 
 // The slowdown of `together` ranks computing at once, paired: for each token count and repeat,
 // every rank timed alone, then in waves of `together` — once with every rank of a wave on the same
-// experts at the same time, once each on different ones (its rotation started `experts / together`
-// further on); the median of together / alone - 1 of each. They differ where the ranks map one
+// experts at the same time, once each on different ones (the i-th rank's rotation started i /
+// together of the way round), in alternating order; the median of together / alone - 1 of each.
+// "The same" means the same weights where the ranks hold the same experts (a replicated map). They differ where the ranks map one
 // checkpoint file: the same expert's weights are then the same physical pages, and one rank's
 // reads warm the shared cache for the other.
 nlohmann::json measure_contention(Session& s, const ProfileRequest& request, int together) {
   ProfileRequest once = request;
   once.repeats = 1;
   const int N = s.world().size();
-  const int experts = s.config().num_experts * count_moe_layers(s.config());
   const auto waves = waves_of(N, together);
   std::vector<double> same, different;
   nlohmann::json by_tokens = nlohmann::json::array();
@@ -115,7 +115,8 @@ nlohmann::json measure_contention(Session& s, const ProfileRequest& request, int
     for (size_t i = 0; i < wave.size(); ++i) {
       ProfileRequest r = once;
       r.token_counts = {n};
-      r.first_expert = stagger ? int(i) * std::max(experts / int(wave.size()), 1) : 0;
+      r.rotation_part = stagger ? int(i) : 0;
+      r.rotation_parts = int(wave.size());
       send_control(wave[i], r);
     }
     for (size_t i = 0; i < wave.size(); ++i) {
@@ -134,8 +135,9 @@ nlohmann::json measure_contention(Session& s, const ProfileRequest& request, int
       for (int r = 1; r < N; ++r) alone[r] = time_at_once(s, {r}, once, n)[0].median_us[0];
       for (const auto& wave : waves) {
         if (wave.size() < 2) continue;  // a rank alone in its wave has no one to contend with
-        wave_ratios(wave, n, alone, false, same_n);
-        wave_ratios(wave, n, alone, true, different_n);
+        const bool same_first = rep % 2 == 0;  // neither kind always runs first
+        wave_ratios(wave, n, alone, !same_first, same_first ? same_n : different_n);
+        wave_ratios(wave, n, alone, same_first, same_first ? different_n : same_n);
       }
     }
     if (same_n.empty()) continue;
@@ -254,9 +256,11 @@ int run_profile(World& world, const std::vector<std::string>& args) {
     MOE_CHECK(contention == 0 || (contention >= 2 && contention < world.size()),
               "--contention K needs 2 <= K <= the number of expert ranks");
     for (int v : parse_int_list(counts_text, "--token-counts")) request.token_counts.push_back(v);
+    MOE_CHECK(!request.token_counts.empty(), "--token-counts: no token counts in '", counts_text, "'");
     for (size_t i = 0; i < request.token_counts.size(); ++i)
       MOE_CHECK(request.token_counts[i] >= 1 && (i == 0 || request.token_counts[i] > request.token_counts[i - 1]),
-                "--token-counts must be increasing positive integers");
+                "--token-counts must be increasing positive integers: ", request.token_counts[i],
+                i == 0 ? "" : " after " + std::to_string(request.token_counts[i - 1]));
     if (!merge_path.empty()) load_profile(merge_path);
   };
   // The samples are priced by the profile this run measures: the session must not ask for one.

@@ -107,10 +107,11 @@ struct ProfileRequest {
   std::vector<int32_t> token_counts;
   int32_t repeats = 5;
   int32_t max_experts = 0;  // 0: every expert the rank holds
-  int32_t first_expert = 0;  // where the rotation starts (mod the experts timed)
+  // The rotation over the k experts timed starts at expert k * rotation_part / rotation_parts.
+  int32_t rotation_part = 0, rotation_parts = 1;
   template <class A>
   void serialize(A& ar) {
-    ar(token_counts, repeats, max_experts, first_expert);
+    ar(token_counts, repeats, max_experts, rotation_part, rotation_parts);
   }
 };
 

@@ -78,7 +78,8 @@ int compare_safetensors(const std::string& a_path, const std::string& b_path, do
     // grows with the values; a wrong expert or row differs by their own size.
     double worst = 0, scale = 1;
     for (int64_t i = 0; i < ia.numel(); ++i) {
-      worst = std::max(worst, double(std::fabs(pa[i] - pb[i])));
+      const double d = std::fabs(double(pa[i]) - double(pb[i]));
+      worst = std::isnan(d) ? INFINITY : std::max(worst, d);  // a NaN on either side fails
       scale = std::max(scale, double(std::fabs(pa[i])));
     }
     largest = std::max(largest, worst / scale);
