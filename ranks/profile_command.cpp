@@ -1,7 +1,8 @@
 // moe profile: under mpirun, every expert rank times the expert FFN it may host over token counts
 // 1..1024 (every count up to 32), and rank 0 times the data transport to each rank (latency and
 // bandwidth). Written as profile.json, which records each rank's device; --merge folds in an
-// earlier profile; --contention adds a paired measurement of how much ranks computing at once slow each other. With
+// earlier profile; --contention adds a paired measurement of how much ranks computing at once
+// slow each other. With
 // --record-latency-samples it then sends each rank probe calls through the real dispatch path
 // (1, 2 and 4 experts × each token count, that rank alone with work) and writes the latency
 // samples of those calls, priced by the profile just measured: training data for the latency
@@ -80,10 +81,17 @@ std::vector<std::vector<int>> waves_of(int world_size, int size) {
 }
 
 // One timing of token count n on every rank of `ranks`, started at once (each the median over a
-// rotation of its experts, `request.repeats` times); the results in the order of `ranks`.
-std::vector<ProfileResult> time_at_once(Session& s, const std::vector<int>& ranks, ProfileRequest request, int n) {
+// rotation of its experts, `request.repeats` times); the results in the order of `ranks`. With
+// `stagger` the i-th rank's rotation starts i / ranks.size() of the way round its experts, so
+// ranks holding the same experts run different ones at the same time.
+std::vector<ProfileResult> time_at_once(Session& s, const std::vector<int>& ranks, ProfileRequest request, int n,
+                                        bool stagger = false) {
   request.token_counts = {n};
-  for (int r : ranks) send_control(r, request);
+  request.rotation_parts = int(ranks.size());
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    request.rotation_part = stagger ? int(i) : 0;
+    send_control(ranks[i], request);
+  }
   std::vector<ProfileResult> out;
   for (int r : ranks) {
     const Envelope e = receive_control(s.world(), r, Deadline::after(s.plan().deadline_seconds * 20),
@@ -96,12 +104,11 @@ std::vector<ProfileResult> time_at_once(Session& s, const std::vector<int>& rank
 }
 
 // The slowdown of `together` ranks computing at once, paired: for each token count and repeat,
-// every rank timed alone, then in waves of `together` — once with every rank of a wave on the same
-// experts at the same time, once each on different ones (the i-th rank's rotation started i /
-// together of the way round), in alternating order; the median of together / alone - 1 of each.
-// "The same" means the same weights where the ranks hold the same experts (a replicated map). They differ where the ranks map one
-// checkpoint file: the same expert's weights are then the same physical pages, and one rank's
-// reads warm the shared cache for the other.
+// every rank timed alone, then in waves of `together` — once with the ranks of a wave on the same
+// experts at the same time, once staggered onto different ones, in alternating order; the median
+// of together / alone - 1 of each. The two differ where the ranks hold the same experts mapped
+// from one checkpoint file: the same expert's weights are then the same physical pages, and one
+// rank's reads warm the shared cache for the other.
 nlohmann::json measure_contention(Session& s, const ProfileRequest& request, int together) {
   ProfileRequest once = request;
   once.repeats = 1;
@@ -111,22 +118,9 @@ nlohmann::json measure_contention(Session& s, const ProfileRequest& request, int
   nlohmann::json by_tokens = nlohmann::json::array();
   auto wave_ratios = [&](const std::vector<int>& wave, int n, const std::vector<double>& alone,
                          bool stagger, std::vector<double>& ratios) {
-    std::vector<ProfileResult> results(wave.size());
-    for (size_t i = 0; i < wave.size(); ++i) {
-      ProfileRequest r = once;
-      r.token_counts = {n};
-      r.rotation_part = stagger ? int(i) : 0;
-      r.rotation_parts = int(wave.size());
-      send_control(wave[i], r);
-    }
-    for (size_t i = 0; i < wave.size(); ++i) {
-      const Envelope e = receive_control(s.world(), wave[i], Deadline::after(s.plan().deadline_seconds * 20),
-                                         "waiting for rank " + std::to_string(wave[i]) + "'s expert timings");
-      results[i] = decode_message<ProfileResult>(e);
-      MOE_CHECK(results[i].median_us.size() == 1, "rank ", wave[i], " sent ", results[i].median_us.size(),
-                " timings for one token count");
+    const auto results = time_at_once(s, wave, once, n, stagger);
+    for (size_t i = 0; i < wave.size(); ++i)
       if (alone[wave[i]] > 0) ratios.push_back(results[i].median_us[0] / alone[wave[i]]);
-    }
   };
   for (int n : request.token_counts) {
     std::vector<double> same_n, different_n;

@@ -42,13 +42,14 @@ void CpuDevice::linear(const float* x, const float* w, float* y, int M, int N, i
 // padding), so there the rows go unpadded.
 constexpr int kRowsByMatVec = 2;
 constexpr int kRowMultiple = 4;
+int padded_rows(int rows) { return (rows + kRowMultiple - 1) / kRowMultiple * kRowMultiple; }
 
 void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* x, float* y,
                            int d_model, int d_ff) {
   int max_rows = 0;
   for (const auto& g : groups) max_rows = std::max(max_rows, g.rows);
-  const int padded_max = (max_rows + kRowMultiple - 1) / kRowMultiple * kRowMultiple;
-  if (hidden_.size() < size_t(padded_max) * d_ff) hidden_.resize(size_t(padded_max) * d_ff);
+  const size_t hidden_floats = size_t(padded_rows(max_rows)) * d_ff;
+  if (hidden_.size() < hidden_floats) hidden_.resize(hidden_floats);
   for (const auto& g : groups) {
     if (g.rows == 0) continue;
     const float* xg = x + size_t(g.first_row) * d_model;
@@ -64,7 +65,7 @@ void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* 
       }
       continue;
     }
-    const int M = threads_ == 1 ? (g.rows + kRowMultiple - 1) / kRowMultiple * kRowMultiple : g.rows;
+    const int M = threads_ == 1 ? padded_rows(g.rows) : g.rows;
     if (M != g.rows) {  // the group's rows and zero rows in a padded copy
       padded_in_.assign(size_t(M) * d_model, 0.0f);
       std::copy(xg, xg + size_t(g.rows) * d_model, padded_in_.begin());
