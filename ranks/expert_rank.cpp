@@ -61,10 +61,13 @@ ProfileResult time_experts(const ProfileRequest& request,
   std::mt19937 rng(rank);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (auto& v : x) v = normal(rng);
-  ProfileResult result{rank, device_spec, {}, available_memory_bytes()};
+  ProfileResult result;
+  result.rank = rank;
+  result.device = device_spec;
+  result.memory_bytes = available_memory_bytes();
   for (int n : request.token_counts) {
     for (const auto& w : experts) device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);  // warm-up
-    std::vector<double> times;
+    std::vector<double> times, cpu_times;
     const size_t k = experts.size();
     const size_t first = request.rotation_parts > 0
                              ? k * size_t(std::max(request.rotation_part, 0)) / size_t(request.rotation_parts) % k
@@ -72,11 +75,13 @@ ProfileResult time_experts(const ProfileRequest& request,
     for (int r = 0; r < request.repeats; ++r)
       for (size_t i = 0; i < k; ++i) {
         const ExpertWeights& w = experts[(first + i) % k];
-        const double start = now_us();
+        const double start = now_us(), cpu_start = process_cpu_us();
         device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);
         times.push_back(now_us() - start);
+        cpu_times.push_back(process_cpu_us() - cpu_start);
       }
     result.median_us.push_back(median(times));
+    result.cpu_median_us.push_back(median(cpu_times));
   }
   return result;
 }

@@ -97,8 +97,8 @@ std::vector<ProfileResult> time_at_once(Session& s, const std::vector<int>& rank
     const Envelope e = receive_control(s.world(), r, Deadline::after(s.plan().deadline_seconds * 20),
                                        "waiting for rank " + std::to_string(r) + "'s expert timings");
     out.push_back(decode_message<ProfileResult>(e));
-    MOE_CHECK(out.back().median_us.size() == 1, "rank ", r, " sent ", out.back().median_us.size(),
-              " timings for one token count");
+    MOE_CHECK(out.back().median_us.size() == 1 && out.back().cpu_median_us.size() == 1, "rank ", r, " sent ",
+              out.back().median_us.size(), " timings for one token count");
   }
   return out;
 }
@@ -281,6 +281,7 @@ int run_profile(World& world, const std::vector<std::string>& args) {
       measured[r].rank = r;
       measured[r].host = world.host_of(r);
       measured[r].expert.tokens.assign(request.token_counts.begin(), request.token_counts.end());
+      measured[r].expert_cpu.tokens = measured[r].expert.tokens;
     }
     std::fprintf(stderr, "profiling the experts of rank%s %s\n", wave.size() > 1 ? "s" : "", names.c_str());
     for (int n : request.token_counts) {
@@ -289,6 +290,7 @@ int run_profile(World& world, const std::vector<std::string>& args) {
         measured[wave[i]].device = results[i].device;
         measured[wave[i]].memory_bytes = results[i].memory_bytes;
         measured[wave[i]].expert.median_us.push_back(results[i].median_us[0]);
+        measured[wave[i]].expert_cpu.median_us.push_back(results[i].cpu_median_us.at(0));
       }
     }
   }

@@ -46,6 +46,12 @@ Profile parse_profile(const nlohmann::json& j, const std::string& source) {
       rp.device = r.at("device").get<std::string>();
       rp.expert.tokens = r.at("expert_tokens").get<std::vector<double>>();
       rp.expert.median_us = r.at("expert_median_us").get<std::vector<double>>();
+      if (r.contains("expert_cpu_us")) {
+        rp.expert_cpu.tokens = rp.expert.tokens;
+        rp.expert_cpu.median_us = r.at("expert_cpu_us").get<std::vector<double>>();
+        MOE_CHECK(rp.expert_cpu.median_us.size() == rp.expert.tokens.size(), source, ": rank ", rp.rank,
+                  ": expert_cpu_us and expert_tokens differ in length");
+      }
       rp.link_latency_us = r.at("link_latency_us").get<double>();
       rp.link_bytes_per_us = r.at("link_bytes_per_us").get<double>();
       rp.memory_bytes = r.value("memory_bytes", size_t(0));
@@ -77,7 +83,7 @@ Profile load_profile(const std::string& path) {
 
 nlohmann::json profile_to_json(const Profile& p) {
   nlohmann::json ranks = nlohmann::json::array();
-  for (const auto& r : p.ranks)
+  for (const auto& r : p.ranks) {
     ranks.push_back({{"rank", r.rank},
                      {"host", r.host},
                      {"device", r.device},
@@ -86,6 +92,8 @@ nlohmann::json profile_to_json(const Profile& p) {
                      {"link_latency_us", r.link_latency_us},
                      {"link_bytes_per_us", r.link_bytes_per_us},
                      {"memory_bytes", r.memory_bytes}});
+    if (!r.expert_cpu.median_us.empty()) ranks.back()["expert_cpu_us"] = r.expert_cpu.median_us;
+  }
   return {{"format", "moe-profile/1"},
           {"model", {{"d_model", p.d_model}, {"d_ff", p.d_ff}, {"num_experts", p.num_experts},
                      {"num_moe_layers", p.num_moe_layers}}},

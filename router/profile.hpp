@@ -22,6 +22,9 @@ struct RankProfile {
   std::string host;
   std::string device;   // "cpu:2", "cpu:1@0.5" (quota), "cuda:0"
   LatencyCurve expert;  // one expert FFN
+  // The same calls' process CPU time (empty where not measured). Under a CPU quota the wall time
+  // depends on how much of the quota recent work left; this is the work itself.
+  LatencyCurve expert_cpu;
   double link_latency_us = 0;         // coordinator → this rank, one message
   double link_bytes_per_us = 1e9;     // bandwidth
   size_t memory_bytes = 0;            // what this rank may hold for experts (0: unknown)

@@ -119,10 +119,11 @@ struct ProfileResult {
   int32_t rank = 0;
   std::string device;
   std::vector<double> median_us;  // per token count: median over repeats, then over experts
+  std::vector<double> cpu_median_us;  // the same calls' process CPU time (a quota stalls wall time only)
   uint64_t memory_bytes = 0;
   template <class A>
   void serialize(A& ar) {
-    ar(rank, device, median_us, memory_bytes);
+    ar(rank, device, median_us, cpu_median_us, memory_bytes);
   }
 };
 

@@ -1,5 +1,6 @@
 #include "runtime/rank_stats.hpp"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -16,6 +17,12 @@ namespace moe {
 
 double now_us() {
   return std::chrono::duration<double, std::micro>(Clock::now().time_since_epoch()).count();
+}
+
+double process_cpu_us() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) * 1e6 + double(t.tv_nsec) / 1e3;
 }
 
 uint64_t resident_bytes() {

@@ -13,6 +13,9 @@ namespace moe {
 // Microseconds on the steady clock: the same clock for every process of one host.
 double now_us();
 
+// CPU time this process has used, in microseconds (every thread; stops while a quota throttles it).
+double process_cpu_us();
+
 // Resident memory of this process, from /proc/self/statm.
 uint64_t resident_bytes();
 

@@ -1,0 +1,66 @@
+// profile.json (router/profile.hpp): what `moe profile` writes reads back the same, the optional
+// CPU-time curve included, and a bad field is named.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "router/profile.hpp"
+#include "runtime/error.hpp"
+
+namespace moe {
+namespace {
+
+Profile two_ranks() {
+  Profile p;
+  p.d_model = 8;
+  p.d_ff = 32;
+  p.num_experts = 4;
+  p.num_moe_layers = 2;
+  RankProfile a;
+  a.rank = 1;
+  a.host = "h";
+  a.device = "cpu:1";
+  a.expert = {{1, 2, 4}, {10, 15, 30}};
+  a.link_latency_us = 7;
+  a.link_bytes_per_us = 900;
+  a.memory_bytes = 1 << 20;
+  RankProfile b = a;
+  b.rank = 2;
+  b.device = "cpu:1@0.4";
+  b.expert = {{1, 2, 4}, {25, 40, 80}};  // wall time under the quota
+  b.expert_cpu = {{1, 2, 4}, {9, 14, 29}};
+  p.ranks = {a, b};
+  return p;
+}
+
+TEST(Profile, RoundTripsWithAndWithoutTheCpuTimeCurve) {
+  const Profile p = two_ranks();
+  const nlohmann::json j = profile_to_json(p);
+  EXPECT_FALSE(j.at("ranks").at(0).contains("expert_cpu_us"));
+  EXPECT_EQ(j.at("ranks").at(1).at("expert_cpu_us"), (std::vector<double>{9, 14, 29}));
+  const Profile q = parse_profile(j, "p.json");
+  ASSERT_EQ(q.ranks.size(), 2u);
+  EXPECT_TRUE(q.of(1).expert_cpu.median_us.empty());
+  EXPECT_EQ(q.of(2).expert_cpu.tokens, (std::vector<double>{1, 2, 4}));
+  EXPECT_EQ(q.of(2).expert_cpu.median_us, (std::vector<double>{9, 14, 29}));
+  EXPECT_EQ(q.of(2).expert.median_us, (std::vector<double>{25, 40, 80}));
+  EXPECT_EQ(q.of(2).device, "cpu:1@0.4");
+  EXPECT_DOUBLE_EQ(q.of(2).expert_cpu.at(3), 21.5);
+}
+
+TEST(Profile, ACpuCurveOfTheWrongLengthIsNamed) {
+  nlohmann::json j = profile_to_json(two_ranks());
+  j["ranks"][1]["expert_cpu_us"] = {9, 14};
+  try {
+    parse_profile(j, "p.json");
+    FAIL() << "accepted a short expert_cpu_us";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("p.json"), std::string::npos) << what;
+    EXPECT_NE(what.find("rank 2"), std::string::npos) << what;
+    EXPECT_NE(what.find("expert_cpu_us"), std::string::npos) << what;
+  }
+}
+
+}  // namespace
+}  // namespace moe
