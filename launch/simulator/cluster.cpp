@@ -6,6 +6,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "runtime/cpu/cpu_quota.hpp"
 #include "runtime/error.hpp"
 
 namespace moe::sim {
@@ -89,6 +90,7 @@ DeviceClass parse_class(const std::string& name, const json& j, const std::strin
     MOE_CHECK(from->has(rank), where, ": the profile has no rank ", rank);
     const RankProfile& r = from->of(rank);
     c.expert = r.expert;
+    c.full_speed = r.expert_cpu;
     c.device = j.value("device", r.device);
     c.memory_bytes = r.memory_bytes;
     c.has_profiled_link = true;
@@ -104,12 +106,21 @@ DeviceClass parse_class(const std::string& name, const json& j, const std::strin
   }
   if (j.contains("memory_gib"))
     c.memory_bytes = size_t(j.at("memory_gib").get<double>() * (1ull << 30));
-  // "cpu:THREADS@CORES": a quota of CORES runs the rank that fraction of the time.
+  // "cpu:THREADS@CORES": with the profile's CPU-time curve the quota's stalls are simulated
+  // (CpuQuota); without it the rank runs CORES / THREADS of the time, which its wall-time curve
+  // already holds, and occupies the memory system that fraction of it.
   const auto at = c.device.find('@');
   if (c.device.rfind("cpu:", 0) == 0 && at != std::string::npos) {
     try {
       const double threads = std::stod(c.device.substr(4, at - 4)), cores = std::stod(c.device.substr(at + 1));
-      if (threads > 0 && cores > 0) c.memory_share = std::min(1.0, cores / threads);
+      if (threads > 0 && cores > 0 && !c.full_speed.median_us.empty() && j.value("model_quota", true)) {
+        c.quota.cores = cores;
+        c.quota.threads = threads;
+        c.quota.period_us = double(kCpuQuotaPeriodUs);
+        for (auto& us : c.full_speed.median_us) us /= threads * c.speed;
+      } else if (threads > 0 && cores > 0) {
+        c.memory_share = std::min(1.0, cores / threads);
+      }
     } catch (const std::exception&) {
     }
   }
@@ -169,6 +180,9 @@ ClusterConfig parse_cluster(const json& j, const std::string& source, const Prof
     MOE_CHECK(combine == "pull" || combine == "push", source,
               ": combine must be \"pull\" or \"push\"");
     c.combine_push = combine == "push";
+    const double tick_us = j.value("cfs_tick_us", 4000.0);
+    MOE_CHECK(tick_us > 0, source, ": cfs_tick_us must be > 0");
+    for (auto& k : c.classes) k.quota.tick_us = tick_us;
     const double copy_gbytes_per_s = j.value("coordinator_copy_gbytes_per_s", 0.0);
     MOE_CHECK(copy_gbytes_per_s >= 0, source, ": coordinator_copy_gbytes_per_s must be >= 0");
     c.copy_bytes_per_us = copy_gbytes_per_s * 1e3;

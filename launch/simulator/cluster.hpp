@@ -6,6 +6,7 @@
 //
 // {"format": "moe-cluster/1", "description": "...",
 //  "classes": {"h100": {"profile_rank": 1, "speed": 8.0, "memory_gib": 80, "device": "H100"},
+//              "slow": {"profile_rank": 2, "model_quota": false},  // a quota'd rank's wall curve as is
 //              "cpu":  {"profile_rank": 2, "profile": "profiles/other.json"},
 //              "l4":   {"expert_tokens": [1, 64], "expert_median_us": [40, 90]}},
 //  "links": {"intra_node": {"latency_us": 5, "gbytes_per_s": 150} | {"from_profile": true},
@@ -14,6 +15,7 @@
 //  "coordinator_gap_us": 0,         // coordinator work between two layer calls (attention, ...)
 //  "combine": "pull" | "push",      // how results return (see ClusterConfig::combine_push)
 //  "coordinator_copy_gbytes_per_s": 6,  // permute before sending, un-permute after (0: free)
+//  "cfs_tick_us": 4000,             // the host's scheduler tick, where a CPU quota throttles
 //  "poll": {"yield_us": 20, "first_nap_us": 10, "max_nap_us": 500, "nap_slack_us": 60,
 //           "eager_limit_bytes": 4096},  // receivers poll as runtime/deadline.hpp does (optional)
 //  "nodes": [{"name": "a", "count": 2, "cores": 0, "coordinators": 1, "contention": 0.3 | {...},
@@ -48,16 +50,36 @@ struct PollModel {
   double notice(double since, double at) const;
 };
 
+// A CPU rank under a CFS quota ("cpu:T@Q" whose profile has the CPU-time curve): per period the
+// kernel lets it use cores × period_us of CPU, notices that it has used it up only at a scheduler
+// tick, and stalls it until a period's refill leaves some (an overrun is paid back from the next
+// periods). Measured here with a spinning process under the quota: runs of 1-5 ms end on 4 ms
+// ticks and resume on 5 ms period edges, 0.40 of the time over 200 ms. So the wall time of a
+// block depends on how much quota the rank's recent work left — short blocks after a pause run
+// at full speed — which one curve of medians cannot say.
+struct CpuQuota {
+  double cores = 0;    // 0: no quota modelled (the class's curve is its wall time)
+  double threads = 1;  // CPU µs used per µs of full-speed compute
+  double period_us = 5000, tick_us = 4000;
+  bool on() const { return cores > 0; }
+  double per_period_us() const { return cores * period_us; }
+};
+
 struct DeviceClass {
   std::string name;
   std::string device;       // what it stands for, for tables ("H100 SXM fp32", "cpu:1")
   LatencyCurve expert;      // one expert FFN vs tokens, already divided by the speed factor
+  CpuQuota quota;
+  LatencyCurve full_speed;  // with a quota: the FFN's CPU time / threads (the work, unthrottled)
+  // What a block of this class costs the event model: the work where a quota is modelled (the
+  // stalls are simulated), else the measured wall time. Policies and placement read `expert`.
+  const LatencyCurve& work_curve() const { return quota.on() ? full_speed : expert; }
   double speed = 1;         // relative to the profiled rank it came from
   size_t memory_bytes = 0;  // expert memory (0: unlimited)
   // Fraction of its compute time a rank of this class occupies its node's memory system: below
   // 1 for a CPU rank under a quota (cpu:1@0.4 runs 0.4 of the time), else 1. Class field
   // "memory_share", or read from the device.
-  double memory_share = 1;
+  double memory_share = 1;  // 1 where the quota is modelled (its stalls are simulated)
   bool has_profiled_link = false;
   LinkSpec profiled_link;  // the link measured to its profile rank (for "from_profile" links)
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <deque>
 #include <map>
 #include <queue>
@@ -19,6 +20,7 @@ enum class EventKind {
   kPickup,        // an expert rank notices its next header and takes the block
   kBlockIn,       // an expert rank has its block: compute may start
   kComputeDone,   // (versioned: processor sharing reschedules)
+  kQuotaEdge,     // a CPU-quota rank computing: a scheduler tick or a period's refill (versioned)
   kDispatchDone,  // the coordinator's sends have completed: it starts waiting for replies
   kNoticeReply,   // the coordinator's receive returns a reply
   kResultIn,      // pull: a rank's rows are in at the coordinator
@@ -70,6 +72,11 @@ struct ExpertState {
   int serving = -1;              // message in hand
   double start_us = 0, remaining_us = 0, rate = 1, last_update_us = 0, reply_posted_us = 0;
   bool computing = false;
+  // Under a CPU quota (CpuQuota): CPU µs left in the current period (negative: an overrun to pay
+  // back), as of budget_at_us; stalled until a refill; the core share it consumes at.
+  double budget_us = 0, budget_at_us = -1e12, share = 1;
+  bool throttled = false;
+  uint64_t quota_version = 0;
   bool rendezvous = false;  // holds a block whose sender waits for this rank's next MPI call
   uint64_t version = 0;
 };
@@ -124,6 +131,9 @@ class Simulation {
           break;
         case EventKind::kComputeDone:
           compute_done(e.a, e.b);
+          break;
+        case EventKind::kQuotaEdge:
+          quota_edge(e.a, e.b);
           break;
         case EventKind::kDispatchDone:
           dispatch_done(e.a);
@@ -222,7 +232,7 @@ class Simulation {
         ++rows_on_[rank];
       }
       for (const auto& [rank, rows] : rows_on_) {
-        const double us = c_.class_of(rank).expert.at(rows);
+        const double us = c_.class_of(rank).work_curve().at(rows);
         r.rows_per_rank[rank] += rows;
         call.work_us[rank] += us;
         if (any_contention_) call.parts[rank].push_back({e, rows, us});
@@ -298,16 +308,29 @@ class Simulation {
     x.last_update_us = now_;
     const int node = c_.ranks[rank].node;
     advance_node(node);
+    const CpuQuota& quota = c_.class_of(rank).quota;
+    if (quota.on()) {
+      // The refills of the periods that began while it waited; with no quota left it stalls at once.
+      const double periods = std::floor(now_ / quota.period_us) - std::floor(x.budget_at_us / quota.period_us);
+      x.budget_us = std::min(x.budget_us + periods * quota.per_period_us(), quota.per_period_us());
+      x.budget_at_us = now_;
+      x.throttled = x.budget_us <= 0;
+      schedule_quota_edge(rank);
+    }
     computing_on_node_[node].push_back(rank);
     reschedule_node(node, rank);
   }
 
-  // Processor sharing: bring every computing rank of the node up to now at its old rate.
+  // Processor sharing: bring every computing rank of the node up to now at its old rate (and a
+  // quota'd rank's budget down by the CPU it used).
   void advance_node(int node) {
     for (int r : computing_on_node_[node]) {
       ExpertState& x = experts_[r];
-      x.remaining_us = std::max(0.0, x.remaining_us - (now_ - x.last_update_us) * x.rate);
-      x.last_update_us = now_;
+      const double dt = now_ - x.last_update_us;
+      x.remaining_us = std::max(0.0, x.remaining_us - dt * x.rate);
+      const CpuQuota& quota = c_.class_of(r).quota;
+      if (quota.on() && !x.throttled) x.budget_us -= dt * x.share * quota.threads;
+      x.last_update_us = x.budget_at_us = now_;
     }
   }
 
@@ -316,22 +339,54 @@ class Simulation {
     const ContentionCurve& contention = c_.nodes[node].contention;
     const bool contends = !contention.none();
     const auto& on = computing_on_node_[node];
-    const int busy = int(on.size());
+    const int busy = int(std::count_if(on.begin(), on.end(), [&](int r) { return !experts_[r].throttled; }));
     const double rate = cores > 0 ? std::min(1.0, double(cores) / std::max(busy, 1)) : 1.0;
     // Of the other computing ranks, those that run alongside this one (all, up to the cores).
     const double alongside = cores > 0 && busy > cores ? double(cores - 1) / (busy - 1) : 1.0;
     for (int r : on) {
       ExpertState& x = experts_[r];
+      if (x.throttled) {  // stalled: no progress until a refill (quota_edge)
+        x.rate = x.share = 0;
+        ++x.version;
+        continue;
+      }
       // Dedicated devices without contention: nobody else's rate changes.
       if (cores == 0 && !contends && r != changed) continue;
       double slowdown = 0;
       if (contends)
         for (int o : on)
-          if (o != r)
+          if (o != r && !experts_[o].throttled)
             slowdown += c_.classes[c_.ranks[o].device_class].memory_share * pair_contention(r, o, contention);
+      x.share = rate;
       x.rate = rate / (1 + slowdown * alongside);
       schedule(now_ + x.remaining_us / x.rate, EventKind::kComputeDone, r, ++x.version);
     }
+  }
+
+  // The next scheduler tick or period edge of a computing quota'd rank (ticks and periods start
+  // at time 0: the phase is unknown, and any fixed one gives the same long-run share).
+  void schedule_quota_edge(int rank) {
+    const CpuQuota& q = c_.class_of(rank).quota;
+    auto next = [&](double step) { return (std::floor(now_ / step + 1e-9) + 1) * step; };
+    schedule(std::min(next(q.period_us), next(q.tick_us)), EventKind::kQuotaEdge, rank,
+             ++experts_[rank].quota_version);
+  }
+
+  void quota_edge(int rank, uint64_t version) {
+    ExpertState& x = experts_[rank];
+    if (!x.computing || version != x.quota_version) return;
+    const CpuQuota& q = c_.class_of(rank).quota;
+    const int node = c_.ranks[rank].node;
+    advance_node(node);
+    auto on_edge = [&](double step) { return std::abs(now_ / step - std::round(now_ / step)) < 1e-9; };
+    const bool was_throttled = x.throttled;
+    if (on_edge(q.period_us)) {  // the refill; an overrun is paid back first
+      x.budget_us = std::min(x.budget_us + q.per_period_us(), q.per_period_us());
+      if (x.throttled && x.budget_us > 0) x.throttled = false;
+    }
+    if (on_edge(q.tick_us) && !x.throttled && x.budget_us <= 0) x.throttled = true;
+    if (x.throttled != was_throttled) reschedule_node(node, rank);
+    schedule_quota_edge(rank);
   }
 
   // How much rank o computing slows rank r's block: the work-weighted mean over r's expert groups
@@ -358,6 +413,7 @@ class Simulation {
     auto& on = computing_on_node_[node];
     on.erase(std::find(on.begin(), on.end(), rank));
     x.computing = false;
+    x.throttled = false;  // a rank that finished was running; its budget stands as of now
     reschedule_node(node, -1);
 
     const Message work = messages_[x.serving];  // a copy: post() below may grow messages_

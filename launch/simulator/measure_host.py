@@ -3,17 +3,84 @@
 them as JSON: nap_slack_us (how late a sleep of 10..500 µs wakes, median over naps: the kernel's
 timer slack and wake-up), yield_us (64 sched_yield calls, the yielding phase of
 runtime/deadline.hpp's poll_until) and coordinator_copy_gbytes_per_s (a 64 MiB copy
-between buffers already in memory). With --contention-from PROFILE it adds the contention that
+between buffers already in memory), and where a cgroup CPU controller is writable cfs_tick_us (the
+scheduler tick on which a CPU quota is found used up: a spinning child under a 0.4-core quota
+stalls on tick multiples, so the largest candidate tick whose multiples hold every stall's start
+is the host's). With --contention-from PROFILE it adds the contention that
 `moe profile --contention K` measured (ranks sharing a host's memory system, and on a VM its
 cores, slow each other down; paired timings of each rank alone and K at once, per token count,
 with the ranks on different experts and on the same ones).
 With --patch CLUSTER.json it writes them into that config's "poll", copy and node fields (and
 --cores into every node) instead."""
 import argparse
+import cmath
 import json
 import os
 import statistics
 import time
+
+PERIOD_US, QUOTA_US = 5000, 2000  # runtime/cpu/cpu_quota.hpp's period, 0.4 cores
+
+
+def quota_cgroup():
+    """A new cgroup with the 0.4-core quota, or None where no CPU controller is writable."""
+    name = f"moe-tick-{os.getpid()}"
+    try:
+        if os.path.exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):  # cgroup v1
+            d = f"/sys/fs/cgroup/cpu/{name}"
+            os.mkdir(d)
+            open(f"{d}/cpu.cfs_period_us", "w").write(str(PERIOD_US))
+            open(f"{d}/cpu.cfs_quota_us", "w").write(str(QUOTA_US))
+        elif os.path.exists("/sys/fs/cgroup/cgroup.controllers"):  # cgroup v2
+            d = f"/sys/fs/cgroup/{name}"
+            os.mkdir(d)
+            open(f"{d}/cpu.max", "w").write(f"{QUOTA_US} {PERIOD_US}")
+        else:
+            return None
+        return d
+    except OSError:
+        return None
+
+
+def stall_starts(cgroup, spin_s=0.4):
+    """Where a spinning child under the quota stopped running (µs, CLOCK_MONOTONIC)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: join the cgroup, spin, report the last instant before each gap
+        os.close(r)
+        open(f"{cgroup}/cgroup.procs", "w").write(str(os.getpid()))
+        starts, end = [], time.monotonic_ns() + int(spin_s * 1e9)
+        last = time.monotonic_ns()
+        while last < end:
+            now = time.monotonic_ns()
+            if now - last > 500_000:  # a stall (the quota's are >= 1 ms; a preemption is shorter)
+                starts.append(last / 1e3)
+            last = now
+        os.write(w, json.dumps(starts).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 1 << 16):
+        data += chunk
+    os.waitpid(pid, 0)
+    os.rmdir(cgroup)
+    return json.loads(data or b"[]")
+
+
+def cfs_tick_us():
+    """The largest candidate tick (HZ 1000, 300, 250, 100) on whose multiples the stalls start."""
+    cgroup = quota_cgroup()
+    if cgroup is None:
+        return None
+    starts = stall_starts(cgroup)
+    if len(starts) < 10:
+        return None
+    for tick in (10000, 10000 / 3, 4000, 1000):
+        # How tightly the starts' phases within a tick cluster (1: all at one phase).
+        phase = abs(sum(cmath.exp(2j * cmath.pi * t / tick) for t in starts)) / len(starts)
+        if phase > 0.9:
+            return round(tick, 1)
+    return None
 
 
 def main():
@@ -44,6 +111,9 @@ def main():
         copies.append(len(src) / (time.perf_counter() - t) / 1e9)
     m = {"nap_slack_us": round(statistics.median(late), 1), "yield_us": round(statistics.median(yields), 1),
          "coordinator_copy_gbytes_per_s": round(statistics.median(copies), 2)}
+    tick = cfs_tick_us()
+    if tick is not None:
+        m["cfs_tick_us"] = tick
     if a.contention_from:
         profile = json.load(open(a.contention_from))
         if "contention" not in profile:
@@ -60,6 +130,8 @@ def main():
         c = json.load(open(a.patch))
         c.setdefault("poll", {}).update(nap_slack_us=m["nap_slack_us"], yield_us=m["yield_us"])
         c["coordinator_copy_gbytes_per_s"] = m["coordinator_copy_gbytes_per_s"]
+        if "cfs_tick_us" in m:
+            c["cfs_tick_us"] = m["cfs_tick_us"]
         for node in c["nodes"]:
             if "contention" in m:
                 node["contention"] = m["contention"]

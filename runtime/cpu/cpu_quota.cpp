@@ -49,8 +49,7 @@ std::string strip_cpu_quota(const std::string& spec, double* cores) {
 
 void apply_cpu_quota(double cores, int rank) {
   const std::string name = "moe-rank" + std::to_string(rank) + "-" + std::to_string(getpid());
-  // A short period (5 ms) spreads the throttling evenly instead of long stalls every 100 ms.
-  const long period = 5000, quota = long(cores * period);
+  const long period = kCpuQuotaPeriodUs, quota = long(cores * period);
   if (fs::exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") || fs::exists("/sys/fs/cgroup/cpu/tasks")) {
     const fs::path dir = fs::path("/sys/fs/cgroup/cpu") / name;
     fs::create_directories(dir);

@@ -7,6 +7,10 @@
 
 namespace moe {
 
+// The CFS period of every quota (µs): a short one spreads the throttling evenly instead of long
+// stalls every 100 ms. The simulator models quota'd ranks with it.
+constexpr long kCpuQuotaPeriodUs = 5000;
+
 // The device spec without its quota ("cpu:1@0.5" → "cpu:1") and the quota in cores (0: none).
 std::string strip_cpu_quota(const std::string& spec, double* cores);
 

@@ -241,6 +241,53 @@ TEST(SimulatorEventModel, RanksComputingAtOnceContendByTheirMemoryShare) {
               50 + 120 + 920 + 50, 1e-6);
 }
 
+TEST(SimulatorEventModel, ACpuQuotaStallsOnTicksAndResumesOnRefills) {
+  // A cpu:1@0.4 rank whose profile has its CPU-time curve (10 µs a token): 2000 µs of CPU per
+  // 5000 µs period, noticed as used up on a tick. Its wall-time curve (25 µs a token) is what
+  // the policies read, not what the event model runs. (The 1e9 GB/s links add 1e-6 µs.)
+  Profile profile;
+  RankProfile q;
+  q.rank = 1;
+  q.device = "cpu:1@0.4";
+  q.expert = {{1, 1000}, {25, 25000}};
+  q.expert_cpu = {{1, 1000}, {10, 10000}};
+  profile.ranks = {q};
+  auto j = one_node(1, 1, 50, 1e9);
+  j["classes"] = {{"q", {{"profile_rank", 1}}}};
+  j["nodes"][0]["experts"] = {{{"class", "q"}, {"count", 1}}};
+  j["cfs_tick_us"] = 1000;
+  {
+    // 5000 µs of work from t = 50: the full budget lasts to 2050, the tick at 3000 stalls it
+    // (2950 done), the refill at 5000 leaves 1050, the tick at 7000 stalls it (4950 done), the
+    // refill at 10000 lets it finish at 10050; the reply lands at 10100.
+    const ClusterConfig c = parse_cluster(j, "test-cluster", profile);
+    EXPECT_TRUE(c.classes[0].quota.on());
+    EXPECT_NEAR(c.classes[0].memory_share, 1.0, kTol);
+    EXPECT_NEAR(run(c, map_of({{1}}), {call_of({500})}, 250).calls[0].latency_us(), 10100, 1e-3);
+    // A short block after a pause runs at full speed.
+    EXPECT_NEAR(run(c, map_of({{1}}), {call_of({100})}, 250).calls[0].latency_us(), 1100, 1e-3);
+  }
+  {
+    // With a 4000 µs tick the overrun is larger: stalled at 4000 (3950 done, budget -1950),
+    // refilled to 50 at 5000, done at 6050 with the budget at -1000. The next call's block comes
+    // in at 6150 with nothing left, waits for the refill at 10000 and computes its 1000 µs.
+    j["cfs_tick_us"] = 4000;
+    const ClusterConfig c = parse_cluster(j, "test-cluster", profile);
+    const auto r = run(c, map_of({{1}}), {call_of({500}), call_of({100}, 1)}, 250);
+    ASSERT_EQ(r.calls.size(), 2u);
+    EXPECT_NEAR(r.calls[0].latency_us(), 6100, 1e-3);
+    EXPECT_NEAR(r.calls[1].latency_us(), 11050 - 6100, 1e-3);
+  }
+  {
+    // "model_quota": false keeps the wall-time curve and the 0.4 memory share.
+    j["classes"]["q"]["model_quota"] = false;
+    const ClusterConfig c = parse_cluster(j, "test-cluster", profile);
+    EXPECT_FALSE(c.classes[0].quota.on());
+    EXPECT_NEAR(c.classes[0].memory_share, 0.4, kTol);
+    EXPECT_NEAR(run(c, map_of({{1}}), {call_of({500})}, 250).calls[0].latency_us(), 50 + 12500 + 50, 1e-3);
+  }
+}
+
 TEST(SimulatorEventModel, ContentionDependsOnTokensAndOnSharingTheExpert) {
   // 0.5 at 1..10 rows falling to 0.1 at 20, on different experts; a fifth of that on the same.
   auto j = one_node(1, 2, 50, 1e9);
