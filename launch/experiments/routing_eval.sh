@@ -38,6 +38,8 @@ BASELINES=static,random,round-robin,uniform
 ALL=$BASELINES,latency-aware
 echo "# $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(git -C "$root" rev-parse --short HEAD)"
 
+# make_wide_model.py writes the checkpoint with numpy and safetensors: install them where missing.
+python3 -c 'import numpy, safetensors' 2>/dev/null || run python3 -m pip install --quiet numpy safetensors
 [[ -f $W/wide/model.safetensors ]] || run python3 "$root/launch/experiments/make_wide_model.py" --out "$W/wide"
 M=$root/configs/models/switch-tiny
 run python3 "$root/launch/experiments/make_prompts.py" --count 48 --out "$W/prompts.jsonl"
