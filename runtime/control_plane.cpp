@@ -29,9 +29,13 @@ Envelope receive_control(const World& world, int source, const Deadline& deadlin
   const int from = source == kAnySource ? MPI_ANY_SOURCE : source;
   MPI_Status status{};
   int ready = 0;
+  // Two looks per poll: Open MPI's Iprobe matches before it progresses the transport, so a message
+  // that came in during a nap is seen by the second call, not the first — one look per wake-up
+  // cost a whole extra nap (docs/BENCHMARKS.md, "Performance problems found").
   const bool arrived = poll_until(
       [&] {
-        MPI_CHECK(MPI_Iprobe(from, kControlTag, MPI_COMM_WORLD, &ready, &status));
+        for (int look = 0; look < 2 && !ready; ++look)
+          MPI_CHECK(MPI_Iprobe(from, kControlTag, MPI_COMM_WORLD, &ready, &status));
         return ready != 0;
       },
       deadline);

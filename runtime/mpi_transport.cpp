@@ -61,8 +61,9 @@ void MpiTransport::wait_all(std::vector<MPI_Request>& requests, const std::vecto
   if (requests.empty()) return;
   int done = 0;
   const bool finished = poll_until(
-      [&] {
-        MPI_CHECK(MPI_Testall(int(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE));
+      [&] {  // two looks, as receive_control does: Testall checks before it progresses
+        for (int look = 0; look < 2 && !done; ++look)
+          MPI_CHECK(MPI_Testall(int(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE));
         return done != 0;
       },
       deadline);
