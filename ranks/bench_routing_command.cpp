@@ -2,9 +2,9 @@
 // through the real expert ranks under every dispatch policy and expert map, in one run, and
 // prints mean and p99 sparse-layer latency, tokens/s, load imbalance and the policy's decision
 // time, with the change of latency-aware routing against each baseline. The settings are
-// interleaved call by call (each trace call runs under every setting in turn, the order rotating),
-// so a machine whose speed drifts during the run slows every setting alike and the comparison
-// is paired. Token values are random: expert cost does not depend on them; which expert and which
+// interleaved call by call (each trace call runs under every setting in turn, in a seeded
+// shuffled order), so a machine whose speed drifts during the run slows every setting alike and
+// the comparison is paired. Token values are random: expert cost does not depend on them; which expert and which
 // rank does.
 #include <algorithm>
 #include <boost/program_options.hpp>
@@ -165,10 +165,18 @@ int run_bench_routing(World& world, const std::vector<std::string>& args) {
   for (int r = 1; r < world.size(); ++r)
     per_call << ",rows_rank" << r << ",latency_us_rank" << r << ",compute_us_rank" << r;
   per_call << "\n";
+  // A fresh order for every call: a rank's state carries from one call into the next (a CPU
+  // quota's budget left, caches), so a fixed or rotating order would give each setting the same
+  // predecessor almost every time. Seen with rotation: two settings making identical decisions
+  // measured 18% apart, one always following a call that left the quota'd rank idle.
+  std::vector<size_t> order(S);
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::mt19937 order_rng(7);
   for (int pass = 0; pass <= repeats; ++pass) {
-    for (size_t i = 0; i < trace.size(); ++i)
+    for (size_t i = 0; i < trace.size(); ++i) {
+      std::shuffle(order.begin(), order.end(), order_rng);
       for (size_t k = 0; k < S; ++k) {
-        Setting& s = settings[(i + k + size_t(pass)) % S];  // rotate who goes first
+        Setting& s = settings[order[k]];
         SparseFfnWeights layer;
         layer.moe_layer = trace[i].layer;
         const double start = now_us();
@@ -199,6 +207,7 @@ int run_bench_routing(World& world, const std::vector<std::string>& args) {
           ++s.balanced_calls;
         }
       }
+    }
     std::fprintf(stderr, "done: pass %d of %d over %zu calls, %zu settings\n", pass, repeats,
                  trace.size(), S);
   }
