@@ -7,13 +7,14 @@
 #include "runtime/error.hpp"
 
 namespace moe {
-namespace {
 
-size_t capacity_of(const PlacementProblem& p, int rank) {
+size_t expert_capacity(const PlacementProblem& p, int rank) {
   const size_t memory = p.memory_per_rank ? p.memory_per_rank : p.profile->of(rank).memory_bytes;
   if (memory == 0 || p.bytes_per_expert == 0) return SIZE_MAX;
   return memory / p.bytes_per_expert;
 }
+
+namespace {
 
 // A rank's predicted time: its experts' curves plus one round trip for all its tokens.
 double rank_time_us(const RankProfile& r, double compute_us, double tokens, int d_model) {
@@ -57,7 +58,7 @@ ExpertMap place_experts(const PlacementProblem& p) {
   map.replicas.assign(layers, std::vector<std::vector<int>>(experts));
   std::vector<size_t> held(*std::max_element(p.ranks.begin(), p.ranks.end()) + 1, 0);
   size_t total_capacity = 0;
-  for (int r : p.ranks) total_capacity = std::min<size_t>(SIZE_MAX / 2, total_capacity + capacity_of(p, r));
+  for (int r : p.ranks) total_capacity = std::min<size_t>(SIZE_MAX / 2, total_capacity + expert_capacity(p, r));
   MOE_CHECK(total_capacity >= size_t(layers) * experts, "placement: the ranks' memory holds ", total_capacity,
             " experts but the model has ", layers * experts);
   for (int l = 0; l < layers; ++l) {
@@ -70,7 +71,7 @@ ExpertMap place_experts(const PlacementProblem& p) {
       double best_finish = 0;
       const double n = p.load[l][e];
       for (int r : p.ranks) {
-        if (held[r] >= capacity_of(p, r)) continue;
+        if (held[r] >= expert_capacity(p, r)) continue;
         const RankProfile& rp = p.profile->of(r);
         const double finish = rank_time_us(rp, compute[r] + (n > 0 ? rp.expert.at(n) : 0.0), tokens[r] + n, d);
         if (best < 0 || finish < best_finish) {
@@ -99,7 +100,7 @@ ExpertMap place_experts(const PlacementProblem& p) {
       double best_max = *std::max_element(t.begin(), t.end());
       int best = -1;
       for (int r : p.ranks) {
-        if (map.holds(r, l, hottest) || held[r] >= capacity_of(p, r)) continue;
+        if (map.holds(r, l, hottest) || held[r] >= expert_capacity(p, r)) continue;
         map.replicas[l][hottest].push_back(r);
         const auto trial = predicted_rank_times_us(p, map, l);
         const double m = *std::max_element(trial.begin(), trial.end());

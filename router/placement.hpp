@@ -24,6 +24,9 @@ struct PlacementProblem {
 
 ExpertMap place_experts(const PlacementProblem& problem);
 
+// How many (layer, expert) pairs `rank` may hold (SIZE_MAX: unlimited).
+size_t expert_capacity(const PlacementProblem& problem, int rank);
+
 // Predicted time of each rank for one call of `layer` under `map` (index = rank).
 std::vector<double> predicted_rank_times_us(const PlacementProblem& problem, const ExpertMap& map, int layer);
 // Mean over layers of the slowest rank's predicted time.

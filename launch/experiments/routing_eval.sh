@@ -9,8 +9,9 @@
 #   homo-balanced cpu:1, cpu:1                      synthetic trace, uniform expert popularity
 #   hetero        cpu:1, cpu:1 under a 0.4-core cgroup CPU quota (the kernel slows it, no sleep)
 # Routing settings hold every expert on both expert ranks (the two-unlike-devices study, where
-# routing alone balances the load); placement compares `moe place` with round-robin, random and
-# fastest-class maps on hetero. Then live generation per policy on hetero.
+# routing alone balances the load); placement compares `moe place` (the table model, and refined by
+# simulation with --cluster) with round-robin, random and fastest-class maps on hetero, placed from
+# the trace and measured on a held-out one. Then live generation per policy on hetero.
 # Usage: routing_eval.sh [--work DIR] [--moe BIN] [--repeats N]   (~7 minutes on 2 cores)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -92,14 +93,19 @@ for s in homo homo-balanced hetero; do
     --out "$W/simulated-$s.csv" >/dev/null
 done
 
-echo "== placement, hetero: measured, then simulated"
+echo "== placement, hetero: placed from the trace, measured and simulated on a held-out one (48 other prompts)"
+run python3 "$root/launch/experiments/make_prompts.py" --count 48 --seed 2027 --out "$W/prompts-heldout.jsonl"
+run "$moe" generate --model "$M" --input "$W/prompts-heldout.jsonl" --quiet --record-routing "$W/trace-heldout.jsonl" >/dev/null
+# The table model (profiled medians) and the same refined by simulating this machine's cluster.
 run "$moe" place --profile "$W/hetero-profile.json" --trace "$W/trace.jsonl" --out "$W/placed.json" --replicas 2 \
   --baselines "$W/base"
-MAPS=$W/placed.json,$W/base-round-robin.json,$W/base-random.json,$W/base-fastest.json
-mpi bench-routing --model "$W/wide" --devices "$(devices_of hetero)" --routing-trace "$W/trace.jsonl" \
+run "$moe" place --profile "$W/hetero-profile.json" --trace "$W/trace.jsonl" --out "$W/placed-sim.json" --replicas 2 \
+  --cluster "$W/cluster.json" | grep -v '^map\|^placed\|^round-robin\|^random\|^fastest'
+MAPS=$W/placed.json,$W/placed-sim.json,$W/base-round-robin.json,$W/base-random.json,$W/base-fastest.json
+mpi bench-routing --model "$W/wide" --devices "$(devices_of hetero)" --routing-trace "$W/trace-heldout.jsonl" \
   --expert-maps "$MAPS" --policies uniform,latency-aware --profile "$W/hetero-profile.json" \
   --latency-model "$W/latency.bin" --repeats "$repeats" --csv "$W/placement-hetero.csv" 2>&1 | table
-run "$moe" simulate --cluster "$W/cluster.json" --profile "$W/hetero-profile.json" --trace "$W/trace.jsonl" \
+run "$moe" simulate --cluster "$W/cluster.json" --profile "$W/hetero-profile.json" --trace "$W/trace-heldout.jsonl" \
   --placement "$MAPS" --policy uniform,latency-aware --latency-model "$W/latency.bin" --warmup 1 \
   --passes "$repeats" --out "$W/simulated-placement-hetero.csv" >/dev/null
 

@@ -15,6 +15,7 @@
 #include "launch/simulator/event_model.hpp"
 #include "launch/simulator/metrics.hpp"
 #include "launch/simulator/placements.hpp"
+#include "launch/simulator/refine_placement.hpp"
 #include "launch/simulator/synthetic_trace.hpp"
 #include "router/latency_policy.hpp"
 #include "router/policy_factory.hpp"
@@ -538,6 +539,54 @@ TEST(SimulatorPlacement, ReplicatedSpreadsDistinctCopies) {
   EXPECT_EQ(make_placement("all", c, p, {}, 1, 2, 1).ranks_of(0, 1).size(), 6u);
   EXPECT_EQ(make_placement("round-robin", c, p, {}, 1, 8, 1).ranks_of(0, 7), (std::vector<int>{3}));
   EXPECT_THROW(make_placement("replicated:7", c, p, {}, 1, 2, 1), Error);
+}
+
+}  // namespace moe::sim
+
+namespace moe::sim {
+
+TEST(SimulatorPlacement, RefinementMovesExpertsWhileTheSimulatedMeanFalls) {
+  // Rank 1 costs 10 µs a token, rank 2 100; one call of 10 tokens to each of two experts, both
+  // starting on rank 2: 50 + 2000 + 50. Moving expert 0 to rank 1 gives 50 + 1000 + 50, then
+  // expert 1 too 50 + 200 + 50. With room for one expert per rank it stops at 1100.
+  auto j = one_node(1, 1, 50, 1e9);
+  j["classes"]["slow"] = {{"expert_tokens", {1, 1000}}, {"expert_median_us", {100, 100000}}};
+  j["nodes"][0]["experts"] = {{{"class", "x"}, {"count", 1}}, {{"class", "slow"}, {"count", 1}}};
+  const ClusterConfig c = cluster_of(j);
+  Profile profile;
+  profile.ranks.resize(2);
+  profile.ranks[0].rank = 1;
+  profile.ranks[1].rank = 2;
+  PlacementProblem problem;
+  problem.profile = &profile;
+  problem.ranks = {1, 2};
+  problem.bytes_per_expert = 1000;
+  RefineOptions o;
+  o.policy = "static";
+  o.sim = options(250);
+  const std::vector<RoutingRecord> trace = {call_of({10, 10})};
+  const std::vector<std::pair<std::string, ExpertMap>> start = {{"slow", map_of({{2}, {2}})}};
+
+  const RefineResult free = refine_by_simulation(c, problem, start, trace, o);
+  EXPECT_EQ(free.started_from, "slow");
+  EXPECT_NEAR(free.candidates_us.at(0).second, 2100, 1e-3);
+  EXPECT_NEAR(free.mean_us, 300, 1e-3);
+  EXPECT_EQ(free.map.replicas, map_of({{1}, {1}}).replicas);
+  EXPECT_EQ(free.moves, 2);
+  EXPECT_NEAR(simulated_mean_us(c, free.map, trace, o), free.mean_us, 1e-9);
+
+  problem.memory_per_rank = 1000;  // one expert each
+  const RefineResult tight = refine_by_simulation(c, problem, start, trace, o);
+  EXPECT_NEAR(tight.mean_us, 1100, 1e-3);
+  EXPECT_EQ(tight.map.experts_on(1), 1);
+  EXPECT_EQ(tight.map.experts_on(2), 1);
+
+  // The best candidate is where the search starts; the evaluation budget is honoured.
+  const RefineResult two = refine_by_simulation(c, problem, {start[0], {"split", map_of({{1}, {2}})}}, trace, o);
+  EXPECT_EQ(two.started_from, "split");
+  EXPECT_EQ(two.moves, 0);
+  o.max_evaluations = 1;
+  EXPECT_EQ(refine_by_simulation(c, problem, start, trace, o).evaluations, 1);
 }
 
 }  // namespace moe::sim
