@@ -73,8 +73,10 @@ struct ExpertState {
   double start_us = 0, remaining_us = 0, rate = 1, last_update_us = 0, reply_posted_us = 0;
   bool computing = false;
   // Under a CPU quota (CpuQuota): CPU µs left in the current period (negative: an overrun to pay
-  // back), as of budget_at_us; stalled until a refill; the core share it consumes at.
-  double budget_us = 0, budget_at_us = -1e12, share = 1;
+  // back); the last period whose refill it has had; stalled until a refill; the core share it
+  // consumes at.
+  double budget_us = 0, share = 1;
+  int64_t refilled_period = INT64_MIN / 2;
   bool throttled = false;
   uint64_t quota_version = 0;
   bool rendezvous = false;  // holds a block whose sender waits for this rank's next MPI call
@@ -310,10 +312,9 @@ class Simulation {
     advance_node(node);
     const CpuQuota& quota = c_.class_of(rank).quota;
     if (quota.on()) {
-      // The refills of the periods that began while it waited; with no quota left it stalls at once.
-      const double periods = std::floor(now_ / quota.period_us) - std::floor(x.budget_at_us / quota.period_us);
-      x.budget_us = std::min(x.budget_us + periods * quota.per_period_us(), quota.per_period_us());
-      x.budget_at_us = now_;
+      // The refills of the periods that began while it waited (an edge in this very instant
+      // included); with no quota left it stalls at once.
+      refill(x, quota);
       x.throttled = x.budget_us <= 0;
       schedule_quota_edge(rank);
     }
@@ -330,7 +331,7 @@ class Simulation {
       x.remaining_us = std::max(0.0, x.remaining_us - dt * x.rate);
       const CpuQuota& quota = c_.class_of(r).quota;
       if (quota.on() && !x.throttled) x.budget_us -= dt * x.share * quota.threads;
-      x.last_update_us = x.budget_at_us = now_;
+      x.last_update_us = now_;
     }
   }
 
@@ -372,6 +373,17 @@ class Simulation {
              ++experts_[rank].quota_version);
   }
 
+  // Adds the refills of the periods begun since the last one it had (an overrun is paid back
+  // first; nothing beyond one period's quota is kept). Each period refills once, whether its
+  // edge found the rank computing (quota_edge) or idle (block_in, later).
+  void refill(ExpertState& x, const CpuQuota& q) const {
+    const auto period = int64_t(std::floor(now_ / q.period_us + 1e-9));
+    if (period <= x.refilled_period) return;
+    x.budget_us = std::min(x.budget_us + double(period - x.refilled_period) * q.per_period_us(),
+                           q.per_period_us());
+    x.refilled_period = period;
+  }
+
   void quota_edge(int rank, uint64_t version) {
     ExpertState& x = experts_[rank];
     if (!x.computing || version != x.quota_version) return;
@@ -381,7 +393,7 @@ class Simulation {
     auto on_edge = [&](double step) { return std::abs(now_ / step - std::round(now_ / step)) < 1e-9; };
     const bool was_throttled = x.throttled;
     if (on_edge(q.period_us)) {  // the refill; an overrun is paid back first
-      x.budget_us = std::min(x.budget_us + q.per_period_us(), q.per_period_us());
+      refill(x, q);
       if (x.throttled && x.budget_us > 0) x.throttled = false;
     }
     if (on_edge(q.tick_us) && !x.throttled && x.budget_us <= 0) x.throttled = true;

@@ -280,6 +280,23 @@ TEST(SimulatorEventModel, ACpuQuotaStallsOnTicksAndResumesOnRefills) {
     EXPECT_NEAR(r.calls[1].latency_us(), 11050 - 6100, 1e-3);
   }
   {
+    // cpu:1@0.8 (4000 µs a period): a block that ends on a period edge still gets that refill.
+    // Call 1 computes 3000 µs from 50 (1000 left); call 2's 1850 µs from 3150 end at exactly
+    // 5000 (-850 left), before the edge's own event; call 3's block at 5100 then has the
+    // 5000 refill (3150) and computes its 1000 µs at once: 5050 -> 6150.
+    // (Links of 1e300 GB/s: the blocks take no time, so the edges fall exactly.)
+    Profile p80 = profile;
+    p80.ranks[0].device = "cpu:1@0.8";
+    auto exact = j;
+    exact["links"]["intra_node"]["gbytes_per_s"] = 1e300;
+    const ClusterConfig c = parse_cluster(exact, "test-cluster", p80);
+    const auto r = run(c, map_of({{1}}), {call_of({300}), call_of({185}, 1), call_of({100}, 2)}, 250);
+    ASSERT_EQ(r.calls.size(), 3u);
+    EXPECT_NEAR(r.calls[0].latency_us(), 3100, 1e-6);
+    EXPECT_NEAR(r.calls[1].latency_us(), 1950, 1e-6);
+    EXPECT_NEAR(r.calls[2].latency_us(), 1100, 1e-6);
+  }
+  {
     // "model_quota": false keeps the wall-time curve and the 0.4 memory share.
     j["classes"]["q"]["model_quota"] = false;
     const ClusterConfig c = parse_cluster(j, "test-cluster", profile);
@@ -575,16 +592,23 @@ TEST(SimulatorPlacement, RefinementMovesExpertsWhileTheSimulatedMeanFalls) {
   EXPECT_EQ(free.moves, 2);
   EXPECT_NEAR(simulated_mean_us(c, free.map, trace, o), free.mean_us, 1e-9);
 
-  problem.memory_per_rank = 1000;  // one expert each
-  const RefineResult tight = refine_by_simulation(c, problem, start, trace, o);
+  // With room for one expert per rank a map holding both on rank 2 cannot start the search, and
+  // no move may put two on one rank: the fitting candidate stays, at 50 + 1000 + 50.
+  problem.memory_per_rank = 1000;
+  const RefineResult tight =
+      refine_by_simulation(c, problem, {start[0], {"reversed", map_of({{2}, {1}})}}, trace, o);
+  EXPECT_EQ(tight.started_from, "reversed");
+  EXPECT_EQ(tight.candidates_us.size(), 1u);
   EXPECT_NEAR(tight.mean_us, 1100, 1e-3);
+  EXPECT_EQ(tight.moves, 0);
   EXPECT_EQ(tight.map.experts_on(1), 1);
   EXPECT_EQ(tight.map.experts_on(2), 1);
+  EXPECT_THROW(refine_by_simulation(c, problem, start, trace, o), Error);
 
   // The best candidate is where the search starts; the evaluation budget is honoured.
+  problem.memory_per_rank = 0;
   const RefineResult two = refine_by_simulation(c, problem, {start[0], {"split", map_of({{1}, {2}})}}, trace, o);
   EXPECT_EQ(two.started_from, "split");
-  EXPECT_EQ(two.moves, 0);
   o.max_evaluations = 1;
   EXPECT_EQ(refine_by_simulation(c, problem, start, trace, o).evaluations, 1);
 }
