@@ -48,7 +48,7 @@ int run_place(World& world, const std::vector<std::string>& args) {
       ("cluster", po::value(&cluster_path), "refine the map by simulating this cluster config (configs/clusters/*.json; its expert ranks are the profile's)")
       ("refine-policy", po::value(&refine.policy)->default_value("uniform"), "with --cluster: the dispatch policy the simulation runs")
       ("latency-model", po::value(&model_path), "with --cluster and --refine-policy latency-aware: the model")
-      ("refine-evaluations", po::value(&refine.max_evaluations)->default_value(400), "with --cluster: simulations at most");
+      ("refine-evaluations", po::value(&refine.max_evaluations)->default_value(400), "with --cluster: simulations at most (each of the four maps is simulated once)");
   if (!parse_command_line(world, opts, args)) return 0;
   MOE_CHECK(!world.distributed(), "moe place runs in one process (no mpirun)");
   MOE_CHECK(replicas >= 0, "--replicas must be >= 0");

@@ -30,7 +30,14 @@ RefineResult refine_by_simulation(const ClusterConfig& cluster, const PlacementP
                                   const std::vector<RoutingRecord>& trace, const RefineOptions& options) {
   MOE_CHECK(!candidates.empty(), "placement by simulation: no candidate map");
   RefineResult out;
+  // Only maps within every rank's memory may start the search (the baselines ignore memory).
+  auto fits = [&](const ExpertMap& map) {
+    for (int r : problem.ranks)
+      if (size_t(map.experts_on(r)) > expert_capacity(problem, r)) return false;
+    return true;
+  };
   for (const auto& [name, map] : candidates) {
+    if (!fits(map)) continue;
     const double us = simulated_mean_us(cluster, map, trace, options);
     ++out.evaluations;
     out.candidates_us.push_back({name, us});
@@ -40,6 +47,7 @@ RefineResult refine_by_simulation(const ClusterConfig& cluster, const PlacementP
       out.started_from = name;
     }
   }
+  MOE_CHECK(!out.started_from.empty(), "placement by simulation: no candidate map fits the ranks' memory");
   int max_rank = 0;
   for (int r : problem.ranks) max_rank = std::max(max_rank, r);
   std::vector<size_t> held(max_rank + 1, 0);

@@ -21,7 +21,7 @@ struct RefineOptions {
   std::string policy = "uniform";  // how replicas share an expert's tokens while evaluating
   PolicyContext context;           // for the policy (profile, latency model, seed)
   SimOptions sim;                  // d_model, passes (warm-up passes let latency-aware learn)
-  int max_evaluations = 400;       // simulations at most, candidates included
+  int max_evaluations = 400;       // simulations at most (every candidate is simulated once)
 };
 
 struct RefineResult {
@@ -37,7 +37,8 @@ struct RefineResult {
 double simulated_mean_us(const ClusterConfig& cluster, const ExpertMap& map,
                          const std::vector<RoutingRecord>& trace, const RefineOptions& options);
 
-// Starts from the candidate with the lowest simulated mean; then each replica in turn moves to
+// Starts from the candidate within memory with the lowest simulated mean (a baseline such as
+// round-robin carries no extra replicas; the search only moves replicas); then each replica in turn moves to
 // the first destination that lowers it, keeping each (layer, expert) on distinct ranks and each
 // rank within expert_capacity(problem, rank); sweeps repeat until one moves nothing or the
 // evaluations run out.
