@@ -98,7 +98,8 @@ std::vector<ProfileResult> time_at_once(Session& s, const std::vector<int>& rank
                                        "waiting for rank " + std::to_string(r) + "'s expert timings");
     out.push_back(decode_message<ProfileResult>(e));
     MOE_CHECK(out.back().median_us.size() == 1 && out.back().cpu_median_us.size() == 1, "rank ", r, " sent ",
-              out.back().median_us.size(), " timings for one token count");
+              out.back().median_us.size(), " wall and ", out.back().cpu_median_us.size(),
+              " CPU timings for one token count");
   }
   return out;
 }

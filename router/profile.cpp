@@ -51,6 +51,8 @@ Profile parse_profile(const nlohmann::json& j, const std::string& source) {
         rp.expert_cpu.median_us = r.at("expert_cpu_us").get<std::vector<double>>();
         MOE_CHECK(rp.expert_cpu.median_us.size() == rp.expert.tokens.size(), source, ": rank ", rp.rank,
                   ": expert_cpu_us and expert_tokens differ in length");
+        for (double us : rp.expert_cpu.median_us)
+          MOE_CHECK(us >= 0, source, ": rank ", rp.rank, ": expert_cpu_us must be >= 0 (has ", us, ")");
       }
       rp.link_latency_us = r.at("link_latency_us").get<double>();
       rp.link_bytes_per_us = r.at("link_bytes_per_us").get<double>();

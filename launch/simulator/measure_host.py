@@ -25,46 +25,58 @@ PERIOD_US, QUOTA_US = 5000, 2000  # runtime/cpu/cpu_quota.hpp's period, 0.4 core
 def quota_cgroup():
     """A new cgroup with the 0.4-core quota, or None where no CPU controller is writable."""
     name = f"moe-tick-{os.getpid()}"
+    if os.path.exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):  # cgroup v1
+        d, settings = f"/sys/fs/cgroup/cpu/{name}", {"cpu.cfs_period_us": PERIOD_US, "cpu.cfs_quota_us": QUOTA_US}
+    elif os.path.exists("/sys/fs/cgroup/cgroup.controllers"):  # cgroup v2
+        d, settings = f"/sys/fs/cgroup/{name}", {"cpu.max": f"{QUOTA_US} {PERIOD_US}"}
+    else:
+        return None
     try:
-        if os.path.exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):  # cgroup v1
-            d = f"/sys/fs/cgroup/cpu/{name}"
-            os.mkdir(d)
-            open(f"{d}/cpu.cfs_period_us", "w").write(str(PERIOD_US))
-            open(f"{d}/cpu.cfs_quota_us", "w").write(str(QUOTA_US))
-        elif os.path.exists("/sys/fs/cgroup/cgroup.controllers"):  # cgroup v2
-            d = f"/sys/fs/cgroup/{name}"
-            os.mkdir(d)
-            open(f"{d}/cpu.max", "w").write(f"{QUOTA_US} {PERIOD_US}")
-        else:
-            return None
-        return d
+        os.mkdir(d)
     except OSError:
         return None
+    try:
+        for f, v in settings.items():
+            with open(f"{d}/{f}", "w") as out:
+                out.write(str(v))
+    except OSError:  # e.g. cgroup v2 without +cpu in the parent's subtree_control
+        os.rmdir(d)
+        return None
+    return d
 
 
 def stall_starts(cgroup, spin_s=0.4):
-    """Where a spinning child under the quota stopped running (µs, CLOCK_MONOTONIC)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: join the cgroup, spin, report the last instant before each gap
+    """Where a spinning child under the quota stopped running (µs, CLOCK_MONOTONIC); the cgroup
+    is removed whatever happens."""
+    try:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: join the cgroup, spin, report the last instant before each gap
+            code = 1
+            try:
+                os.close(r)
+                with open(f"{cgroup}/cgroup.procs", "w") as procs:
+                    procs.write(str(os.getpid()))
+                starts, end = [], time.monotonic_ns() + int(spin_s * 1e9)
+                last = time.monotonic_ns()
+                while last < end:
+                    now = time.monotonic_ns()
+                    if now - last > 500_000:  # a stall (the quota's are >= 1 ms; a preemption is shorter)
+                        starts.append(last / 1e3)
+                    last = now
+                os.write(w, json.dumps(starts).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        data = b""
+        while chunk := os.read(r, 1 << 16):
+            data += chunk
         os.close(r)
-        open(f"{cgroup}/cgroup.procs", "w").write(str(os.getpid()))
-        starts, end = [], time.monotonic_ns() + int(spin_s * 1e9)
-        last = time.monotonic_ns()
-        while last < end:
-            now = time.monotonic_ns()
-            if now - last > 500_000:  # a stall (the quota's are >= 1 ms; a preemption is shorter)
-                starts.append(last / 1e3)
-            last = now
-        os.write(w, json.dumps(starts).encode())
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 1 << 16):
-        data += chunk
-    os.waitpid(pid, 0)
-    os.rmdir(cgroup)
-    return json.loads(data or b"[]")
+        os.waitpid(pid, 0)
+        return json.loads(data or b"[]")
+    finally:
+        os.rmdir(cgroup)
 
 
 def cfs_tick_us():

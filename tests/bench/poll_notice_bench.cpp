@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <thread>
@@ -14,6 +15,7 @@
 
 #include "runtime/control_plane.hpp"
 #include "runtime/deadline.hpp"
+#include "runtime/error.hpp"
 #include "runtime/messages.hpp"
 #include "runtime/wire.hpp"
 #include "runtime/world.hpp"
@@ -28,12 +30,13 @@ double now_us() {
 moe::Envelope receive_one_look(const moe::Deadline& deadline) {
   MPI_Status status{};
   int ready = 0;
-  moe::poll_until(
+  const bool arrived = moe::poll_until(
       [&] {
         MPI_Iprobe(0, moe::kControlTag, MPI_COMM_WORLD, &ready, &status);
         return ready != 0;
       },
       deadline);
+  MOE_CHECK(arrived, "rank 0 sent nothing before the deadline");
   int count = 0;
   MPI_Get_count(&status, MPI_BYTE, &count);
   std::string bytes(size_t(std::max(count, 0)), '\0');

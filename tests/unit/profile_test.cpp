@@ -48,7 +48,7 @@ TEST(Profile, RoundTripsWithAndWithoutTheCpuTimeCurve) {
   EXPECT_DOUBLE_EQ(q.of(2).expert_cpu.at(3), 21.5);
 }
 
-TEST(Profile, ACpuCurveOfTheWrongLengthIsNamed) {
+TEST(Profile, ACpuCurveOfTheWrongLengthOrANegativeTimeIsRejected) {
   nlohmann::json j = profile_to_json(two_ranks());
   j["ranks"][1]["expert_cpu_us"] = {9, 14};
   try {
@@ -60,6 +60,8 @@ TEST(Profile, ACpuCurveOfTheWrongLengthIsNamed) {
     EXPECT_NE(what.find("rank 2"), std::string::npos) << what;
     EXPECT_NE(what.find("expert_cpu_us"), std::string::npos) << what;
   }
+  j["ranks"][1]["expert_cpu_us"] = {9, -14, 29};
+  EXPECT_THROW(parse_profile(j, "p.json"), Error);
 }
 
 }  // namespace
