@@ -4,8 +4,8 @@
 // time, with the change of latency-aware routing against each baseline. The settings are
 // interleaved call by call (each trace call runs under every setting in turn, in a seeded
 // shuffled order), so a machine whose speed drifts during the run slows every setting alike and
-// the comparison is paired. Token values are random: expert cost does not depend on them; which expert and which
-// rank does.
+// the comparison is paired. Token values are random: expert cost does not depend on them; which
+// expert and which rank does.
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>

@@ -162,17 +162,13 @@ int run_simulate(World& world, const std::vector<std::string>& args) {
   std::vector<Row> table;
   for (const auto& [placement, map] : maps)
     for (const auto& name : policies) {
-      std::vector<std::unique_ptr<DispatchPolicy>> owned;
+      auto owned = sim::coordinator_policies(name, context, cluster.coordinators);
       std::vector<DispatchPolicy*> per_coordinator;
-      for (int c = 0; c < cluster.coordinators; ++c) {
-        PolicyContext mine = context;
-        mine.seed = seed + uint64_t(c);
-        auto policy = make_dispatch_policy(name, mine);
+      for (auto& policy : owned) {
         if (samples_out)
           policy = std::make_unique<LatencySampleRecorder>(std::move(policy), profile,
                                                            measured.d_model, *samples_out);
         per_coordinator.push_back(policy.get());
-        owned.push_back(std::move(policy));
       }
       const sim::SimResult result = sim::simulate(cluster, map, per_coordinator, trace, options);
       table.push_back({placement, name,

@@ -6,7 +6,6 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "runtime/cpu/cpu_quota.hpp"
 #include "runtime/error.hpp"
 
 namespace moe::sim {
@@ -116,7 +115,6 @@ DeviceClass parse_class(const std::string& name, const json& j, const std::strin
       if (threads > 0 && cores > 0 && !c.full_speed.median_us.empty() && j.value("model_quota", true)) {
         c.quota.cores = cores;
         c.quota.threads = threads;
-        c.quota.period_us = double(kCpuQuotaPeriodUs);
         for (auto& us : c.full_speed.median_us) us /= threads * c.speed;
       } else if (threads > 0 && cores > 0) {
         c.memory_share = std::min(1.0, cores / threads);
@@ -180,9 +178,8 @@ ClusterConfig parse_cluster(const json& j, const std::string& source, const Prof
     MOE_CHECK(combine == "pull" || combine == "push", source,
               ": combine must be \"pull\" or \"push\"");
     c.combine_push = combine == "push";
-    const double tick_us = j.value("cfs_tick_us", 4000.0);
-    MOE_CHECK(tick_us > 0, source, ": cfs_tick_us must be > 0");
-    for (auto& k : c.classes) k.quota.tick_us = tick_us;
+    c.cfs_tick_us = j.value("cfs_tick_us", c.cfs_tick_us);
+    MOE_CHECK(c.cfs_tick_us > 0, source, ": cfs_tick_us must be > 0");
     const double copy_gbytes_per_s = j.value("coordinator_copy_gbytes_per_s", 0.0);
     MOE_CHECK(copy_gbytes_per_s >= 0, source, ": coordinator_copy_gbytes_per_s must be >= 0");
     c.copy_bytes_per_us = copy_gbytes_per_s * 1e3;

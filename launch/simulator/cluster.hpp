@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "router/profile.hpp"
+#include "runtime/cpu/cpu_quota.hpp"
 
 namespace moe::sim {
 
@@ -52,7 +53,7 @@ struct PollModel {
 
 // A CPU rank under a CFS quota ("cpu:T@Q" whose profile has the CPU-time curve): per period the
 // kernel lets it use cores × period_us of CPU, notices that it has used it up only at a scheduler
-// tick, and stalls it until a period's refill leaves some (an overrun is paid back from the next
+// tick (ClusterConfig::cfs_tick_us, one per cluster), and stalls it until a period's refill leaves some (an overrun is paid back from the next
 // periods). Measured here with a spinning process under the quota: runs of 1-5 ms end on 4 ms
 // ticks and resume on 5 ms period edges, 0.40 of the time over 200 ms. So the wall time of a
 // block depends on how much quota the rank's recent work left — short blocks after a pause run
@@ -60,7 +61,7 @@ struct PollModel {
 struct CpuQuota {
   double cores = 0;    // 0: no quota modelled (the class's curve is its wall time)
   double threads = 1;  // CPU µs used per µs of full-speed compute
-  double period_us = 5000, tick_us = 4000;
+  double period_us = double(kCpuQuotaPeriodUs);  // the runtime's (runtime/cpu/cpu_quota.hpp)
   bool on() const { return cores > 0; }
   double per_period_us() const { return cores * period_us; }
 };
@@ -130,6 +131,7 @@ struct ClusterConfig {
   // "push": the rows travel with the reply and the rank is free at once.
   bool combine_push = false;
   double copy_bytes_per_us = 0;  // coordinator's permute/un-permute copies (0: free)
+  double cfs_tick_us = 4000;     // the hosts' scheduler tick, where a CPU quota throttles (CpuQuota)
   bool has_poll = false;         // without: every message is noticed the moment it arrives
   PollModel poll;
 

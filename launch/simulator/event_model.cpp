@@ -369,7 +369,7 @@ class Simulation {
   void schedule_quota_edge(int rank) {
     const CpuQuota& q = c_.class_of(rank).quota;
     auto next = [&](double step) { return (std::floor(now_ / step + 1e-9) + 1) * step; };
-    schedule(std::min(next(q.period_us), next(q.tick_us)), EventKind::kQuotaEdge, rank,
+    schedule(std::min(next(q.period_us), next(c_.cfs_tick_us)), EventKind::kQuotaEdge, rank,
              ++experts_[rank].quota_version);
   }
 
@@ -396,7 +396,7 @@ class Simulation {
       refill(x, q);
       if (x.throttled && x.budget_us > 0) x.throttled = false;
     }
-    if (on_edge(q.tick_us) && !x.throttled && x.budget_us <= 0) x.throttled = true;
+    if (on_edge(c_.cfs_tick_us) && !x.throttled && x.budget_us <= 0) x.throttled = true;
     if (x.throttled != was_throttled) reschedule_node(node, rank);
     schedule_quota_edge(rank);
   }
@@ -563,6 +563,18 @@ class Simulation {
 };
 
 }  // namespace
+
+std::vector<std::unique_ptr<DispatchPolicy>> coordinator_policies(const std::string& name,
+                                                                  const PolicyContext& context,
+                                                                  int coordinators) {
+  std::vector<std::unique_ptr<DispatchPolicy>> policies;
+  for (int c = 0; c < coordinators; ++c) {
+    PolicyContext mine = context;
+    mine.seed = context.seed + uint64_t(c);
+    policies.push_back(make_dispatch_policy(name, mine));
+  }
+  return policies;
+}
 
 SimResult simulate(const ClusterConfig& cluster, const ExpertMap& map,
                    const std::vector<DispatchPolicy*>& policies,

@@ -21,11 +21,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "launch/simulator/cluster.hpp"
 #include "router/dispatch_policy.hpp"
 #include "router/expert_map.hpp"
+#include "router/policy_factory.hpp"
 #include "router/routing_trace.hpp"
 
 namespace moe::sim {
@@ -55,6 +58,11 @@ struct SimResult {
   std::vector<double> busy_us;                 // per rank: compute time in counted passes
   double first_start_us = 0, last_end_us = 0;  // of the counted calls
 };
+
+// One `name` policy per coordinator, coordinator c's seeded context.seed + c.
+std::vector<std::unique_ptr<DispatchPolicy>> coordinator_policies(const std::string& name,
+                                                                  const PolicyContext& context,
+                                                                  int coordinators);
 
 // policies[c] serves coordinator c (size = cluster.coordinators). Ranks of `map` are cluster
 // ranks (expert ranks first_expert_rank()..world_size()-1).

@@ -38,10 +38,10 @@ double simulated_mean_us(const ClusterConfig& cluster, const ExpertMap& map,
                          const std::vector<RoutingRecord>& trace, const RefineOptions& options);
 
 // Starts from the candidate within memory with the lowest simulated mean (a baseline such as
-// round-robin carries no extra replicas; the search only moves replicas); then each replica in turn moves to
-// the first destination that lowers it, keeping each (layer, expert) on distinct ranks and each
-// rank within expert_capacity(problem, rank); sweeps repeat until one moves nothing or the
-// evaluations run out.
+// round-robin carries no extra replicas; the search only moves replicas); then each replica in
+// turn moves to the first destination that lowers it, keeping each (layer, expert) on distinct
+// ranks and each rank within expert_capacity(problem, rank); sweeps repeat until one moves
+// nothing or the evaluations run out.
 RefineResult refine_by_simulation(const ClusterConfig& cluster, const PlacementProblem& problem,
                                   const std::vector<std::pair<std::string, ExpertMap>>& candidates,
                                   const std::vector<RoutingRecord>& trace, const RefineOptions& options);
