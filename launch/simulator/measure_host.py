@@ -5,8 +5,8 @@ timer slack and wake-up), yield_us (64 sched_yield calls, the yielding phase of
 runtime/deadline.hpp's poll_until) and coordinator_copy_gbytes_per_s (a 64 MiB copy
 between buffers already in memory), and where a cgroup CPU controller is writable cfs_tick_us (the
 scheduler tick on which a CPU quota is found used up: a spinning child under a 0.4-core quota
-stalls on tick multiples, so the largest candidate tick whose multiples hold every stall's start
-is the host's). With --contention-from PROFILE it adds the contention that
+stalls on tick multiples, so the largest candidate tick on whose multiples the stalls' starts
+cluster, their phases within it agreeing to a resultant length above 0.9, is the host's). With --contention-from PROFILE it adds the contention that
 `moe profile --contention K` measured (ranks sharing a host's memory system, and on a VM its
 cores, slow each other down; paired timings of each rank alone and K at once, per token count,
 with the ranks on different experts and on the same ones).
