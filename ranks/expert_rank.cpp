@@ -113,6 +113,7 @@ void serve(const World& world, const RunPlan& plan) {
   const int d = c.d_model;
   std::vector<float> rows_in, rows_out;
   std::vector<ExpertGroup> groups;
+  double cpu_at_reply = process_cpu_us();  // at the previous reply (or a non-work request)
   for (;;) {
     const double t_idle = now_us();
     // Idle between requests is normal; the deadline only catches a coordinator that vanished.
@@ -123,6 +124,7 @@ void serve(const World& world, const RunPlan& plan) {
     if (e.type == static_cast<uint32_t>(MessageType::kProfileRequest)) {
       send_control(0, time_experts(decode_message<ProfileRequest>(e), layers, *device, c, rank,
                                    plan.devices.at(rank)));
+      cpu_at_reply = process_cpu_us();
       continue;
     }
     if (e.type == static_cast<uint32_t>(MessageType::kEcho)) {
@@ -131,6 +133,7 @@ void serve(const World& world, const RunPlan& plan) {
       const Deadline deadline = Deadline::after(plan.deadline_seconds);
       transport.exchange({}, {{0, block.data(), block.size()}}, deadline, "receiving an echo block");
       transport.exchange({{0, block.data(), block.size()}}, {}, deadline, "returning an echo block");
+      cpu_at_reply = process_cpu_us();
       continue;
     }
     const WorkHeader header = decode_message<WorkHeader>(e);
@@ -157,14 +160,19 @@ void serve(const World& world, const RunPlan& plan) {
     const Deadline deadline = Deadline::after(plan.deadline_seconds);
     transport.exchange({}, {{0, rows_in.data(), size_t(rows) * d}}, deadline, "receiving " + where);
     recorder.report().bytes_received += uint64_t(rows) * d * sizeof(float);
-    const double t_compute = now_us();
+    recorder.event("receive L" + std::to_string(header.moe_layer), t_arrived);
+    const double t_compute = now_us(), cpu_compute = process_cpu_us();
     device->expert_ffn(groups, rows_in.data(), rows_out.data(), d, c.d_ff);
     const double compute_us = recorder.event("experts L" + std::to_string(header.moe_layer), t_compute);
     recorder.served(header.moe_layer, rows, compute_us);
+    const double cpu_done = process_cpu_us();
     send_control(0, WorkReply{header.step, header.moe_layer, header.micro_batch, compute_us,
-                              t_compute - t_arrived});
+                              t_compute - t_arrived, cpu_compute - cpu_at_reply});
+    cpu_at_reply = cpu_done;
+    const double t_return = now_us();
     transport.exchange({{0, rows_out.data(), size_t(rows) * d}}, {}, deadline, "returning " + where);
     recorder.report().bytes_sent += uint64_t(rows) * d * sizeof(float);
+    recorder.event("return L" + std::to_string(header.moe_layer), t_return);
   }
   recorder.report().resident_bytes = resident_bytes();  // after serving: the touched weights count
   send_control(0, recorder.report());

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <numeric>
 #include <random>
 #include <sstream>
 
@@ -67,6 +68,68 @@ void time_link(Session& s, int rank, int d_model, int repeats, RankProfile& out)
   const double slope = std::max((n * sxy - sx * sy) / (n * sxx - sx * sx), 1e-9);
   out.link_latency_us = std::max((sy - slope * sx) / n, 0.0);
   out.link_bytes_per_us = 1.0 / slope;
+}
+
+// The CPU each expert rank spends per sparse-layer call outside its expert FFN
+// (WorkReply::other_cpu_us: returning the last block, waiting for the header, receiving the
+// block), which a CPU quota charges like the compute. It depends on how long those waits are and
+// on what else the host runs, so the calls are like a run's: in the sparse layer where most ranks
+// hold an expert, every rank that does gets `tokens` tokens of its first one at once. The mean
+// per rank (a budget is spent by the sum) over `calls` calls, after two warm-up calls (0 for a
+// rank without experts there).
+std::vector<double> time_call_cpu(Session& s, int tokens, int calls) {
+  const ModelConfig& c = s.config();
+  const int N = s.world().size();
+  ExpertMap map = s.plan().expert_map;
+  int layer = 0, most = -1;
+  for (int l = 0; l < map.num_layers(); ++l) {
+    int ranks = 0;
+    for (int r = 1; r < N; ++r)
+      for (int e = 0; e < c.num_experts; ++e)
+        if (map.holds(r, l, e)) {
+          ++ranks;
+          break;
+        }
+    if (ranks > most) most = ranks, layer = l;
+  }
+  // Each rank's expert, that rank first among its replicas (the static policy sends it there);
+  // ranks sharing an expert take turns to own it.
+  GateResult gate;
+  std::vector<int> expert_of(N, -1);
+  for (int r = 1; r < N; ++r)
+    for (int e = 0; e < c.num_experts && expert_of[r] < 0; ++e)
+      if (map.holds(r, layer, e) && std::find(expert_of.begin(), expert_of.end(), e) == expert_of.end()) {
+        expert_of[r] = e;
+        auto& replicas = map.replicas[layer][e];
+        std::stable_partition(replicas.begin(), replicas.end(), [&](int x) { return x == r; });
+        for (int t = 0; t < tokens; ++t) {
+          gate.expert.push_back(e);
+          gate.probability.push_back(1.0f);
+          gate.kept.push_back(1);
+          gate.entropy.push_back(0.0f);
+        }
+      }
+  const auto policy = make_basic_dispatch_policy("static", 1);
+  RankRecorder recorder(0, s.world().host(), "probe", map.num_layers(), false);
+  RemoteExpertExecutor executor(s.world(), s.transport(), map, *policy, c.d_model,
+                                s.plan().deadline_seconds, recorder);
+  SparseFfnWeights weights;
+  weights.moe_layer = layer;
+  ExpertDispatch dispatch;
+  plan_expert_dispatch(gate, c.num_experts, dispatch);
+  std::vector<float> rows_in(std::max<size_t>(gate.expert.size(), 1) * c.d_model, 1.0f),
+      rows_out(rows_in.size());
+  std::vector<std::vector<double>> cpu(N);
+  for (int i = 0; i < calls + 2; ++i) {
+    executor.run(weights, i, gate, dispatch, rows_in.data(), rows_out.data());
+    if (i >= 2)
+      for (const auto& f : executor.last_feedback())
+        if (expert_of[f.rank] >= 0) cpu[f.rank].push_back(f.other_cpu_us);
+  }
+  std::vector<double> mean(N, 0.0);
+  for (int r = 1; r < N; ++r)
+    if (!cpu[r].empty()) mean[r] = std::accumulate(cpu[r].begin(), cpu[r].end(), 0.0) / double(cpu[r].size());
+  return mean;
 }
 
 // Expert ranks 1..world_size-1 in groups of `size` consecutive ranks (0: one group of all).
@@ -298,6 +361,11 @@ int run_profile(World& world, const std::vector<std::string>& args) {
   for (int r = 1; r < world.size(); ++r) {
     std::fprintf(stderr, "profiling the link to rank %d\n", r);
     time_link(session, r, c.d_model, repeats, measured[r]);
+  }
+  std::fprintf(stderr, "profiling the CPU of a call outside the expert FFN\n");
+  const auto call_cpu = time_call_cpu(session, 8, 40);
+  for (int r = 1; r < world.size(); ++r) {
+    measured[r].call_cpu_us = call_cpu[r];
     profile.ranks.push_back(measured[r]);
   }
   if (!merge_path.empty()) profile = merge_profiles(load_profile(merge_path), profile);
@@ -307,10 +375,11 @@ int run_profile(World& world, const std::vector<std::string>& args) {
     written["contention"] = measure_contention(session, request, contention);
   }
   write_file_atomically(out_path, [&](std::ostream& out) { out << written.dump(2) << "\n"; });
-  std::printf("%-5s %-12s %12s %12s %12s %14s\n", "rank", "device", "1 tok us", "64 tok us", "link us", "link MB/s");
+  std::printf("%-5s %-12s %12s %12s %12s %14s %12s\n", "rank", "device", "1 tok us", "64 tok us", "link us",
+              "link MB/s", "call cpu us");
   for (const auto& r : profile.ranks)
-    std::printf("%-5d %-12s %12.1f %12.1f %12.1f %14.1f\n", r.rank, r.device.c_str(), r.expert.at(1),
-                r.expert.at(64), r.link_latency_us, r.link_bytes_per_us);
+    std::printf("%-5d %-12s %12.1f %12.1f %12.1f %14.1f %12.1f\n", r.rank, r.device.c_str(), r.expert.at(1),
+                r.expert.at(64), r.link_latency_us, r.link_bytes_per_us, r.call_cpu_us);
   std::printf("profile written to %s\n", out_path.c_str());
   if (!samples_path.empty()) record_probe_samples(session, profile, request.token_counts, repeats, samples_path);
   session.finish(0, seconds_since(start));

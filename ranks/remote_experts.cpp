@@ -86,7 +86,7 @@ void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step,
     replied[e.sender] = 1;
     // From the start of dispatch: a fast rank may answer before the slowest send has completed.
     feedback_.push_back({e.sender, L, rows_on[e.sender], now_us() - t_dispatch, reply.compute_us,
-                         reply.queue_us});
+                         reply.queue_us, reply.other_cpu_us});
   }
   policy_.observe(feedback_);
   recorder_.report().wait_us += recorder_.event("wait L" + std::to_string(L), t_wait);

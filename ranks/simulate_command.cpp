@@ -142,7 +142,11 @@ int run_simulate(World& world, const std::vector<std::string>& args) {
   if (!samples_path.empty()) samples_out = std::make_unique<std::ofstream>(samples_path);
   if (!per_call_path.empty()) {
     per_call = std::make_unique<std::ofstream>(per_call_path);
-    *per_call << "placement,policy,coordinator,pass,batch,step,layer,rows,start_us,latency_us\n";
+    // The per-rank columns are bench-routing's (--per-call), so measured and simulated calls join.
+    *per_call << "placement,policy,coordinator,pass,batch,step,layer,rows,start_us,latency_us";
+    for (int r = cluster.first_expert_rank(); r < cluster.world_size(); ++r)
+      *per_call << ",rows_rank" << r << ",latency_us_rank" << r << ",compute_us_rank" << r;
+    *per_call << "\n";
   }
 
   describe(cluster);
@@ -174,10 +178,15 @@ int run_simulate(World& world, const std::vector<std::string>& args) {
       table.push_back({placement, name,
                        sim::summarise(result, cluster.first_expert_rank(), cluster.world_size())});
       if (per_call)
-        for (const auto& c : result.calls)
+        for (const auto& c : result.calls) {
           *per_call << placement << "," << name << "," << c.coordinator << "," << c.pass << ","
                     << c.batch << "," << c.step << "," << c.layer << "," << c.rows << ","
-                    << c.start_us << "," << c.latency_us() << "\n";
+                    << c.start_us << "," << c.latency_us();
+          for (int r = cluster.first_expert_rank(); r < cluster.world_size(); ++r)
+            *per_call << "," << c.rows_per_rank[r] << "," << c.latency_us_per_rank[r] << ","
+                      << c.compute_us_per_rank[r];
+          *per_call << "\n";
+        }
     }
 
   std::printf("%-24s %-14s %7s %12s %12s %14s %9s %9s %10s  %s\n", "placement", "policy", "calls",

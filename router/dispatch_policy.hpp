@@ -23,6 +23,7 @@ struct RankFeedback {
   double latency_us = 0;  // coordinator: from sending the block to the reply's arrival
   double compute_us = 0;  // expert rank: expert FFN time
   double queue_us = 0;    // expert rank: waiting before compute
+  double other_cpu_us = 0;  // expert rank: CPU outside the FFN since its previous reply (WorkReply)
 };
 
 class DispatchPolicy {

@@ -28,6 +28,9 @@ struct RankProfile {
   double link_latency_us = 0;         // coordinator → this rank, one message
   double link_bytes_per_us = 1e9;     // bandwidth
   size_t memory_bytes = 0;            // what this rank may hold for experts (0: unknown)
+  // Process CPU per sparse-layer call outside the expert FFN (polling, MPI, copies; 0: not
+  // measured): under a CPU quota it is spent from the same budget as the compute.
+  double call_cpu_us = 0;
   // Time to send `bytes` there and back (the block goes out and its result returns).
   double round_trip_us(double bytes) const { return 2 * (link_latency_us + bytes / link_bytes_per_us); }
 };

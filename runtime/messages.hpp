@@ -75,9 +75,13 @@ struct WorkReply {
   int32_t micro_batch = 0;
   double compute_us = 0;  // expert FFN time
   double queue_us = 0;    // from the header's arrival to the start of compute
+  // The rank's process CPU since its previous reply outside the expert FFN: returning the last
+  // block, waiting for this header, receiving this block (polling, MPI, copies). Under a CPU quota
+  // it is spent from the same budget as the compute.
+  double other_cpu_us = 0;
   template <class A>
   void serialize(A& ar) {
-    ar(step, moe_layer, micro_batch, compute_us, queue_us);
+    ar(step, moe_layer, micro_batch, compute_us, queue_us, other_cpu_us);
   }
 };
 

@@ -67,6 +67,7 @@ DeviceClass parse_class(const std::string& name, const json& j, const std::strin
   c.name = name;
   c.speed = j.value("speed", 1.0);
   MOE_CHECK(c.speed > 0, where, ": speed must be > 0");
+  double call_cpu_us = 0;  // the profile rank's, where there is one
   if (j.contains("expert_tokens")) {
     c.expert.tokens = j.at("expert_tokens").get<std::vector<double>>();
     c.expert.median_us = j.at("expert_median_us").get<std::vector<double>>();
@@ -90,6 +91,7 @@ DeviceClass parse_class(const std::string& name, const json& j, const std::strin
     const RankProfile& r = from->of(rank);
     c.expert = r.expert;
     c.full_speed = r.expert_cpu;
+    call_cpu_us = r.call_cpu_us;
     c.device = j.value("device", r.device);
     c.memory_bytes = r.memory_bytes;
     c.has_profiled_link = true;
@@ -115,6 +117,7 @@ DeviceClass parse_class(const std::string& name, const json& j, const std::strin
       if (threads > 0 && cores > 0 && !c.full_speed.median_us.empty() && j.value("model_quota", true)) {
         c.quota.cores = cores;
         c.quota.threads = threads;
+        c.quota.call_cpu_us = call_cpu_us;
         for (auto& us : c.full_speed.median_us) us /= threads * c.speed;
       } else if (threads > 0 && cores > 0) {
         c.memory_share = std::min(1.0, cores / threads);
@@ -190,10 +193,8 @@ ClusterConfig parse_cluster(const json& j, const std::string& source, const Prof
       c.poll.first_nap_us = p.value("first_nap_us", 10.0);
       c.poll.max_nap_us = p.value("max_nap_us", 500.0);
       c.poll.nap_slack_us = p.value("nap_slack_us", 0.0);
-      c.poll.eager_limit_bytes = p.value("eager_limit_bytes", 4096.0);
       MOE_CHECK(c.poll.yield_us >= 0 && c.poll.first_nap_us > 0 &&
-                    c.poll.max_nap_us >= c.poll.first_nap_us && c.poll.nap_slack_us >= 0 &&
-                    c.poll.eager_limit_bytes >= 0,
+                    c.poll.max_nap_us >= c.poll.first_nap_us && c.poll.nap_slack_us >= 0,
                 source,
                 ": poll: needs yield_us >= 0, 0 < first_nap_us <= max_nap_us, nap_slack_us >= 0");
     }

@@ -16,8 +16,8 @@
 //  "combine": "pull" | "push",      // how results return (see ClusterConfig::combine_push)
 //  "coordinator_copy_gbytes_per_s": 6,  // permute before sending, un-permute after (0: free)
 //  "cfs_tick_us": 4000,             // the host's scheduler tick, where a CPU quota throttles
-//  "poll": {"yield_us": 20, "first_nap_us": 10, "max_nap_us": 500, "nap_slack_us": 60,
-//           "eager_limit_bytes": 4096},  // receivers poll as runtime/deadline.hpp does (optional)
+//  "poll": {"yield_us": 20, "first_nap_us": 10, "max_nap_us": 500, "nap_slack_us": 60},
+//                                    // receivers poll as runtime/deadline.hpp does (optional)
 //  "nodes": [{"name": "a", "count": 2, "cores": 0, "coordinators": 1, "contention": 0.3 | {...},
 //             "intra_node": {"latency_us": 10, "gbytes_per_s": 20},   // optional, per node
 //             "experts": [{"class": "h100", "count": 7}]}]}
@@ -41,11 +41,9 @@ struct LinkSpec {
 
 // How a waiting rank notices a message (runtime/deadline.hpp poll_until): it polls without pause
 // for yield_us, then sleeps naps of first_nap_us doubling up to max_nap_us, each overshooting by
-// the kernel's timer slack. Sends of blocks above eager_limit_bytes complete only when the
-// receiver has taken them (MPI rendezvous).
+// the kernel's timer slack.
 struct PollModel {
   double yield_us = 0, first_nap_us = 10, max_nap_us = 500, nap_slack_us = 0;
-  double eager_limit_bytes = 4096;
   // When a receiver that began waiting at `since` sees a message available from `at`. In the
   // steady regime of maximal naps the phase is unknown: the expected half period is added.
   double notice(double since, double at) const;
@@ -62,6 +60,9 @@ struct CpuQuota {
   double cores = 0;    // 0: no quota modelled (the class's curve is its wall time)
   double threads = 1;  // CPU µs used per µs of full-speed compute
   double period_us = double(kCpuQuotaPeriodUs);  // the runtime's (runtime/cpu/cpu_quota.hpp)
+  // CPU the rank spends per call outside the compute (the profile's call_cpu_us: polling, MPI),
+  // taken from the same budget when a block comes in.
+  double call_cpu_us = 0;
   bool on() const { return cores > 0; }
   double per_period_us() const { return cores * period_us; }
 };

@@ -85,7 +85,8 @@ def compute(a):
             i += 1
         return max(0.0, ys[i - 1] + (ys[i] - ys[i - 1]) * (n - xs[i - 1]) / (xs[i] - xs[i - 1]))
 
-    events = [e for e in json.load(open(a.chrome))["traceEvents"] if e.get("ph") == "X" and e.get("pid", 0) > 0]
+    events = [e for e in json.load(open(a.chrome))["traceEvents"]
+              if e.get("ph") == "X" and e.get("pid", 0) > 0 and e["name"].startswith("experts ")]
     ranks = sorted({e["pid"] for e in events})
     per_rank = {r: sorted((e for e in events if e["pid"] == r), key=lambda e: e["ts"]) for r in ranks}
     records = [json.loads(line) for line in open(a.routing)]

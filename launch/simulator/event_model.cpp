@@ -21,7 +21,6 @@ enum class EventKind {
   kBlockIn,       // an expert rank has its block: compute may start
   kComputeDone,   // (versioned: processor sharing reschedules)
   kQuotaEdge,     // a CPU-quota rank computing: a scheduler tick or a period's refill (versioned)
-  kDispatchDone,  // the coordinator's sends have completed: it starts waiting for replies
   kNoticeReply,   // the coordinator's receive returns a reply
   kResultIn,      // pull: a rank's rows are in at the coordinator
   kRelease,       // an expert rank's blocking send returned: it waits for work again
@@ -50,16 +49,12 @@ struct Message {
 struct Call {
   int coordinator = 0;
   CallResult result;
-  double posted_us = 0;         // the last header has left
   std::vector<double> work_us;  // per rank: compute at full speed
   struct Part {
     int expert, rows;
     double work_us;
   };
   std::vector<std::vector<Part>> parts;  // per rank: its experts (kept where a node has contention)
-  int blocks_pending = 0;       // work blocks not yet taken
-  int rendezvous_pending = 0;  // ranks that took a block above the eager limit and have not replied
-  double rendezvous_end_us = 0;  // when the last of them replied
   int replies_pending = 0, results_pending = 0;
   std::vector<RankFeedback> feedback;
 };
@@ -79,7 +74,6 @@ struct ExpertState {
   int64_t refilled_period = INT64_MIN / 2;
   bool throttled = false;
   uint64_t quota_version = 0;
-  bool rendezvous = false;  // holds a block whose sender waits for this rank's next MPI call
   uint64_t version = 0;
 };
 
@@ -136,9 +130,6 @@ class Simulation {
           break;
         case EventKind::kQuotaEdge:
           quota_edge(e.a, e.b);
-          break;
-        case EventKind::kDispatchDone:
-          dispatch_done(e.a);
           break;
         case EventKind::kNoticeReply:
           notice_reply(e.a);
@@ -222,6 +213,8 @@ class Simulation {
     const int N = c_.world_size();
     r.rows = dispatch_.rows();
     r.rows_per_rank.assign(N, 0);
+    r.latency_us_per_rank.assign(N, 0.0);
+    r.compute_us_per_rank.assign(N, 0.0);
     call.work_us.assign(N, 0.0);
     if (any_contention_) call.parts.assign(N, {});
     for (int e = 0; e < map_.num_experts(); ++e) {
@@ -243,10 +236,13 @@ class Simulation {
     if (o_.charge_policy_time) now_ += r.policy_us;
     now_ += copy_us(r.rows * bytes_per_row_);  // permute into per-rank blocks
     call.replies_pending = c_.experts;
-    call.blocks_pending = c_.experts;
     for (int rank = c_.first_expert_rank(); rank < N; ++rank)
       post(MessageKind::kWork, coord, rank, id, 0);
-    call.posted_us = now_;
+    // The blocks' sends are posted, not waited for (RemoteExpertExecutor completes them in
+    // combine, when the replies have proven delivery): the coordinator polls for replies at once.
+    CoordinatorState& k = coordinators_[coord];
+    k.waiting = true;
+    k.wait_since_us = now_;
   }
 
   void head_arrives(int id) {
@@ -283,23 +279,7 @@ class Simulation {
     const Message& m = messages_[x.serving];
     Call& call = calls_[m.call];
     const double bytes = call.result.rows_per_rank[rank] * bytes_per_row_;
-    const double end = take(m.from, rank, bytes);
-    x.rendezvous = bytes > (c_.has_poll ? c_.poll.eager_limit_bytes : 0.0);
-    call.rendezvous_pending += x.rendezvous;
-    --call.blocks_pending;
-    maybe_dispatch_done(m.call);
-    schedule(end, EventKind::kBlockIn, rank);
-  }
-
-  // The coordinator's sends complete once every block is taken and, for blocks above the eager
-  // limit, the receiver has next entered MPI — which an expert rank does when it replies (measured
-  // on this machine's timelines: the coordinator's dispatch phase lasts until the compute ends).
-  // The coordinator notices as its polling, begun when it posted, allows.
-  void maybe_dispatch_done(int id) {
-    Call& call = calls_[id];
-    if (call.blocks_pending > 0 || call.rendezvous_pending > 0) return;
-    schedule(notice(call.posted_us, std::max(call.posted_us, call.rendezvous_end_us)),
-             EventKind::kDispatchDone, call.coordinator);
+    schedule(take(m.from, rank, bytes), EventKind::kBlockIn, rank);
   }
 
   void block_in(int rank) {
@@ -313,8 +293,10 @@ class Simulation {
     const CpuQuota& quota = c_.class_of(rank).quota;
     if (quota.on()) {
       // The refills of the periods that began while it waited (an edge in this very instant
-      // included); with no quota left it stalls at once.
+      // included), less the CPU its polling and MPI took since its last block; with no quota
+      // left it stalls at once.
       refill(x, quota);
+      x.budget_us -= quota.call_cpu_us;
       x.throttled = x.budget_us <= 0;
       schedule_quota_edge(rank);
     }
@@ -435,27 +417,15 @@ class Simulation {
     f.layer = call.result.layer;
     f.tokens = call.result.rows_per_rank[rank];
     f.compute_us = now_ - x.start_us;
+    call.result.compute_us_per_rank[rank] = f.compute_us;
     f.queue_us = x.start_us - work.head_us;  // as the rank measures it: from the header on
     if (call.result.pass >= o_.warmup_passes) result_.busy_us[rank] += f.compute_us;
     feedback_of_reply_[int(messages_.size())] = f;
     post(MessageKind::kReply, rank, work.from, work.call,
          c_.combine_push ? f.tokens * bytes_per_row_ : 0.0);
     x.reply_posted_us = now_;
-    if (x.rendezvous) {
-      x.rendezvous = false;
-      call.rendezvous_end_us = std::max(call.rendezvous_end_us, now_);
-      --call.rendezvous_pending;
-      maybe_dispatch_done(work.call);
-    }
     // Pull: the rank's blocking send holds it until the coordinator takes the rows.
     if (c_.combine_push || f.tokens == 0) schedule(now_, EventKind::kRelease, rank);
-  }
-
-  void dispatch_done(int coord) {
-    CoordinatorState& k = coordinators_[coord];
-    k.waiting = true;
-    k.wait_since_us = now_;
-    schedule_next_notice(coord);
   }
 
   // The coordinator's next receive returns the earliest available reply, as it polls.
@@ -481,6 +451,7 @@ class Simulation {
     RankFeedback f = feedback_of_reply_.at(id);
     feedback_of_reply_.erase(id);
     f.latency_us = now_ - call.result.start_us;
+    call.result.latency_us_per_rank[f.rank] = f.latency_us;
     call.feedback.push_back(f);
     k.wait_since_us = now_;  // the next receive starts polling afresh
     schedule_next_notice(coord);

@@ -29,6 +29,7 @@ Profile two_ranks() {
   b.device = "cpu:1@0.4";
   b.expert = {{1, 2, 4}, {25, 40, 80}};  // wall time under the quota
   b.expert_cpu = {{1, 2, 4}, {9, 14, 29}};
+  b.call_cpu_us = 310;
   p.ranks = {a, b};
   return p;
 }
@@ -46,6 +47,23 @@ TEST(Profile, RoundTripsWithAndWithoutTheCpuTimeCurve) {
   EXPECT_EQ(q.of(2).expert.median_us, (std::vector<double>{25, 40, 80}));
   EXPECT_EQ(q.of(2).device, "cpu:1@0.4");
   EXPECT_DOUBLE_EQ(q.of(2).expert_cpu.at(3), 21.5);
+  // The CPU per call outside the FFN: written where measured, 0 where absent.
+  EXPECT_FALSE(j.at("ranks").at(0).contains("call_cpu_us"));
+  EXPECT_DOUBLE_EQ(q.of(1).call_cpu_us, 0);
+  EXPECT_DOUBLE_EQ(q.of(2).call_cpu_us, 310);
+}
+
+TEST(Profile, ANegativeCallCpuTimeIsRejectedNamingTheRank) {
+  nlohmann::json j = profile_to_json(two_ranks());
+  j["ranks"][1]["call_cpu_us"] = -1;
+  try {
+    parse_profile(j, "p.json");
+    FAIL() << "accepted a negative call_cpu_us";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("rank 2"), std::string::npos) << what;
+    EXPECT_NE(what.find("call_cpu_us"), std::string::npos) << what;
+  }
 }
 
 TEST(Profile, ACpuCurveOfTheWrongLengthOrANegativeTimeIsRejected) {

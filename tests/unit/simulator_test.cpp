@@ -131,8 +131,20 @@ TEST(SimulatorEventModel, OneRankLayerIsLinkPlusComputePlusLink) {
 TEST(SimulatorEventModel, TwoRanksInParallelTakeTheMaximum) {
   // Bandwidth too high to matter: rank 1 computes 100 µs, rank 2 300 µs, side by side.
   const auto c = cluster_of(one_node(1, 2, 50, 1e9));
-  const auto r = run(c, map_of({{1}, {2}}), {call_of({10, 30})}, 250);
+  Spy spy(make_basic_dispatch_policy("static", 1));
+  const auto r = run(c, map_of({{1}, {2}}), {call_of({10, 30})}, 250, {&spy});
   EXPECT_NEAR(r.calls[0].latency_us(), 50 + 300 + 50, 1e-6);
+  // Each reply is seen as it arrives (the coordinator's sends do not hold it), as bench-routing
+  // --per-call reports them.
+  EXPECT_NEAR(r.calls[0].latency_us_per_rank[1], 50 + 100 + 50, 1e-6);
+  EXPECT_NEAR(r.calls[0].latency_us_per_rank[2], 50 + 300 + 50, 1e-6);
+  EXPECT_NEAR(r.calls[0].compute_us_per_rank[1], 100, 1e-6);
+  EXPECT_NEAR(r.calls[0].compute_us_per_rank[2], 300, 1e-6);
+  ASSERT_EQ(spy.observed.size(), 1u);
+  ASSERT_EQ(spy.observed[0].size(), 2u);
+  EXPECT_EQ(spy.observed[0][0].rank, 1);
+  EXPECT_NEAR(spy.observed[0][0].latency_us, 200, 1e-6);
+  EXPECT_NEAR(spy.observed[0][1].latency_us, 400, 1e-6);
 }
 
 TEST(SimulatorEventModel, TheCoordinatorsPortSerialisesItsSendsAndReceives) {
@@ -190,7 +202,7 @@ TEST(SimulatorEventModel, PullHoldsTheRankUntilItsRowsAreTaken) {
 TEST(SimulatorEventModel, PollingReceiversNoticeMessagesOnTheirBackoffSchedule) {
   // yield 20 µs, naps 10, 20, then 40 (the maximum), each 5 µs late: a receiver waiting since 0
   // looks at [0, 20], 35, 60, 105, and then at an unknown phase (+ half of 45 on average).
-  PollModel p{20, 10, 40, 5, 4096};
+  PollModel p{20, 10, 40, 5};
   EXPECT_DOUBLE_EQ(p.notice(0, 10), 10);
   EXPECT_DOUBLE_EQ(p.notice(100, 50), 100);
   EXPECT_DOUBLE_EQ(p.notice(0, 30), 35);
@@ -198,12 +210,11 @@ TEST(SimulatorEventModel, PollingReceiversNoticeMessagesOnTheirBackoffSchedule) 
   EXPECT_DOUBLE_EQ(p.notice(0, 61), 105);
   EXPECT_DOUBLE_EQ(p.notice(0, 200), 222.5);
   // One rank, long idle: it notices the header (50) at 72.5 and computes to 172.5; its reply
-  // arrives at 222.5. The coordinator's send (10 kB > 4096: rendezvous) completes when the rank
-  // replies, at 172.5, which the coordinator (polling since 0) notices at 195; polling afresh
-  // from there it sees the reply at 230 (195 + 20 + 15) and takes the rows at once.
+  // arrives at 222.5. The coordinator posted its send and polls for replies from 0 (the send
+  // completes in combine): it sees the reply at 245 (222.5 + 22.5) and takes the rows at once.
   auto j = one_node(1, 1, 50, 1e9, "pull");
   j["poll"] = {{"yield_us", 20}, {"first_nap_us", 10}, {"max_nap_us", 40}, {"nap_slack_us", 5}};
-  EXPECT_NEAR(run(cluster_of(j), map_of({{1}}), {call_of({10})}, 250).calls[0].latency_us(), 230,
+  EXPECT_NEAR(run(cluster_of(j), map_of({{1}}), {call_of({10})}, 250).calls[0].latency_us(), 245,
               1e-6);
 }
 
@@ -267,6 +278,17 @@ TEST(SimulatorEventModel, ACpuQuotaStallsOnTicksAndResumesOnRefills) {
     EXPECT_NEAR(run(c, map_of({{1}}), {call_of({500})}, 250).calls[0].latency_us(), 10100, 1e-3);
     // A short block after a pause runs at full speed.
     EXPECT_NEAR(run(c, map_of({{1}}), {call_of({100})}, 250).calls[0].latency_us(), 1100, 1e-3);
+  }
+  {
+    // 1500 µs of CPU per call outside the compute (the profile's call_cpu_us) leave 500 when the
+    // block comes in at 50: stalled at the tick at 1000 (950 done, -450), each refill gives 1550
+    // and each run ends on the second tick after it: 2950 done at 7000, 4950 at 12000, the last
+    // 50 from 15000; the reply lands at 15100.
+    Profile busy = profile;
+    busy.ranks[0].call_cpu_us = 1500;
+    const ClusterConfig c = parse_cluster(j, "test-cluster", busy);
+    EXPECT_NEAR(c.classes[0].quota.call_cpu_us, 1500, kTol);
+    EXPECT_NEAR(run(c, map_of({{1}}), {call_of({500})}, 250).calls[0].latency_us(), 15100, 1e-3);
   }
   {
     // With a 4000 µs tick the overrun is larger: stalled at 4000 (3950 done, budget -1950),
