@@ -4,12 +4,12 @@
 # or Open MPI: those come as .deb files in .debs/ (tests/cuda/fetch_debs.sh, on a Debian machine),
 # unpacked with `dpkg -x` into a private prefix, never into /. With --routing-eval it then runs the
 # routing evaluation with a GPU rank beside a CPU rank (launch/experiments/routing_eval.sh).
-# Usage: tests/cuda/run_on_gpu.sh [--routing-eval] [--no-memcheck] [--no-tests] [OUT_DIR]
+# Usage: tests/cuda/run_on_gpu.sh [--routing-eval] [--no-memcheck] [--no-tests] [--pack DIR] [OUT_DIR]
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
-tests/cuda/run_on_gpu.sh [--routing-eval] [--no-memcheck] [--no-tests] [OUT_DIR]
+tests/cuda/run_on_gpu.sh [--routing-eval] [--no-memcheck] [--no-tests] [--pack DIR] [OUT_DIR]
   Unpacks .debs/*.deb into /tmp/moe-deps (only the packages whose libraries the machine lacks;
   Open MPI only where it has no mpirun), configures build-gpu (-DMOE_WITH_CUDA=ON for sm_90
   where nvcc is there), builds moe, cuda_tests and bench_cuda_expert_gemm, runs the tests (the
@@ -18,25 +18,29 @@ tests/cuda/run_on_gpu.sh [--routing-eval] [--no-memcheck] [--no-tests] [OUT_DIR]
   --routing-eval  then the hetero routing and placement evaluation, devices cpu:1,cuda:0,cpu:4
                   (ROUTING_EVAL_DEVICES overrides), its table in OUT_DIR/routing-table.md
   --no-memcheck   skip compute-sanitizer;  --no-tests  skip the CUDA tests and the benchmark
+  --pack DIR      after every step, OUT_DIR packed into DIR/logs.tar.gz, with the step list, the
+                  table and the benchmark's JSON beside it (the device tool brings back 8 files)
 Fetch the packages first, on a Debian 12 machine, from the repository root:
   tests/cuda/fetch_debs.sh
-Then, through the device tool: run(command="tests/cuda/run_on_gpu.sh --routing-eval", carry=[".debs"]).
+Then, through the device tool:
+  run(command="tests/cuda/run_on_gpu.sh --routing-eval --no-memcheck --pack $OUT", carry=[".debs"]).
 EOF
 }
 
-routing_eval=0 memcheck=1 tests=1 out=
+routing_eval=0 memcheck=1 tests=1 out= pack=
 while (($#)); do
   case $1 in
     -h|--help) usage; exit 0 ;;
     --routing-eval) routing_eval=1; shift ;;
     --no-memcheck) memcheck=0; shift ;;
     --no-tests) tests=0; shift ;;
+    --pack) pack=$2; shift 2 ;;
     -*) echo "run_on_gpu.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) out=$1; shift ;;
   esac
 done
 cd "$(dirname "$0")/../.."
-out=${out:-${OUT:-build-gpu/out}}
+out=${out:-build-gpu/out}
 deps=/tmp/moe-deps
 mkdir -p "$out" "$deps"
 run() { echo "+ $*"; "$@"; }
@@ -76,6 +80,9 @@ if ((!have_mpi)); then
   # Its default launcher refuses to start without ssh or rsh, even on one node: there, the
   # single-node one.
   command -v ssh >/dev/null || command -v rsh >/dev/null || export OMPI_MCA_plm=isolated
+  # Shared-memory messages by copies through the segment: the device machines' sandboxed kernels
+  # need not allow reading another process's memory (CMA), which vader uses for large messages.
+  export OMPI_MCA_btl_vader_single_copy_mechanism=none
 fi
 cuda=OFF
 command -v nvcc >/dev/null && cuda=ON
@@ -87,36 +94,68 @@ command -v nvcc >/dev/null && cuda=ON
   mpirun --version | head -1
 } 2>&1 | tee "$out/machine.txt"
 
-run cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=$cuda \
+status=0
+step() {  # step NAME COMMAND...: runs it, logs its time and outcome to OUT/steps.txt
+  local name=$1 t0=$SECONDS rc=0
+  shift
+  "$@" || rc=$?
+  echo "$name: rc $rc, $((SECONDS - t0)) s" | tee -a "$out/steps.txt"
+  ((rc == 0)) || status=1
+  if [[ -n $pack ]]; then
+    tar -C "$out" -czf "$pack/logs.tar.gz" . 2>/dev/null || true
+    cp "$out/steps.txt" "$pack/"
+    for f in routing-table.md bench.json; do
+      if [[ -f $out/$f ]]; then cp "$out/$f" "$pack/"; fi
+    done
+  fi
+  return 0
+}
+step configure run cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WITH_CUDA=$cuda \
   -DMOE_WARNINGS_AS_ERRORS=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DCMAKE_PREFIX_PATH="$deps/usr" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
   -DBoost_DIR="$multiarch/cmake/Boost-1.74.0" -DBLA_VENDOR=OpenBLAS \
   -DCMAKE_LIBRARY_PATH="$multiarch/openblas-pthread" \
   -DCBLAS_INCLUDE_DIR="$deps/usr/include/x86_64-linux-gnu/openblas-pthread" \
-  >"$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
+  >"$out/configure.log" 2>&1
+((status == 0)) || { tail -40 "$out/configure.log"; exit 1; }
 targets=(moe fixture_tool)
 [[ $cuda == ON ]] && ((tests)) && targets+=(cuda_tests bench_cuda_expert_gemm)
-run cmake --build build-gpu -j"$(nproc)" --target "${targets[@]}" \
-  >"$out/build.log" 2>&1 || { grep -E 'error|Error' "$out/build.log" | head -40; exit 1; }
+step build run cmake --build build-gpu -j"$(nproc)" --target "${targets[@]}" >"$out/build.log" 2>&1
+((status == 0)) || { grep -E 'error|Error' "$out/build.log" | head -40; exit 1; }
 
-status=0
 if [[ $cuda == ON ]] && ((tests)); then
-  run build-gpu/tests/cuda/cuda_tests --gtest_output=xml:"$out/cuda_tests.xml" \
-    2>&1 | tee "$out/cuda_tests.log" || status=1
+  step cuda_tests run timeout 300 build-gpu/tests/cuda/cuda_tests --gtest_output=xml:"$out/cuda_tests.xml" \
+    >"$out/cuda_tests.log" 2>&1
+  tail -3 "$out/cuda_tests.log"
   if ((memcheck)) && command -v compute-sanitizer >/dev/null; then
-    run timeout 300 compute-sanitizer --tool memcheck --error-exitcode 3 \
-      build-gpu/tests/cuda/cuda_tests --gtest_filter='Gpu*:CudaDevice.*' \
-      >"$out/memcheck.log" 2>&1 || status=1
+    step memcheck run timeout 300 compute-sanitizer --tool memcheck --error-exitcode 3 \
+      build-gpu/tests/cuda/cuda_tests --gtest_filter='Gpu*:CudaDevice.*' >"$out/memcheck.log" 2>&1
     tail -5 "$out/memcheck.log"
   fi
-  run build-gpu/tests/cuda/bench_cuda_expert_gemm --benchmark_out="$out/bench.json" \
-    --benchmark_out_format=json 2>&1 | tee "$out/bench.log" || status=1
+  # A GPU expert rank beside a CPU one under mpirun, every expert on both: outputs equal to the
+  # single-process CPU run (float32 within 1e-4 of each tensor's magnitude, generations exactly).
+  for fixture in switch8_f32 switch4_drop_f32; do
+    for policy in uniform latency-aware; do
+      MOE_DEVICES=${EQUALITY_DEVICES:-cpu:1,cuda:0,cpu:1} MOE_TOLERANCE=1e-4 step "equal.$fixture.gpu-beside-cpu.$policy" \
+        timeout 300 tests/mpi/equal_to_single_process.sh build-gpu "tests/reference/fixtures/$fixture" 3 replicas "$policy" \
+        >>"$out/equality.log" 2>&1
+    done
+  done
 fi
 if ((routing_eval)); then
   devices=${ROUTING_EVAL_DEVICES:-cpu:1,cuda:0,cpu:4}
   set -o pipefail
-  run launch/experiments/routing_eval.sh --work /tmp/moe-routing-eval --moe build-gpu/moe \
-    --settings hetero --hetero-devices "$devices" 2>&1 | tee "$out/routing-eval.log" || status=1
+  step routing_eval run launch/experiments/routing_eval.sh --work /tmp/moe-routing-eval --moe build-gpu/moe \
+    --settings hetero --hetero-devices "$devices" >"$out/routing-eval.log" 2>&1
   cp /tmp/moe-routing-eval/table.md "$out/routing-table.md" 2>/dev/null || status=1
+  # The evaluation's inputs and raw measurements (not the checkpoint), to re-simulate elsewhere.
+  step pack-evaluation tar -C /tmp/moe-routing-eval -czf "$out/routing-eval-work.tar.gz" --exclude ./wide .
 fi
+# The benchmark last: the evaluation above is what a short lease must not lose.
+if [[ $cuda == ON ]] && ((tests)); then
+  step bench run timeout 240 build-gpu/tests/cuda/bench_cuda_expert_gemm --benchmark_out="$out/bench.json" \
+    --benchmark_out_format=json >"$out/bench.log" 2>&1
+fi
+cat "$out/steps.txt"
+[[ -f $out/routing-table.md ]] && cat "$out/routing-table.md"
 exit $status

@@ -6,6 +6,9 @@
 # with its tails), so float outputs move by rounding: 8e-7 of the magnitude at most over these
 # fixtures and policies (latency-aware, whose splits follow measured timings, 6e-7).
 # Usage: equal_to_single_process.sh BUILD_DIR FIXTURE_DIR NP [replicas POLICY]
+# MOE_DEVICES gives the distributed run's devices (e.g. cpu:1,cuda:0,cpu:1: a GPU expert rank beside
+# a CPU one) and MOE_TOLERANCE its float tolerance (default 1e-5; a GPU's float32 GEMMs round
+# differently from OpenBLAS's, docs/CUDA.md).
 # latency-aware first profiles the ranks (with probe latency samples and, from 3 ranks, the
 # contention measurement) and trains its model.
 set -euo pipefail
@@ -21,11 +24,13 @@ if [[ $replicas == replicas ]]; then
   "$tool" replicated-map "$fixture/model" "$np" >"$work/map.json"
   extra+=(--expert-map "$work/map.json")
 fi
-distributed=(--policy "$policy")
+devices=()
+[[ -n ${MOE_DEVICES:-} ]] && devices=(--devices "$MOE_DEVICES")
+distributed=(--policy "$policy" "${devices[@]}")
 if [[ $policy == latency-aware ]]; then
   echo "+ mpirun -np $np moe profile ... --record-latency-samples; moe train-latency-model"
   mpirun "${MPIRUN_FLAGS[@]}" -np "$np" "$moe" profile --model "$fixture/model" "${extra[@]}" --deadline 60 \
-    --out "$work/profile.json" --token-counts 1,2,4,8 --repeats 2 --max-experts 2 \
+    "${devices[@]}" --out "$work/profile.json" --token-counts 1,2,4,8 --repeats 2 --max-experts 2 \
     --record-latency-samples "$work/samples.csv" $( ((np >= 3)) && echo --contention 2) >"$work/profile.log"
   if ((np >= 3)); then
     grep -q '"ranks_at_once": 2' "$work/profile.json" || { echo "profile.json has no contention"; exit 1; }
@@ -48,5 +53,5 @@ run() {  # run NP OUT_PREFIX
 run 1 "$work/single"
 run "$np" "$work/multi"
 grep -A20 '^rank' "$work/multi.log" | tail -n +1 | head -8
-"$tool" compare "$work/single.safetensors" "$work/multi.safetensors" 1e-5
+"$tool" compare "$work/single.safetensors" "$work/multi.safetensors" "${MOE_TOLERANCE:-1e-5}"
 "$tool" compare "$work/single.jsonl" "$work/multi.jsonl" 0
