@@ -80,9 +80,6 @@ if ((!have_mpi)); then
   # Its default launcher refuses to start without ssh or rsh, even on one node: there, the
   # single-node one.
   command -v ssh >/dev/null || command -v rsh >/dev/null || export OMPI_MCA_plm=isolated
-  # Shared-memory messages by copies through the segment: the device machines' sandboxed kernels
-  # need not allow reading another process's memory (CMA), which vader uses for large messages.
-  export OMPI_MCA_btl_vader_single_copy_mechanism=none
 fi
 cuda=OFF
 command -v nvcc >/dev/null && cuda=ON
@@ -118,11 +115,26 @@ step configure run cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -
   -DCBLAS_INCLUDE_DIR="$deps/usr/include/x86_64-linux-gnu/openblas-pthread" \
   >"$out/configure.log" 2>&1
 ((status == 0)) || { tail -40 "$out/configure.log"; exit 1; }
-targets=(moe fixture_tool)
+targets=(moe fixture_tool bench_poll_notice)
 [[ $cuda == ON ]] && ((tests)) && targets+=(cuda_tests bench_cuda_expert_gemm)
 step build run cmake --build build-gpu -j"$(nproc)" --target "${targets[@]}" >"$out/build.log" 2>&1
 ((status == 0)) || { grep -E 'error|Error' "$out/build.log" | head -40; exit 1; }
 
+# vader moves large messages by reading the other process's memory (CMA) where the kernel allows
+# it; a sandboxed one need not, and then each message fails. Probe it with a profile of a small
+# model (its link timing sends blocks above the eager limit); fall back to copies through the
+# shared segment (fragments that both ends must progress: slower for large blocks).
+source tests/mpi/mpirun_flags.sh
+cma_probe() {
+  timeout 120 mpirun "${MPIRUN_FLAGS[@]}" -np 2 build-gpu/moe profile --model tests/reference/fixtures/switch8_f32/model \
+    --token-counts 1 --repeats 1 --out "$out/cma-probe.json" --deadline 30 >"$out/cma-probe.log" 2>&1
+}
+step cma_probe cma_probe || true
+if ! grep -q '"link_bytes_per_us"' "$out/cma-probe.json" 2>/dev/null; then
+  echo "vader single-copy (CMA) failed here: copies through the shared segment instead" | tee -a "$out/steps.txt"
+  export OMPI_MCA_btl_vader_single_copy_mechanism=none
+  status=0
+fi
 if [[ $cuda == ON ]] && ((tests)); then
   step cuda_tests run timeout 300 build-gpu/tests/cuda/cuda_tests --gtest_output=xml:"$out/cuda_tests.xml" \
     >"$out/cuda_tests.log" 2>&1
@@ -151,6 +163,9 @@ if ((routing_eval)); then
   # The evaluation's inputs and raw measurements (not the checkpoint), to re-simulate elsewhere.
   step pack-evaluation tar -C /tmp/moe-routing-eval -czf "$out/routing-eval-work.tar.gz" --exclude ./wide .
 fi
+# How soon a napping rank notices a control message here (the simulator's poll model).
+step poll_notice run timeout 60 mpirun "${MPIRUN_FLAGS[@]}" -np 2 build-gpu/tests/bench_poll_notice 200 \
+  >"$out/poll-notice.log" 2>&1
 # The benchmark last: the evaluation above is what a short lease must not lose.
 if [[ $cuda == ON ]] && ((tests)); then
   step bench run timeout 240 build-gpu/tests/cuda/bench_cuda_expert_gemm --benchmark_out="$out/bench.json" \
