@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "launch/simulator/metrics.hpp"
+#include "launch/simulator/setting_order.hpp"
 #include "model/weights.hpp"
 #include "ranks/command_line.hpp"
 #include "ranks/commands.hpp"
@@ -166,16 +167,13 @@ int run_bench_routing(World& world, const std::vector<std::string>& args) {
     per_call << ",rows_rank" << r << ",latency_us_rank" << r << ",compute_us_rank" << r
              << ",other_cpu_us_rank" << r;
   per_call << "\n";
-  // A fresh order for every call: a rank's state carries from one call into the next (a CPU
-  // quota's budget left, caches), so a fixed or rotating order would give each setting the same
-  // predecessor almost every time. Seen with rotation: two settings making identical decisions
-  // measured 18% apart, one always following a call that left the quota'd rank idle.
-  std::vector<size_t> order(S);
-  std::iota(order.begin(), order.end(), size_t(0));
-  std::mt19937 order_rng(7);
+  // A fresh order for every call (sim::SettingOrder, which the simulator's --interleave replays).
+  // Seen with a rotation instead: two settings making identical decisions measured 18% apart, one
+  // always following a call that left the quota'd rank idle.
+  sim::SettingOrder setting_order(S);
   for (int pass = 0; pass <= repeats; ++pass) {
     for (size_t i = 0; i < trace.size(); ++i) {
-      std::shuffle(order.begin(), order.end(), order_rng);
+      const std::vector<size_t>& order = setting_order.next();
       for (size_t k = 0; k < S; ++k) {
         Setting& s = settings[order[k]];
         SparseFfnWeights layer;

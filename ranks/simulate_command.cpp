@@ -2,7 +2,8 @@
 // popularity) through the discrete-event model of a cluster (configs/clusters/*.json) under every
 // requested placement and dispatch policy — the router/ objects of the live runtime — and prints
 // mean and p99 sparse-layer latency, tokens/s and load imbalance, as `moe bench-routing` does for
-// measured runs. One process, no MPI.
+// measured runs. One process, no MPI. With --interleave the settings run interleaved call by call
+// in bench-routing's shuffled order, to predict a measured bench-routing table.
 #include "ranks/simulate_command.hpp"
 
 #include "ranks/command_line.hpp"
@@ -55,6 +56,7 @@ int run_simulate(World& world, const std::vector<std::string>& args) {
   sim::SimOptions options;
   int layers = 0, experts = 0;
   uint64_t seed = 1;
+  bool interleave = false;
   po::options_description opts("moe simulate options (one process)");
   opts.add_options()("help,h", "show this help")("cluster", po::value(&cluster_path)->required(),
                                                  "cluster config (configs/clusters/*.json)")(
@@ -80,6 +82,9 @@ int run_simulate(World& world, const std::vector<std::string>& args) {
       "passes first, not counted (policies learn)")(
       "charge-policy-time", po::bool_switch(&options.charge_policy_time),
       "delay each dispatch by the policy's measured decision time on this machine")(
+      "interleave", po::bool_switch(&interleave),
+      "run every (placement, policy) interleaved call by call in bench-routing's shuffled order, "
+      "as a measured run does, instead of each alone (one coordinator)")(
       "seed", po::value(&seed)->default_value(1),
       "seed of random policies, placements and synthetic traces")(
       "layers", po::value(&layers)->default_value(0), "sparse layers (0: the profile's)")(
@@ -163,31 +168,44 @@ int run_simulate(World& world, const std::vector<std::string>& args) {
     std::string placement, policy;
     sim::Summary s;
   };
+  // Every (placement, policy) with its policies, one per coordinator.
   std::vector<Row> table;
+  std::vector<std::vector<std::unique_ptr<DispatchPolicy>>> owned;
+  std::vector<sim::Setting> settings;
   for (const auto& [placement, map] : maps)
     for (const auto& name : policies) {
-      auto owned = sim::coordinator_policies(name, context, cluster.coordinators);
-      std::vector<DispatchPolicy*> per_coordinator;
-      for (auto& policy : owned) {
+      owned.push_back(sim::coordinator_policies(name, context, cluster.coordinators));
+      sim::Setting setting;
+      setting.map = &map;
+      for (auto& policy : owned.back()) {
         if (samples_out)
           policy = std::make_unique<LatencySampleRecorder>(std::move(policy), profile,
                                                            measured.d_model, *samples_out);
-        per_coordinator.push_back(policy.get());
+        setting.policies.push_back(policy.get());
       }
-      const sim::SimResult result = sim::simulate(cluster, map, per_coordinator, trace, options);
-      table.push_back({placement, name,
-                       sim::summarise(result, cluster.first_expert_rank(), cluster.world_size())});
-      if (per_call)
-        for (const auto& c : result.calls) {
-          *per_call << placement << "," << name << "," << c.coordinator << "," << c.pass << ","
-                    << c.batch << "," << c.step << "," << c.layer << "," << c.rows << ","
-                    << c.start_us << "," << c.latency_us();
-          for (int r = cluster.first_expert_rank(); r < cluster.world_size(); ++r)
-            *per_call << "," << c.rows_per_rank[r] << "," << c.latency_us_per_rank[r] << ","
-                      << c.compute_us_per_rank[r];
-          *per_call << "\n";
-        }
+      settings.push_back(setting);
+      table.push_back({placement, name, {}});
     }
+  std::vector<sim::SimResult> results;
+  if (interleave) {
+    results = sim::simulate_interleaved(cluster, settings, trace, options);
+  } else {
+    for (const auto& setting : settings)
+      results.push_back(sim::simulate(cluster, *setting.map, setting.policies, trace, options));
+  }
+  for (size_t i = 0; i < table.size(); ++i) {
+    table[i].s = sim::summarise(results[i], cluster.first_expert_rank(), cluster.world_size());
+    if (per_call)
+      for (const auto& c : results[i].calls) {
+        *per_call << table[i].placement << "," << table[i].policy << "," << c.coordinator << ","
+                  << c.pass << "," << c.batch << "," << c.step << "," << c.layer << "," << c.rows
+                  << "," << c.start_us << "," << c.latency_us();
+        for (int r = cluster.first_expert_rank(); r < cluster.world_size(); ++r)
+          *per_call << "," << c.rows_per_rank[r] << "," << c.latency_us_per_rank[r] << ","
+                    << c.compute_us_per_rank[r];
+        *per_call << "\n";
+      }
+  }
 
   std::printf("%-24s %-14s %7s %12s %12s %14s %9s %9s %10s  %s\n", "placement", "policy", "calls",
               "mean_us", "p99_us", "tokens/s", "imbalance", "busy_imb", "policy_us",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Placement and latency-aware routing on this machine, measured in one run, with the simulator's
-# prediction of every measured row beside it (docs/BENCHMARKS.md, "Placement and routing").
+# prediction of every measured row beside it (docs/BENCHMARKS.md, "Placement and routing"; the
+# simulator replays each bench-routing run's settings interleaved in its order, --interleave).
 #
 # Workload: routing traces of the trained switch-tiny model (48 prompts of its three tasks) and a
 # synthetic balanced trace, replayed with switch-base-8-wide experts (d_model 768, d_ff 3072;
@@ -116,7 +117,7 @@ for s in $SETTINGS; do
     --repeats "$repeats" --csv "$W/routing-$s.csv" --per-call "$W/routing-$s-calls.csv" 2>&1 | table
   run "$moe" simulate --cluster "$W/cluster.json" --profile "$(profile_of $s)" --trace "$(trace_of $s)" \
     --placement "$W/full.json" --policy $ALL --latency-model "$W/latency.bin" --warmup 1 --passes "$repeats" \
-    --out "$W/simulated-$s.csv" >/dev/null
+    --interleave --out "$W/simulated-$s.csv" >/dev/null
 done
 
 if has_setting hetero; then
@@ -131,10 +132,11 @@ if has_setting hetero; then
   MAPS=$W/placed.json,$W/placed-sim.json,$W/base-round-robin.json,$W/base-random.json,$W/base-fastest.json
   mpi bench-routing --model "$W/wide" --devices "$(devices_of hetero)" --routing-trace "$W/trace-heldout.jsonl" \
     --expert-maps "$MAPS" --policies uniform,latency-aware --profile "$W/hetero-profile.json" \
-    --latency-model "$W/latency.bin" --repeats "$repeats" --csv "$W/placement-hetero.csv" 2>&1 | table
+    --latency-model "$W/latency.bin" --repeats "$repeats" --csv "$W/placement-hetero.csv" \
+    --per-call "$W/placement-hetero-calls.csv" 2>&1 | table
   run "$moe" simulate --cluster "$W/cluster.json" --profile "$W/hetero-profile.json" --trace "$W/trace-heldout.jsonl" \
     --placement "$MAPS" --policy uniform,latency-aware --latency-model "$W/latency.bin" --warmup 1 \
-    --passes "$repeats" --out "$W/simulated-placement-hetero.csv" >/dev/null
+    --passes "$repeats" --interleave --out "$W/simulated-placement-hetero.csv" >/dev/null
 
   echo "== live generation, hetero, every expert on both expert ranks (48 prompts of token ids, batch 8)"
   # The wide model has no tokenizer and random routers: prompts are token ids.

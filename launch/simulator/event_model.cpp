@@ -8,6 +8,7 @@
 #include <map>
 #include <queue>
 
+#include "launch/simulator/setting_order.hpp"
 #include "router/expert_dispatch.hpp"
 #include "runtime/error.hpp"
 
@@ -48,6 +49,7 @@ struct Message {
 
 struct Call {
   int coordinator = 0;
+  int setting = 0;
   CallResult result;
   std::vector<double> work_us;  // per rank: compute at full speed
   struct Part {
@@ -87,25 +89,35 @@ struct CoordinatorState {
 
 class Simulation {
  public:
-  Simulation(const ClusterConfig& c, const ExpertMap& map,
-             const std::vector<DispatchPolicy*>& policies, const std::vector<RoutingRecord>& trace,
-             const SimOptions& o)
-      : c_(c), map_(map), policies_(policies), trace_(trace), o_(o) {
+  // Several settings are interleaved in bench-routing's order; one runs alone.
+  Simulation(const ClusterConfig& c, const std::vector<Setting>& settings,
+             const std::vector<RoutingRecord>& trace, const SimOptions& o, uint32_t order_seed)
+      : c_(c), settings_(settings), trace_(trace), o_(o), interleaved_(settings.size() > 1) {
     const int N = c.world_size();
     for (auto* port : {&out_free_, &in_free_}) port->assign(N, {0.0, 0.0});
     experts_.resize(N);
     coordinators_.resize(c.coordinators);
     computing_on_node_.resize(c.nodes.size());
-    result_.busy_us.assign(N, 0.0);
-    order_.resize(c.coordinators);
+    results_.resize(settings.size());
+    for (auto& r : results_) r.busy_us.assign(N, 0.0);
+    first_start_us_.assign(settings.size(), 0.0);
+    last_end_us_.assign(settings.size(), 0.0);
+    std::vector<std::vector<size_t>> records(c.coordinators);
     for (size_t i = 0; i < trace.size(); ++i)
-      order_[size_t(trace[i].batch % c.coordinators)].push_back(i);
+      records[size_t(trace[i].batch % c.coordinators)].push_back(i);
+    plan_.resize(c.coordinators);
+    for (int coord = 0; coord < c.coordinators; ++coord) {
+      SettingOrder order(settings.size(), order_seed + uint32_t(coord));
+      for (int pass = 0; pass < o.warmup_passes + o.passes; ++pass)
+        for (size_t record : records[coord])
+          for (size_t setting : order.next()) plan_[coord].push_back({record, int(setting), pass});
+    }
     next_.assign(c.coordinators, 0);
     bytes_per_row_ = double(o.d_model) * sizeof(float);
     for (const auto& node : c.nodes) any_contention_ = any_contention_ || !node.contention.none();
   }
 
-  SimResult run() {
+  std::vector<SimResult> run() {
     for (int coord = 0; coord < c_.coordinators; ++coord)
       schedule(0.0, EventKind::kCallStart, coord);
     while (!events_.empty()) {
@@ -145,7 +157,9 @@ class Simulation {
           break;
       }
     }
-    return std::move(result_);
+    for (size_t s = 0; s < results_.size(); ++s)
+      if (!interleaved_) results_[s].span_us = last_end_us_[s] - first_start_us_[s];
+    return std::move(results_);
   }
 
  private:
@@ -181,20 +195,20 @@ class Simulation {
   }
 
   void start_call(int coord) {
-    const size_t per_pass = order_[coord].size();
-    if (per_pass == 0 || next_[coord] >= per_pass * size_t(o_.warmup_passes + o_.passes)) return;
-    const size_t record = order_[coord][next_[coord] % per_pass];
-    const int pass = int(next_[coord] / per_pass);
-    ++next_[coord];
-    const RoutingRecord& rec = trace_[record];
+    if (next_[coord] >= plan_[coord].size()) return;
+    const PlannedCall planned = plan_[coord][next_[coord]++];
+    const RoutingRecord& rec = trace_[planned.record];
+    const ExpertMap& map = *settings_[planned.setting].map;
+    DispatchPolicy& policy = *settings_[planned.setting].policies[coord];
 
     const int id = int(calls_.size());
     calls_.emplace_back();
     Call& call = calls_.back();
     call.coordinator = coord;
+    call.setting = planned.setting;
     CallResult& r = call.result;
     r.coordinator = coord;
-    r.pass = pass;
+    r.pass = planned.pass;
     r.batch = rec.batch;
     r.step = rec.step;
     r.layer = rec.layer;
@@ -202,12 +216,12 @@ class Simulation {
     coordinators_[coord].call = id;
 
     gate_ = GateResult{rec.expert, rec.probability, rec.kept, rec.entropy};
-    plan_expert_dispatch(gate_, map_.num_experts(), dispatch_);
+    plan_expert_dispatch(gate_, map.num_experts(), dispatch_);
     const auto t0 = std::chrono::steady_clock::now();
-    policies_[coord]->assign(rec.layer, dispatch_, gate_, map_, rank_of_row_);
+    policy.assign(rec.layer, dispatch_, gate_, map, rank_of_row_);
     r.policy_us =
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-    MOE_CHECK(int(rank_of_row_.size()) == dispatch_.rows(), "policy ", policies_[coord]->name(),
+    MOE_CHECK(int(rank_of_row_.size()) == dispatch_.rows(), "policy ", policy.name(),
               " assigned ", rank_of_row_.size(), " rows of ", dispatch_.rows());
 
     const int N = c_.world_size();
@@ -217,12 +231,12 @@ class Simulation {
     r.compute_us_per_rank.assign(N, 0.0);
     call.work_us.assign(N, 0.0);
     if (any_contention_) call.parts.assign(N, {});
-    for (int e = 0; e < map_.num_experts(); ++e) {
+    for (int e = 0; e < map.num_experts(); ++e) {
       rows_on_.clear();  // rank → rows of expert e
       for (int i = dispatch_.offsets[e]; i < dispatch_.offsets[e + 1]; ++i) {
         const int rank = rank_of_row_[i];
-        MOE_CHECK(rank >= c_.first_expert_rank() && rank < N && map_.holds(rank, rec.layer, e),
-                  "policy ", policies_[coord]->name(), " sent expert ", e, " of layer ", rec.layer,
+        MOE_CHECK(rank >= c_.first_expert_rank() && rank < N && map.holds(rank, rec.layer, e),
+                  "policy ", policy.name(), " sent expert ", e, " of layer ", rec.layer,
                   " to rank ", rank, ", which does not hold it");
         ++rows_on_[rank];
       }
@@ -419,7 +433,7 @@ class Simulation {
     f.compute_us = now_ - x.start_us;
     call.result.compute_us_per_rank[rank] = f.compute_us;
     f.queue_us = x.start_us - work.head_us;  // as the rank measures it: from the header on
-    if (call.result.pass >= o_.warmup_passes) result_.busy_us[rank] += f.compute_us;
+    if (call.result.pass >= o_.warmup_passes) results_[call.setting].busy_us[rank] += f.compute_us;
     feedback_of_reply_[int(messages_.size())] = f;
     post(MessageKind::kReply, rank, work.from, work.call,
          c_.combine_push ? f.tokens * bytes_per_row_ : 0.0);
@@ -457,7 +471,7 @@ class Simulation {
     schedule_next_notice(coord);
     if (--call.replies_pending > 0) return;
     k.waiting = false;
-    policies_[coord]->observe(call.feedback);
+    settings_[call.setting].policies[coord]->observe(call.feedback);
     const int id_call = k.call;
     if (c_.combine_push)
       return schedule(now_ + copy_us(call.result.rows * bytes_per_row_), EventKind::kCallEnd,
@@ -495,10 +509,13 @@ class Simulation {
     Call& call = calls_[id];
     call.result.end_us = now_;
     if (call.result.pass >= o_.warmup_passes) {
-      if (result_.calls.empty()) result_.first_start_us = call.result.start_us;
-      result_.first_start_us = std::min(result_.first_start_us, call.result.start_us);
-      result_.last_end_us = std::max(result_.last_end_us, now_);
-      result_.calls.push_back(call.result);
+      const int s = call.setting;
+      SimResult& result = results_[s];
+      if (result.calls.empty()) first_start_us_[s] = call.result.start_us;
+      first_start_us_[s] = std::min(first_start_us_[s], call.result.start_us);
+      last_end_us_[s] = std::max(last_end_us_[s], now_);
+      if (interleaved_) result.span_us += call.result.latency_us();
+      result.calls.push_back(call.result);
     }
     call.work_us = {};
     call.parts = {};
@@ -506,11 +523,16 @@ class Simulation {
     schedule(now_ + c_.coordinator_gap_us, EventKind::kCallStart, call.coordinator);
   }
 
+  struct PlannedCall {
+    size_t record;
+    int setting, pass;
+  };
+
   const ClusterConfig& c_;
-  const ExpertMap& map_;
-  const std::vector<DispatchPolicy*>& policies_;
+  const std::vector<Setting>& settings_;
   const std::vector<RoutingRecord>& trace_;
   const SimOptions& o_;
+  const bool interleaved_;
   double bytes_per_row_ = 0;
   bool any_contention_ = false;  // some node's ranks slow each other: keep each block's experts
 
@@ -524,13 +546,14 @@ class Simulation {
   std::vector<CoordinatorState> coordinators_;
   std::vector<std::array<double, 2>> out_free_, in_free_;  // [rank][intra, inter]
   std::vector<std::vector<int>> computing_on_node_;
-  std::vector<std::vector<size_t>> order_;  // per coordinator: its records
-  std::vector<size_t> next_;                // per coordinator: calls started
+  std::vector<std::vector<PlannedCall>> plan_;  // per coordinator: its calls, in order
+  std::vector<size_t> next_;                   // per coordinator: calls started
   GateResult gate_;
   ExpertDispatch dispatch_;
   std::vector<int> rank_of_row_;
   std::map<int, int> rows_on_;
-  SimResult result_;
+  std::vector<SimResult> results_;                    // per setting
+  std::vector<double> first_start_us_, last_end_us_;  // per setting: of the counted calls
 };
 
 }  // namespace
@@ -547,13 +570,14 @@ std::vector<std::unique_ptr<DispatchPolicy>> coordinator_policies(const std::str
   return policies;
 }
 
-SimResult simulate(const ClusterConfig& cluster, const ExpertMap& map,
-                   const std::vector<DispatchPolicy*>& policies,
-                   const std::vector<RoutingRecord>& trace, const SimOptions& options) {
-  MOE_CHECK(int(policies.size()) == cluster.coordinators, "simulate: ", policies.size(),
-            " policies for ", cluster.coordinators, " coordinators");
-  MOE_CHECK(options.d_model > 0 && options.passes >= 1 && options.warmup_passes >= 0,
-            "simulate: bad options");
+namespace {
+
+void check_setting(const ClusterConfig& cluster, const Setting& setting,
+                   const std::vector<RoutingRecord>& trace) {
+  MOE_CHECK(setting.map != nullptr && int(setting.policies.size()) == cluster.coordinators,
+            "simulate: ", setting.policies.size(), " policies for ", cluster.coordinators,
+            " coordinators");
+  const ExpertMap& map = *setting.map;
   MOE_CHECK(map.num_layers() > 0, "simulate: empty expert map");
   for (const auto& r : trace) {
     MOE_CHECK(r.layer >= 0 && r.layer < map.num_layers(), "routing trace names sparse layer ",
@@ -569,7 +593,28 @@ SimResult simulate(const ClusterConfig& cluster, const ExpertMap& map,
                   "expert map: layer ", l, " expert ", e, " is on rank ", rank,
                   " but the cluster's expert ranks are ", cluster.first_expert_rank(), "..",
                   cluster.world_size() - 1);
-  return Simulation(cluster, map, policies, trace, options).run();
+}
+
+}  // namespace
+
+SimResult simulate(const ClusterConfig& cluster, const ExpertMap& map,
+                   const std::vector<DispatchPolicy*>& policies,
+                   const std::vector<RoutingRecord>& trace, const SimOptions& options) {
+  return std::move(simulate_interleaved(cluster, {Setting{&map, policies}}, trace, options).at(0));
+}
+
+std::vector<SimResult> simulate_interleaved(const ClusterConfig& cluster,
+                                            const std::vector<Setting>& settings,
+                                            const std::vector<RoutingRecord>& trace,
+                                            const SimOptions& options, uint32_t order_seed) {
+  MOE_CHECK(options.d_model > 0 && options.passes >= 1 && options.warmup_passes >= 0,
+            "simulate: bad options");
+  MOE_CHECK(!settings.empty(), "simulate: no setting");
+  MOE_CHECK(settings.size() == 1 || cluster.coordinators == 1,
+            "simulate: settings run interleaved on one coordinator (as bench-routing measures "
+            "them), the cluster has ", cluster.coordinators);
+  for (const auto& setting : settings) check_setting(cluster, setting, trace);
+  return Simulation(cluster, settings, trace, options, order_seed).run();
 }
 
 }  // namespace moe::sim

@@ -18,6 +18,10 @@
 // With M coordinators, batch b of the trace runs on coordinator b mod M, each coordinator running
 // its calls one after another (closed loop, coordinator_gap_us between calls) with a policy of
 // its own, all of them sharing the expert ranks' queues and ports.
+// Several settings (placement, policy) can run interleaved as `moe bench-routing` measures them:
+// each trace call under every setting in turn, in a fresh shuffled order per call, so that what a
+// call leaves behind (a rank still napping in its blocking send, a quota's budget) falls on
+// whichever setting comes next, as it does in the measured run.
 #pragma once
 
 #include <cstdint>
@@ -57,9 +61,18 @@ struct CallResult {
 };
 
 struct SimResult {
-  std::vector<CallResult> calls;               // counted calls, in completion order
-  std::vector<double> busy_us;                 // per rank: compute time in counted passes
-  double first_start_us = 0, last_end_us = 0;  // of the counted calls
+  std::vector<CallResult> calls;  // counted calls, in completion order
+  std::vector<double> busy_us;    // per rank: compute time in counted passes
+  // The time the counted calls took: first dispatch to last end when the setting ran alone; the
+  // sum of their latencies when it was interleaved with others (one coordinator, bench-routing's
+  // tokens/s).
+  double span_us = 0;
+};
+
+// One setting of an interleaved run: its expert map and a policy per coordinator.
+struct Setting {
+  const ExpertMap* map = nullptr;
+  std::vector<DispatchPolicy*> policies;
 };
 
 // One `name` policy per coordinator, coordinator c's seeded context.seed + c.
@@ -72,5 +85,13 @@ std::vector<std::unique_ptr<DispatchPolicy>> coordinator_policies(const std::str
 SimResult simulate(const ClusterConfig& cluster, const ExpertMap& map,
                    const std::vector<DispatchPolicy*>& policies,
                    const std::vector<RoutingRecord>& trace, const SimOptions& options);
+
+// The settings interleaved call by call in bench-routing's order (std::mt19937 seeded
+// `order_seed`, one std::shuffle of the settings per trace call, warm-up passes included); one
+// result per setting. Needs one coordinator, as bench-routing has.
+std::vector<SimResult> simulate_interleaved(const ClusterConfig& cluster,
+                                            const std::vector<Setting>& settings,
+                                            const std::vector<RoutingRecord>& trace,
+                                            const SimOptions& options, uint32_t order_seed = 7);
 
 }  // namespace moe::sim

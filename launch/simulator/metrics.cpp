@@ -40,7 +40,7 @@ Summary summarise(const SimResult& result, int first_expert_rank, int world_size
   }
   s.mean_us = total_us / s.calls;
   s.p99_us = percentile(latencies, 0.99);
-  s.tokens_per_s = rows / std::max((result.last_end_us - result.first_start_us) * 1e-6, 1e-12);
+  s.tokens_per_s = rows / std::max(result.span_us * 1e-6, 1e-12);
   s.imbalance = imbalance_calls ? imbalance_sum / imbalance_calls : 0;
   s.busy_imbalance = max_over_mean(result.busy_us, first_expert_rank, world_size);
   s.policy_us = policy_us / s.calls;

@@ -75,7 +75,8 @@ PY
   mpi bench-routing --model "$W/wide" --routing-trace "$W/trace.jsonl" --expert-maps "$S/round-robin.json,$S/full.json" \
     --policies $policies --repeats 3 --csv "$S/measured.csv" >&2
   run "$moe" simulate --cluster "$S/cluster.json" --profile "$S/profile.json" --trace "$W/trace.jsonl" \
-    --placement "$S/round-robin.json,$S/full.json" --policy $policies --warmup 1 --passes 3 --out "$S/predicted.csv" >&2
+    --placement "$S/round-robin.json,$S/full.json" --policy $policies --warmup 1 --passes 3 --interleave \
+    --out "$S/predicted.csv" >&2
   python3 "$compare" replay --measured "$S/measured.csv" --predicted "$S/predicted.csv" --setting "$name"
   mpi generate --model "$W/wide" --input "$W/prompts.jsonl" --quiet --max-new-tokens 8 --batch-size 8 \
     --trace "$S/live-timeline.json" --record-routing "$S/live-routing.jsonl" >&2

@@ -9,6 +9,8 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
 #include <set>
 
 #include "launch/simulator/cluster.hpp"
@@ -369,6 +371,104 @@ TEST(SimulatorEventModel, EveryRankTakesPartEvenWithZeroRows) {
   EXPECT_EQ(r.calls[0].rows, 0);
 }
 
+// Settings interleaved as bench-routing runs them: for every trace call, std::shuffle of the
+// settings with one std::mt19937(order_seed), warm-up passes included.
+std::vector<int> bench_routing_order(int settings, int records, int passes, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int> order(settings), sequence;
+  std::iota(order.begin(), order.end(), 0);
+  for (int pass = 0; pass < passes; ++pass)
+    for (int i = 0; i < records; ++i) {
+      std::shuffle(order.begin(), order.end(), rng);
+      sequence.insert(sequence.end(), order.begin(), order.end());
+    }
+  return sequence;
+}
+
+TEST(SimulatorInterleaved, SettingsRunInBenchRoutingsShuffledOrder) {
+  const auto c = cluster_of(one_node(1, 3, 50, 1e9, "pull"));
+  const std::vector<ExpertMap> maps = {map_of({{1}, {2}}), map_of({{2}, {3}}), map_of({{3}, {1}})};
+  std::vector<std::unique_ptr<DispatchPolicy>> owned;
+  std::vector<Setting> settings;
+  for (const auto& m : maps) {
+    owned.push_back(make_basic_dispatch_policy("static", 1));
+    settings.push_back({&m, {owned.back().get()}});
+  }
+  const std::vector<RoutingRecord> trace = {call_of({3, 1}), call_of({1, 4}), call_of({2, 2}),
+                                            call_of({5, 0})};
+  SimOptions o = options(250);
+  o.warmup_passes = 1;
+  o.passes = 2;
+  const auto results = simulate_interleaved(c, settings, trace, o, 7);
+  ASSERT_EQ(results.size(), 3u);
+  std::vector<std::pair<double, int>> started;  // counted calls: (start, setting)
+  for (int s = 0; s < 3; ++s) {
+    EXPECT_EQ(results[s].calls.size(), 8u);  // 4 records x 2 counted passes
+    for (const auto& call : results[s].calls) started.push_back({call.start_us, s});
+  }
+  std::sort(started.begin(), started.end());
+  auto expected = bench_routing_order(3, 4, 3, 7);
+  expected.erase(expected.begin(), expected.begin() + 12);  // the warm-up pass
+  std::vector<int> seen;
+  for (const auto& [start, s] : started) seen.push_back(s);
+  EXPECT_EQ(seen, expected);
+  // One coordinator at a time: a setting's span is the sum of its calls' latencies.
+  for (const auto& r : results) {
+    double sum = 0;
+    for (const auto& call : r.calls) sum += call.latency_us();
+    EXPECT_NEAR(r.span_us, sum, 1e-6);
+  }
+}
+
+TEST(SimulatorInterleaved, WithNothingCarriedOverEachSettingTakesWhatItTakesAlone) {
+  // No polling: a rank's send returns when its rows are taken, before the call ends, so every
+  // call starts with idle ranks and its latency does not depend on the call before.
+  const auto c = cluster_of(one_node(1, 2, 50, 1.0, "pull"));
+  const ExpertMap one = map_of({{1}, {1}}), split = map_of({{1}, {2}});
+  const std::vector<RoutingRecord> trace = {call_of({3, 1}), call_of({1, 4}), call_of({6, 2})};
+  auto alone = [&](const ExpertMap& m) { return run(c, m, trace, 250).calls; };
+  std::vector<std::unique_ptr<DispatchPolicy>> owned;
+  for (int i = 0; i < 2; ++i) owned.push_back(make_basic_dispatch_policy("static", 1));
+  const auto results = simulate_interleaved(
+      c, {{&one, {owned[0].get()}}, {&split, {owned[1].get()}}}, trace, options(250), 7);
+  for (const auto& [result, m] : {std::pair{results[0], &one}, std::pair{results[1], &split}}) {
+    const auto expected = alone(*m);
+    ASSERT_EQ(result.calls.size(), expected.size());
+    for (size_t i = 0; i < expected.size(); ++i)
+      EXPECT_NEAR(result.calls[i].latency_us(), expected[i].latency_us(), 1e-6) << i;
+  }
+}
+
+TEST(SimulatorInterleaved, ARankHeldByTheCallBeforeStartsFromWhereItsPollingIs) {
+  // Poll: yield 20 µs, naps 10, 20, 40, each 5 µs late (PollModel above); link 50 µs, rows
+  // instant; 10 µs per token; pull. One trace call: 10 tokens to expert 0, 1 to expert 1.
+  // Setting "split" (expert 0 on rank 1, expert 1 on rank 2) runs first: headers at 50, both long-
+  // idle ranks notice at 72.5; rank 2 replies at 82.5 + 50, rank 1 at 172.5 + 50; the
+  // coordinator, polling since 0, sees them at 155 and 260, takes both blocks at 260. Rank 2's
+  // send (posted 82.5) returns then and it notices at 282.5; rank 1 (posted 172.5) at 277.5.
+  // Setting "one" (both experts on rank 2) starts at 260: header at 310, rank 2 (polling since
+  // 282.5) notices at 317.5, computes 110, replies at 477.5; rank 1 (no rows, noticed at 312.5)
+  // replies at 362.5; the coordinator sees them at 365 and 500: 240 µs. Alone, with both ranks
+  // long idle, the same call takes 250 (noticed at 72.5, replies at 122.5 and 232.5, seen at 145
+  // and 250).
+  auto j = one_node(1, 2, 50, 1e9, "pull");
+  j["poll"] = {{"yield_us", 20}, {"first_nap_us", 10}, {"max_nap_us", 40}, {"nap_slack_us", 5}};
+  const auto c = cluster_of(j);
+  const ExpertMap split = map_of({{1}, {2}}), one = map_of({{2}, {2}});
+  const std::vector<RoutingRecord> trace = {call_of({10, 1})};
+  uint32_t seed = 0;  // one whose shuffle runs setting 0 ("split") first
+  while (bench_routing_order(2, 1, 1, seed)[0] != 0) ++seed;
+  std::vector<std::unique_ptr<DispatchPolicy>> owned;
+  for (int i = 0; i < 2; ++i) owned.push_back(make_basic_dispatch_policy("static", 1));
+  const auto results = simulate_interleaved(
+      c, {{&split, {owned[0].get()}}, {&one, {owned[1].get()}}}, trace, options(250), seed);
+  ASSERT_EQ(results[1].calls.size(), 1u);
+  EXPECT_NEAR(results[0].calls[0].latency_us(), 260, 1e-6);
+  EXPECT_NEAR(results[1].calls[0].start_us, 260, 1e-6);
+  EXPECT_NEAR(results[1].calls[0].latency_us(), 240, 1e-6);
+  EXPECT_NEAR(run(c, one, trace, 250).calls[0].latency_us(), 250, 1e-6);
+}
+
 TEST(SimulatorPolicies, DecisionsEqualCallingThePolicyDirectly) {
   // Three experts on ranks {1,2,3}, {2,3}, {1}, over two layers and a skewed synthetic trace.
   const auto c = cluster_of(one_node(1, 3, 20, 10));
@@ -459,8 +559,7 @@ TEST(SimulatorMetrics, ImbalanceIsMaxOverMeanOfTheExpertRanks) {
   b.end_us = 400;
   r.calls = {a, b};
   r.busy_us = {0, 30, 10, 20};
-  r.first_start_us = 0;
-  r.last_end_us = 400;
+  r.span_us = 400;
   const Summary s = summarise(r, 1, 4);
   EXPECT_EQ(s.calls, 2);
   EXPECT_DOUBLE_EQ(s.imbalance, 2.0);
