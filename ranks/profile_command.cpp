@@ -208,7 +208,7 @@ nlohmann::json measure_contention(Session& s, const ProfileRequest& request, int
   }
   MOE_CHECK(!same.empty(), "--contention needs at least two expert ranks in a wave");
   const double value = std::max(median_of(different) - 1, 0.0);
-  const double same_value = std::max(median_of(same) - 1, 0.0);
+  const double same_value = median_of(same) - 1;  // below 0: the other rank warmed the cache
   std::printf("contention of %d ranks at once: %.3f on different experts, %.3f on the same experts "
               "(medians of %zu paired together / alone ratios each, less one)\n",
               together, value, same_value, same.size());

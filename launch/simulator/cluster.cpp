@@ -21,7 +21,7 @@ double ContentionCurve::at(double n, bool same_experts) const {
 
 bool ContentionCurve::none() const {
   for (size_t i = 0; i < tokens.size(); ++i)
-    if (different[i] > 0 || same[i] > 0) return false;
+    if (different[i] != 0 || same[i] != 0) return false;
   return true;
 }
 
@@ -55,8 +55,10 @@ ContentionCurve parse_contention(const json& j, const std::string& where) {
     for (size_t i = 1; i < c.tokens.size(); ++i)
       MOE_CHECK(c.tokens[i] > c.tokens[i - 1], where, ": tokens must increase");
   }
+  // On the same expert the other rank may warm the shared cache: a speedup, above -1.
   for (size_t i = 0; i < c.tokens.size(); ++i)
-    MOE_CHECK(c.different[i] >= 0 && c.same[i] >= 0, where, ": values must be >= 0");
+    MOE_CHECK(c.different[i] >= 0 && c.same[i] > -1, where,
+              ": different_experts values must be >= 0 and same_experts values > -1");
   return c;
 }
 

@@ -349,13 +349,18 @@ class Simulation {
       }
       // Dedicated devices without contention: nobody else's rate changes.
       if (cores == 0 && !contends && r != changed) continue;
-      double slowdown = 0;
+      // Slowdowns add up; a speedup (another rank warming the cache with the same expert) counts
+      // once, the largest: one warm cache is all there is to gain.
+      double slowdown = 0, speedup = 0;
       if (contends)
         for (int o : on)
-          if (o != r && !experts_[o].throttled)
-            slowdown += c_.classes[c_.ranks[o].device_class].memory_share * pair_contention(r, o, contention);
+          if (o != r && !experts_[o].throttled) {
+            const double f = c_.classes[c_.ranks[o].device_class].memory_share * pair_contention(r, o, contention);
+            if (f >= 0) slowdown += f;
+            else speedup = std::min(speedup, f);
+          }
       x.share = rate;
-      x.rate = rate / (1 + slowdown * alongside);
+      x.rate = rate / (1 + (slowdown + speedup) * alongside);
       schedule(now_ + x.remaining_us / x.rate, EventKind::kComputeDone, r, ++x.version);
     }
   }

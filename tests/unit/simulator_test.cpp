@@ -357,6 +357,31 @@ TEST(SimulatorEventModel, ContentionDependsOnTokensAndOnSharingTheExpert) {
   EXPECT_THROW(cluster_of(j), Error);
 }
 
+TEST(SimulatorEventModel, ASharedExpertWarmsTheCacheOnce) {
+  // Same expert at once: -0.2 (the other rank's reads warm the shared cache), so 100 µs of work
+  // take 100 / 1.25 = 80. With three ranks on it the speedup still counts once, the largest, not
+  // per neighbour; a slowdown from a rank on another expert adds to it.
+  auto j = one_node(1, 3, 50, 1e9);
+  j["nodes"][0]["contention"] = {{"tokens", {1}}, {"different_experts", {0.3}}, {"same_experts", {-0.2}}};
+  const ClusterConfig c = cluster_of(j);
+  auto uniform = make_basic_dispatch_policy("uniform", 1);
+  EXPECT_NEAR(run(c, map_of({{1, 2}}), {call_of({20})}, 250, {uniform.get()}).calls[0].latency_us(),
+              50 + 80 + 50, 1e-6);
+  auto three = make_basic_dispatch_policy("uniform", 1);
+  EXPECT_NEAR(run(c, map_of({{1, 2, 3}}), {call_of({30})}, 250, {three.get()}).calls[0].latency_us(),
+              50 + 80 + 50, 1e-6);
+  // Ranks 1 and 2 share expert 0 (10 rows each), rank 3 has expert 1 (10 rows): ranks 1 and 2 run
+  // at 1 / (1 + 0.3 - 0.2), rank 3 at 1 / (1 + 0.6); rank 1 and 2 end at 110, rank 3 has done
+  // 110 / 1.6 = 68.75 µs by then and its other 31.25 alone.
+  auto mixed = make_basic_dispatch_policy("uniform", 1);
+  EXPECT_NEAR(run(c, map_of({{1, 2}, {3}}), {call_of({20, 10})}, 250, {mixed.get()}).calls[0].latency_us(),
+              50 + 110 + (100 - 110 / 1.6) + 50, 1e-6);
+  j["nodes"][0]["contention"] = {{"tokens", {1}}, {"different_experts", {-0.1}}, {"same_experts", {0.0}}};
+  EXPECT_THROW(cluster_of(j), Error);
+  j["nodes"][0]["contention"] = {{"tokens", {1}}, {"different_experts", {0.1}}, {"same_experts", {-1.0}}};
+  EXPECT_THROW(cluster_of(j), Error);
+}
+
 TEST(SimulatorEventModel, ComputeIsTheSumOverTheRanksExperts) {
   const auto c = cluster_of(one_node(1, 1, 0, 1e9));
   EXPECT_NEAR(run(c, map_of({{1}, {1}, {1}}), {call_of({3, 0, 4})}, 250).calls[0].latency_us(), 70,
