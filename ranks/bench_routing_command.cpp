@@ -167,30 +167,33 @@ int run_bench_routing(World& world, const std::vector<std::string>& args) {
     per_call << ",rows_rank" << r << ",latency_us_rank" << r << ",compute_us_rank" << r
              << ",other_cpu_us_rank" << r;
   per_call << "\n";
-  // A fresh order for every call (sim::SettingOrder, which the simulator's --interleave replays).
-  // Seen with a rotation instead: two settings making identical decisions measured 18% apart, one
-  // always following a call that left the quota'd rank idle.
-  sim::SettingOrder setting_order(S);
+  // The settings take turns call by call, each from its own offset in the trace
+  // (sim::BenchSchedule, which the simulator's --interleave replays). Latencies are kept by
+  // (pass, trace call), so that settings compare call for call.
+  const size_t T = trace.size();
+  for (auto& s : settings) s.latency_us.assign(size_t(repeats) * T, 0.0);
+  sim::BenchSchedule schedule(S, T);
   for (int pass = 0; pass <= repeats; ++pass) {
-    for (size_t i = 0; i < trace.size(); ++i) {
-      const std::vector<size_t>& order = setting_order.next();
-      for (size_t k = 0; k < S; ++k) {
-        Setting& s = settings[order[k]];
+    schedule.start_pass();
+    for (size_t i = 0; i < T; ++i) {
+      for (const sim::BenchSlot& slot : schedule.slot(i)) {
+        Setting& s = settings[slot.setting];
+        const size_t j = slot.call;
         SparseFfnWeights layer;
-        layer.moe_layer = trace[i].layer;
+        layer.moe_layer = trace[j].layer;
         const double start = now_us();
-        s.executor->run(layer, trace[i].step, gates[i], dispatches[i], rows_in.data(),
+        s.executor->run(layer, trace[j].step, gates[j], dispatches[j], rows_in.data(),
                         rows_out.data());
         const double us = now_us() - start;
         if (pass == 0) continue;  // warm-up pass: policies learn, caches fill
-        s.latency_us.push_back(us);
+        s.latency_us[size_t(pass - 1) * T + j] = us;
         s.policy_us += s.executor->last_policy_us();
-        s.tokens += dispatches[i].rows();
+        s.tokens += dispatches[j].rows();
         const auto& per_rank = s.executor->last_rows_per_rank();
         if (!per_call_path.empty()) {
-          per_call << s.map_name << "," << s.policy_name << "," << pass << "," << i << ","
-                   << trace[i].batch << "," << trace[i].step << "," << trace[i].layer << ","
-                   << dispatches[i].rows() << "," << us << "," << s.executor->last_policy_us();
+          per_call << s.map_name << "," << s.policy_name << "," << pass << "," << j << ","
+                   << trace[j].batch << "," << trace[j].step << "," << trace[j].layer << ","
+                   << dispatches[j].rows() << "," << us << "," << s.executor->last_policy_us();
           std::vector<RankFeedback> by_rank(world.size());
           for (const auto& f : s.executor->last_feedback()) by_rank[f.rank] = f;
           for (int r = 1; r < world.size(); ++r)

@@ -107,10 +107,14 @@ class Simulation {
       records[size_t(trace[i].batch % c.coordinators)].push_back(i);
     plan_.resize(c.coordinators);
     for (int coord = 0; coord < c.coordinators; ++coord) {
-      SettingOrder order(settings.size(), order_seed + uint32_t(coord));
-      for (int pass = 0; pass < o.warmup_passes + o.passes; ++pass)
-        for (size_t record : records[coord])
-          for (size_t setting : order.next()) plan_[coord].push_back({record, int(setting), pass});
+      const auto& mine = records[coord];
+      BenchSchedule schedule(settings.size(), mine.size(), order_seed + uint32_t(coord));
+      for (int pass = 0; pass < o.warmup_passes + o.passes; ++pass) {
+        schedule.start_pass();
+        for (size_t i = 0; i < mine.size(); ++i)
+          for (const BenchSlot& slot : schedule.slot(i))
+            plan_[coord].push_back({mine[slot.call], int(slot.setting), pass});
+      }
     }
     next_.assign(c.coordinators, 0);
     bytes_per_row_ = double(o.d_model) * sizeof(float);

@@ -18,9 +18,9 @@
 // With M coordinators, batch b of the trace runs on coordinator b mod M, each coordinator running
 // its calls one after another (closed loop, coordinator_gap_us between calls) with a policy of
 // its own, all of them sharing the expert ranks' queues and ports.
-// Several settings (placement, policy) can run interleaved as `moe bench-routing` measures them:
-// each trace call under every setting in turn, in a fresh shuffled order per call, so that what a
-// call leaves behind (a rank still napping in its blocking send, a quota's budget) falls on
+// Several settings (placement, policy) can run interleaved as `moe bench-routing` measures them
+// (BenchSchedule: turns call by call, each setting from its own offset in the trace), so that what
+// a call leaves behind (a rank still napping in its blocking send, a quota's budget) falls on
 // whichever setting comes next, as it does in the measured run.
 #pragma once
 
@@ -86,9 +86,9 @@ SimResult simulate(const ClusterConfig& cluster, const ExpertMap& map,
                    const std::vector<DispatchPolicy*>& policies,
                    const std::vector<RoutingRecord>& trace, const SimOptions& options);
 
-// The settings interleaved call by call in bench-routing's order (std::mt19937 seeded
-// `order_seed`, one std::shuffle of the settings per trace call, warm-up passes included); one
-// result per setting. Needs one coordinator, as bench-routing has.
+// The settings interleaved call by call in bench-routing's order (BenchSchedule seeded
+// `order_seed`, warm-up passes included); one result per setting. Needs one coordinator, as
+// bench-routing has.
 std::vector<SimResult> simulate_interleaved(const ClusterConfig& cluster,
                                             const std::vector<Setting>& settings,
                                             const std::vector<RoutingRecord>& trace,

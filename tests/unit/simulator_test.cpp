@@ -18,6 +18,7 @@
 #include "launch/simulator/metrics.hpp"
 #include "launch/simulator/placements.hpp"
 #include "launch/simulator/refine_placement.hpp"
+#include "launch/simulator/setting_order.hpp"
 #include "launch/simulator/synthetic_trace.hpp"
 #include "router/latency_policy.hpp"
 #include "router/policy_factory.hpp"
@@ -396,21 +397,47 @@ TEST(SimulatorEventModel, EveryRankTakesPartEvenWithZeroRows) {
   EXPECT_EQ(r.calls[0].rows, 0);
 }
 
-// Settings interleaved as bench-routing runs them: for every trace call, std::shuffle of the
-// settings with one std::mt19937(order_seed), warm-up passes included.
-std::vector<int> bench_routing_order(int settings, int records, int passes, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int> order(settings), sequence;
-  std::iota(order.begin(), order.end(), 0);
-  for (int pass = 0; pass < passes; ++pass)
-    for (int i = 0; i < records; ++i) {
-      std::shuffle(order.begin(), order.end(), rng);
-      sequence.insert(sequence.end(), order.begin(), order.end());
+TEST(SimulatorInterleaved, BenchScheduleRunsEveryCallOncePerPassAndNeverTheSameCallTwiceInARow) {
+  const size_t S = 5, T = 102;  // the routing evaluation's settings and trace calls
+  BenchSchedule schedule(S, T);
+  std::vector<size_t> previous_calls;
+  for (int pass = 0; pass < 3; ++pass) {
+    schedule.start_pass();
+    std::vector<std::vector<int>> runs(S, std::vector<int>(T, 0));
+    size_t last = T;  // the call run just before
+    for (size_t i = 0; i < T; ++i) {
+      const auto slots = schedule.slot(i);
+      ASSERT_EQ(slots.size(), S);
+      std::set<size_t> settings, calls;
+      for (const auto& slot : slots) {
+        settings.insert(slot.setting);
+        calls.insert(slot.call);
+        ++runs[slot.setting][slot.call];
+        EXPECT_NE(slot.call, last) << "pass " << pass << " slot " << i;
+        last = slot.call;
+      }
+      EXPECT_EQ(settings.size(), S);
+      EXPECT_EQ(calls.size(), S);  // offsets T/S apart: five different calls per slot
     }
+    for (const auto& per_call : runs)
+      for (int n : per_call) EXPECT_EQ(n, 1);
+  }
+}
+
+// The (setting, call) sequence bench-routing runs: BenchSchedule over `passes` passes.
+std::vector<std::pair<int, int>> bench_routing_sequence(size_t settings, size_t calls, int passes,
+                                                        uint32_t seed) {
+  BenchSchedule schedule(settings, calls, seed);
+  std::vector<std::pair<int, int>> sequence;
+  for (int pass = 0; pass < passes; ++pass) {
+    schedule.start_pass();
+    for (size_t i = 0; i < calls; ++i)
+      for (const auto& slot : schedule.slot(i)) sequence.push_back({int(slot.setting), int(slot.call)});
+  }
   return sequence;
 }
 
-TEST(SimulatorInterleaved, SettingsRunInBenchRoutingsShuffledOrder) {
+TEST(SimulatorInterleaved, SettingsRunInBenchRoutingsOrder) {
   const auto c = cluster_of(one_node(1, 3, 50, 1e9, "pull"));
   const std::vector<ExpertMap> maps = {map_of({{1}, {2}}), map_of({{2}, {3}}), map_of({{3}, {1}})};
   std::vector<std::unique_ptr<DispatchPolicy>> owned;
@@ -419,23 +446,25 @@ TEST(SimulatorInterleaved, SettingsRunInBenchRoutingsShuffledOrder) {
     owned.push_back(make_basic_dispatch_policy("static", 1));
     settings.push_back({&m, {owned.back().get()}});
   }
-  const std::vector<RoutingRecord> trace = {call_of({3, 1}), call_of({1, 4}), call_of({2, 2}),
-                                            call_of({5, 0})};
+  // Each call's step names it, so the simulated sequence can be read back.
+  std::vector<RoutingRecord> trace = {call_of({3, 1}), call_of({1, 4}), call_of({2, 2}),
+                                      call_of({5, 0})};
+  for (size_t i = 0; i < trace.size(); ++i) trace[i].step = int64_t(i);
   SimOptions o = options(250);
   o.warmup_passes = 1;
   o.passes = 2;
   const auto results = simulate_interleaved(c, settings, trace, o, 7);
   ASSERT_EQ(results.size(), 3u);
-  std::vector<std::pair<double, int>> started;  // counted calls: (start, setting)
+  std::vector<std::pair<double, std::pair<int, int>>> started;  // counted calls: start, (setting, call)
   for (int s = 0; s < 3; ++s) {
-    EXPECT_EQ(results[s].calls.size(), 8u);  // 4 records x 2 counted passes
-    for (const auto& call : results[s].calls) started.push_back({call.start_us, s});
+    EXPECT_EQ(results[s].calls.size(), 8u);  // 4 calls x 2 counted passes
+    for (const auto& call : results[s].calls) started.push_back({call.start_us, {s, int(call.step)}});
   }
   std::sort(started.begin(), started.end());
-  auto expected = bench_routing_order(3, 4, 3, 7);
+  auto expected = bench_routing_sequence(3, 4, 3, 7);
   expected.erase(expected.begin(), expected.begin() + 12);  // the warm-up pass
-  std::vector<int> seen;
-  for (const auto& [start, s] : started) seen.push_back(s);
+  std::vector<std::pair<int, int>> seen;
+  for (const auto& [start, sc] : started) seen.push_back(sc);
   EXPECT_EQ(seen, expected);
   // One coordinator at a time: a setting's span is the sum of its calls' latencies.
   for (const auto& r : results) {
@@ -450,17 +479,22 @@ TEST(SimulatorInterleaved, WithNothingCarriedOverEachSettingTakesWhatItTakesAlon
   // call starts with idle ranks and its latency does not depend on the call before.
   const auto c = cluster_of(one_node(1, 2, 50, 1.0, "pull"));
   const ExpertMap one = map_of({{1}, {1}}), split = map_of({{1}, {2}});
-  const std::vector<RoutingRecord> trace = {call_of({3, 1}), call_of({1, 4}), call_of({6, 2})};
-  auto alone = [&](const ExpertMap& m) { return run(c, m, trace, 250).calls; };
+  std::vector<RoutingRecord> trace = {call_of({3, 1}), call_of({1, 4}), call_of({6, 2})};
+  for (size_t i = 0; i < trace.size(); ++i) trace[i].step = int64_t(i);  // names each call
+  auto by_step = [](std::vector<CallResult> calls) {
+    std::sort(calls.begin(), calls.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
+    return calls;
+  };
+  auto alone = [&](const ExpertMap& m) { return by_step(run(c, m, trace, 250).calls); };
   std::vector<std::unique_ptr<DispatchPolicy>> owned;
   for (int i = 0; i < 2; ++i) owned.push_back(make_basic_dispatch_policy("static", 1));
   const auto results = simulate_interleaved(
       c, {{&one, {owned[0].get()}}, {&split, {owned[1].get()}}}, trace, options(250), 7);
   for (const auto& [result, m] : {std::pair{results[0], &one}, std::pair{results[1], &split}}) {
-    const auto expected = alone(*m);
-    ASSERT_EQ(result.calls.size(), expected.size());
+    const auto expected = alone(*m), got = by_step(result.calls);
+    ASSERT_EQ(got.size(), expected.size());
     for (size_t i = 0; i < expected.size(); ++i)
-      EXPECT_NEAR(result.calls[i].latency_us(), expected[i].latency_us(), 1e-6) << i;
+      EXPECT_NEAR(got[i].latency_us(), expected[i].latency_us(), 1e-6) << i;
   }
 }
 
@@ -481,8 +515,8 @@ TEST(SimulatorInterleaved, ARankHeldByTheCallBeforeStartsFromWhereItsPollingIs) 
   const auto c = cluster_of(j);
   const ExpertMap split = map_of({{1}, {2}}), one = map_of({{2}, {2}});
   const std::vector<RoutingRecord> trace = {call_of({10, 1})};
-  uint32_t seed = 0;  // one whose shuffle runs setting 0 ("split") first
-  while (bench_routing_order(2, 1, 1, seed)[0] != 0) ++seed;
+  uint32_t seed = 0;  // one whose schedule runs setting 0 ("split") first
+  while (bench_routing_sequence(2, 1, 1, seed)[0].first != 0) ++seed;
   std::vector<std::unique_ptr<DispatchPolicy>> owned;
   for (int i = 0; i < 2; ++i) owned.push_back(make_basic_dispatch_policy("static", 1));
   const auto results = simulate_interleaved(
