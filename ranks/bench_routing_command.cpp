@@ -1,10 +1,10 @@
 // moe bench-routing: replays a recorded routing trace (every sparse-layer call's expert choices)
 // through the real expert ranks under every dispatch policy and expert map, in one run, and
 // prints mean and p99 sparse-layer latency, tokens/s, load imbalance and the policy's decision
-// time, with the change of latency-aware routing against each baseline. The settings are
-// interleaved call by call (each trace call runs under every setting in turn, in a seeded
-// shuffled order), so a machine whose speed drifts during the run slows every setting alike and
-// the comparison is paired. Token values are random: expert cost does not depend on them; which
+// time, with the change of latency-aware routing against each baseline. The settings take turns
+// call by call, each from its own offset in the trace (sim::BenchSchedule), so a machine whose
+// speed drifts during the run slows every setting alike, and every setting runs every call once
+// per pass, so the comparison is paired call for call. Token values are random: expert cost does not depend on them; which
 // expert and which rank does.
 #include <algorithm>
 #include <boost/program_options.hpp>

@@ -43,7 +43,6 @@ struct Message {
   MessageKind kind;
   int from, to, call;
   double bytes;     // push replies carry their rows; work blocks are taken at pickup
-  double head_us;   // when the header arrived
   double avail_us;  // when a receive could return it (push replies: once their rows are in)
 };
 
@@ -68,6 +67,7 @@ struct ExpertState {
   double wait_since_us = -1e12;  // long idle at the start
   int serving = -1;              // message in hand
   double start_us = 0, remaining_us = 0, rate = 1, last_update_us = 0, reply_posted_us = 0;
+  double picked_up_us = 0;  // when it took the header in hand (its receive returned)
   bool computing = false;
   // Under a CPU quota (CpuQuota): CPU µs left in the current period (negative: an overrun to pay
   // back); the last period whose refill it has had; stalled until a refill; the core share it
@@ -181,7 +181,7 @@ class Simulation {
   // A header (plus, for push replies, the rows): the sender's port, then the link's latency.
   void post(MessageKind kind, int from, int to, int call, double bytes) {
     const int id = int(messages_.size());
-    messages_.push_back({kind, from, to, call, bytes, 0, 0});
+    messages_.push_back({kind, from, to, call, bytes, 0});
     const LinkSpec link = c_.link(from, to);
     double& port = out_free_[from][kind_of(from, to)];
     port = std::max(now_, port) + c_.message_overhead_us + bytes / link.bytes_per_us;
@@ -265,7 +265,7 @@ class Simulation {
 
   void head_arrives(int id) {
     Message& m = messages_[id];
-    m.head_us = m.avail_us = now_;
+    m.avail_us = now_;
     if (m.kind == MessageKind::kWork) {
       ExpertState& x = experts_[m.to];
       x.inbox.push_back(id);
@@ -292,6 +292,7 @@ class Simulation {
     x.pickup_scheduled = false;
     if (x.inbox.empty() || !x.idle) return;
     x.idle = false;
+    x.picked_up_us = now_;
     x.serving = x.inbox.front();
     x.inbox.pop_front();
     const Message& m = messages_[x.serving];
@@ -441,7 +442,9 @@ class Simulation {
     f.tokens = call.result.rows_per_rank[rank];
     f.compute_us = now_ - x.start_us;
     call.result.compute_us_per_rank[rank] = f.compute_us;
-    f.queue_us = x.start_us - work.head_us;  // as the rank measures it: from the header on
+    // As ranks/expert_rank.cpp measures it: from its receive of the header returning (after its
+    // poll noticed it, and after any earlier block) to the block being in.
+    f.queue_us = x.start_us - x.picked_up_us;
     if (call.result.pass >= o_.warmup_passes) results_[call.setting].busy_us[rank] += f.compute_us;
     feedback_of_reply_[int(messages_.size())] = f;
     post(MessageKind::kReply, rank, work.from, work.call,
