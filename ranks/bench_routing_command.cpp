@@ -17,7 +17,7 @@
 #include <sstream>
 
 #include "launch/simulator/metrics.hpp"
-#include "launch/simulator/setting_order.hpp"
+#include "launch/simulator/bench_schedule.hpp"
 #include "model/weights.hpp"
 #include "ranks/command_line.hpp"
 #include "ranks/commands.hpp"

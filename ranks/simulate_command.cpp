@@ -3,7 +3,7 @@
 // requested placement and dispatch policy — the router/ objects of the live runtime — and prints
 // mean and p99 sparse-layer latency, tokens/s and load imbalance, as `moe bench-routing` does for
 // measured runs. One process, no MPI. With --interleave the settings run interleaved call by call
-// in bench-routing's shuffled order, to predict a measured bench-routing table.
+// in bench-routing's order (BenchSchedule), to predict a measured bench-routing table.
 #include "ranks/simulate_command.hpp"
 
 #include "ranks/command_line.hpp"
@@ -83,7 +83,7 @@ int run_simulate(World& world, const std::vector<std::string>& args) {
       "charge-policy-time", po::bool_switch(&options.charge_policy_time),
       "delay each dispatch by the policy's measured decision time on this machine")(
       "interleave", po::bool_switch(&interleave),
-      "run every (placement, policy) interleaved call by call in bench-routing's shuffled order, "
+      "run every (placement, policy) interleaved call by call in bench-routing's order, "
       "as a measured run does, instead of each alone (one coordinator)")(
       "seed", po::value(&seed)->default_value(1),
       "seed of random policies, placements and synthetic traces")(

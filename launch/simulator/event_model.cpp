@@ -8,7 +8,7 @@
 #include <map>
 #include <queue>
 
-#include "launch/simulator/setting_order.hpp"
+#include "launch/simulator/bench_schedule.hpp"
 #include "router/expert_dispatch.hpp"
 #include "runtime/error.hpp"
 

@@ -18,7 +18,7 @@
 #include "launch/simulator/metrics.hpp"
 #include "launch/simulator/placements.hpp"
 #include "launch/simulator/refine_placement.hpp"
-#include "launch/simulator/setting_order.hpp"
+#include "launch/simulator/bench_schedule.hpp"
 #include "launch/simulator/synthetic_trace.hpp"
 #include "router/latency_policy.hpp"
 #include "router/policy_factory.hpp"
