@@ -4,8 +4,8 @@
 // time, with the change of latency-aware routing against each baseline. The settings take turns
 // call by call, each from its own offset in the trace (sim::BenchSchedule), so a machine whose
 // speed drifts during the run slows every setting alike, and every setting runs every call once
-// per pass, so the comparison is paired call for call. Token values are random: expert cost does not depend on them; which
-// expert and which rank does.
+// per pass, so the comparison is paired call for call. Token values are random: expert cost does
+// not depend on them; which expert and which rank does.
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
@@ -16,8 +16,8 @@
 #include <random>
 #include <sstream>
 
-#include "launch/simulator/metrics.hpp"
 #include "launch/simulator/bench_schedule.hpp"
+#include "launch/simulator/metrics.hpp"
 #include "model/weights.hpp"
 #include "ranks/command_line.hpp"
 #include "ranks/commands.hpp"

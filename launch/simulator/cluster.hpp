@@ -90,8 +90,9 @@ struct DeviceClass {
 // the same time: `different` when that rank computes other experts, `same` when it computes the
 // same (layer, expert) — ranks that map one checkpoint file then read the same physical pages, and
 // one warms the shared cache for the other, so `same` can be negative (a speedup, above -1).
-// Linear between the measured token counts, constant past the ends. A node's "contention" is a number (every n, either case) or
-// {"tokens": [...], "different_experts": [...], "same_experts": [...]}.
+// Linear between the measured token counts, constant past the ends. A node's "contention" is a
+// number (every n, either case) or {"tokens": [...], "different_experts": [...],
+// "same_experts": [...]}.
 struct ContentionCurve {
   std::vector<double> tokens{1}, different{0}, same{0};
   double at(double n, bool same_experts) const;

@@ -225,8 +225,8 @@ class Simulation {
     policy.assign(rec.layer, dispatch_, gate_, map, rank_of_row_);
     r.policy_us =
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-    MOE_CHECK(int(rank_of_row_.size()) == dispatch_.rows(), "policy ", policy.name(),
-              " assigned ", rank_of_row_.size(), " rows of ", dispatch_.rows());
+    MOE_CHECK(int(rank_of_row_.size()) == dispatch_.rows(), "policy ", policy.name(), " assigned ",
+              rank_of_row_.size(), " rows of ", dispatch_.rows());
 
     const int N = c_.world_size();
     r.rows = dispatch_.rows();
@@ -360,9 +360,12 @@ class Simulation {
       if (contends)
         for (int o : on)
           if (o != r && !experts_[o].throttled) {
-            const double f = c_.classes[c_.ranks[o].device_class].memory_share * pair_contention(r, o, contention);
-            if (f >= 0) slowdown += f;
-            else speedup = std::min(speedup, f);
+            const double f = c_.classes[c_.ranks[o].device_class].memory_share *
+                             pair_contention(r, o, contention);
+            if (f >= 0)
+              slowdown += f;
+            else
+              speedup = std::min(speedup, f);
           }
       x.share = rate;
       x.rate = rate / (1 + (slowdown + speedup) * alongside);
@@ -559,7 +562,7 @@ class Simulation {
   std::vector<std::array<double, 2>> out_free_, in_free_;  // [rank][intra, inter]
   std::vector<std::vector<int>> computing_on_node_;
   std::vector<std::vector<PlannedCall>> plan_;  // per coordinator: its calls, in order
-  std::vector<size_t> next_;                   // per coordinator: calls started
+  std::vector<size_t> next_;                    // per coordinator: calls started
   GateResult gate_;
   ExpertDispatch dispatch_;
   std::vector<int> rank_of_row_;
@@ -624,7 +627,8 @@ std::vector<SimResult> simulate_interleaved(const ClusterConfig& cluster,
   MOE_CHECK(!settings.empty(), "simulate: no setting");
   MOE_CHECK(settings.size() == 1 || cluster.coordinators == 1,
             "simulate: settings run interleaved on one coordinator (as bench-routing measures "
-            "them), the cluster has ", cluster.coordinators);
+            "them), the cluster has ",
+            cluster.coordinators);
   for (const auto& setting : settings) check_setting(cluster, setting, trace);
   return Simulation(cluster, settings, trace, options, order_seed).run();
 }

@@ -13,12 +13,12 @@
 #include <random>
 #include <set>
 
+#include "launch/simulator/bench_schedule.hpp"
 #include "launch/simulator/cluster.hpp"
 #include "launch/simulator/event_model.hpp"
 #include "launch/simulator/metrics.hpp"
 #include "launch/simulator/placements.hpp"
 #include "launch/simulator/refine_placement.hpp"
-#include "launch/simulator/bench_schedule.hpp"
 #include "launch/simulator/synthetic_trace.hpp"
 #include "router/latency_policy.hpp"
 #include "router/policy_factory.hpp"
@@ -365,23 +365,28 @@ TEST(SimulatorEventModel, ASharedExpertWarmsTheCacheOnce) {
   // take 100 / 1.25 = 80. With three ranks on it the speedup still counts once, the largest, not
   // per neighbour; a slowdown from a rank on another expert adds to it.
   auto j = one_node(1, 3, 50, 1e9);
-  j["nodes"][0]["contention"] = {{"tokens", {1}}, {"different_experts", {0.3}}, {"same_experts", {-0.2}}};
+  j["nodes"][0]["contention"] = {
+      {"tokens", {1}}, {"different_experts", {0.3}}, {"same_experts", {-0.2}}};
   const ClusterConfig c = cluster_of(j);
   auto uniform = make_basic_dispatch_policy("uniform", 1);
   EXPECT_NEAR(run(c, map_of({{1, 2}}), {call_of({20})}, 250, {uniform.get()}).calls[0].latency_us(),
               50 + 80 + 50, 1e-6);
   auto three = make_basic_dispatch_policy("uniform", 1);
-  EXPECT_NEAR(run(c, map_of({{1, 2, 3}}), {call_of({30})}, 250, {three.get()}).calls[0].latency_us(),
-              50 + 80 + 50, 1e-6);
+  EXPECT_NEAR(
+      run(c, map_of({{1, 2, 3}}), {call_of({30})}, 250, {three.get()}).calls[0].latency_us(),
+      50 + 80 + 50, 1e-6);
   // Ranks 1 and 2 share expert 0 (10 rows each), rank 3 has expert 1 (10 rows): ranks 1 and 2 run
   // at 1 / (1 + 0.3 - 0.2), rank 3 at 1 / (1 + 0.6); rank 1 and 2 end at 110, rank 3 has done
   // 110 / 1.6 = 68.75 µs by then and its other 31.25 alone.
   auto mixed = make_basic_dispatch_policy("uniform", 1);
-  EXPECT_NEAR(run(c, map_of({{1, 2}, {3}}), {call_of({20, 10})}, 250, {mixed.get()}).calls[0].latency_us(),
-              50 + 110 + (100 - 110 / 1.6) + 50, 1e-6);
-  j["nodes"][0]["contention"] = {{"tokens", {1}}, {"different_experts", {-0.1}}, {"same_experts", {0.0}}};
+  EXPECT_NEAR(
+      run(c, map_of({{1, 2}, {3}}), {call_of({20, 10})}, 250, {mixed.get()}).calls[0].latency_us(),
+      50 + 110 + (100 - 110 / 1.6) + 50, 1e-6);
+  j["nodes"][0]["contention"] = {
+      {"tokens", {1}}, {"different_experts", {-0.1}}, {"same_experts", {0.0}}};
   EXPECT_THROW(cluster_of(j), Error);
-  j["nodes"][0]["contention"] = {{"tokens", {1}}, {"different_experts", {0.1}}, {"same_experts", {-1.0}}};
+  j["nodes"][0]["contention"] = {
+      {"tokens", {1}}, {"different_experts", {0.1}}, {"same_experts", {-1.0}}};
   EXPECT_THROW(cluster_of(j), Error);
 }
 
@@ -434,7 +439,8 @@ std::vector<std::pair<int, int>> bench_routing_sequence(size_t settings, size_t 
   for (int pass = 0; pass < passes; ++pass) {
     schedule.start_pass();
     for (size_t i = 0; i < calls; ++i)
-      for (const auto& slot : schedule.slot(i)) sequence.push_back({int(slot.setting), int(slot.call)});
+      for (const auto& slot : schedule.slot(i))
+        sequence.push_back({int(slot.setting), int(slot.call)});
   }
   return sequence;
 }
@@ -457,10 +463,12 @@ TEST(SimulatorInterleaved, SettingsRunInBenchRoutingsOrder) {
   o.passes = 2;
   const auto results = simulate_interleaved(c, settings, trace, o, 7);
   ASSERT_EQ(results.size(), 3u);
-  std::vector<std::pair<double, std::pair<int, int>>> started;  // counted calls: start, (setting, call)
+  std::vector<std::pair<double, std::pair<int, int>>>
+      started;  // counted calls: start, (setting, call)
   for (int s = 0; s < 3; ++s) {
     EXPECT_EQ(results[s].calls.size(), 8u);  // 4 calls x 2 counted passes
-    for (const auto& call : results[s].calls) started.push_back({call.start_us, {s, int(call.step)}});
+    for (const auto& call : results[s].calls)
+      started.push_back({call.start_us, {s, int(call.step)}});
   }
   std::sort(started.begin(), started.end());
   auto expected = bench_routing_sequence(3, 4, 3, 7);
@@ -484,7 +492,8 @@ TEST(SimulatorInterleaved, WithNothingCarriedOverEachSettingTakesWhatItTakesAlon
   std::vector<RoutingRecord> trace = {call_of({3, 1}), call_of({1, 4}), call_of({6, 2})};
   for (size_t i = 0; i < trace.size(); ++i) trace[i].step = int64_t(i);  // names each call
   auto by_step = [](std::vector<CallResult> calls) {
-    std::sort(calls.begin(), calls.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
+    std::sort(calls.begin(), calls.end(),
+              [](const auto& a, const auto& b) { return a.step < b.step; });
     return calls;
   };
   auto alone = [&](const ExpertMap& m) { return by_step(run(c, m, trace, 250).calls); };
