@@ -129,11 +129,11 @@ cma_probe() {
   timeout 120 mpirun "${MPIRUN_FLAGS[@]}" -np 2 build-gpu/moe profile --model tests/reference/fixtures/switch8_f32/model \
     --token-counts 1 --repeats 1 --out "$out/cma-probe.json" --deadline 30 >"$out/cma-probe.log" 2>&1
 }
-step cma_probe cma_probe || true
+step cma_probe cma_probe
 if ! grep -q '"link_bytes_per_us"' "$out/cma-probe.json" 2>/dev/null; then
   echo "vader single-copy (CMA) failed here: copies through the shared segment instead" | tee -a "$out/steps.txt"
   export OMPI_MCA_btl_vader_single_copy_mechanism=none
-  status=0
+  status=0  # the probe's failure is the answer, not the run's (configure and build exit on theirs)
 fi
 if [[ $cuda == ON ]] && ((tests)); then
   step cuda_tests run timeout 300 build-gpu/tests/cuda/cuda_tests --gtest_output=xml:"$out/cuda_tests.xml" \
@@ -156,7 +156,6 @@ if [[ $cuda == ON ]] && ((tests)); then
 fi
 if ((routing_eval)); then
   devices=${ROUTING_EVAL_DEVICES:-cpu:1,cuda:0,cpu:4}
-  set -o pipefail
   step routing_eval run launch/experiments/routing_eval.sh --work /tmp/moe-routing-eval --moe build-gpu/moe \
     --settings hetero --hetero-devices "$devices" >"$out/routing-eval.log" 2>&1
   cp /tmp/moe-routing-eval/table.md "$out/routing-table.md" 2>/dev/null || status=1
