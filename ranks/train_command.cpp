@@ -25,6 +25,8 @@ int run_train_latency_model(World& world, const std::vector<std::string>& args) 
       ("epochs", po::value(&o.epochs)->default_value(o.epochs), "passes over the training split")
       ("hidden", po::value(&o.hidden)->default_value(o.hidden), "hidden units per layer")
       ("learning-rate", po::value(&o.learning_rate)->default_value(o.learning_rate), "Adam learning rate")
+      ("weight-decay", po::value(&o.weight_decay)->default_value(o.weight_decay),
+       "decoupled weight decay on the weights (AdamW)")
       ("held-out", po::value(&o.held_out_fraction)->default_value(o.held_out_fraction), "fraction held out")
       ("seed", po::value(&o.seed)->default_value(o.seed), "split and initialisation seed");
   if (!parse_command_line(world, opts, args)) return 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -103,7 +104,7 @@ struct MlpTrainer {
     return (out - target) * (out - target);
   }
 
-  void adam_step(const std::vector<double>& g, double lr) {
+  void adam_step(const std::vector<double>& g, double lr, double weight_decay) {
     auto p = params();
     if (adam_m.empty()) {
       adam_m.assign(p.size(), 0);
@@ -111,7 +112,13 @@ struct MlpTrainer {
     }
     ++t;
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    const size_t H = m.hidden_, F = kLatencyFeatures;
+    auto is_weight = [&](size_t i) {  // params() order: w1, b1, w2, b2, w3, b3
+      return i < H * F || (i >= H * F + H && i < H * F + H + H * H) ||
+             (i >= H * F + 2 * H + H * H && i < p.size() - 1);
+    };
     for (size_t i = 0; i < p.size(); ++i) {
+      if (weight_decay > 0 && is_weight(i)) *p[i] -= lr * weight_decay * *p[i];
       adam_m[i] = b1 * adam_m[i] + (1 - b1) * g[i];
       adam_v[i] = b2 * adam_v[i] + (1 - b2) * g[i] * g[i];
       const double mh = adam_m[i] / (1 - std::pow(b1, t)), vh = adam_v[i] / (1 - std::pow(b2, t));
@@ -123,7 +130,7 @@ struct MlpTrainer {
 LatencyFeatures LatencyModel::normalise(const LatencyFeatures& x) const {
   LatencyFeatures out{};
   for (int f = 0; f < kLatencyFeatures; ++f)
-    out[f] = (std::log1p(std::max(x[f], 0.0)) - mean_[f]) / stddev_[f];
+    out[f] = std::clamp((std::log1p(std::max(x[f], 0.0)) - mean_[f]) / stddev_[f], lo_[f], hi_[f]);
   return out;
 }
 
@@ -185,6 +192,13 @@ LatencyModel LatencyModel::train(const std::vector<LatencySample>& samples,
     }
     m.mean_[f] = sum / train.size();
     m.stddev_[f] = std::sqrt(std::max(sq / train.size() - m.mean_[f] * m.mean_[f], 0.0)) + 1e-6;
+    m.lo_[f] = std::numeric_limits<double>::infinity();
+    m.hi_[f] = -m.lo_[f];
+    for (size_t i : train) {
+      const double z = (std::log1p(std::max(samples[i].x[f], 0.0)) - m.mean_[f]) / m.stddev_[f];
+      m.lo_[f] = std::min(m.lo_[f], z);
+      m.hi_[f] = std::max(m.hi_[f], z);
+    }
   }
   const int H = o.hidden, F = kLatencyFeatures;
   std::normal_distribution<double> init(0.0, 1.0);
@@ -221,7 +235,7 @@ LatencyModel LatencyModel::train(const std::vector<LatencySample>& samples,
       std::vector<double> g(n_params, 0.0);
       for (size_t k = start; k < end; ++k) loss += trainer.backward(xs[shuffled[k]], residuals[shuffled[k]], g);
       for (auto& v : g) v /= double(end - start);
-      trainer.adam_step(g, lr);
+      trainer.adam_step(g, lr, o.weight_decay);
     }
     loss /= shuffled.size();
   }

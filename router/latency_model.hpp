@@ -37,6 +37,10 @@ struct TrainOptions {
   int epochs = 200;
   int batch = 64;
   double learning_rate = 3e-3;
+  // Decoupled (AdamW) on the weights, not the biases: without it the MLP fits the noise of
+  // features that barely matter (a rank's queueing of a few µs) with steep wiggles that then
+  // decide between ranks of equal load.
+  double weight_decay = 0.1;
   double held_out_fraction = 0.2;
   uint64_t seed = 1;
 };
@@ -50,7 +54,8 @@ struct TrainReport {
 
 class LatencyModel {
  public:
-  static constexpr uint32_t kVersion = 2;  // 2: the MLP is a residual over the profile table
+  // 2: the MLP is a residual over the profile table; 3: inputs clamped to the training range
+  static constexpr uint32_t kVersion = 3;
   static constexpr int kMaxHidden = 256;
   static LatencyModel train(const std::vector<LatencySample>& samples, const TrainOptions& options,
                             TrainReport* report);
@@ -62,7 +67,7 @@ class LatencyModel {
 
   template <class A>
   void serialize(A& ar) {
-    ar(hidden_, mean_, stddev_, w1_, b1_, w2_, b2_, w3_, b3_);
+    ar(hidden_, mean_, stddev_, lo_, hi_, w1_, b1_, w2_, b2_, w3_, b3_);
   }
 
  private:
@@ -74,6 +79,9 @@ class LatencyModel {
   double forward(const LatencyFeatures& z, double* h1, double* h2) const;
   int hidden_ = 0;
   LatencyFeatures mean_{}, stddev_{};
+  // Range of each standardised feature on the training split: inputs are clamped to it, so a
+  // feature outside what was seen (another machine's queueing, a simulated one) cannot extrapolate.
+  LatencyFeatures lo_{}, hi_{};
   std::vector<double> w1_, b1_, w2_, b2_, w3_;  // w1[h][f], w2[h][h], w3[h]
   double b3_ = 0;
 };

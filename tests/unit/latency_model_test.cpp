@@ -1,6 +1,8 @@
-// The latency predictor learns a known latency function, and keeps its predictions when saved.
+// The latency predictor learns a known latency function, clamps inputs to the range it was
+// trained on, and keeps its predictions when saved.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "router/latency_model.hpp"
@@ -47,6 +49,25 @@ TEST(LatencyModel, LearnsAKnownLatencyFunctionWithinFivePercentHeldOut) {
     actual.push_back(s.latency_us);
   }
   EXPECT_LT(mean_abs_percentage_error(predicted, actual), 0.05);
+}
+
+TEST(LatencyModel, AFeatureBeyondTheTrainingRangePredictsAsAtItsEdge) {
+  // In-flight times of 0-50 µs were seen: 10^6 µs, or 0, cannot extrapolate past the samples'
+  // extremes (the training split's lie within them, so both clamp to the same edge).
+  TrainOptions options;
+  options.epochs = 20;
+  const auto samples = synthetic_samples(500, 5);
+  const auto model = LatencyModel::train(samples, options, nullptr);
+  auto with_inflight = [&](double us) {
+    LatencyFeatures x = samples[0].x;
+    x[5] = us;
+    return model.predict_us(x);
+  };
+  double lo = 1e300, hi = 0;
+  for (const auto& s : samples) lo = std::min(lo, s.x[5]), hi = std::max(hi, s.x[5]);
+  EXPECT_EQ(with_inflight(1e6), with_inflight(hi));
+  EXPECT_EQ(with_inflight(0), with_inflight(lo));
+  EXPECT_NE(with_inflight(lo), with_inflight(hi));
 }
 
 TEST(LatencyModel, SavesAndLoadsTheSamePredictions) {
