@@ -165,7 +165,7 @@ int run_bench_routing(World& world, const std::vector<std::string>& args) {
   per_call << "expert_map,policy,pass,call,batch,step,layer,rows,latency_us,policy_us";
   for (int r = 1; r < world.size(); ++r)
     per_call << ",rows_rank" << r << ",latency_us_rank" << r << ",compute_us_rank" << r
-             << ",other_cpu_us_rank" << r;
+             << ",queue_us_rank" << r << ",other_cpu_us_rank" << r;
   per_call << "\n";
   // The settings take turns call by call, each from its own offset in the trace
   // (sim::BenchSchedule, which the simulator's --interleave replays). Latencies are kept by
@@ -198,7 +198,8 @@ int run_bench_routing(World& world, const std::vector<std::string>& args) {
           for (const auto& f : s.executor->last_feedback()) by_rank[f.rank] = f;
           for (int r = 1; r < world.size(); ++r)
             per_call << "," << per_rank[r] << "," << by_rank[r].latency_us << ","
-                     << by_rank[r].compute_us << "," << by_rank[r].other_cpu_us;
+                     << by_rank[r].compute_us << "," << by_rank[r].queue_us << ","
+                     << by_rank[r].other_cpu_us;
           per_call << "\n";
         }
         // The simulator's definitions (launch/simulator/metrics.hpp), so the two tables compare.

@@ -79,8 +79,13 @@ void time_link(Session& s, int rank, int d_model, int repeats, RankProfile& out)
 // on what else the host runs, so the calls are like a run's: in the sparse layer where most ranks
 // hold an expert, every rank that does gets `tokens` tokens of its first one at once. The mean
 // per rank (a budget is spent by the sum) over `calls` calls, after two warm-up calls (0 for a
-// rank without experts there).
-std::vector<double> time_call_cpu(Session& s, int tokens, int calls) {
+// rank without experts there). The same calls give each rank's receive time
+// (WorkReply::queue_us: header in, block in hand), their median.
+struct CallProbe {
+  std::vector<double> cpu_us, receive_us;  // index = rank
+};
+
+CallProbe time_call_cpu(Session& s, int tokens, int calls) {
   const ModelConfig& c = s.config();
   const int N = s.world().size();
   ExpertMap map = s.plan().expert_map;
@@ -122,17 +127,23 @@ std::vector<double> time_call_cpu(Session& s, int tokens, int calls) {
   plan_expert_dispatch(gate, c.num_experts, dispatch);
   std::vector<float> rows_in(std::max<size_t>(gate.expert.size(), 1) * c.d_model, 1.0f),
       rows_out(rows_in.size());
-  std::vector<std::vector<double>> cpu(N);
+  std::vector<std::vector<double>> cpu(N), receive(N);
   for (int i = 0; i < calls + 2; ++i) {
     executor.run(weights, i, gate, dispatch, rows_in.data(), rows_out.data());
     if (i >= 2)
       for (const auto& f : executor.last_feedback())
-        if (expert_of[f.rank] >= 0) cpu[f.rank].push_back(f.other_cpu_us);
+        if (expert_of[f.rank] >= 0) {
+          cpu[f.rank].push_back(f.other_cpu_us);
+          receive[f.rank].push_back(f.queue_us);
+        }
   }
-  std::vector<double> mean(N, 0.0);
+  CallProbe out{std::vector<double>(N, 0.0), std::vector<double>(N, 0.0)};
   for (int r = 1; r < N; ++r)
-    if (!cpu[r].empty()) mean[r] = std::accumulate(cpu[r].begin(), cpu[r].end(), 0.0) / double(cpu[r].size());
-  return mean;
+    if (!cpu[r].empty()) {
+      out.cpu_us[r] = std::accumulate(cpu[r].begin(), cpu[r].end(), 0.0) / double(cpu[r].size());
+      out.receive_us[r] = median_of(receive[r]);
+    }
+  return out;
 }
 
 // Expert ranks 1..world_size-1 in groups of `size` consecutive ranks (0: one group of all).
@@ -366,9 +377,10 @@ int run_profile(World& world, const std::vector<std::string>& args) {
     time_link(session, r, c.d_model, repeats, measured[r]);
   }
   std::fprintf(stderr, "profiling the CPU of a call outside the expert FFN\n");
-  const auto call_cpu = time_call_cpu(session, 8, 40);
+  const auto call_probe = time_call_cpu(session, 8, 40);
   for (int r = 1; r < world.size(); ++r) {
-    measured[r].call_cpu_us = call_cpu[r];
+    measured[r].call_cpu_us = call_probe.cpu_us[r];
+    measured[r].receive_us = call_probe.receive_us[r];
     profile.ranks.push_back(measured[r]);
   }
   if (!merge_path.empty()) profile = merge_profiles(load_profile(merge_path), profile);
@@ -378,11 +390,12 @@ int run_profile(World& world, const std::vector<std::string>& args) {
     written["contention"] = measure_contention(session, request, contention);
   }
   write_file_atomically(out_path, [&](std::ostream& out) { out << written.dump(2) << "\n"; });
-  std::printf("%-5s %-12s %12s %12s %12s %14s %12s\n", "rank", "device", "1 tok us", "64 tok us", "link us",
-              "link MB/s", "call cpu us");
+  std::printf("%-5s %-12s %12s %12s %12s %14s %12s %12s\n", "rank", "device", "1 tok us",
+              "64 tok us", "link us", "link MB/s", "call cpu us", "receive us");
   for (const auto& r : profile.ranks)
-    std::printf("%-5d %-12s %12.1f %12.1f %12.1f %14.1f %12.1f\n", r.rank, r.device.c_str(), r.expert.at(1),
-                r.expert.at(64), r.link_latency_us, r.link_bytes_per_us, r.call_cpu_us);
+    std::printf("%-5d %-12s %12.1f %12.1f %12.1f %14.1f %12.1f %12.1f\n", r.rank, r.device.c_str(),
+                r.expert.at(1), r.expert.at(64), r.link_latency_us, r.link_bytes_per_us,
+                r.call_cpu_us, r.receive_us);
   std::printf("profile written to %s\n", out_path.c_str());
   if (!samples_path.empty()) record_probe_samples(session, profile, request.token_counts, repeats, samples_path);
   session.finish(0, seconds_since(start));

@@ -150,7 +150,8 @@ int run_simulate(World& world, const std::vector<std::string>& args) {
     // The per-rank columns are bench-routing's (--per-call), so measured and simulated calls join.
     *per_call << "placement,policy,coordinator,pass,batch,step,layer,rows,start_us,latency_us";
     for (int r = cluster.first_expert_rank(); r < cluster.world_size(); ++r)
-      *per_call << ",rows_rank" << r << ",latency_us_rank" << r << ",compute_us_rank" << r;
+      *per_call << ",rows_rank" << r << ",latency_us_rank" << r << ",compute_us_rank" << r
+                << ",queue_us_rank" << r;
     *per_call << "\n";
   }
 
@@ -202,7 +203,7 @@ int run_simulate(World& world, const std::vector<std::string>& args) {
                   << "," << c.start_us << "," << c.latency_us();
         for (int r = cluster.first_expert_rank(); r < cluster.world_size(); ++r)
           *per_call << "," << c.rows_per_rank[r] << "," << c.latency_us_per_rank[r] << ","
-                    << c.compute_us_per_rank[r];
+                    << c.compute_us_per_rank[r] << "," << c.queue_us_per_rank[r];
         *per_call << "\n";
       }
   }

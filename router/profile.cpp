@@ -60,6 +60,9 @@ Profile parse_profile(const nlohmann::json& j, const std::string& source) {
       rp.call_cpu_us = r.value("call_cpu_us", 0.0);
       MOE_CHECK(rp.call_cpu_us >= 0, source, ": rank ", rp.rank, ": call_cpu_us must be >= 0 (has ",
                 rp.call_cpu_us, ")");
+      rp.receive_us = r.value("receive_us", 0.0);
+      MOE_CHECK(rp.receive_us >= 0, source, ": rank ", rp.rank, ": receive_us must be >= 0 (has ",
+                rp.receive_us, ")");
       MOE_CHECK(rp.expert.tokens.size() == rp.expert.median_us.size() && !rp.expert.tokens.empty(),
                 source, ": rank ", rp.rank, ": expert_tokens and expert_median_us differ in length");
       for (size_t i = 1; i < rp.expert.tokens.size(); ++i)
@@ -99,6 +102,7 @@ nlohmann::json profile_to_json(const Profile& p) {
                      {"memory_bytes", r.memory_bytes}});
     if (!r.expert_cpu.median_us.empty()) ranks.back()["expert_cpu_us"] = r.expert_cpu.median_us;
     if (r.call_cpu_us > 0) ranks.back()["call_cpu_us"] = r.call_cpu_us;
+    if (r.receive_us > 0) ranks.back()["receive_us"] = r.receive_us;
   }
   return {{"format", "moe-profile/1"},
           {"model", {{"d_model", p.d_model}, {"d_ff", p.d_ff}, {"num_experts", p.num_experts},

@@ -94,6 +94,7 @@ DeviceClass parse_class(const std::string& name, const json& j, const std::strin
     c.expert = r.expert;
     c.full_speed = r.expert_cpu;
     call_cpu_us = r.call_cpu_us;
+    c.receive_us = r.receive_us;
     c.device = j.value("device", r.device);
     c.memory_bytes = r.memory_bytes;
     c.has_profiled_link = true;
@@ -107,6 +108,8 @@ DeviceClass parse_class(const std::string& name, const json& j, const std::strin
     MOE_CHECK(us >= 0, where, ": expert_median_us must be >= 0");
     us /= c.speed;
   }
+  c.receive_us = j.value("receive_us", c.receive_us);
+  MOE_CHECK(c.receive_us >= 0, where, ": receive_us must be >= 0");
   if (j.contains("memory_gib"))
     c.memory_bytes = size_t(j.at("memory_gib").get<double>() * (1ull << 30));
   // "cpu:THREADS@CORES": with the profile's CPU-time curve the quota's stalls are simulated

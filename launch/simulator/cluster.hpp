@@ -84,6 +84,9 @@ struct DeviceClass {
   double memory_share = 1;  // 1 where the quota is modelled (its stalls are simulated)
   bool has_profiled_link = false;
   LinkSpec profiled_link;  // the link measured to its profile rank (for "from_profile" links)
+  // Least time from taking a work header to its block in hand (the profile rank's receive_us, or
+  // class field "receive_us"; 0: the transfer alone).
+  double receive_us = 0;
 };
 
 // How much one rank's expert group of n rows is slowed by one other rank of its node computing at

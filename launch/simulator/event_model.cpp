@@ -233,6 +233,7 @@ class Simulation {
     r.rows_per_rank.assign(N, 0);
     r.latency_us_per_rank.assign(N, 0.0);
     r.compute_us_per_rank.assign(N, 0.0);
+    r.queue_us_per_rank.assign(N, 0.0);
     call.work_us.assign(N, 0.0);
     if (any_contention_) call.parts.assign(N, {});
     for (int e = 0; e < map.num_experts(); ++e) {
@@ -298,7 +299,9 @@ class Simulation {
     const Message& m = messages_[x.serving];
     Call& call = calls_[m.call];
     const double bytes = call.result.rows_per_rank[rank] * bytes_per_row_;
-    schedule(take(m.from, rank, bytes), EventKind::kBlockIn, rank);
+    // The header's decoding and the receive's own cost bound a small block's arrival from below.
+    schedule(std::max(take(m.from, rank, bytes), now_ + c_.class_of(rank).receive_us),
+             EventKind::kBlockIn, rank);
   }
 
   void block_in(int rank) {
@@ -448,6 +451,7 @@ class Simulation {
     // As ranks/expert_rank.cpp measures it: from its receive of the header returning (after its
     // poll noticed it, and after any earlier block) to the block being in.
     f.queue_us = x.start_us - x.picked_up_us;
+    call.result.queue_us_per_rank[rank] = f.queue_us;
     if (call.result.pass >= o_.warmup_passes) results_[call.setting].busy_us[rank] += f.compute_us;
     feedback_of_reply_[int(messages_.size())] = f;
     post(MessageKind::kReply, rank, work.from, work.call,

@@ -55,8 +55,9 @@ struct CallResult {
   double policy_us = 0;            // wall time of assign() on this machine
   std::vector<int> rows_per_rank;  // index = rank
   // index = rank, as bench-routing's --per-call reports them: the reply's arrival from the call's
-  // start, and the block's compute as the rank measures it
-  std::vector<double> latency_us_per_rank, compute_us_per_rank;
+  // start, the block's compute and its wait before compute (header in to block in hand) as the
+  // rank measures them
+  std::vector<double> latency_us_per_rank, compute_us_per_rank, queue_us_per_rank;
   double latency_us() const { return end_us - start_us; }
 };
 

@@ -30,6 +30,7 @@ Profile two_ranks() {
   b.expert = {{1, 2, 4}, {25, 40, 80}};  // wall time under the quota
   b.expert_cpu = {{1, 2, 4}, {9, 14, 29}};
   b.call_cpu_us = 310;
+  b.receive_us = 12.5;
   p.ranks = {a, b};
   return p;
 }
@@ -51,18 +52,24 @@ TEST(Profile, RoundTripsWithAndWithoutTheCpuTimeCurve) {
   EXPECT_FALSE(j.at("ranks").at(0).contains("call_cpu_us"));
   EXPECT_DOUBLE_EQ(q.of(1).call_cpu_us, 0);
   EXPECT_DOUBLE_EQ(q.of(2).call_cpu_us, 310);
+  // So is the receive time.
+  EXPECT_FALSE(j.at("ranks").at(0).contains("receive_us"));
+  EXPECT_DOUBLE_EQ(q.of(1).receive_us, 0);
+  EXPECT_DOUBLE_EQ(q.of(2).receive_us, 12.5);
 }
 
-TEST(Profile, ANegativeCallCpuTimeIsRejectedNamingTheRank) {
-  nlohmann::json j = profile_to_json(two_ranks());
-  j["ranks"][1]["call_cpu_us"] = -1;
-  try {
-    parse_profile(j, "p.json");
-    FAIL() << "accepted a negative call_cpu_us";
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find("rank 2"), std::string::npos) << what;
-    EXPECT_NE(what.find("call_cpu_us"), std::string::npos) << what;
+TEST(Profile, ANegativeCallCpuOrReceiveTimeIsRejectedNamingTheRank) {
+  for (const std::string field : {"call_cpu_us", "receive_us"}) {
+    nlohmann::json j = profile_to_json(two_ranks());
+    j["ranks"][1][field] = -1;
+    try {
+      parse_profile(j, "p.json");
+      FAIL() << "accepted a negative " << field;
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("rank 2"), std::string::npos) << what;
+      EXPECT_NE(what.find(field), std::string::npos) << what;
+    }
   }
 }
 

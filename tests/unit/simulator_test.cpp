@@ -192,6 +192,26 @@ TEST(SimulatorEventModel, QueueingAddsUpAcrossCoordinators) {
   EXPECT_NEAR(f.latency_us, 300, 1e-6);
 }
 
+TEST(SimulatorEventModel, TheReceiveTimeIsTheFloorUnderABlocksTransfer) {
+  // 1000 bytes/µs, d_model 250: 10 rows take 10 µs on the wire, 100 rows 100 µs. With a receive
+  // time of 25 µs the small block is in hand 25 µs after the header (50 + 25 + 100 compute + 50
+  // reply + 10 pulled rows = 235), and the rank reports that as its queue; the large one's
+  // transfer is longer than the floor and alone counts (50 + 100 + 1000 + 50 + 100 = 1300).
+  auto j = one_node(1, 1, 50, 1.0, "pull");
+  j["classes"]["x"]["receive_us"] = 25;
+  const auto c = cluster_of(j);
+  for (auto [rows, latency, queue] : {std::tuple{10, 235.0, 25.0}, {100, 1300.0, 100.0}}) {
+    Spy spy(make_basic_dispatch_policy("static", 1));
+    const auto r = run(c, map_of({{1}}), {call_of({rows})}, 250, {&spy});
+    EXPECT_NEAR(r.calls[0].latency_us(), latency, kTol) << rows << " rows";
+    EXPECT_NEAR(r.calls[0].queue_us_per_rank[1], queue, kTol) << rows << " rows";
+    ASSERT_EQ(spy.observed.size(), 1u);
+    EXPECT_NEAR(spy.observed[0][0].queue_us, queue, kTol) << rows << " rows";
+  }
+  j["classes"]["x"]["receive_us"] = -1;
+  EXPECT_THROW(cluster_of(j), Error);
+}
+
 TEST(SimulatorEventModel, PullHoldsTheRankUntilItsRowsAreTaken) {
   // The rank's reply to coordinator 0 arrives at 200 and its rows are taken then; only now does
   // its blocking send return and the rank start coordinator 1's block: 200 + 100 + 50 = 350
@@ -294,6 +314,12 @@ TEST(SimulatorEventModel, ACpuQuotaStallsOnTicksAndResumesOnRefills) {
     const ClusterConfig c = parse_cluster(j, "test-cluster", busy);
     EXPECT_NEAR(c.classes[0].quota.call_cpu_us, 1500, kTol);
     EXPECT_NEAR(run(c, map_of({{1}}), {call_of({500})}, 250).calls[0].latency_us(), 15100, 1e-3);
+  }
+  {
+    // The profile rank's receive time becomes its class's.
+    Profile measured = profile;
+    measured.ranks[0].receive_us = 12;
+    EXPECT_NEAR(parse_cluster(j, "test-cluster", measured).classes[0].receive_us, 12, kTol);
   }
   {
     // With a 4000 µs tick the overrun is larger: stalled at 4000 (3950 done, budget -1950),
