@@ -66,7 +66,9 @@ ProfileResult time_experts(const ProfileRequest& request,
   result.device = device_spec;
   result.memory_bytes = available_memory_bytes();
   for (int n : request.token_counts) {
-    for (const auto& w : experts) device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);  // warm-up
+    if (request.warm_up)
+      for (const auto& w : experts)
+        device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);
     std::vector<double> times, cpu_times;
     const size_t k = experts.size();
     const size_t first = request.rotation_parts > 0

@@ -307,7 +307,8 @@ int run_profile(World& world, const std::vector<std::string>& args) {
       ("token-counts", po::value(&counts_text)->default_value(counts_text),
        "token counts to time: integers and ranges A-B. OpenBLAS sgemm is not monotonic in the row count "
        "(3 or 7 rows cost up to 1.5x 4 or 8 here), so time every count the runs use rather than interpolate")
-      ("repeats", po::value(&repeats)->default_value(5), "timed repeats per point (median)")
+      ("repeats", po::value(&repeats)->default_value(5),
+       "rounds over the token counts, each timing every count once (median over rounds)")
       ("max-experts", po::value(&max_experts)->default_value(0),
        "experts timed per rank, in rotation (0: every expert it holds; median over every timing)")
       ("concurrency", po::value(&concurrency)->default_value(1),
@@ -362,15 +363,33 @@ int run_profile(World& world, const std::vector<std::string>& args) {
       measured[r].expert_cpu.tokens = measured[r].expert.tokens;
     }
     std::fprintf(stderr, "profiling the experts of rank%s %s\n", wave.size() > 1 ? "s" : "", names.c_str());
-    for (int n : request.token_counts) {
-      const auto results = time_at_once(session, wave, request, n);
-      for (size_t i = 0; i < wave.size(); ++i) {
-        measured[wave[i]].device = results[i].device;
-        measured[wave[i]].memory_bytes = results[i].memory_bytes;
-        measured[wave[i]].expert.median_us.push_back(results[i].median_us[0]);
-        measured[wave[i]].expert_cpu.median_us.push_back(results[i].cpu_median_us.at(0));
+    // Rounds over the token counts, each timing every count once (one rotation of the experts),
+    // the median over rounds: a slow spell of a shared host then falls on a few counts of one
+    // round, which the median drops, rather than on every repeat of one count, which skewed that
+    // point of the curve by up to 14% here. Each count is warmed up in the first round.
+    const size_t K = request.token_counts.size();
+    std::vector<std::vector<std::vector<double>>> wall(wave.size(),
+                                                       std::vector<std::vector<double>>(K)),
+        cpu = wall;
+    ProfileRequest once = request;
+    once.repeats = 1;
+    for (int round = 0; round < request.repeats; ++round) {
+      once.warm_up = round == 0;
+      for (size_t j = 0; j < K; ++j) {
+        const auto results = time_at_once(session, wave, once, request.token_counts[j]);
+        for (size_t i = 0; i < wave.size(); ++i) {
+          measured[wave[i]].device = results[i].device;
+          measured[wave[i]].memory_bytes = results[i].memory_bytes;
+          wall[i][j].push_back(results[i].median_us[0]);
+          cpu[i][j].push_back(results[i].cpu_median_us.at(0));
+        }
       }
     }
+    for (size_t i = 0; i < wave.size(); ++i)
+      for (size_t j = 0; j < K; ++j) {
+        measured[wave[i]].expert.median_us.push_back(median_of(wall[i][j]));
+        measured[wave[i]].expert_cpu.median_us.push_back(median_of(cpu[i][j]));
+      }
   }
   for (int r = 1; r < world.size(); ++r) {
     std::fprintf(stderr, "profiling the link to rank %d\n", r);

@@ -113,9 +113,10 @@ struct ProfileRequest {
   int32_t max_experts = 0;  // 0: every expert the rank holds
   // The rotation over the k experts timed starts at expert k * rotation_part / rotation_parts.
   int32_t rotation_part = 0, rotation_parts = 1;
+  bool warm_up = true;  // one untimed pass over the experts at each count first
   template <class A>
   void serialize(A& ar) {
-    ar(token_counts, repeats, max_experts, rotation_part, rotation_parts);
+    ar(token_counts, repeats, max_experts, rotation_part, rotation_parts, warm_up);
   }
 };
 
