@@ -84,8 +84,8 @@ struct DeviceClass {
   double memory_share = 1;  // 1 where the quota is modelled (its stalls are simulated)
   bool has_profiled_link = false;
   LinkSpec profiled_link;  // the link measured to its profile rank (for "from_profile" links)
-  // Least time from taking a work header to its block in hand (the profile rank's receive_us, or
-  // class field "receive_us"; 0: the transfer alone).
+  // Least time from taking a work header to its block of rows in hand, where it has rows (the
+  // profile rank's receive_us, or class field "receive_us"; 0: the transfer alone).
   double receive_us = 0;
 };
 

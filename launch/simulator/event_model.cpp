@@ -299,9 +299,10 @@ class Simulation {
     const Message& m = messages_[x.serving];
     Call& call = calls_[m.call];
     const double bytes = call.result.rows_per_rank[rank] * bytes_per_row_;
-    // The header's decoding and the receive's own cost bound a small block's arrival from below.
-    schedule(std::max(take(m.from, rank, bytes), now_ + c_.class_of(rank).receive_us),
-             EventKind::kBlockIn, rank);
+    // A small block is in hand no sooner than the rank's profiled receive time; with no rows the
+    // rank posts no receive and starts at once.
+    const double in_hand = bytes > 0 ? now_ + c_.class_of(rank).receive_us : now_;
+    schedule(std::max(take(m.from, rank, bytes), in_hand), EventKind::kBlockIn, rank);
   }
 
   void block_in(int rank) {

@@ -208,8 +208,22 @@ TEST(SimulatorEventModel, TheReceiveTimeIsTheFloorUnderABlocksTransfer) {
     ASSERT_EQ(spy.observed.size(), 1u);
     EXPECT_NEAR(spy.observed[0][0].queue_us, queue, kTol) << rows << " rows";
   }
+  // A rank with no rows posts no receive: it replies at once and reports no queue (rank 2 here;
+  // rank 1's 10 rows as above).
+  auto two = one_node(1, 2, 50, 1.0, "pull");
+  two["classes"]["x"]["receive_us"] = 25;
+  Spy spy(make_basic_dispatch_policy("static", 1));
+  const auto r = run(cluster_of(two), map_of({{1}, {2}}), {call_of({10, 0})}, 250, {&spy});
+  EXPECT_NEAR(r.calls[0].queue_us_per_rank[1], 25, kTol);
+  EXPECT_NEAR(r.calls[0].queue_us_per_rank[2], 0, kTol);
+  EXPECT_NEAR(r.calls[0].latency_us_per_rank[2], 50 + 50, kTol);
   j["classes"]["x"]["receive_us"] = -1;
-  EXPECT_THROW(cluster_of(j), Error);
+  try {
+    cluster_of(j);
+    FAIL() << "accepted a negative receive_us";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("receive_us"), std::string::npos) << e.what();
+  }
 }
 
 TEST(SimulatorEventModel, PullHoldsTheRankUntilItsRowsAreTaken) {
