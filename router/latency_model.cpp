@@ -176,7 +176,14 @@ LatencyModel LatencyModel::train(const std::vector<LatencySample>& samples,
   std::vector<size_t> order(samples.size());
   std::iota(order.begin(), order.end(), 0);
   std::shuffle(order.begin(), order.end(), rng);
+  MOE_CHECK(o.held_out_fraction >= 0 && o.held_out_fraction < 1,
+            "latency model: the held-out fraction must be in [0, 1), got ", o.held_out_fraction);
+  MOE_CHECK(o.weight_decay >= 0 && o.weight_decay * o.learning_rate < 1,
+            "latency model: weight decay must be >= 0 and below 1 / learning rate (",
+            1 / o.learning_rate, "), got ", o.weight_decay);
   const size_t held = std::max<size_t>(1, size_t(o.held_out_fraction * samples.size()));
+  MOE_CHECK(held < samples.size(), "latency model: holding out ", held, " of ", samples.size(),
+            " samples leaves none to train on");
   const std::vector<size_t> test(order.begin(), order.begin() + held), train(order.begin() + held, order.end());
 
   MOE_CHECK(o.hidden >= 1 && o.hidden <= kMaxHidden, "latency model: hidden width must be 1..", kMaxHidden,
@@ -297,6 +304,10 @@ LatencyModel LatencyModel::load(const std::string& path) {
                 m.b2_.size() == size_t(m.hidden_) && m.w3_.size() == size_t(m.hidden_),
             path,
             ": corrupt latency model (bad shapes)");
+  for (int f = 0; f < kLatencyFeatures; ++f)
+    MOE_CHECK(std::isfinite(m.lo_[f]) && std::isfinite(m.hi_[f]) && m.lo_[f] <= m.hi_[f] &&
+                  m.stddev_[f] > 0,
+              path, ": corrupt latency model (feature ", f, "'s range)");
   return m;
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "router/latency_model.hpp"
@@ -68,6 +69,49 @@ TEST(LatencyModel, AFeatureBeyondTheTrainingRangePredictsAsAtItsEdge) {
   EXPECT_EQ(with_inflight(1e6), with_inflight(hi));
   EXPECT_EQ(with_inflight(0), with_inflight(lo));
   EXPECT_NE(with_inflight(lo), with_inflight(hi));
+}
+
+TEST(LatencyModel, WeightDecayPullsTheModelTowardsTheProfileTable) {
+  // The MLP is a residual over the profile table, its weights decayed and its biases not: with a
+  // strong decay the residual is the same for every input (the output bias), so the prediction is
+  // the table times a constant; without, it follows the known function's departures from it.
+  const auto samples = synthetic_samples(600, 7);
+  auto spread_of_residual = [&](double weight_decay) {
+    TrainOptions options;
+    options.epochs = 30;
+    options.weight_decay = weight_decay;
+    const auto model = LatencyModel::train(samples, options, nullptr);
+    double lo = 1e300, hi = -1e300;
+    for (const auto& s : samples) {
+      const double r = std::log(model.predict_us(s.x) / (s.x[6] + s.x[7]));
+      lo = std::min(lo, r), hi = std::max(hi, r);
+    }
+    return hi - lo;
+  };
+  EXPECT_LT(spread_of_residual(300), 0.02);
+  EXPECT_GT(spread_of_residual(0), 0.2);
+}
+
+TEST(LatencyModel, TrainingOptionsOutOfRangeAreNamed) {
+  const auto samples = synthetic_samples(50, 2);
+  auto message = [&](TrainOptions o) {
+    try {
+      LatencyModel::train(samples, o, nullptr);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  TrainOptions o;
+  o.weight_decay = -1;
+  EXPECT_NE(message(o).find("weight decay"), std::string::npos) << message(o);
+  o.weight_decay = 1 / o.learning_rate;  // a step would flip every weight's sign
+  EXPECT_NE(message(o).find("weight decay"), std::string::npos) << message(o);
+  o = TrainOptions{};
+  o.held_out_fraction = 1;
+  EXPECT_NE(message(o).find("held-out"), std::string::npos) << message(o);
+  o.held_out_fraction = 0.999;  // 49 of 50 held out: one left, still trains
+  EXPECT_EQ(message(o), "accepted");
 }
 
 TEST(LatencyModel, SavesAndLoadsTheSamePredictions) {
