@@ -41,12 +41,13 @@ uint64_t available_memory_bytes() {
 }
 
 // `moe profile`: the expert FFN over each token count on the experts this rank holds (all, or up
-// to max_experts), timed in rotation (expert 1, 2, …, k, 1, 2, …) after a warm-up pass: in a run
-// a rank goes through all its experts, layer after layer, so an expert's weights are rarely in
-// the cache, and their pages rarely in the TLB, when its turn comes. Timing one expert over and
-// over, or a few, would find them there and under-state the cost (by 24% here with 4 of 32
-// experts). The median over every (repeat, expert) timing. Where the rotation starts is part of
-// the request, so that ranks timed at once can run the same or different experts.
+// to max_experts), timed in rotation (expert 1, 2, …, k, 1, 2, …) after a warm-up pass (skipped
+// in the profiler's later rounds over counts already warmed up): in a run a rank goes through all
+// its experts, layer after layer, so an expert's weights are rarely in the cache, and their pages
+// rarely in the TLB, when its turn comes. Timing one expert over and over, or a few, would find
+// them there and under-state the cost (by 24% here with 4 of 32 experts). The median over every
+// (repeat, expert) timing. Where the rotation starts is part of the request, so that ranks timed
+// at once can run the same or different experts.
 ProfileResult time_experts(const ProfileRequest& request,
                            const std::vector<const SparseFfnWeights*>& layers, Device& device,
                            const ModelConfig& c, int rank, const std::string& device_spec) {

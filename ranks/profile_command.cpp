@@ -36,7 +36,8 @@ namespace {
 
 double median_of(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 // One-way time t(bytes) = latency + bytes / bandwidth, fitted by least squares to half round trips
@@ -308,9 +309,11 @@ int run_profile(World& world, const std::vector<std::string>& args) {
        "token counts to time: integers and ranges A-B. OpenBLAS sgemm is not monotonic in the row count "
        "(3 or 7 rows cost up to 1.5x 4 or 8 here), so time every count the runs use rather than interpolate")
       ("repeats", po::value(&repeats)->default_value(5),
-       "rounds over the token counts, each timing every count once (median over rounds)")
+       "timed repeats: rounds over the token counts for the expert curves (each point the median "
+       "over rounds), and repeats of the link, contention and probe timings")
       ("max-experts", po::value(&max_experts)->default_value(0),
-       "experts timed per rank, in rotation (0: every expert it holds; median over every timing)")
+       "experts timed per rank, in rotation (0: every expert it holds; a round's point is the median "
+       "over them)")
       ("concurrency", po::value(&concurrency)->default_value(1),
        "expert ranks timed at the same time (0: all): as many as compute at once in the runs to be modelled, "
        "up to a host's cores")

@@ -32,9 +32,10 @@ struct RankProfile {
   // measured): under a CPU quota it is spent from the same budget as the compute.
   double call_cpu_us = 0;
   // From a work header's arrival to the rank's block of rows in hand (median over the same
-  // 8-row calls; 0: not measured): decoding the header and the receive's own cost, which on a
-  // shared-memory link outweigh moving a small block. The simulator's floor under a block's
-  // transfer; the latency predictor's in-flight feature sees it in every reply.
+  // 8-row calls; 0: not measured): the coordinator posts every rank's header before the blocks,
+  // and the receive costs more than moving a small block over shared memory. The simulator's
+  // floor under a block's transfer; the latency predictor's in-flight feature sees it in every
+  // reply.
   double receive_us = 0;
   // Time to send `bytes` there and back (the block goes out and its result returns).
   double round_trip_us(double bytes) const { return 2 * (link_latency_us + bytes / link_bytes_per_us); }
