@@ -45,9 +45,9 @@ uint64_t available_memory_bytes() {
 // in the profiler's later rounds over counts already warmed up): in a run a rank goes through all
 // its experts, layer after layer, so an expert's weights are rarely in the cache, and their pages
 // rarely in the TLB, when its turn comes. Timing one expert over and over, or a few, would find
-// them there and under-state the cost (by 24% here with 4 of 32 experts). The median over every
-// (repeat, expert) timing. Where the rotation starts is part of the request, so that ranks timed
-// at once can run the same or different experts.
+// them there and under-state the cost (by 24% here with 4 of 32 experts). The median over the
+// rotation's timings. Where the rotation starts is part of the request, so that ranks timed at
+// once can run the same or different experts.
 ProfileResult time_experts(const ProfileRequest& request,
                            const std::vector<const SparseFfnWeights*>& layers, Device& device,
                            const ModelConfig& c, int rank, const std::string& device_spec) {
@@ -75,14 +75,13 @@ ProfileResult time_experts(const ProfileRequest& request,
     const size_t first = request.rotation_parts > 0
                              ? k * size_t(std::max(request.rotation_part, 0)) / size_t(request.rotation_parts) % k
                              : 0;
-    for (int r = 0; r < request.repeats; ++r)
-      for (size_t i = 0; i < k; ++i) {
-        const ExpertWeights& w = experts[(first + i) % k];
-        const double start = now_us(), cpu_start = process_cpu_us();
-        device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);
-        times.push_back(now_us() - start);
-        cpu_times.push_back(process_cpu_us() - cpu_start);
-      }
+    for (size_t i = 0; i < k; ++i) {
+      const ExpertWeights& w = experts[(first + i) % k];
+      const double start = now_us(), cpu_start = process_cpu_us();
+      device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);
+      times.push_back(now_us() - start);
+      cpu_times.push_back(process_cpu_us() - cpu_start);
+    }
     result.median_us.push_back(median(times));
     result.cpu_median_us.push_back(median(cpu_times));
   }

@@ -159,7 +159,7 @@ std::vector<std::vector<int>> waves_of(int world_size, int size) {
 }
 
 // One timing of token count n on every rank of `ranks`, started at once (each the median over a
-// rotation of its experts, `request.repeats` times); the results in the order of `ranks`. With
+// rotation of its experts); the results in the order of `ranks`. With
 // `stagger` the i-th rank's rotation starts i / ranks.size() of the way round its experts, so
 // ranks holding the same experts run different ones at the same time.
 std::vector<ProfileResult> time_at_once(Session& s, const std::vector<int>& ranks, ProfileRequest request, int n,
@@ -188,24 +188,23 @@ std::vector<ProfileResult> time_at_once(Session& s, const std::vector<int>& rank
 // of together / alone - 1 of each. The two differ where the ranks hold the same experts mapped
 // from one checkpoint file: the same expert's weights are then the same physical pages, and one
 // rank's reads warm the shared cache for the other.
-nlohmann::json measure_contention(Session& s, const ProfileRequest& request, int together) {
-  ProfileRequest once = request;
-  once.repeats = 1;
+nlohmann::json measure_contention(Session& s, const ProfileRequest& request, int repeats,
+                                  int together) {
   const int N = s.world().size();
   const auto waves = waves_of(N, together);
   std::vector<double> same, different;
   nlohmann::json by_tokens = nlohmann::json::array();
   auto wave_ratios = [&](const std::vector<int>& wave, int n, const std::vector<double>& alone,
                          bool stagger, std::vector<double>& ratios) {
-    const auto results = time_at_once(s, wave, once, n, stagger);
+    const auto results = time_at_once(s, wave, request, n, stagger);
     for (size_t i = 0; i < wave.size(); ++i)
       if (alone[wave[i]] > 0) ratios.push_back(results[i].median_us[0] / alone[wave[i]]);
   };
   for (int n : request.token_counts) {
     std::vector<double> same_n, different_n;
-    for (int rep = 0; rep < request.repeats; ++rep) {
+    for (int rep = 0; rep < repeats; ++rep) {
       std::vector<double> alone(N, 0.0);
-      for (int r = 1; r < N; ++r) alone[r] = time_at_once(s, {r}, once, n)[0].median_us[0];
+      for (int r = 1; r < N; ++r) alone[r] = time_at_once(s, {r}, request, n)[0].median_us[0];
       for (const auto& wave : waves) {
         if (wave.size() < 2) continue;  // a rank alone in its wave has no one to contend with
         const bool same_first = rep % 2 == 0;  // neither kind always runs first
@@ -323,7 +322,6 @@ int run_profile(World& world, const std::vector<std::string>& args) {
       ("merge", po::value(&merge_path), "an earlier profile.json to merge into the result");
   if (!parse_command_line(world, opts, args)) return 0;
   ProfileRequest request;
-  request.repeats = repeats;
   request.max_experts = max_experts;
   session_options.check_inputs = [&](const ModelConfig&) {
     MOE_CHECK(world.size() >= 2, "moe profile needs expert ranks: run it under mpirun -np 2 or more");
@@ -375,8 +373,7 @@ int run_profile(World& world, const std::vector<std::string>& args) {
                                                        std::vector<std::vector<double>>(K)),
         cpu = wall;
     ProfileRequest once = request;
-    once.repeats = 1;
-    for (int round = 0; round < request.repeats; ++round) {
+    for (int round = 0; round < repeats; ++round) {
       once.warm_up = round == 0;
       for (size_t j = 0; j < K; ++j) {
         const auto results = time_at_once(session, wave, once, request.token_counts[j]);
@@ -409,7 +406,7 @@ int run_profile(World& world, const std::vector<std::string>& args) {
   nlohmann::json written = profile_to_json(profile);
   if (contention > 0) {
     std::fprintf(stderr, "measuring the contention of %d expert ranks at once\n", contention);
-    written["contention"] = measure_contention(session, request, contention);
+    written["contention"] = measure_contention(session, request, repeats, contention);
   }
   write_file_atomically(out_path, [&](std::ostream& out) { out << written.dump(2) << "\n"; });
   std::printf("%-5s %-12s %12s %12s %12s %14s %12s %12s\n", "rank", "device", "1 tok us",

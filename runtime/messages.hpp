@@ -106,17 +106,17 @@ struct Ready {
   }
 };
 
-// `moe profile`: time the experts this rank holds at these token counts.
+// `moe profile`: time the experts this rank holds at these token counts, one rotation each (the
+// profiler repeats requests in rounds).
 struct ProfileRequest {
   std::vector<int32_t> token_counts;
-  int32_t repeats = 5;
   int32_t max_experts = 0;  // 0: every expert the rank holds
   // The rotation over the k experts timed starts at expert k * rotation_part / rotation_parts.
   int32_t rotation_part = 0, rotation_parts = 1;
   bool warm_up = true;  // one untimed pass over the experts at each count first
   template <class A>
   void serialize(A& ar) {
-    ar(token_counts, repeats, max_experts, rotation_part, rotation_parts, warm_up);
+    ar(token_counts, max_experts, rotation_part, rotation_parts, warm_up);
   }
 };
 
