@@ -100,8 +100,6 @@ class Simulation {
     computing_on_node_.resize(c.nodes.size());
     results_.resize(settings.size());
     for (auto& r : results_) r.busy_us.assign(N, 0.0);
-    first_start_us_.assign(settings.size(), 0.0);
-    last_end_us_.assign(settings.size(), 0.0);
     std::vector<std::vector<size_t>> records(c.coordinators);
     for (size_t i = 0; i < trace.size(); ++i)
       records[size_t(trace[i].batch % c.coordinators)].push_back(i);
@@ -161,8 +159,17 @@ class Simulation {
           break;
       }
     }
-    for (size_t s = 0; s < results_.size(); ++s)
-      if (!interleaved_) results_[s].span_us = last_end_us_[s] - first_start_us_[s];
+    for (SimResult& result : results_) {
+      if (result.calls.empty()) continue;
+      if (interleaved_) {
+        for (const CallResult& call : result.calls) result.span_us += call.latency_us();
+      } else {
+        double first = result.calls[0].start_us, last = result.calls[0].end_us;
+        for (const CallResult& call : result.calls)
+          first = std::min(first, call.start_us), last = std::max(last, call.end_us);
+        result.span_us = last - first;
+      }
+    }
     return std::move(results_);
   }
 
@@ -528,15 +535,7 @@ class Simulation {
   void end_call(int id) {
     Call& call = calls_[id];
     call.result.end_us = now_;
-    if (call.result.pass >= o_.warmup_passes) {
-      const int s = call.setting;
-      SimResult& result = results_[s];
-      if (result.calls.empty()) first_start_us_[s] = call.result.start_us;
-      first_start_us_[s] = std::min(first_start_us_[s], call.result.start_us);
-      last_end_us_[s] = std::max(last_end_us_[s], now_);
-      if (interleaved_) result.span_us += call.result.latency_us();
-      result.calls.push_back(call.result);
-    }
+    if (call.result.pass >= o_.warmup_passes) results_[call.setting].calls.push_back(call.result);
     call.work_us = {};
     call.parts = {};
     call.feedback = {};
@@ -572,8 +571,7 @@ class Simulation {
   ExpertDispatch dispatch_;
   std::vector<int> rank_of_row_;
   std::map<int, int> rows_on_;
-  std::vector<SimResult> results_;                    // per setting
-  std::vector<double> first_start_us_, last_end_us_;  // per setting: of the counted calls
+  std::vector<SimResult> results_;  // per setting
 };
 
 }  // namespace
