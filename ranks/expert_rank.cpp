@@ -1,16 +1,15 @@
 #include "ranks/expert_rank.hpp"
 
-#include <algorithm>
-#include <fstream>
-#include <random>
 #include <thread>
 
 #include "model/checkpoint.hpp"
 #include "model/weights.hpp"
-#include "runtime/control_plane.hpp"
+#include "ranks/expert_timing.hpp"
 #include "runtime/cpu/cpu_quota.hpp"
 #include "runtime/device.hpp"
-#include "runtime/transport_factory.hpp"
+#include "runtime/error.hpp"
+#include "runtime/mpi/control_plane.hpp"
+#include "runtime/mpi/transport_factory.hpp"
 #include "runtime/rank_stats.hpp"
 
 namespace moe {
@@ -25,166 +24,142 @@ size_t weight_bytes_of(const ModelWeights& w, const ModelConfig& c) {
   return experts * size_t(2) * c.d_model * c.d_ff * sizeof(float);
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+// One rank's serving state: its experts, device, transport and report.
+class ExpertRank {
+ public:
+  ExpertRank(const World& world, const RunPlan& plan);
+  // Serves requests until the coordinator says shut down, then sends the report.
+  void serve();
 
-uint64_t available_memory_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  uint64_t kib = 0;
-  std::string unit;
-  while (meminfo >> key >> kib >> unit)
-    if (key == "MemAvailable:") return kib * 1024;
-  return 0;
-}
+ private:
+  void serve_work(const WorkHeader& header, double t_arrived);
+  void echo(const Echo& request);
 
-// `moe profile`: the expert FFN over each token count on the experts this rank holds (all, or up
-// to max_experts), timed in rotation (expert 1, 2, …, k, 1, 2, …) after a warm-up pass (skipped
-// in the profiler's later rounds over counts already warmed up): in a run a rank goes through all
-// its experts, layer after layer, so an expert's weights are rarely in the cache, and their pages
-// rarely in the TLB, when its turn comes. Timing one expert over and over, or a few, would find
-// them there and under-state the cost (by 24% here with 4 of 32 experts). The median over the
-// rotation's timings. Where the rotation starts is part of the request, so that ranks timed at
-// once can run the same or different experts.
-ProfileResult time_experts(const ProfileRequest& request,
-                           const std::vector<const SparseFfnWeights*>& layers, Device& device,
-                           const ModelConfig& c, int rank, const std::string& device_spec) {
-  std::vector<ExpertWeights> experts;
-  for (const auto* layer : layers)
-    for (int e = 0; e < c.num_experts && (request.max_experts == 0 || int(experts.size()) < request.max_experts); ++e)
-      if (layer->resident(e)) experts.push_back(layer->expert(e));
-  MOE_CHECK(!experts.empty(), "rank ", rank, " holds no experts to profile");
-  int most = 1;
-  for (int n : request.token_counts) most = std::max(most, n);
-  std::vector<float> x(size_t(most) * c.d_model), y(x.size());
-  std::mt19937 rng(rank);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (auto& v : x) v = normal(rng);
-  ProfileResult result;
-  result.rank = rank;
-  result.device = device_spec;
-  result.memory_bytes = available_memory_bytes();
-  for (int n : request.token_counts) {
-    if (request.warm_up)
-      for (const auto& w : experts)
-        device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);
-    std::vector<double> times, cpu_times;
-    const size_t k = experts.size();
-    const size_t first = request.rotation_parts > 0
-                             ? k * size_t(std::max(request.rotation_part, 0)) / size_t(request.rotation_parts) % k
-                             : 0;
-    for (size_t i = 0; i < k; ++i) {
-      const ExpertWeights& w = experts[(first + i) % k];
-      const double start = now_us(), cpu_start = process_cpu_us();
-      device.expert_ffn({{w, 0, n}}, x.data(), y.data(), c.d_model, c.d_ff);
-      times.push_back(now_us() - start);
-      cpu_times.push_back(process_cpu_us() - cpu_start);
-    }
-    result.median_us.push_back(median(times));
-    result.cpu_median_us.push_back(median(cpu_times));
-  }
-  return result;
-}
+  const World& world_;
+  const RunPlan& plan_;
+  const int rank_;
+  std::unique_ptr<Checkpoint> checkpoint_;
+  ModelConfig c_;
+  ModelWeights weights_;
+  std::vector<const SparseFfnWeights*> layers_;
+  std::unique_ptr<Device> device_;
+  std::unique_ptr<RankRecorder> recorder_;
+  std::unique_ptr<DataTransport> transport_;
+  std::vector<float> rows_in_, rows_out_;
+  std::vector<ExpertGroup> groups_;
+  double cpu_at_reply_ = 0;  // process CPU at the previous reply (or non-work request)
+};
 
-void serve(const World& world, const RunPlan& plan) {
-  const int rank = world.rank();
-  apply_quota_of(plan.devices.at(rank), rank);
-  const Checkpoint checkpoint(plan.model_dir);
-  const ModelConfig& c = checkpoint.config();
+ExpertRank::ExpertRank(const World& world, const RunPlan& plan)
+    : world_(world), plan_(plan), rank_(world.rank()) {
+  apply_quota_of(plan.devices.at(rank_), rank_);
+  checkpoint_ = std::make_unique<Checkpoint>(plan.model_dir);
+  c_ = checkpoint_->config();
   LoadSelection selection;
   selection.dense = false;
   selection.expert_wanted = [&](int layer, int expert) {
-    return plan.expert_map.holds(rank, layer, expert);
+    return plan.expert_map.holds(rank_, layer, expert);
   };
-  const ModelWeights weights = load_weights(checkpoint, selection);
-  std::vector<const SparseFfnWeights*> layers;
-  for (const auto* stack : {&weights.encoder, &weights.decoder})
+  weights_ = load_weights(*checkpoint_, selection);
+  for (const auto* stack : {&weights_.encoder, &weights_.decoder})
     for (const auto& block : *stack)
-      if (block.sparse) layers.push_back(&block.moe);
+      if (block.sparse) layers_.push_back(&block.moe);
+  device_ = make_device(resolve_local_device(plan.devices.at(rank_), world.local_rank()));
+  recorder_ = std::make_unique<RankRecorder>(rank_, world.host(), plan.devices.at(rank_),
+                                             int(layers_.size()), plan.trace);
+  RankReport& report = recorder_->report();
+  report.weight_bytes = weight_bytes_of(weights_, c_);
+  report.resident_bytes = resident_bytes();
+  send_control(0, Ready{rank_, report.resident_bytes, report.weight_bytes});
+  transport_ = make_transport(world, plan.transport, plan.devices.at(rank_),
+                              plan.deadline_seconds);  // collective, after Ready
+  cpu_at_reply_ = process_cpu_us();
+}
 
-  auto device = make_device(resolve_local_device(plan.devices.at(rank), world.local_rank()));
-  RankRecorder recorder(rank, world.host(), plan.devices.at(rank), int(layers.size()), plan.trace);
-  recorder.report().weight_bytes = weight_bytes_of(weights, c);
-  recorder.report().resident_bytes = resident_bytes();
-  send_control(0, Ready{rank, recorder.report().resident_bytes, recorder.report().weight_bytes});
-  const auto transport_owner = make_transport(world, plan);  // collective, after Ready
-  DataTransport& transport = *transport_owner;
-
-  const int d = c.d_model;
-  std::vector<float> rows_in, rows_out;
-  std::vector<ExpertGroup> groups;
-  double cpu_at_reply = process_cpu_us();  // at the previous reply (or a non-work request)
+void ExpertRank::serve() {
   for (;;) {
     const double t_idle = now_us();
     // Idle between requests is normal; the deadline only catches a coordinator that vanished.
-    const Envelope e = receive_control(world, 0, Deadline::after(plan.deadline_seconds * 10),
-                                       "expert rank " + std::to_string(rank) + " waiting for work");
-    recorder.report().wait_us += now_us() - t_idle;
-    if (e.type == static_cast<uint32_t>(MessageType::kShutdown)) break;
-    if (e.type == static_cast<uint32_t>(MessageType::kProfileRequest)) {
-      send_control(0, time_experts(decode_message<ProfileRequest>(e), layers, *device, c, rank,
-                                   plan.devices.at(rank)));
-      cpu_at_reply = process_cpu_us();
-      continue;
-    }
-    if (e.type == static_cast<uint32_t>(MessageType::kEcho)) {
-      const auto echo = decode_message<Echo>(e);
-      std::vector<float> block(echo.floats);
-      const Deadline deadline = Deadline::after(plan.deadline_seconds);
-      transport.exchange({}, {{0, block.data(), block.size()}}, deadline, "receiving an echo block");
-      transport.exchange({{0, block.data(), block.size()}}, {}, deadline, "returning an echo block");
-      cpu_at_reply = process_cpu_us();
-      continue;
-    }
-    const WorkHeader header = decode_message<WorkHeader>(e);
+    const Envelope e =
+        receive_control(world_, 0, Deadline::after(plan_.deadline_seconds * 10),
+                        "expert rank " + std::to_string(rank_) + " waiting for work");
     const double t_arrived = now_us();
-    MOE_CHECK(header.moe_layer >= 0 && header.moe_layer < int(layers.size()), "rank 0 sent work for sparse layer ",
-              header.moe_layer, " which does not exist");
-    const SparseFfnWeights& layer = *layers[header.moe_layer];
-    groups.clear();
-    int rows = 0;
-    for (const auto& seg : header.segments) {
-      MOE_CHECK(seg.expert >= 0 && seg.expert < c.num_experts && seg.rows >= 0, "rank 0 sent a bad segment (expert ",
-                seg.expert, ", ", seg.rows, " rows)");
-      MOE_CHECK(layer.resident(seg.expert), "rank 0 sent tokens for expert ", seg.expert, " of sparse layer ",
-                header.moe_layer, ", which is not placed on rank ", rank);
-      groups.push_back({layer.expert(seg.expert), rows, seg.rows});
-      rows += seg.rows;
+    recorder_->report().wait_us += t_arrived - t_idle;
+    switch (static_cast<MessageType>(e.type)) {
+      case MessageType::kShutdown:
+        recorder_->report().resident_bytes = resident_bytes();  // the touched weights count
+        send_control(0, recorder_->report());
+        return;
+      case MessageType::kProfileRequest:
+        send_control(0, time_experts(decode_message<ProfileRequest>(e), layers_, *device_, c_,
+                                     rank_, plan_.devices.at(rank_)));
+        cpu_at_reply_ = process_cpu_us();
+        break;
+      case MessageType::kEcho:
+        echo(decode_message<Echo>(e));
+        cpu_at_reply_ = process_cpu_us();
+        break;
+      default:
+        serve_work(decode_message<WorkHeader>(e), t_arrived);
     }
-    if (rows_in.size() < size_t(rows) * d) {
-      rows_in.resize(size_t(rows) * d);
-      rows_out.resize(size_t(rows) * d);
-    }
-    const std::string where = "sparse layer " + std::to_string(header.moe_layer) + ", step " +
-                              std::to_string(header.step);
-    const Deadline deadline = Deadline::after(plan.deadline_seconds);
-    transport.exchange({}, {{0, rows_in.data(), size_t(rows) * d}}, deadline, "receiving " + where);
-    recorder.report().bytes_received += uint64_t(rows) * d * sizeof(float);
-    recorder.event("receive L" + std::to_string(header.moe_layer), t_arrived);
-    const double t_compute = now_us(), cpu_compute = process_cpu_us();
-    device->expert_ffn(groups, rows_in.data(), rows_out.data(), d, c.d_ff);
-    const double compute_us = recorder.event("experts L" + std::to_string(header.moe_layer), t_compute);
-    recorder.served(header.moe_layer, rows, compute_us);
-    const double cpu_done = process_cpu_us();
-    send_control(0, WorkReply{header.step, header.moe_layer, header.micro_batch, compute_us,
-                              t_compute - t_arrived, cpu_compute - cpu_at_reply});
-    cpu_at_reply = cpu_done;
-    const double t_return = now_us();
-    transport.exchange({{0, rows_out.data(), size_t(rows) * d}}, {}, deadline, "returning " + where);
-    recorder.report().bytes_sent += uint64_t(rows) * d * sizeof(float);
-    recorder.event("return L" + std::to_string(header.moe_layer), t_return);
   }
-  recorder.report().resident_bytes = resident_bytes();  // after serving: the touched weights count
-  send_control(0, recorder.report());
+}
+
+// `moe profile`'s link timing: the next block comes straight back.
+void ExpertRank::echo(const Echo& request) {
+  std::vector<float> block(request.floats);
+  const Deadline deadline = Deadline::after(plan_.deadline_seconds);
+  transport_->exchange({}, {{0, block.data(), block.size()}}, deadline, "receiving an echo block");
+  transport_->exchange({{0, block.data(), block.size()}}, {}, deadline, "returning an echo block");
+}
+
+// One sparse-layer block: receive the rows, run each expert on its segment, reply, return them.
+void ExpertRank::serve_work(const WorkHeader& header, double t_arrived) {
+  const int L = header.moe_layer, d = c_.d_model;
+  MOE_CHECK(L >= 0 && L < int(layers_.size()), "rank 0 sent work for sparse layer ", L,
+            " which does not exist");
+  const SparseFfnWeights& layer = *layers_[L];
+  groups_.clear();
+  int rows = 0;
+  for (const auto& seg : header.segments) {
+    MOE_CHECK(seg.expert >= 0 && seg.expert < c_.num_experts && seg.rows >= 0,
+              "rank 0 sent a bad segment (expert ", seg.expert, ", ", seg.rows, " rows)");
+    MOE_CHECK(layer.resident(seg.expert), "rank 0 sent tokens for expert ", seg.expert,
+              " of sparse layer ", L, ", which is not placed on rank ", rank_);
+    groups_.push_back({layer.expert(seg.expert), rows, seg.rows});
+    rows += seg.rows;
+  }
+  if (rows_in_.size() < size_t(rows) * d) {
+    rows_in_.resize(size_t(rows) * d);
+    rows_out_.resize(size_t(rows) * d);
+  }
+  const std::string where =
+      "sparse layer " + std::to_string(L) + ", step " + std::to_string(header.step);
+  const Deadline deadline = Deadline::after(plan_.deadline_seconds);
+  transport_->exchange({}, {{0, rows_in_.data(), size_t(rows) * d}}, deadline,
+                       "receiving " + where);
+  recorder_->report().bytes_received += uint64_t(rows) * d * sizeof(float);
+  recorder_->event("receive L" + std::to_string(L), t_arrived);
+  const double t_compute = now_us(), cpu_compute = process_cpu_us();
+  device_->expert_ffn(groups_, rows_in_.data(), rows_out_.data(), d, c_.d_ff);
+  const double compute_us = recorder_->event("experts L" + std::to_string(L), t_compute);
+  recorder_->served(L, rows, compute_us);
+  const double cpu_done = process_cpu_us();
+  send_control(0, WorkReply{header.step, L, header.micro_batch, compute_us, t_compute - t_arrived,
+                            cpu_compute - cpu_at_reply_});
+  cpu_at_reply_ = cpu_done;
+  const double t_return = now_us();
+  transport_->exchange({{0, rows_out_.data(), size_t(rows) * d}}, {}, deadline,
+                       "returning " + where);
+  recorder_->report().bytes_sent += uint64_t(rows) * d * sizeof(float);
+  recorder_->event("return L" + std::to_string(L), t_return);
 }
 
 }  // namespace
 
 int run_expert_rank(const World& world, const RunPlan& plan) {
   try {
-    serve(world, plan);
+    ExpertRank(world, plan).serve();
     return 0;
   } catch (const std::exception& e) {
     // Tell the coordinator, which names this rank in its one-line error and ends the run; if it

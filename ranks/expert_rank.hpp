@@ -2,8 +2,8 @@
 // from the coordinator until told to shut down.
 #pragma once
 
-#include "runtime/messages.hpp"
-#include "runtime/world.hpp"
+#include "ranks/run_plan.hpp"
+#include "runtime/mpi/world.hpp"
 
 namespace moe {
 

@@ -1,8 +1,10 @@
-// The one executable. `moe SUBCOMMAND [options]`, alone or under mpirun/srun (the same binary on
-// every rank; rank 0 coordinates). Every error ends the run with one line naming what went wrong
+// The one executable. `moe SUBCOMMAND [options]`, alone or under mpirun/srun: the same binary on
+// every rank. A distributed sub-command's run plan gives each rank its role: rank 0 coordinates,
+// the other ranks serve experts. Every error ends the run with one line naming what went wrong
 // (and the rank, when distributed) and a non-zero exit.
 #include <unistd.h>
 
+#include <boost/program_options.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -10,11 +12,13 @@
 #include <string>
 #include <vector>
 
-#include <boost/program_options/errors.hpp>
-
-#include "ranks/commands.hpp"
+#include "ranks/commands/command_line.hpp"
+#include "ranks/commands/commands.hpp"
+#include "ranks/coordinator.hpp"
+#include "ranks/expert_rank.hpp"
+#include "ranks/run_plan.hpp"
 #include "runtime/error.hpp"
-#include "runtime/world.hpp"
+#include "runtime/mpi/world.hpp"
 
 namespace {
 
@@ -31,12 +35,49 @@ void usage() {
       "Run under mpirun -np N: rank 0 coordinates, ranks 1..N-1 serve experts.\n");
 }
 
+std::unique_ptr<moe::DistributedCommand> distributed_command(const std::string& name) {
+  if (name == "generate") return moe::make_generate_command();
+  if (name == "forward") return moe::make_forward_command();
+  if (name == "profile") return moe::make_profile_command();
+  if (name == "bench-routing") return moe::make_bench_routing_command();
+  return nullptr;
+}
+
+// Rank 0 checks every input and makes the plan; every rank gets it and plays its role.
+int run_distributed(moe::World& world, moe::DistributedCommand& command,
+                    const std::vector<std::string>& args, const std::string& name) {
+  boost::program_options::options_description opts("moe " + name + " options");
+  opts.add_options()("help,h", "show this help");
+  command.run_options().add_to(opts);
+  command.add_options(opts);
+  if (!moe::parse_command_line(world, opts, args)) return 0;
+
+  moe::CheckedRun run;
+  if (world.rank() == 0) {
+    try {
+      const moe::ModelConfig config = moe::load_run_config(command.run_options());
+      command.prepare(world, config);
+      run = moe::check_run(command.run_options(), config, world.size());
+    } catch (const std::exception& e) {
+      run.plan.error = e.what();
+    }
+  }
+  if (world.distributed()) run.plan = moe::share_plan(world, run.plan);
+  if (!run.plan.error.empty()) {
+    if (world.rank() == 0) throw moe::RejectedRun(run.plan.error);
+    return 0;  // rank 0 reports the rejection and exits non-zero
+  }
+  if (world.rank() != 0) return moe::run_expert_rank(world, run.plan);
+  moe::Coordinator coordinator(world, std::move(run));
+  return command.coordinate(coordinator);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  // OpenMP threads that spin while OpenBLAS's own pool works fight it for the cores (measured:
-  // 0.16x Hugging Face at 2 threads, 1.29x with passive waiting). The runtime reads the policy
-  // when it loads, so set it and start again, once, before anything else (MPI included) runs.
+  // OpenMP threads that spin while OpenBLAS's own pool works fight it for the cores. The runtime
+  // reads the policy when it loads, so set it and start again, once, before anything else (MPI
+  // included) runs.
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
@@ -50,12 +91,10 @@ int main(int argc, char** argv) {
   std::unique_ptr<moe::World> world;
   try {
     world = std::make_unique<moe::World>(&argc, &argv);
-    if (command == "generate") return moe::run_generate(*world, args);
-    if (command == "forward") return moe::run_forward(*world, args);
-    if (command == "profile") return moe::run_profile(*world, args);
+    if (auto distributed = distributed_command(command))
+      return run_distributed(*world, *distributed, args, command);
     if (command == "place") return moe::run_place(*world, args);
     if (command == "train-latency-model") return moe::run_train_latency_model(*world, args);
-    if (command == "bench-routing") return moe::run_bench_routing(*world, args);
     if (command == "simulate") return moe::run_simulate(*world, args);
     if (world->rank() == 0) {
       std::fprintf(stderr, "moe: error: unknown sub-command '%s'\n", command.c_str());
@@ -65,8 +104,8 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     const bool usage_error = dynamic_cast<const boost::program_options::error*>(&e) != nullptr;
     if (world && world->distributed()) {
-      std::fprintf(stderr, "moe %s: error: rank %d (host %s): %s\n", command.c_str(), world->rank(),
-                   world->host().c_str(), e.what());
+      std::fprintf(stderr, "moe %s: error: rank %d (host %s): %s\n", command.c_str(),
+                   world->rank(), world->host().c_str(), e.what());
       std::fflush(stderr);
       // A rejected run ends on every rank by itself; anything else must stop the other ranks.
       if (!dynamic_cast<const moe::RejectedRun*>(&e)) world->abort(usage_error ? 2 : 1);

@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "runtime/activity.hpp"
-#include "runtime/control_plane.hpp"
+#include "runtime/mpi/control_plane.hpp"
 
 namespace moe {
 

@@ -10,7 +10,7 @@
 #include "router/dispatch_policy.hpp"
 #include "runtime/rank_stats.hpp"
 #include "runtime/transport.hpp"
-#include "runtime/world.hpp"
+#include "runtime/mpi/world.hpp"
 
 namespace moe {
 

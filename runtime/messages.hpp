@@ -1,4 +1,4 @@
-// Control-plane messages. Each travels as [protocol version][type tag][Cereal binary payload];
+// Control-plane messages (the run plan, ranks/run_plan.hpp, is one more). Each travels as [protocol version][type tag][Cereal binary payload];
 // one `serialize` per struct. A message of another version or an unexpected type is an error
 // naming the sending rank and the type.
 #pragma once
@@ -9,8 +9,6 @@
 
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
-
-#include "router/expert_map.hpp"
 
 namespace moe {
 
@@ -29,24 +27,6 @@ enum class MessageType : uint32_t {
   kEcho = 10,
 };
 const char* message_type_name(uint32_t type);
-
-// Everything a rank needs to take part in a run; built and checked on rank 0, then broadcast.
-struct RunPlan {
-  std::string model_dir;
-  ExpertMap expert_map;
-  std::vector<std::string> devices;  // per rank, e.g. "cpu:1"
-  std::string policy = "static";
-  uint64_t seed = 0;
-  double deadline_seconds = 60;
-  bool trace = false;
-  std::string transport = "mpi";  // "nccl" when every rank has a GPU
-  std::string error;  // non-empty: rank 0 rejected the run; every rank exits
-
-  template <class A>
-  void serialize(A& ar) {
-    ar(model_dir, expert_map, devices, policy, seed, deadline_seconds, trace, transport, error);
-  }
-};
 
 struct ExpertSegment {
   int32_t expert = 0;
@@ -177,7 +157,6 @@ struct RankReport {
 
 template <class T>
 struct MessageTypeOf;
-template <> struct MessageTypeOf<RunPlan> { static constexpr MessageType value = MessageType::kRunPlan; };
 template <> struct MessageTypeOf<WorkHeader> { static constexpr MessageType value = MessageType::kWorkHeader; };
 template <> struct MessageTypeOf<WorkReply> { static constexpr MessageType value = MessageType::kWorkReply; };
 template <> struct MessageTypeOf<ErrorMessage> { static constexpr MessageType value = MessageType::kError; };

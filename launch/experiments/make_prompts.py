@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Writes N prompts of the default model's three tasks (reverse / sort / next, in turn) as JSON
-lines {"id", "text"}, drawn by the same generator that trained it (tests/reference/
-train_tiny_model.py) with a seed of their own, for workloads larger than the 8 committed prompts."""
+lines {"id", "text"}, drawn by the same generator that trained it (tiny_tasks.py) with a seed of
+their own, for workloads larger than the 8 committed prompts."""
 import argparse
 import json
 import os
 import random
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests/reference"))
-from train_tiny_model import TASKS, make_example  # noqa: E402  (standard library only)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tiny_tasks import TASKS, make_example  # noqa: E402
 
 
 def main():

@@ -46,9 +46,9 @@ has_setting() { [[ ,$settings, == *,$1,* ]]; }
 PROFILED=
 if has_setting homo || has_setting homo-balanced; then PROFILED=homo; fi
 if has_setting hetero; then PROFILED="${PROFILED:+$PROFILED }hetero"; fi
-fixture_tool=$(dirname "$moe")/tests/fixture_tool
+tool=$root/launch/experiments/maps_and_compare.py
 mkdir -p "$W"
-source "$root/tests/mpi/mpirun_flags.sh"
+source "$root/launch/mpirun_flags.sh"
 run() { echo "+ $*" >&2; "$@"; }
 mpi() { run mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" "$@"; }
 table() { grep -v '^done\|^rank\|^[0-9] \|^total\|^checkpoint'; }
@@ -65,7 +65,7 @@ python3 -c 'import numpy, safetensors' 2>/dev/null || run python3 -m pip install
 M=$root/configs/models/switch-tiny
 run python3 "$root/launch/experiments/make_prompts.py" --count 48 --out "$W/prompts.jsonl"
 run "$moe" generate --model "$M" --input "$W/prompts.jsonl" --quiet --record-routing "$W/trace.jsonl" >/dev/null
-run "$fixture_tool" replicated-map "$W/wide" 3 >"$W/full.json"
+run python3 "$tool" replicated-map "$W/wide" 3 >"$W/full.json"
 
 echo "== profiles (each expert rank alone, all its experts timed in rotation), with probe latency samples"
 echo "   (the first also measures the contention of both ranks computing at once, paired with each alone)"
@@ -150,7 +150,7 @@ if has_setting hetero; then
       --max-new-tokens 8 --quiet --output "$W/live-$policy.jsonl" 2>/dev/null | grep '^generated'
   done
   for policy in random round-robin uniform latency-aware; do
-    "$fixture_tool" compare "$W/live-static.jsonl" "$W/live-$policy.jsonl" 0 | sed "s/^/$policy vs static: /"
+    python3 "$tool" compare "$W/live-static.jsonl" "$W/live-$policy.jsonl" | sed "s/^/$policy vs static: /"
   done
 fi
 

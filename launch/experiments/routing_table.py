@@ -16,8 +16,8 @@ def load(path):
     return list(csv.DictReader(open(path))) if os.path.exists(path) else []
 
 
-def keyed(rows, map_field):
-    return {(os.path.basename(r[map_field]), r["policy"]): r for r in rows}
+def keyed(rows):
+    return {(os.path.basename(r["expert_map"]), r["policy"]): r for r in rows}
 
 
 def pct(x):
@@ -25,7 +25,7 @@ def pct(x):
 
 
 def print_rows(setting, measured, simulated, errors):
-    sim = keyed(simulated, "placement")
+    sim = keyed(simulated)
     for m in measured:
         key = (os.path.basename(m["expert_map"]), m["policy"])
         mean, p99 = float(m["mean_us"]), float(m["p99_us"])

@@ -39,7 +39,7 @@ def replay(a):
     measured = {(os.path.basename(r["expert_map"]), r["policy"]): r for r in csv.DictReader(open(a.measured))}
     worst = 0.0
     for r in csv.DictReader(open(a.predicted)):
-        key = (os.path.basename(r["placement"]), r["policy"])
+        key = (os.path.basename(r["expert_map"]), r["policy"])
         if key not in measured:
             continue
         m = measured[key]

@@ -26,7 +26,7 @@ while (($#)); do
   esac
 done
 mkdir -p "$W"
-source "$root/tests/mpi/mpirun_flags.sh"
+source "$root/launch/mpirun_flags.sh"
 run() { echo "+ $*" >&2; "$@"; }
 M=$root/configs/models/switch-tiny
 compare=$root/launch/simulator/compare.py
@@ -35,11 +35,9 @@ policies=static,random,round-robin,uniform
 # A switch-base-8-wide checkpoint with switch-tiny's layout (launch/experiments/make_wide_model.py);
 # the routing trace comes from the trained switch-tiny model.
 if [[ ! -f $W/wide/model.safetensors ]]; then
-  if python3 -c "import numpy, safetensors" 2>/dev/null; then
-    run python3 "$root/launch/experiments/make_wide_model.py" --out "$W/wide" >&2
-  else
-    run python3 "$root/launch/simulator/make_wide_checkpoint.py" --out "$W/wide" >&2
-  fi
+  python3 -c "import numpy, safetensors" 2>/dev/null ||
+    { echo "validate.sh: make_wide_model.py needs numpy and safetensors: pip install numpy safetensors" >&2; exit 1; }
+  run python3 "$root/launch/experiments/make_wide_model.py" --out "$W/wide" >&2
 fi
 [[ -f $W/wide/spiece.model ]] || cp "$M/spiece.model" "$W/wide/"  # same vocabulary as switch-tiny
 for i in 1 2; do cat "$M/prompts.jsonl"; done >"$W/prompts.jsonl"

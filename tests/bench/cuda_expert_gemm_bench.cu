@@ -22,11 +22,13 @@
 
 #include "runtime/cuda/cuda_check.hpp"
 #include "runtime/cuda/cuda_device.hpp"
+#include "tests/bench/expert_shapes.hpp"
 
 namespace moe {
 namespace {
 
-constexpr int kDModel = 768, kDff = 3072, kExperts = 8, kMaxTokensPerExpert = 4096;
+using namespace expert_shapes;
+constexpr int kMaxTokensPerExpert = kCudaTokensPerExpert.back();
 constexpr int kMaxRows = kExperts * kMaxTokensPerExpert;
 constexpr int kIterations = 30;
 // H100 SXM5 80 GB datasheet, dense: the context for the figures.
@@ -55,19 +57,6 @@ T* random_buffer(size_t n, unsigned seed, float scale) {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
-}
-
-// Tokens per expert: balanced, or skewed (Zipf, expert e gets ∝ 1/(e+1); same total).
-std::vector<int> token_counts(int per_expert, bool skewed) {
-  std::vector<int> counts(kExperts, per_expert);
-  if (!skewed) return counts;
-  const int total = per_expert * kExperts;
-  double norm = 0;
-  for (int e = 0; e < kExperts; ++e) norm += 1.0 / (e + 1);
-  int assigned = 0;
-  for (int e = 0; e < kExperts; ++e) assigned += counts[e] = int(total / norm / (e + 1));
-  counts[0] += total - assigned;
-  return counts;
 }
 
 // Everything the benchmarks share, made once: host weights (the cache keys), one device per
@@ -245,7 +234,7 @@ int main(int argc, char** argv) {
   print_context();
   for (bool use_bf16 : {false, true})
     for (bool skewed : {false, true})
-      for (int per_expert : {16, 64, 256, 1024, 4096})
+      for (int per_expert : kCudaTokensPerExpert)
         for (auto [path, streams] : {std::pair{ExpertGemm::grouped, 1},
                                      {ExpertGemm::per_group, 1},
                                      {ExpertGemm::per_group, 4}}) {

@@ -48,7 +48,7 @@ def say(cmd):
 
 
 def mpirun_flags():
-    out = subprocess.run(["bash", "-c", f"source {ROOT}/tests/mpi/mpirun_flags.sh; "
+    out = subprocess.run(["bash", "-c", f"source {ROOT}/launch/mpirun_flags.sh; "
                           "printf '%s\\n' \"${MPIRUN_FLAGS[@]}\""], check=True, capture_output=True, text=True)
     return out.stdout.split()
 

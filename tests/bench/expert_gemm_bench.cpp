@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "runtime/cpu/cpu_device.hpp"
+#include "tests/bench/expert_shapes.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 extern "C" char* openblas_get_corename(void);
@@ -48,7 +49,8 @@ extern "C" char* openblas_get_config(void);
 namespace moe {
 namespace {
 
-constexpr int kDModel = 768, kDff = 3072, kExperts = 8, kMaxTokensPerExpert = 256;
+using namespace expert_shapes;
+constexpr int kMaxTokensPerExpert = kCpuTokensPerExpert.back();
 constexpr int kMaxRows = kExperts * kMaxTokensPerExpert;
 constexpr int kIterations = 11;  // timed rounds (ours, peer, plain) per benchmark, after 2 warm-ups
 
@@ -59,19 +61,6 @@ double now_s() {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
-}
-
-// Tokens per expert: balanced, or skewed (Zipf, expert e gets ∝ 1/(e+1); same total).
-std::vector<int> token_counts(int per_expert, bool skewed) {
-  std::vector<int> counts(kExperts, per_expert);
-  if (!skewed) return counts;
-  const int total = per_expert * kExperts;
-  double norm = 0;
-  for (int e = 0; e < kExperts; ++e) norm += 1.0 / (e + 1);
-  int assigned = 0;
-  for (int e = 0; e < kExperts; ++e) assigned += counts[e] = int(total / norm / (e + 1));
-  counts[0] += total - assigned;
-  return counts;
 }
 
 // Everything the benchmarks share, made once: 8 experts' weights, activations, the peer's buffers.
@@ -328,7 +317,7 @@ int main(int argc, char** argv) {
     }
     for (int threads : {1, 2})
       for (bool skewed : {false, true})
-        for (int per_expert : {1, 3, 8, 64, 256}) {
+        for (int per_expert : kCpuTokensPerExpert) {
           const std::string name = std::string(skewed ? "skewed" : "balanced") + "/tokens_per_expert:" +
                                    std::to_string(per_expert) + "/threads:" + std::to_string(threads);
           benchmark::RegisterBenchmark((tag + name).c_str(), BM_ExpertFfn, name, per_expert, skewed, threads)

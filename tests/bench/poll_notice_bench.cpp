@@ -1,7 +1,7 @@
 // How long after a send a polling rank notices a control message, when the message comes while
-// it naps: runtime/control_plane.cpp's receive_control (two looks per wake-up) against one
+// it naps: runtime/mpi/control_plane.cpp's receive_control (two looks per wake-up) against one
 // MPI_Iprobe per wake-up, side by side (alternate messages), under poll_until's backoff.
-// Usage: mpirun -np 2 build/tests/bench_poll_notice [MESSAGES]   (tests/mpi/mpirun_flags.sh)
+// Usage: mpirun -np 2 build/tests/bench_poll_notice [MESSAGES]   (launch/mpirun_flags.sh)
 #include <mpi.h>
 
 #include <algorithm>
@@ -13,12 +13,12 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/control_plane.hpp"
+#include "runtime/mpi/control_plane.hpp"
 #include "runtime/deadline.hpp"
 #include "runtime/error.hpp"
 #include "runtime/messages.hpp"
 #include "runtime/wire.hpp"
-#include "runtime/world.hpp"
+#include "runtime/mpi/world.hpp"
 
 namespace {
 

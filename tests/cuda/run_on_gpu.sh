@@ -124,7 +124,7 @@ step build run cmake --build build-gpu -j"$(nproc)" --target "${targets[@]}" >"$
 # it; a sandboxed one need not, and then each message fails. Probe it with a profile of a small
 # model (its link timing sends blocks above the eager limit); fall back to copies through the
 # shared segment (fragments that both ends must progress: slower for large blocks).
-source tests/mpi/mpirun_flags.sh
+source launch/mpirun_flags.sh
 cma_probe() {
   timeout 120 mpirun "${MPIRUN_FLAGS[@]}" -np 2 build-gpu/moe profile --model tests/reference/fixtures/switch8_f32/model \
     --token-counts 1 --repeats 1 --out "$out/cma-probe.json" --deadline 30 >"$out/cma-probe.log" 2>&1

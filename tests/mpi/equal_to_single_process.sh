@@ -16,7 +16,7 @@ build=$1 fixture=$2 np=$3 replicas=${4:-} policy=${5:-static}
 moe=$build/moe tool=$build/tests/fixture_tool
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-source "$(dirname "$0")/mpirun_flags.sh"
+source "$(dirname "$0")/../../launch/mpirun_flags.sh"
 
 "$tool" requests "$fixture" >"$work/in.jsonl"
 extra=()

@@ -7,7 +7,7 @@ build=$1 fixture=$2 case=$3
 moe=$build/moe tool=$build/tests/fixture_tool
 work=$(mktemp -d)
 trap 'rm -rf "$work"; [[ -n ${job:-} ]] && kill -9 $job 2>/dev/null' EXIT
-source "$(dirname "$0")/mpirun_flags.sh"
+source "$(dirname "$0")/../../launch/mpirun_flags.sh"
 "$tool" requests "$fixture" >"$work/in.jsonl"
 model=$fixture/model
 

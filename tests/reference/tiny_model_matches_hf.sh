@@ -6,7 +6,7 @@ set -euo pipefail
 build=$1 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-source "$root/tests/mpi/mpirun_flags.sh"
+source "$root/launch/mpirun_flags.sh"
 args=(generate --model "$root/configs/models/switch-tiny" --input "$root/configs/models/switch-tiny/prompts.jsonl" --max-new-tokens 24 --quiet)
 "$build/moe" "${args[@]}" --output "$work/one.jsonl"
 mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$build/moe" "${args[@]}" --output "$work/three.jsonl" >/dev/null

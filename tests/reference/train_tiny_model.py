@@ -30,26 +30,12 @@ import random
 import sys
 import time
 
-TASKS = ("reverse", "sort", "next")
-WORDS = ("cat", "dog", "sun", "moon", "tree", "fish", "bird", "car", "red", "blue",
-         "green", "milk", "rain", "snow", "star", "book", "door", "hat", "cup", "box",
-         "apple", "river", "stone", "cake")
+# The tasks and their generator, shared with launch/experiments/make_prompts.py.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../launch/experiments"))
+from tiny_tasks import TASKS, WORDS, make_example  # noqa: E402
+
 # Kept small so that the whole directory stays under 3 MB (float32).
 D_MODEL, D_FF, D_KV, NUM_HEADS = 64, 96, 16, 4
-
-
-def make_example(rng, task):
-    """Return (prompt, answer) for one random example of `task`."""
-    if task == "reverse":
-        words = rng.sample(WORDS, rng.randint(3, 6))
-        return "reverse: " + " ".join(words), " ".join(reversed(words))
-    if task == "sort":
-        digits = rng.sample(range(10), rng.randint(3, 7))
-        return "sort: " + " ".join(map(str, digits)), " ".join(map(str, sorted(digits)))
-    if task == "next":
-        digits = [rng.randint(0, 8) for _ in range(rng.randint(3, 6))]
-        return "next: " + " ".join(map(str, digits)), " ".join(str(d + 1) for d in digits)
-    raise ValueError(task)
 
 
 def parse_args():

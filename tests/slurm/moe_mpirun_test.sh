@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 launcher=$root/launch/moe-mpirun tool=$build/tests/fixture_tool
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-source "$root/tests/mpi/mpirun_flags.sh"
+source "$root/launch/mpirun_flags.sh"
 tiny=$root/configs/models/switch-tiny
 
 # The answers as `moe generate` prints them: "[id] prompt -> answer" lines.

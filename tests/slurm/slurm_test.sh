@@ -168,7 +168,7 @@ submit() {  # submit CONFIG [submit options]: sets $job and $job_status (0: COMP
   cat "$work/out/moe-$job.log"
 }
 
-source "$root/tests/mpi/mpirun_flags.sh"
+source "$root/launch/mpirun_flags.sh"
 direct=(mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$build/moe" generate --model "$tiny" --input "$tiny/prompts.jsonl"
   --batch-size 8 --max-new-tokens 24 --output "$work/direct.jsonl")
 step "+ ${direct[*]}"

@@ -133,7 +133,9 @@ TEST_P(Reference, EncoderStatesLogitsAndRouterChoicesMatchHuggingFace) {
     }
     EXPECT_LT(max_abs_diff(router_logits[l], expected_->floats(name("router_logits"))), kTolerance);
   }
-  if (GetParam().find("drop") != std::string::npos) EXPECT_GT(dropped, 0);
+  if (GetParam().find("drop") != std::string::npos) {
+    EXPECT_GT(dropped, 0);
+  }
 }
 
 TEST_P(Reference, GreedyGenerationMatchesHuggingFace) {

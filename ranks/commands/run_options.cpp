@@ -1,0 +1,113 @@
+#include "ranks/commands/run_options.hpp"
+
+#include <boost/program_options.hpp>
+#include <filesystem>
+
+#include "model/weights.hpp"
+#include "ranks/commands/command_line.hpp"
+#include "router/policy_factory.hpp"
+#include "runtime/device.hpp"
+#include "runtime/error.hpp"
+#include "runtime/mpi/transport_factory.hpp"
+
+namespace moe {
+namespace po = boost::program_options;
+
+namespace {
+
+// The expert map of the run: the given one (or round-robin), joined with the extra maps' experts.
+ExpertMap run_expert_map(const RunOptions& o, const ModelConfig& c, int N) {
+  const int layers = count_moe_layers(c);
+  ExpertMap map = o.expert_map_path.empty()
+                      ? round_robin_expert_map(layers, c.num_experts, 1, N)
+                      : load_expert_map(o.expert_map_path, layers, c.num_experts, 1, N);
+  for (const auto& path : o.extra_expert_maps) {  // the union, for runs that switch maps
+    const ExpertMap extra = load_expert_map(path, layers, c.num_experts, 1, N);
+    for (int l = 0; l < layers; ++l)
+      for (int e = 0; e < c.num_experts; ++e)
+        for (int r : extra.ranks_of(l, e))
+          if (!map.holds(r, l, e)) map.replicas[l][e].push_back(r);
+  }
+  if (o.memory_per_rank_bytes > 0) {
+    std::vector<size_t> budget(N, o.memory_per_rank_bytes);
+    budget[0] = 0;
+    check_expert_memory(map, size_t(2) * c.d_model * c.d_ff * sizeof(float), budget,
+                        o.expert_map_path.empty() ? "round-robin expert map" : o.expert_map_path);
+  }
+  return map;
+}
+
+}  // namespace
+
+void RunOptions::add_to(po::options_description& opts) {
+  // clang-format off
+  opts.add_options()
+      ("model", po::value(&model_dir)->required(), "model directory (config.json, *.safetensors)")
+      ("expert-map", po::value(&expert_map_path), "expert_map.json (default: round-robin over expert ranks)")
+      ("policy", po::value(&policy)->default_value("static"), "replica choice: static, round-robin, random, uniform")
+      ("seed", po::value(&seed)->default_value(1), "seed of the random policy")
+      ("deadline", po::value(&deadline_seconds)->default_value(60), "seconds any wait may take")
+      ("threads", po::value(&threads)->default_value(1), "CPU threads per rank (OpenBLAS and OpenMP)")
+      ("trace", po::value(&trace_path), "write a Chrome/Perfetto timeline of every rank")
+      ("memory-per-rank", po::value(&memory_per_rank_bytes)->default_value(0),
+       "bytes of expert weights each expert rank may hold (0: no limit)")
+      ("devices", po::value(&devices),
+       "device of each rank, comma-separated: cpu:THREADS[@CORES] (a CPU quota), cuda:INDEX[:bf16] or cuda:local[:bf16] (the GPU of the node-local rank)")
+      ("profile", po::value(&profile_path), "profile.json from `moe profile` (for latency-aware routing and latency samples)")
+      ("latency-model", po::value(&latency_model_path), "latency model from `moe train-latency-model` (for latency-aware)")
+      ("record-routing", po::value(&record_routing_path), "write every sparse-layer call's routing (JSONL)")
+      ("record-latency-samples", po::value(&record_latency_samples_path),
+       "write one latency sample per rank and sparse-layer call (CSV; needs --profile)");
+  // clang-format on
+}
+
+ModelConfig load_run_config(const RunOptions& o) {
+  return load_model_config((std::filesystem::path(o.model_dir) / "config.json").string());
+}
+
+CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
+  MOE_CHECK(o.deadline_seconds > 0, "--deadline must be > 0");
+  MOE_CHECK(o.threads >= 1, "--threads must be >= 1");
+  check_dispatch_policy_name(o.policy);
+  CheckedRun run;
+  RunPlan& plan = run.plan;
+  plan.model_dir = o.model_dir;
+  plan.policy = o.policy;
+  plan.seed = o.seed;
+  plan.deadline_seconds = o.deadline_seconds;
+  plan.trace = !o.trace_path.empty();
+  if (N > 1) {
+    plan.expert_map = run_expert_map(o, c, N);
+  } else {
+    MOE_CHECK(o.expert_map_path.empty() || std::filesystem::exists(o.expert_map_path),
+              o.expert_map_path, ": cannot open expert map");
+  }
+  plan.devices.assign(N, "cpu:" + std::to_string(o.threads));
+  if (!o.devices.empty()) {
+    const std::vector<std::string> given = split_commas(o.devices);
+    MOE_CHECK(int(given.size()) == N, "--devices lists ", given.size(), " devices for ", N,
+              " rank(s)");
+    for (const auto& spec : given) make_device_spec_check(spec);
+    plan.devices = given;
+  }
+  plan.transport = transport_for(plan.devices);
+  if (o.policy == "latency-aware" || !o.record_latency_samples_path.empty())
+    MOE_CHECK(!o.profile_path.empty(),
+              "--policy latency-aware and --record-latency-samples need --profile");
+  if (!o.profile_path.empty()) {
+    run.profile = load_profile(o.profile_path);
+    for (int r = 1; r < N; ++r)
+      MOE_CHECK(run.profile.has(r), o.profile_path, ": has no entry for expert rank ", r);
+  }
+  if (o.policy == "latency-aware")
+    MOE_CHECK(!o.latency_model_path.empty(), "--policy latency-aware needs --latency-model");
+  if (!o.latency_model_path.empty())
+    run.latency_model = std::make_shared<LatencyModel>(LatencyModel::load(o.latency_model_path));
+  run.has_profile = !o.profile_path.empty();
+  run.trace_path = o.trace_path;
+  run.record_routing_path = o.record_routing_path;
+  run.record_latency_samples_path = o.record_latency_samples_path;
+  return run;
+}
+
+}  // namespace moe

@@ -1,0 +1,43 @@
+// The options every distributed sub-command shares (--model, --expert-map, --policy, ...), and
+// their check on rank 0 before any work starts.
+#pragma once
+
+#include <boost/program_options/options_description.hpp>
+#include <string>
+#include <vector>
+
+#include "model/config.hpp"
+#include "ranks/run_plan.hpp"
+
+namespace moe {
+
+// The options every distributed sub-command shares.
+struct RunOptions {
+  std::string model_dir;
+  std::string expert_map_path;  // empty: round-robin over the expert ranks
+  std::string policy = "static";
+  uint64_t seed = 1;
+  double deadline_seconds = 60;
+  int threads = 1;
+  std::string trace_path;
+  size_t memory_per_rank_bytes = 0;  // 0: no budget check beyond the machine's memory
+  std::string devices;               // comma-separated per rank, e.g. "cpu:1,cpu:1,cpu:1@0.5"
+  std::string profile_path;          // profile.json (latency-aware policy, latency samples)
+  std::string latency_model_path;    // model.bin (latency-aware policy)
+  std::string record_routing_path;   // JSONL routing trace of every sparse-layer call
+  std::string record_latency_samples_path;     // CSV latency samples (needs a profile)
+  std::vector<std::string> extra_expert_maps;  // expert ranks also load these maps' experts
+
+  // --model, --expert-map, --policy, --seed, --deadline, --threads, --trace, --memory-per-rank,
+  // --devices, --profile, --latency-model, --record-routing, --record-latency-samples.
+  void add_to(boost::program_options::options_description& opts);
+};
+
+// config.json of --model; throws naming the file and field.
+ModelConfig load_run_config(const RunOptions& options);
+
+// Checks the options against the model and the world size and builds the plan with what rank 0
+// keeps; throws on the first bad input (rank 0 only: it reads the files).
+CheckedRun check_run(const RunOptions& options, const ModelConfig& config, int world_size);
+
+}  // namespace moe

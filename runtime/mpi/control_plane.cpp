@@ -1,0 +1,48 @@
+#include "runtime/mpi/control_plane.hpp"
+
+#include "runtime/mpi/mpi_check.hpp"
+
+namespace moe {
+
+void send_bytes(int dest, const std::string& bytes) {
+  MPI_CHECK(MPI_Send(bytes.data(), int(bytes.size()), MPI_BYTE, dest, kControlTag, MPI_COMM_WORLD));
+}
+
+Envelope receive_control(const World& world, int source, const Deadline& deadline,
+                         const std::string& doing) {
+  const int from = source == kAnySource ? MPI_ANY_SOURCE : source;
+  MPI_Status status{};
+  int ready = 0;
+  // Two looks per poll: Open MPI's Iprobe matches before it progresses the transport, so a message
+  // that came in during a nap is seen by the second call, not the first — one look per wake-up
+  // cost a whole extra nap (docs/BENCHMARKS.md, "Performance problems found").
+  const bool arrived = poll_until(
+      [&] {
+        for (int look = 0; look < 2 && !ready; ++look)
+          MPI_CHECK(MPI_Iprobe(from, kControlTag, MPI_COMM_WORLD, &ready, &status));
+        return ready != 0;
+      },
+      deadline);
+  if (!arrived) {
+    if (source == kAnySource) MOE_FAIL("deadline passed with no answer while ", doing);
+    MOE_FAIL("rank ", source, " (host ", world.host_of(source),
+             ") did not answer before the deadline while ", doing);
+  }
+  int count = 0;
+  MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
+  std::string bytes(size_t(count), '\0');
+  MPI_CHECK(MPI_Recv(bytes.data(), count, MPI_BYTE, status.MPI_SOURCE, kControlTag, MPI_COMM_WORLD,
+                     MPI_STATUS_IGNORE));
+  return open_envelope(status.MPI_SOURCE, std::move(bytes));
+}
+
+std::string broadcast_bytes(const std::string& bytes_on_root) {
+  std::string bytes = bytes_on_root;
+  unsigned long long size = bytes.size();
+  MPI_CHECK(MPI_Bcast(&size, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD));
+  bytes.resize(size);
+  MPI_CHECK(MPI_Bcast(bytes.data(), int(size), MPI_BYTE, 0, MPI_COMM_WORLD));
+  return bytes;
+}
+
+}  // namespace moe

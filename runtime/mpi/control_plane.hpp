@@ -1,0 +1,31 @@
+// Control messages over MPI point-to-point, with a deadline on every wait.
+#pragma once
+
+#include <string>
+
+#include "runtime/deadline.hpp"
+#include "runtime/wire.hpp"
+#include "runtime/mpi/world.hpp"
+
+namespace moe {
+
+constexpr int kControlTag = 11;
+constexpr int kDataTag = 12;
+constexpr int kAnySource = -1;
+
+void send_bytes(int dest, const std::string& bytes);
+
+template <class T>
+void send_control(int dest, const T& message) {
+  send_bytes(dest, encode_message(message));
+}
+
+// Waits for the next control message from `source` (or any rank). On expiry throws an error that
+// names the silent rank, its host and `doing` (what this rank was waiting for).
+Envelope receive_control(const World& world, int source, const Deadline& deadline,
+                         const std::string& doing);
+
+// Rank 0's bytes go to every rank (size first, then bytes); collective.
+std::string broadcast_bytes(const std::string& bytes_on_root);
+
+}  // namespace moe
