@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "model/attention.hpp"
+#include "model/attention_sublayer.hpp"
 #include "model/layers.hpp"
 #include "runtime/error.hpp"
 
@@ -49,15 +50,8 @@ void decode(SwitchModel& m, DecoderCache& cache, const EncoderOutput& enc,
                          ws.bias.data());
   for (size_t l = 0; l < w.decoder.size(); ++l) {
     const BlockWeights& block = w.decoder[l];
-    ws.reserve(ws.normed, size_t(T) * d);
-    for (auto* buf : {&ws.q, &ws.k, &ws.v, &ws.ctx}) ws.reserve(*buf, size_t(T) * inner);
-    ws.reserve(ws.proj, size_t(T) * d);
-
     // Causal self-attention over the cache plus the new positions.
-    rms_norm(x.data(), block.self_attn_norm.get(), c.layer_norm_epsilon, T, d, ws.normed.data());
-    m.device.linear(ws.normed.data(), block.self_attn.q.get(), ws.q.data(), T, inner, d);
-    m.device.linear(ws.normed.data(), block.self_attn.k.get(), ws.k.data(), T, inner, d);
-    m.device.linear(ws.normed.data(), block.self_attn.v.get(), ws.v.data(), T, inner, d);
+    normalize_and_project(m, block.self_attn_norm.get(), block.self_attn, x.data(), T, true);
     float* ck = cache.self_k[l].data();
     float* cv = cache.self_v[l].data();
     for (int b = 0; b < B; ++b) {
@@ -65,27 +59,16 @@ void decode(SwitchModel& m, DecoderCache& cache, const EncoderOutput& enc,
       std::memcpy(ck + dst, ws.k.data() + size_t(b) * n * inner, sizeof(float) * n * inner);
       std::memcpy(cv + dst, ws.v.data() + size_t(b) * n * inner, sizeof(float) * n * inner);
     }
-    const AttentionShape self_shape{H, c.d_kv, n, total, past, true};
-    for (int b = 0; b < B; ++b) {
-      const size_t kv = size_t(b) * cache.max_length * inner, qo = size_t(b) * n * inner;
-      attend(self_shape, ws.q.data() + qo, inner, ck + kv, cv + kv, inner, ws.bias.data(),
-             nullptr, ws.ctx.data() + qo, inner);
-    }
-    m.device.linear(ws.ctx.data(), block.self_attn.o.get(), ws.proj.data(), T, d, inner);
-    add_inplace(x.data(), ws.proj.data(), size_t(T) * d);
+    const KeyValues self_kv{ck, cv, size_t(cache.max_length) * inner, ws.bias.data()};
+    attend_and_add(m, block.self_attn, {H, c.d_kv, n, total, past, true}, B, self_kv, x.data());
 
     // Cross-attention over the encoder states (no position bias, encoder padding masked).
-    rms_norm(x.data(), block.cross_attn_norm.get(), c.layer_norm_epsilon, T, d, ws.normed.data());
-    m.device.linear(ws.normed.data(), block.cross_attn.q.get(), ws.q.data(), T, inner, d);
-    const AttentionShape cross_shape{H, c.d_kv, n, enc.seq_len, 0, false};
-    for (int b = 0; b < B; ++b) {
-      const size_t kv = size_t(b) * enc.seq_len * inner, qo = size_t(b) * n * inner;
-      attend(cross_shape, ws.q.data() + qo, inner, cache.cross_k[l].data() + kv,
-             cache.cross_v[l].data() + kv, inner, nullptr,
-             enc.valid.data() + size_t(b) * enc.seq_len, ws.ctx.data() + qo, inner);
-    }
-    m.device.linear(ws.ctx.data(), block.cross_attn.o.get(), ws.proj.data(), T, d, inner);
-    add_inplace(x.data(), ws.proj.data(), size_t(T) * d);
+    normalize_and_project(m, block.cross_attn_norm.get(), block.cross_attn, x.data(), T, false);
+    const KeyValues cross_kv{cache.cross_k[l].data(), cache.cross_v[l].data(),
+                             size_t(enc.seq_len) * inner, nullptr, enc.valid.data(),
+                             size_t(enc.seq_len)};
+    attend_and_add(m, block.cross_attn, {H, c.d_kv, n, enc.seq_len, 0, false}, B, cross_kv,
+                   x.data());
 
     feed_forward(m, block, x.data(), B, n);
   }

@@ -1,6 +1,7 @@
 #include "model/encoder.hpp"
 
 #include "model/attention.hpp"
+#include "model/attention_sublayer.hpp"
 #include "model/layers.hpp"
 #include "runtime/error.hpp"
 
@@ -74,21 +75,10 @@ EncoderOutput encode(SwitchModel& m, const Batch& batch) {
   relative_position_bias(w.encoder_relative_bias.get(), c, /*bidirectional=*/true, 0, S, S,
                          ws.bias.data());
   for (const BlockWeights& block : w.encoder) {
-    ws.reserve(ws.normed, size_t(T) * d);
-    for (auto* buf : {&ws.q, &ws.k, &ws.v, &ws.ctx}) ws.reserve(*buf, size_t(T) * inner);
-    ws.reserve(ws.proj, size_t(T) * d);
-    rms_norm(x.data(), block.self_attn_norm.get(), c.layer_norm_epsilon, T, d, ws.normed.data());
-    m.device.linear(ws.normed.data(), block.self_attn.q.get(), ws.q.data(), T, inner, d);
-    m.device.linear(ws.normed.data(), block.self_attn.k.get(), ws.k.data(), T, inner, d);
-    m.device.linear(ws.normed.data(), block.self_attn.v.get(), ws.v.data(), T, inner, d);
-    const AttentionShape shape{H, c.d_kv, S, S, 0, false};
-    for (int b = 0; b < B; ++b) {
-      const size_t off = size_t(b) * S * inner;
-      attend(shape, ws.q.data() + off, inner, ws.k.data() + off, ws.v.data() + off, inner,
-             ws.bias.data(), batch.valid.data() + size_t(b) * S, ws.ctx.data() + off, inner);
-    }
-    m.device.linear(ws.ctx.data(), block.self_attn.o.get(), ws.proj.data(), T, d, inner);
-    add_inplace(x.data(), ws.proj.data(), size_t(T) * d);
+    normalize_and_project(m, block.self_attn_norm.get(), block.self_attn, x.data(), T, true);
+    const KeyValues kv{ws.k.data(), ws.v.data(), size_t(S) * inner, ws.bias.data(),
+                       batch.valid.data(), size_t(S)};
+    attend_and_add(m, block.self_attn, {H, c.d_kv, S, S, 0, false}, B, kv, x.data());
     feed_forward(m, block, x.data(), B, S);
   }
   out.hidden.resize(size_t(T) * d);
