@@ -20,13 +20,13 @@ struct KeyValues {
   const float* keys;
   const float* values;
   size_t seq_stride;
-  const float* bias = nullptr;         // [H, queries, keys], shared by the sequences
-  const uint8_t* valid = nullptr;      // [sequences, valid_stride] key padding mask
+  const float* bias = nullptr;     // [H, queries, keys], shared by the sequences
+  const uint8_t* valid = nullptr;  // [sequences, valid_stride] key padding mask
   size_t valid_stride = 0;
 };
 
 // ws.ctx = attention of ws.q (B sequences of shape.queries rows) over kv, then x += o(ws.ctx).
-void attend_and_add(SwitchModel& m, const AttentionWeights& w, const AttentionShape& shape,
-                    int B, const KeyValues& kv, float* x);
+void attend_and_add(SwitchModel& m, const AttentionWeights& w, const AttentionShape& shape, int B,
+                    const KeyValues& kv, float* x);
 
 }  // namespace moe

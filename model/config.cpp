@@ -1,7 +1,6 @@
 #include "model/config.hpp"
 
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "runtime/error.hpp"
@@ -17,8 +16,8 @@ int read_int(const json& j, const std::string& source, const char* field, int mi
   MOE_CHECK(v.is_number_integer(), source, ": field '", field, "' must be an integer, got ",
             v.dump());
   const long long value = v.get<long long>();
-  MOE_CHECK(value >= min_value && value <= (1LL << 30), source, ": field '", field,
-            "' = ", value, " is out of range (must be >= ", min_value, ")");
+  MOE_CHECK(value >= min_value && value <= (1LL << 30), source, ": field '", field, "' = ", value,
+            " is out of range (must be >= ", min_value, ")");
   return static_cast<int>(value);
 }
 
@@ -58,8 +57,8 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   c.expert_capacity = read_int(j, source, "expert_capacity", 1);
   c.encoder_sparse_step =
       sparse_step(j, source, "encoder_sparse_step", "num_sparse_encoder_layers", c.num_layers);
-  c.decoder_sparse_step = sparse_step(j, source, "decoder_sparse_step",
-                                      "num_sparse_decoder_layers", c.num_decoder_layers);
+  c.decoder_sparse_step = sparse_step(j, source, "decoder_sparse_step", "num_sparse_decoder_layers",
+                                      c.num_decoder_layers);
   c.relative_attention_num_buckets = read_int(j, source, "relative_attention_num_buckets", 2);
   c.relative_attention_max_distance =
       read_int_or(j, source, "relative_attention_max_distance", 128, 1);

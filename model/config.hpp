@@ -2,9 +2,8 @@
 // once, where it enters.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json_fwd.hpp>
+#include <string>
 
 namespace moe {
 
@@ -17,7 +16,7 @@ struct ModelConfig {
   int num_layers = 0;          // encoder blocks
   int num_decoder_layers = 0;  // decoder blocks
   int num_experts = 0;
-  int expert_capacity = 0;     // tokens per expert per sequence
+  int expert_capacity = 0;  // tokens per expert per sequence
   int encoder_sparse_step = 0;
   int decoder_sparse_step = 0;
   int relative_attention_num_buckets = 0;

@@ -39,8 +39,8 @@ void decode(SwitchModel& m, DecoderCache& cache, const EncoderOutput& enc,
   const int B = cache.sequences, T = B * n, d = c.d_model, inner = c.inner_dim(), H = c.num_heads;
   const int past = cache.length, total = past + n;
   MOE_CHECK(int(tokens.size()) == T, "decode: expected ", T, " tokens, got ", tokens.size());
-  MOE_CHECK(total <= cache.max_length, "decode: cache holds ", cache.max_length,
-            " positions, ", total, " requested");
+  MOE_CHECK(total <= cache.max_length, "decode: cache holds ", cache.max_length, " positions, ",
+            total, " requested");
 
   m.step = past + 1;
   std::vector<float> x(size_t(T) * d);
@@ -64,9 +64,9 @@ void decode(SwitchModel& m, DecoderCache& cache, const EncoderOutput& enc,
 
     // Cross-attention over the encoder states (no position bias, encoder padding masked).
     normalize_and_project(m, block.cross_attn_norm.get(), block.cross_attn, x.data(), T, false);
-    const KeyValues cross_kv{cache.cross_k[l].data(), cache.cross_v[l].data(),
-                             size_t(enc.seq_len) * inner, nullptr, enc.valid.data(),
-                             size_t(enc.seq_len)};
+    const KeyValues cross_kv{
+        cache.cross_k[l].data(), cache.cross_v[l].data(), size_t(enc.seq_len) * inner, nullptr,
+        enc.valid.data(),        size_t(enc.seq_len)};
     attend_and_add(m, block.cross_attn, {H, c.d_kv, n, enc.seq_len, 0, false}, B, cross_kv,
                    x.data());
 

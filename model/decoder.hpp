@@ -11,8 +11,8 @@ namespace moe {
 
 struct DecoderCache {
   int sequences = 0;
-  int max_length = 0;  // positions the self-attention cache holds
-  int length = 0;      // positions filled
+  int max_length = 0;                                // positions the self-attention cache holds
+  int length = 0;                                    // positions filled
   std::vector<std::vector<float>> self_k, self_v;    // per block [sequences, max_length, inner]
   std::vector<std::vector<float>> cross_k, cross_v;  // per block [sequences, enc_len, inner]
 };

@@ -23,8 +23,7 @@ Batch make_batch(const std::vector<std::vector<int>>& sequences, int pad_token_i
   return b;
 }
 
-void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int sequences,
-                  int seq_len) {
+void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int sequences, int seq_len) {
   const ModelConfig& c = m.config;
   Workspace& ws = m.ws;
   const int T = sequences * seq_len, d = c.d_model;
@@ -76,8 +75,8 @@ EncoderOutput encode(SwitchModel& m, const Batch& batch) {
                          ws.bias.data());
   for (const BlockWeights& block : w.encoder) {
     normalize_and_project(m, block.self_attn_norm.get(), block.self_attn, x.data(), T, true);
-    const KeyValues kv{ws.k.data(), ws.v.data(), size_t(S) * inner, ws.bias.data(),
-                       batch.valid.data(), size_t(S)};
+    const KeyValues kv{ws.k.data(),    ws.v.data(),        size_t(S) * inner,
+                       ws.bias.data(), batch.valid.data(), size_t(S)};
     attend_and_add(m, block.self_attn, {H, c.d_kv, S, S, 0, false}, B, kv, x.data());
     feed_forward(m, block, x.data(), B, S);
   }

@@ -7,8 +7,8 @@
 namespace moe {
 
 void LocalExpertExecutor::run(const SparseFfnWeights& layer, int64_t, const GateResult&,
-                              const ExpertDispatch& dispatch,
-                              const float* rows_in, float* rows_out) {
+                              const ExpertDispatch& dispatch, const float* rows_in,
+                              float* rows_out) {
   groups_.clear();
   for (int e = 0; e < config_.num_experts; ++e) {
     if (dispatch.count(e) == 0) continue;

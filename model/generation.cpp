@@ -19,7 +19,8 @@ std::vector<std::vector<int>> generate_greedy(SwitchModel& m, const Batch& batch
   std::vector<float> logits;
   int steps = 0;
   for (int step = 0; step < max_new_tokens; ++step) {
-    // Finished sequences keep feeding pad, as HF does; rows never interact, so this only costs time.
+    // Finished sequences keep feeding pad, as HF does; rows never interact, so this only costs
+    // time.
     decode(m, cache, enc, tokens, 1, /*last_only=*/true, logits);
     ++steps;
     int unfinished = 0;
@@ -34,8 +35,10 @@ std::vector<std::vector<int>> generate_greedy(SwitchModel& m, const Batch& batch
         if (row[v] > row[best]) best = v;
       tokens[b] = best;
       out[b].push_back(best);
-      if (best == c.eos_token_id) finished[b] = 1;
-      else ++unfinished;
+      if (best == c.eos_token_id)
+        finished[b] = 1;
+      else
+        ++unfinished;
     }
     if (unfinished == 0) break;
   }

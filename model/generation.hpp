@@ -17,6 +17,7 @@ struct GenerationTimings {
 // Returns per sequence the generated ids, without the decoder start token, ending with eos when
 // one was produced.
 std::vector<std::vector<int>> generate_greedy(SwitchModel& m, const Batch& batch,
-                                              int max_new_tokens, GenerationTimings* timings = nullptr);
+                                              int max_new_tokens,
+                                              GenerationTimings* timings = nullptr);
 
 }  // namespace moe

@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "runtime/atomic_file.hpp"
@@ -20,20 +19,30 @@ namespace moe {
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    case DType::I64: return "I64";
-    case DType::I32: return "I32";
+    case DType::F32:
+      return "F32";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
+    case DType::I64:
+      return "I64";
+    case DType::I32:
+      return "I32";
   }
   return "?";
 }
 
 size_t dtype_bytes(DType dtype) {
   switch (dtype) {
-    case DType::F32: case DType::I32: return 4;
-    case DType::F16: case DType::BF16: return 2;
-    case DType::I64: return 8;
+    case DType::F32:
+    case DType::I32:
+      return 4;
+    case DType::F16:
+    case DType::BF16:
+      return 2;
+    case DType::I64:
+      return 8;
   }
   return 0;
 }
@@ -169,7 +178,8 @@ std::vector<std::string> SafetensorsFile::names() const {
   return out;
 }
 
-const float* SafetensorsFile::as_float32(const TensorInfo& info, std::vector<float>& storage) const {
+const float* SafetensorsFile::as_float32(const TensorInfo& info,
+                                         std::vector<float>& storage) const {
   const uint8_t* src = bytes(info);
   const size_t n = size_t(info.numel());
   switch (info.dtype) {

@@ -61,7 +61,8 @@ struct OutputTensor {
   bool is_int = false;
 };
 
-// Writes to `path.partial` then renames, so an interrupted run never leaves a complete-looking file.
+// Writes to `path.partial` then renames, so an interrupted run never leaves a complete-looking
+// file.
 void write_safetensors(const std::string& path, const std::vector<OutputTensor>& tensors);
 
 float bf16_to_float(uint16_t bits);

@@ -1,8 +1,8 @@
 #include "model/tokenizer.hpp"
 
-#include <filesystem>
-
 #include <sentencepiece_processor.h>
+
+#include <filesystem>
 
 #include "runtime/error.hpp"
 
@@ -38,8 +38,8 @@ std::string Tokenizer::decode(const std::vector<int>& ids) const {
 
 int Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
 
-std::unique_ptr<Tokenizer> load_tokenizer_if_present(const std::string& model_dir,
-                                                     int eos_token_id, int pad_token_id) {
+std::unique_ptr<Tokenizer> load_tokenizer_if_present(const std::string& model_dir, int eos_token_id,
+                                                     int pad_token_id) {
   const auto path = std::filesystem::path(model_dir) / "spiece.model";
   if (!std::filesystem::exists(path)) return nullptr;
   return std::make_unique<Tokenizer>(path.string(), eos_token_id, pad_token_id);

@@ -23,9 +23,9 @@ struct DenseFfnWeights {
 };
 
 struct SparseFfnWeights {
-  int moe_layer = -1;          // index among all sparse layers: encoder's first, then decoder's
-  Weight router;               // [num_experts, d_model]
-  Weight router_bias;          // [num_experts] or null
+  int moe_layer = -1;  // index among all sparse layers: encoder's first, then decoder's
+  Weight router;       // [num_experts, d_model]
+  Weight router_bias;  // [num_experts] or null
   std::vector<DenseFfnWeights> experts;  // [num_experts]; wi/wo null where not resident
   ExpertWeights expert(int e) const { return {experts[e].wi.get(), experts[e].wo.get()}; }
   bool resident(int e) const { return experts[e].wi != nullptr; }
@@ -46,12 +46,12 @@ struct ModelWeights {
   // [vocab, d_model]: `shared.weight`, unless the checkpoint stores the stack's own
   // embed_tokens (HF 5.x does when tie_word_embeddings is false).
   Weight encoder_embedding, decoder_embedding;
-  Weight encoder_relative_bias;      // [buckets, heads]
+  Weight encoder_relative_bias;  // [buckets, heads]
   Weight decoder_relative_bias;
   std::vector<BlockWeights> encoder;
   std::vector<BlockWeights> decoder;
   Weight encoder_final_norm, decoder_final_norm;
-  Weight lm_head;                    // [vocab, d_model]; the shared embedding when tied
+  Weight lm_head;  // [vocab, d_model]; the shared embedding when tied
   int num_moe_layers = 0;
 };
 
@@ -63,7 +63,8 @@ struct LoadSelection {
 
 ModelWeights load_weights(const Checkpoint& checkpoint, const LoadSelection& selection = {});
 
-// The HF tensor name prefix of a sparse layer's expert, e.g. "encoder.block.1.layer.1.mlp.experts.expert_3".
+// The HF tensor name prefix of a sparse layer's expert, e.g.
+// "encoder.block.1.layer.1.mlp.experts.expert_3".
 std::string expert_prefix(const ModelConfig& config, int moe_layer, int expert);
 int count_moe_layers(const ModelConfig& config);
 

@@ -66,12 +66,12 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
       samples_out_ = std::make_unique<std::ofstream>(run_.record_latency_samples_path);
       MOE_CHECK(samples_out_->good(), run_.record_latency_samples_path,
                 ": cannot open for writing");
-      policy_ = std::make_unique<LatencySampleRecorder>(std::move(policy_), run_.profile,
-                                                        c.d_model, *samples_out_);
+      policy_ = std::make_unique<LatencySampleRecorder>(std::move(policy_), run_.profile, c.d_model,
+                                                        *samples_out_);
     }
-    executor_ = std::make_unique<RemoteExpertExecutor>(world, *transport_, plan.expert_map,
-                                                       *policy_, c.d_model, plan.deadline_seconds,
-                                                       *recorder_);
+    executor_ =
+        std::make_unique<RemoteExpertExecutor>(world, *transport_, plan.expert_map, *policy_,
+                                               c.d_model, plan.deadline_seconds, *recorder_);
   } else {
     executor_ = std::make_unique<LocalExpertExecutor>(*device_, c);
   }
@@ -80,8 +80,8 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
     return !world.distributed() || name.find(".mlp.experts.") == std::string::npos;
   });
   recording_ = std::make_unique<RecordingExecutor>(*executor_, *recorder_, !world.distributed());
-  model_ = std::make_unique<SwitchModel>(
-      SwitchModel{c, weights_, *device_, *recording_, nullptr, {}});
+  model_ =
+      std::make_unique<SwitchModel>(SwitchModel{c, weights_, *device_, *recording_, nullptr, {}});
   if (!run_.record_routing_path.empty()) record_routing(run_.record_routing_path);
 }
 
@@ -92,8 +92,8 @@ void Coordinator::wait_for_expert_ranks() {
   const std::string doing = "waiting for the expert ranks to load their experts";
   for (int pending = world_.size() - 1; pending > 0; --pending) {
     set_activity(doing);
-    const Envelope e = receive_control(
-        world_, kAnySource, Deadline::after(run_.plan.deadline_seconds * 10), doing);
+    const Envelope e = receive_control(world_, kAnySource,
+                                       Deadline::after(run_.plan.deadline_seconds * 10), doing);
     if (e.type == static_cast<uint32_t>(MessageType::kError)) {
       const auto err = decode_message<ErrorMessage>(e);
       MOE_FAIL("rank ", err.rank, " (host ", err.host, ") failed while loading: ", err.what);
@@ -108,8 +108,8 @@ void Coordinator::record_routing(const std::string& path) {
   model_->on_route = [this](int layer, int sequences, int seq_len, const std::vector<float>&,
                             const GateResult& gate) {
     if (model_->step == 0 && layer == 0) ++routing_batch_;
-    RoutingRecord r{routing_batch_,   model_->step, layer,      sequences,   seq_len,
-                    gate.expert,      gate.probability, gate.kept, gate.entropy};
+    RoutingRecord r{routing_batch_, model_->step,     layer,     sequences,   seq_len,
+                    gate.expert,    gate.probability, gate.kept, gate.entropy};
     *routing_out_ << routing_record_to_json_line(r) << "\n";
   };
 }
@@ -122,8 +122,8 @@ void Coordinator::finish(int64_t generated_tokens, double wall_seconds) {
     const std::string doing = "collecting the expert ranks' reports";
     for (int pending = world_.size() - 1; pending > 0; --pending) {
       set_activity(doing);
-      const Envelope e = receive_control(world_, kAnySource,
-                                         Deadline::after(run_.plan.deadline_seconds), doing);
+      const Envelope e =
+          receive_control(world_, kAnySource, Deadline::after(run_.plan.deadline_seconds), doing);
       reports.push_back(decode_message<RankReport>(e));
     }
     std::sort(reports.begin(), reports.end(),

@@ -45,10 +45,9 @@ ProfileResult time_experts(const ProfileRequest& request,
   // Where the rotation starts is part of the request, so that ranks timed at once can run the
   // same or different experts.
   const size_t k = experts.size();
-  const size_t first =
-      request.rotation_parts > 0
-          ? k * size_t(std::max(request.rotation_part, 0)) / size_t(request.rotation_parts) % k
-          : 0;
+  const size_t first = request.rotation_parts > 0 ? k * size_t(std::max(request.rotation_part, 0)) /
+                                                        size_t(request.rotation_parts) % k
+                                                  : 0;
   for (int n : request.token_counts) {
     if (request.warm_up)
       for (const auto& w : experts)

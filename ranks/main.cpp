@@ -104,8 +104,8 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     const bool usage_error = dynamic_cast<const boost::program_options::error*>(&e) != nullptr;
     if (world && world->distributed()) {
-      std::fprintf(stderr, "moe %s: error: rank %d (host %s): %s\n", command.c_str(),
-                   world->rank(), world->host().c_str(), e.what());
+      std::fprintf(stderr, "moe %s: error: rank %d (host %s): %s\n", command.c_str(), world->rank(),
+                   world->host().c_str(), e.what());
       std::fflush(stderr);
       // A rejected run ends on every rank by itself; anything else must stop the other ranks.
       if (!dynamic_cast<const moe::RejectedRun*>(&e)) world->abort(usage_error ? 2 : 1);

@@ -17,12 +17,10 @@ namespace moe {
 
 namespace {
 
-
-
 // One-way time t(bytes) = latency + bytes / bandwidth, fitted by least squares to half round trips
 // of the blocks a sparse-layer call sends a rank (1 to 256 rows). Larger blocks cross shared memory
-// by another protocol (without single-copy, fragments that both ends must progress): fitted to
-// them, the line under-stated a 55 KB block's speed 7-15x on a device machine.
+// by another protocol (without single-copy, fragments that both ends must progress), so a line
+// fitted to them too would under-state the speed of the blocks calls really send.
 void time_link(Coordinator& s, int rank, int d_model, int repeats, RankProfile& out) {
   std::vector<double> xs, ys;
   for (int rows : {1, 4, 16, 64, 256}) {
@@ -33,8 +31,10 @@ void time_link(Coordinator& s, int rank, int d_model, int repeats, RankProfile& 
       const double start = now_us();
       send_control(rank, Echo{floats});
       const Deadline deadline = Deadline::after(s.plan().deadline_seconds);
-      s.transport().exchange({{rank, block.data(), floats}}, {}, deadline, "profiling the link to rank " + std::to_string(rank));
-      s.transport().exchange({}, {{rank, back.data(), floats}}, deadline, "profiling the link to rank " + std::to_string(rank));
+      s.transport().exchange({{rank, block.data(), floats}}, {}, deadline,
+                             "profiling the link to rank " + std::to_string(rank));
+      s.transport().exchange({}, {{rank, back.data(), floats}}, deadline,
+                             "profiling the link to rank " + std::to_string(rank));
       if (r > 0) times.push_back((now_us() - start) / 2);  // the first is a warm-up
     }
     xs.push_back(double(floats * sizeof(float)));
@@ -86,7 +86,8 @@ CallProbe time_call_cpu(Coordinator& s, int tokens, int calls) {
   std::vector<int> expert_of(N, -1);
   for (int r = 1; r < N; ++r)
     for (int e = 0; e < c.num_experts && expert_of[r] < 0; ++e)
-      if (map.holds(r, layer, e) && std::find(expert_of.begin(), expert_of.end(), e) == expert_of.end()) {
+      if (map.holds(r, layer, e) &&
+          std::find(expert_of.begin(), expert_of.end(), e) == expert_of.end()) {
         expert_of[r] = e;
         auto& replicas = map.replicas[layer][e];
         std::stable_partition(replicas.begin(), replicas.end(), [&](int x) { return x == r; });
@@ -141,8 +142,8 @@ std::vector<std::vector<int>> waves_of(int world_size, int size) {
 // rotation of its experts); the results in the order of `ranks`. With
 // `stagger` the i-th rank's rotation starts i / ranks.size() of the way round its experts, so
 // ranks holding the same experts run different ones at the same time.
-std::vector<ProfileResult> time_at_once(Coordinator& s, const std::vector<int>& ranks, ProfileRequest request, int n,
-                                        bool stagger = false) {
+std::vector<ProfileResult> time_at_once(Coordinator& s, const std::vector<int>& ranks,
+                                        ProfileRequest request, int n, bool stagger = false) {
   request.token_counts = {n};
   request.rotation_parts = int(ranks.size());
   for (size_t i = 0; i < ranks.size(); ++i) {
@@ -151,11 +152,12 @@ std::vector<ProfileResult> time_at_once(Coordinator& s, const std::vector<int>& 
   }
   std::vector<ProfileResult> out;
   for (int r : ranks) {
-    const Envelope e = receive_control(s.world(), r, Deadline::after(s.plan().deadline_seconds * 20),
-                                       "waiting for rank " + std::to_string(r) + "'s expert timings");
+    const Envelope e =
+        receive_control(s.world(), r, Deadline::after(s.plan().deadline_seconds * 20),
+                        "waiting for rank " + std::to_string(r) + "'s expert timings");
     out.push_back(decode_message<ProfileResult>(e));
-    MOE_CHECK(out.back().median_us.size() == 1 && out.back().cpu_median_us.size() == 1, "rank ", r, " sent ",
-              out.back().median_us.size(), " wall and ", out.back().cpu_median_us.size(),
+    MOE_CHECK(out.back().median_us.size() == 1 && out.back().cpu_median_us.size() == 1, "rank ", r,
+              " sent ", out.back().median_us.size(), " wall and ", out.back().cpu_median_us.size(),
               " CPU timings for one token count");
   }
   return out;
@@ -264,24 +266,30 @@ nlohmann::json measure_contention(Coordinator& s, const ProfileRequest& request,
       }
     }
     if (same_n.empty()) continue;
-    by_tokens.push_back({{"tokens", n}, {"value", median(different_n) - 1}, {"same_experts", median(same_n) - 1}});
+    by_tokens.push_back(
+        {{"tokens", n}, {"value", median(different_n) - 1}, {"same_experts", median(same_n) - 1}});
     same.insert(same.end(), same_n.begin(), same_n.end());
     different.insert(different.end(), different_n.begin(), different_n.end());
   }
   MOE_CHECK(!same.empty(), "--contention needs at least two expert ranks in a wave");
   const double value = std::max(median(different) - 1, 0.0);
   const double same_value = median(same) - 1;  // below 0: the other rank warmed the cache
-  std::printf("contention of %d ranks at once: %.3f on different experts, %.3f on the same experts "
-              "(medians of %zu paired together / alone ratios each, less one)\n",
-              together, value, same_value, same.size());
-  return {{"ranks_at_once", together}, {"value", value}, {"same_experts", same_value}, {"ratios", same.size()},
+  std::printf(
+      "contention of %d ranks at once: %.3f on different experts, %.3f on the same experts "
+      "(medians of %zu paired together / alone ratios each, less one)\n",
+      together, value, same_value, same.size());
+  return {{"ranks_at_once", together},
+          {"value", value},
+          {"same_experts", same_value},
+          {"ratios", same.size()},
           {"by_tokens", by_tokens}};
 }
 
 // Probe calls for latency samples: for every expert rank, k of the experts it holds in one sparse
 // layer with n tokens each, every other rank taking part with zero rows (as in any layer call).
-void record_probe_samples(Coordinator& s, const Profile& profile, const std::vector<int>& token_counts,
-                          int repeats, const std::string& path) {
+void record_probe_samples(Coordinator& s, const Profile& profile,
+                          const std::vector<int>& token_counts, int repeats,
+                          const std::string& path) {
   const World& world = s.world();
   const ModelConfig& c = s.config();
   const int d = c.d_model, E = c.num_experts;
@@ -310,9 +318,11 @@ void record_probe_samples(Coordinator& s, const Profile& profile, const std::vec
         auto& ranks = map.replicas[layer][e];
         std::stable_partition(ranks.begin(), ranks.end(), [&](int x) { return x == r; });
       }
-    auto policy = std::make_unique<LatencySampleRecorder>(make_basic_dispatch_policy("static", 1), profile, d, out);
+    auto policy = std::make_unique<LatencySampleRecorder>(make_basic_dispatch_policy("static", 1),
+                                                          profile, d, out);
     RankRecorder recorder(0, world.host(), "probe", map.num_layers(), false);
-    RemoteExpertExecutor executor(world, s.transport(), map, *policy, d, s.plan().deadline_seconds, recorder);
+    RemoteExpertExecutor executor(world, s.transport(), map, *policy, d, s.plan().deadline_seconds,
+                                  recorder);
     SparseFfnWeights weights;
     weights.moe_layer = layer;
     for (int k : {1, 2, 4}) {

@@ -21,9 +21,9 @@ RemoteExpertExecutor::RemoteExpertExecutor(const World& world, DataTransport& tr
       send_(world.size()),
       recv_(world.size()) {}
 
-void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step,
-                               const GateResult& gate, const ExpertDispatch& dispatch,
-                               const float* rows_in, float* rows_out) {
+void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
+                               const ExpertDispatch& dispatch, const float* rows_in,
+                               float* rows_out) {
   step_ = step;
   const int L = layer.moe_layer, N = world_.size(), d = d_model_;
   const std::string where = "sparse layer " + std::to_string(L) + ", step " + std::to_string(step_);
@@ -71,7 +71,9 @@ void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step,
   for (int pending = N - 1; pending > 0; --pending) {
     std::string waiting;
     for (int r = 1; r < N; ++r)
-      if (!replied[r]) waiting += (waiting.empty() ? "" : ", ") + std::to_string(r) + " (host " + world_.host_of(r) + ")";
+      if (!replied[r])
+        waiting +=
+            (waiting.empty() ? "" : ", ") + std::to_string(r) + " (host " + world_.host_of(r) + ")";
     const std::string doing = "waiting for rank(s) " + waiting + " at " + where;
     set_activity(doing);
     const Envelope e = receive_control(world_, kAnySource, deadline, doing);
@@ -81,7 +83,8 @@ void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step,
     }
     const auto reply = decode_message<WorkReply>(e);
     MOE_CHECK(reply.moe_layer == L && reply.step == step_, "rank ", e.sender,
-              " replied for sparse layer ", reply.moe_layer, " step ", reply.step, ", expected ", where);
+              " replied for sparse layer ", reply.moe_layer, " step ", reply.step, ", expected ",
+              where);
     MOE_CHECK(!replied[e.sender], "rank ", e.sender, " replied twice at ", where);
     replied[e.sender] = 1;
     // From the start of dispatch: a fast rank may answer before the slowest send has completed.

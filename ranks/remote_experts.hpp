@@ -8,9 +8,9 @@
 
 #include "model/experts.hpp"
 #include "router/dispatch_policy.hpp"
+#include "runtime/mpi/world.hpp"
 #include "runtime/rank_stats.hpp"
 #include "runtime/transport.hpp"
-#include "runtime/mpi/world.hpp"
 
 namespace moe {
 

@@ -37,9 +37,9 @@ std::string optional(double value) { return value < 0 ? "" : std::to_string(valu
 }  // namespace
 
 void print_comparison(std::FILE* out, const std::vector<ComparisonRow>& rows) {
-  std::fprintf(out, "%-28s %-14s %7s %11s %11s %12s %9s %9s %10s %8s  %s\n", "expert map",
-               "policy", "calls", "mean_us", "p99_us", "tokens/s", "imbalance", "busy_imb",
-               "policy_us", "policy%", "latency-aware vs this (mean [± s.e.], p99)");
+  std::fprintf(out, "%-28s %-14s %7s %11s %11s %12s %9s %9s %10s %8s  %s\n", "expert map", "policy",
+               "calls", "mean_us", "p99_us", "tokens/s", "imbalance", "busy_imb", "policy_us",
+               "policy%", "latency-aware vs this (mean [± s.e.], p99)");
   for (const auto& r : rows) {
     std::string vs;
     Change c;
@@ -59,8 +59,8 @@ void print_comparison(std::FILE* out, const std::vector<ComparisonRow>& rows) {
     if (r.busy_imbalance >= 0) std::snprintf(busy, sizeof(busy), "%.2f", r.busy_imbalance);
     std::fprintf(out, "%-28s %-14s %7d %11.1f %11.1f %12.1f %9.2f %9s %10.2f %7.2f%%  %s\n",
                  map.c_str(), r.policy.c_str(), r.calls, r.mean_us, r.p99_us, r.tokens_per_s,
-                 r.imbalance, busy, r.policy_us,
-                 100 * r.policy_us / std::max(r.mean_us, 1e-9), vs.c_str());
+                 r.imbalance, busy, r.policy_us, 100 * r.policy_us / std::max(r.mean_us, 1e-9),
+                 vs.c_str());
   }
 }
 
@@ -102,8 +102,8 @@ void PerCallCsv::add(const CallRecord& c) {
        << c.layer << "," << c.rows << "," << optional(c.start_us) << "," << c.latency_us << ","
        << c.policy_us;
   for (const auto& r : c.ranks)
-    out_ << "," << r.rows << "," << r.latency_us << "," << r.compute_us << "," << r.queue_us
-         << "," << optional(r.other_cpu_us);
+    out_ << "," << r.rows << "," << r.latency_us << "," << r.compute_us << "," << r.queue_us << ","
+         << optional(r.other_cpu_us);
   out_ << "\n";
 }
 

@@ -32,10 +32,11 @@ void write_comparison_csv(const std::string& path, const std::string& source,
 // What one expert rank did in one call.
 struct RankCall {
   int rows = 0;
-  double latency_us = 0;    // its reply's arrival, from the call's start
-  double compute_us = 0;    // its expert FFN
-  double queue_us = 0;      // from its work header's arrival to its block of rows in hand
-  double other_cpu_us = -1; // its CPU outside the expert FFN since its previous reply (< 0: unknown)
+  double latency_us = 0;  // its reply's arrival, from the call's start
+  double compute_us = 0;  // its expert FFN
+  double queue_us = 0;    // from its work header's arrival to its block of rows in hand
+  double other_cpu_us =
+      -1;  // its CPU outside the expert FFN since its previous reply (< 0: unknown)
 };
 
 struct CallRecord {

@@ -52,8 +52,9 @@ std::vector<Setting> make_settings(Coordinator& coordinator, const ReplaySetting
 
 CallRecord call_record(const Setting& s, int pass, size_t j, const RoutingRecord& rec, int rows,
                        double latency_us, int world_size) {
-  CallRecord c{s.map_name, s.policy_name, 0, pass, int64_t(j), rec.batch, rec.step, rec.layer,
-               rows,       -1,            latency_us, s.executor->last_policy_us(), {}};
+  CallRecord c{s.map_name, s.policy_name, 0,    pass, int64_t(j), rec.batch,
+               rec.step,   rec.layer,     rows, -1,   latency_us, s.executor->last_policy_us(),
+               {}};
   std::vector<RankFeedback> by_rank(world_size);
   for (const auto& f : s.executor->last_feedback()) by_rank[f.rank] = f;
   for (int r = 1; r < world_size; ++r)
@@ -120,8 +121,7 @@ std::vector<ComparisonRow> replay_routing(Coordinator& coordinator,
         s.latency_us[size_t(pass - 1) * T + j] = us;
         s.policy_us += s.executor->last_policy_us();
         s.tokens += dispatches[j].rows();
-        if (per_call)
-          per_call->add(call_record(s, pass, j, trace[j], dispatches[j].rows(), us, N));
+        if (per_call) per_call->add(call_record(s, pass, j, trace[j], dispatches[j].rows(), us, N));
         const auto& per_rank = s.executor->last_rows_per_rank();
         const double imbalance = max_over_mean({per_rank.begin(), per_rank.end()}, 1, N);
         if (imbalance > 0) {

@@ -23,9 +23,9 @@ namespace moe {
 struct ReplaySettings {
   std::vector<std::pair<std::string, ExpertMap>> maps;  // name, map
   std::vector<std::string> policies;
-  PolicyContext context;           // what the policies are made from
-  std::ostream* samples = nullptr; // latency samples of every call, when wanted (CSV)
-  int passes = 3;                  // counted passes over the trace, after one warm-up
+  PolicyContext context;            // what the policies are made from
+  std::ostream* samples = nullptr;  // latency samples of every call, when wanted (CSV)
+  int passes = 3;                   // counted passes over the trace, after one warm-up
 };
 
 // One comparison row per (map, policy); each counted call also goes to `per_call` if given.

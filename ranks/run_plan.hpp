@@ -42,10 +42,10 @@ struct MessageTypeOf<RunPlan> {
 // What rank 0 read while checking a run: the plan for every rank, and what only it needs.
 struct CheckedRun {
   RunPlan plan;
-  Profile profile;                                    // --profile, when given
+  Profile profile;  // --profile, when given
   bool has_profile = false;
   std::shared_ptr<const LatencyModel> latency_model;  // --latency-model, when given
-  std::string trace_path;                   // Chrome/Perfetto timeline of every rank
+  std::string trace_path;                             // Chrome/Perfetto timeline of every rank
   std::string record_routing_path;          // JSONL routing trace of every sparse-layer call
   std::string record_latency_samples_path;  // CSV latency samples (needs the profile)
 };

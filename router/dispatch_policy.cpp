@@ -4,15 +4,16 @@
 
 namespace moe {
 
-void StaticPolicy::assign(int layer, const ExpertDispatch& d, const GateResult&, const ExpertMap& map,
-                          std::vector<int>& rank_of_row) {
+void StaticPolicy::assign(int layer, const ExpertDispatch& d, const GateResult&,
+                          const ExpertMap& map, std::vector<int>& rank_of_row) {
   rank_of_row.resize(d.rows());
   for (int e = 0; e + 1 < int(d.offsets.size()); ++e)
-    for (int r = d.offsets[e]; r < d.offsets[e + 1]; ++r) rank_of_row[r] = map.ranks_of(layer, e)[0];
+    for (int r = d.offsets[e]; r < d.offsets[e + 1]; ++r)
+      rank_of_row[r] = map.ranks_of(layer, e)[0];
 }
 
-void RoundRobinPolicy::assign(int layer, const ExpertDispatch& d, const GateResult&, const ExpertMap& map,
-                              std::vector<int>& rank_of_row) {
+void RoundRobinPolicy::assign(int layer, const ExpertDispatch& d, const GateResult&,
+                              const ExpertMap& map, std::vector<int>& rank_of_row) {
   if (next_.empty()) next_.assign(map.num_layers(), std::vector<uint64_t>(map.num_experts(), 0));
   rank_of_row.resize(d.rows());
   for (int e = 0; e + 1 < int(d.offsets.size()); ++e) {
@@ -22,8 +23,8 @@ void RoundRobinPolicy::assign(int layer, const ExpertDispatch& d, const GateResu
   }
 }
 
-void RandomPolicy::assign(int layer, const ExpertDispatch& d, const GateResult&, const ExpertMap& map,
-                          std::vector<int>& rank_of_row) {
+void RandomPolicy::assign(int layer, const ExpertDispatch& d, const GateResult&,
+                          const ExpertMap& map, std::vector<int>& rank_of_row) {
   rank_of_row.resize(d.rows());
   for (int e = 0; e + 1 < int(d.offsets.size()); ++e) {
     const auto& ranks = map.ranks_of(layer, e);
@@ -32,8 +33,8 @@ void RandomPolicy::assign(int layer, const ExpertDispatch& d, const GateResult&,
   }
 }
 
-void UniformPolicy::assign(int layer, const ExpertDispatch& d, const GateResult&, const ExpertMap& map,
-                           std::vector<int>& rank_of_row) {
+void UniformPolicy::assign(int layer, const ExpertDispatch& d, const GateResult&,
+                           const ExpertMap& map, std::vector<int>& rank_of_row) {
   rank_of_row.resize(d.rows());
   for (int e = 0; e + 1 < int(d.offsets.size()); ++e) {
     const auto& ranks = map.ranks_of(layer, e);

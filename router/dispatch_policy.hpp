@@ -20,9 +20,9 @@ struct RankFeedback {
   int rank = 0;
   int layer = 0;
   int tokens = 0;
-  double latency_us = 0;  // coordinator: from sending the block to the reply's arrival
-  double compute_us = 0;  // expert rank: expert FFN time
-  double queue_us = 0;    // expert rank: waiting before compute
+  double latency_us = 0;    // coordinator: from sending the block to the reply's arrival
+  double compute_us = 0;    // expert rank: expert FFN time
+  double queue_us = 0;      // expert rank: waiting before compute
   double other_cpu_us = 0;  // expert rank: CPU outside the FFN since its previous reply (WorkReply)
 };
 

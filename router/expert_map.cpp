@@ -1,9 +1,8 @@
 #include "router/expert_map.hpp"
 
 #include <fstream>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "runtime/error.hpp"
 
@@ -60,8 +59,8 @@ ExpertMap parse_expert_map(const nlohmann::json& j, const std::string& source, i
         MOE_CHECK(r.is_number_integer(), source, ": layer ", layer, " expert ", e,
                   ": rank must be an integer, got ", r.dump());
         const int rank = r.get<int>();
-        MOE_CHECK(rank >= first_rank && rank < world_size, source, ": layer ", layer, " expert ",
-                  e, " is placed on rank ", rank, ", but the expert ranks are ", first_rank, "..",
+        MOE_CHECK(rank >= first_rank && rank < world_size, source, ": layer ", layer, " expert ", e,
+                  " is placed on rank ", rank, ", but the expert ranks are ", first_rank, "..",
                   world_size - 1);
         MOE_CHECK(distinct.insert(rank).second, source, ": layer ", layer, " expert ", e,
                   " lists rank ", rank, " twice");
@@ -74,8 +73,8 @@ ExpertMap parse_expert_map(const nlohmann::json& j, const std::string& source, i
   return map;
 }
 
-ExpertMap load_expert_map(const std::string& path, int num_layers, int num_experts,
-                          int first_rank, int world_size) {
+ExpertMap load_expert_map(const std::string& path, int num_layers, int num_experts, int first_rank,
+                          int world_size) {
   std::ifstream in(path);
   MOE_CHECK(in.good(), path, ": cannot open expert map");
   nlohmann::json j;
@@ -99,8 +98,8 @@ void check_expert_memory(const ExpertMap& map, size_t bytes_per_expert,
   for (size_t rank = 0; rank < budget.size(); ++rank) {
     const size_t need = size_t(map.experts_on(int(rank))) * bytes_per_expert;
     MOE_CHECK(need <= budget[rank], source, ": rank ", rank, " would hold ",
-              map.experts_on(int(rank)), " experts (", need / (1 << 20), " MiB) but has a budget of ",
-              budget[rank] / (1 << 20), " MiB");
+              map.experts_on(int(rank)), " experts (", need / (1 << 20),
+              " MiB) but has a budget of ", budget[rank] / (1 << 20), " MiB");
   }
 }
 

@@ -2,12 +2,11 @@
 // expert_map.json, or spread round-robin over the expert ranks; validated before any work starts.
 #pragma once
 
+#include <cereal/types/vector.hpp>
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <cereal/types/vector.hpp>
-#include <nlohmann/json_fwd.hpp>
 
 namespace moe {
 
@@ -36,12 +35,13 @@ ExpertMap round_robin_expert_map(int num_layers, int num_experts, int first_rank
 // or does not match the model's layers and experts. `source` names the file in errors.
 ExpertMap parse_expert_map(const nlohmann::json& json, const std::string& source, int num_layers,
                            int num_experts, int first_rank, int world_size);
-ExpertMap load_expert_map(const std::string& path, int num_layers, int num_experts,
-                          int first_rank, int world_size);
+ExpertMap load_expert_map(const std::string& path, int num_layers, int num_experts, int first_rank,
+                          int world_size);
 nlohmann::json expert_map_to_json(const ExpertMap& map);
 
 // Rejects a map whose experts on some rank need more than that rank's memory budget.
 void check_expert_memory(const ExpertMap& map, size_t bytes_per_expert,
-                         const std::vector<size_t>& budget_bytes_per_rank, const std::string& source);
+                         const std::vector<size_t>& budget_bytes_per_rank,
+                         const std::string& source);
 
 }  // namespace moe

@@ -9,10 +9,10 @@
 namespace moe {
 
 struct GateResult {
-  std::vector<int> expert;          // [T] argmax expert of each token
-  std::vector<float> probability;   // [T] its softmax probability
-  std::vector<uint8_t> kept;        // [T] 1 when within capacity, 0 when dropped
-  std::vector<float> entropy;       // [T] entropy of the router distribution (nats)
+  std::vector<int> expert;         // [T] argmax expert of each token
+  std::vector<float> probability;  // [T] its softmax probability
+  std::vector<uint8_t> kept;       // [T] 1 when within capacity, 0 when dropped
+  std::vector<float> entropy;      // [T] entropy of the router distribution (nats)
 };
 
 // logits[T, E] with T = sequences * seq_len rows, sequence-major.

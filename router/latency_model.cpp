@@ -1,15 +1,14 @@
 #include "router/latency_model.hpp"
 
 #include <algorithm>
+#include <cereal/archives/binary.hpp>
+#include <cereal/types/string.hpp>
 #include <cmath>
 #include <fstream>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <sstream>
-
-#include <cereal/archives/binary.hpp>
-#include <cereal/types/string.hpp>
 
 #include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
@@ -20,7 +19,8 @@ namespace {
 constexpr char kMagic[] = "moe-latency-model";
 
 // Least squares on standardised features with a bias, by the normal equations (9×9).
-std::vector<double> fit_linear(const std::vector<LatencyFeatures>& x, const std::vector<double>& y) {
+std::vector<double> fit_linear(const std::vector<LatencyFeatures>& x,
+                               const std::vector<double>& y) {
   const int n = kLatencyFeatures + 1;
   std::vector<double> a(n * n, 0.0), b(n, 0.0);
   for (size_t i = 0; i < x.size(); ++i) {
@@ -134,7 +134,9 @@ LatencyFeatures LatencyModel::normalise(const LatencyFeatures& x) const {
   return out;
 }
 
-double LatencyModel::table_log_us(const LatencyFeatures& x) { return std::log(std::max(x[6] + x[7], 1.0)); }
+double LatencyModel::table_log_us(const LatencyFeatures& x) {
+  return std::log(std::max(x[6] + x[7], 1.0));
+}
 
 double LatencyModel::forward(const LatencyFeatures& x, double* h1, double* h2) const {
   const int H = hidden_;
@@ -166,12 +168,12 @@ double mean_abs_percentage_error(const std::vector<double>& predicted,
   return actual.empty() ? 0 : sum / double(actual.size());
 }
 
-LatencyModel LatencyModel::train(const std::vector<LatencySample>& samples,
-                                 const TrainOptions& o, TrainReport* report) {
+LatencyModel LatencyModel::train(const std::vector<LatencySample>& samples, const TrainOptions& o,
+                                 TrainReport* report) {
   MOE_CHECK(samples.size() >= 10, "latency model: need at least 10 samples, got ", samples.size());
   for (const auto& s : samples)
-    MOE_CHECK(s.latency_us > 0 && std::isfinite(s.latency_us), "latency model: a sample has latency ",
-              s.latency_us, " (must be > 0)");
+    MOE_CHECK(s.latency_us > 0 && std::isfinite(s.latency_us),
+              "latency model: a sample has latency ", s.latency_us, " (must be > 0)");
   std::mt19937_64 rng(o.seed);
   std::vector<size_t> order(samples.size());
   std::iota(order.begin(), order.end(), 0);
@@ -184,10 +186,11 @@ LatencyModel LatencyModel::train(const std::vector<LatencySample>& samples,
   const size_t held = std::max<size_t>(1, size_t(o.held_out_fraction * samples.size()));
   MOE_CHECK(held < samples.size(), "latency model: holding out ", held, " of ", samples.size(),
             " samples leaves none to train on");
-  const std::vector<size_t> test(order.begin(), order.begin() + held), train(order.begin() + held, order.end());
+  const std::vector<size_t> test(order.begin(), order.begin() + held),
+      train(order.begin() + held, order.end());
 
-  MOE_CHECK(o.hidden >= 1 && o.hidden <= kMaxHidden, "latency model: hidden width must be 1..", kMaxHidden,
-            ", got ", o.hidden);
+  MOE_CHECK(o.hidden >= 1 && o.hidden <= kMaxHidden, "latency model: hidden width must be 1..",
+            kMaxHidden, ", got ", o.hidden);
   LatencyModel m;
   m.hidden_ = o.hidden;
   for (int f = 0; f < kLatencyFeatures; ++f) {  // standardise log1p(feature) on the training split
@@ -236,11 +239,13 @@ LatencyModel LatencyModel::train(const std::vector<LatencySample>& samples,
   for (int epoch = 0; epoch < o.epochs; ++epoch) {
     std::shuffle(shuffled.begin(), shuffled.end(), rng);
     loss = 0;
-    const double lr = o.learning_rate * (0.05 + 0.95 * 0.5 * (1 + std::cos(M_PI * epoch / o.epochs)));
+    const double lr =
+        o.learning_rate * (0.05 + 0.95 * 0.5 * (1 + std::cos(M_PI * epoch / o.epochs)));
     for (size_t start = 0; start < shuffled.size(); start += o.batch) {
       const size_t end = std::min(shuffled.size(), start + size_t(o.batch));
       std::vector<double> g(n_params, 0.0);
-      for (size_t k = start; k < end; ++k) loss += trainer.backward(xs[shuffled[k]], residuals[shuffled[k]], g);
+      for (size_t k = start; k < end; ++k)
+        loss += trainer.backward(xs[shuffled[k]], residuals[shuffled[k]], g);
       for (auto& v : g) v /= double(end - start);
       trainer.adam_step(g, lr, o.weight_decay);
     }
@@ -292,18 +297,20 @@ LatencyModel LatencyModel::load(const std::string& path) {
   try {
     cereal::BinaryInputArchive ar(in);
     ar(version);
-    MOE_CHECK(version == kVersion, path, ": latency model version ", version, ", this build reads ", kVersion);
+    MOE_CHECK(version == kVersion, path, ": latency model version ", version, ", this build reads ",
+              kVersion);
     ar(m);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
     MOE_FAIL(path, ": corrupt latency model: ", e.what());
   }
-  MOE_CHECK(m.hidden_ > 0 && m.hidden_ <= kMaxHidden && m.w1_.size() == size_t(m.hidden_) * kLatencyFeatures &&
-                m.w2_.size() == size_t(m.hidden_) * m.hidden_ && m.b1_.size() == size_t(m.hidden_) &&
-                m.b2_.size() == size_t(m.hidden_) && m.w3_.size() == size_t(m.hidden_),
-            path,
-            ": corrupt latency model (bad shapes)");
+  MOE_CHECK(m.hidden_ > 0 && m.hidden_ <= kMaxHidden &&
+                m.w1_.size() == size_t(m.hidden_) * kLatencyFeatures &&
+                m.w2_.size() == size_t(m.hidden_) * m.hidden_ &&
+                m.b1_.size() == size_t(m.hidden_) && m.b2_.size() == size_t(m.hidden_) &&
+                m.w3_.size() == size_t(m.hidden_),
+            path, ": corrupt latency model (bad shapes)");
   for (int f = 0; f < kLatencyFeatures; ++f)
     MOE_CHECK(std::isfinite(m.lo_[f]) && std::isfinite(m.hi_[f]) && m.lo_[f] <= m.hi_[f] &&
                   m.stddev_[f] > 0,
@@ -338,7 +345,8 @@ std::vector<LatencySample> load_latency_samples(const std::string& path) {
     LatencySample s;
     std::string cell;
     for (int c = 0; c <= kLatencyFeatures; ++c) {
-      MOE_CHECK(std::getline(row, cell, ','), path, ":", number, ": expected ", kLatencyFeatures + 1, " columns");
+      MOE_CHECK(std::getline(row, cell, ','), path, ":", number, ": expected ",
+                kLatencyFeatures + 1, " columns");
       double v = 0;
       try {
         v = std::stod(cell);

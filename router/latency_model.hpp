@@ -15,12 +15,11 @@
 #pragma once
 
 #include <array>
+#include <cereal/types/array.hpp>
+#include <cereal/types/vector.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <cereal/types/array.hpp>
-#include <cereal/types/vector.hpp>
 
 namespace moe {
 

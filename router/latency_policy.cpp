@@ -7,11 +7,12 @@
 namespace moe {
 
 LatencyFeatures latency_features(double mean_score, double mean_entropy, int group_tokens,
-                                 int expert_tokens, const RankLoad& load, const RankProfile& profile,
-                                 int d_model) {
+                                 int expert_tokens, const RankLoad& load,
+                                 const RankProfile& profile, int d_model) {
   const double all_tokens = load.tokens + group_tokens;
   const double bytes = all_tokens * d_model * sizeof(float);
-  const double extra_us = profile.expert.at(expert_tokens + group_tokens) - profile.expert.at(expert_tokens);
+  const double extra_us =
+      profile.expert.at(expert_tokens + group_tokens) - profile.expert.at(expert_tokens);
   return {mean_score,
           mean_entropy,
           double(group_tokens),
@@ -29,7 +30,8 @@ void RankHistory::observe(const std::vector<RankFeedback>& feedback) {
       queue_.resize(f.rank + 1, 0);
     }
     const double a = 0.25;  // weight of the newest reply
-    latency_[f.rank] = latency_[f.rank] < 0 ? f.latency_us : (1 - a) * latency_[f.rank] + a * f.latency_us;
+    latency_[f.rank] =
+        latency_[f.rank] < 0 ? f.latency_us : (1 - a) * latency_[f.rank] + a * f.latency_us;
     queue_[f.rank] = (1 - a) * queue_[f.rank] + a * f.queue_us;
   }
 }
@@ -46,22 +48,26 @@ RankLoad RankHistory::fresh(int rank) const {
 LatencyAwarePolicy::LatencyAwarePolicy(std::shared_ptr<const LatencyModel> model, Profile profile,
                                        int d_model)
     : model_(std::move(model)), profile_(std::move(profile)), d_model_(d_model) {
-  MOE_CHECK(model_ && !model_->empty(), "latency-aware policy: needs a trained latency model (--latency-model)");
+  MOE_CHECK(model_ && !model_->empty(),
+            "latency-aware policy: needs a trained latency model (--latency-model)");
   for (const auto& p : profile_.ranks) {
     if (p.rank >= int(profile_of_.size())) profile_of_.resize(p.rank + 1, nullptr);
     profile_of_[p.rank] = &p;
   }
 }
 
-double LatencyAwarePolicy::curve_us(int rank, int rows) const { return profile_of_[rank]->expert.at(rows); }
+double LatencyAwarePolicy::curve_us(int rank, int rows) const {
+  return profile_of_[rank]->expert.at(rows);
+}
 
 double LatencyAwarePolicy::predict_us(int rank, const RankLoad& load, int group_rows, double score,
                                       double entropy) const {
   if (load.tokens <= 0) return 0;
   const int group = std::clamp(group_rows, 1, load.tokens);
   const double bytes = double(load.tokens) * d_model_ * sizeof(float);
-  return model_->predict_us({score, entropy, double(group), double(load.tokens - group), load.recent_latency_us,
-                             load.recent_queue_us, load.profiled_us, profile_of_[rank]->round_trip_us(bytes)});
+  return model_->predict_us({score, entropy, double(group), double(load.tokens - group),
+                             load.recent_latency_us, load.recent_queue_us, load.profiled_us,
+                             profile_of_[rank]->round_trip_us(bytes)});
 }
 
 void LatencyAwarePolicy::assign(int layer, const ExpertDispatch& d, const GateResult& gate,
@@ -74,7 +80,8 @@ void LatencyAwarePolicy::assign(int layer, const ExpertDispatch& d, const GateRe
   for (int e = 0; e < E; ++e)
     if (d.count(e) > 0)
       for (int r : map.ranks_of(layer, e))
-        MOE_CHECK(r < int(profile_of_.size()) && profile_of_[r], "latency-aware policy: the profile has no entry for rank ", r);
+        MOE_CHECK(r < int(profile_of_.size()) && profile_of_[r],
+                  "latency-aware policy: the profile has no entry for rank ", r);
   loads_.resize(ranks_needed);
   for (int r = 0; r < ranks_needed; ++r) loads_[r] = history_.fresh(r);
   finish_us_.assign(ranks_needed, 0.0);
@@ -94,7 +101,8 @@ void LatencyAwarePolicy::assign(int layer, const ExpertDispatch& d, const GateRe
     expert_entropy_[e] /= n;
     order_.push_back(e);
   }
-  std::stable_sort(order_.begin(), order_.end(), [&](int a, int b) { return d.count(a) > d.count(b); });
+  std::stable_sort(order_.begin(), order_.end(),
+                   [&](int a, int b) { return d.count(a) > d.count(b); });
   auto rows_of = [&](int rank, int e) -> int& { return expert_rows_[size_t(rank) * E + e]; };
   // The load of `rank` after `delta` rows of expert e are added (or removed, delta < 0).
   auto moved = [&](int rank, int e, int delta) {
@@ -117,7 +125,8 @@ void LatencyAwarePolicy::assign(int layer, const ExpertDispatch& d, const GateRe
     int best = ranks[0];
     double best_us = 0;
     for (size_t i = 0; i < ranks.size() && ranks.size() > 1; ++i) {
-      const double us = predict_us(ranks[i], moved(ranks[i], e, d.count(e)), d.count(e), expert_score_[e], expert_entropy_[e]);
+      const double us = predict_us(ranks[i], moved(ranks[i], e, d.count(e)), d.count(e),
+                                   expert_score_[e], expert_entropy_[e]);
       if (i == 0 || us < best_us) best_us = us, best = ranks[i];
     }
     apply(best, e, d.count(e));
@@ -125,7 +134,8 @@ void LatencyAwarePolicy::assign(int layer, const ExpertDispatch& d, const GateRe
 
   // 2. Split or move experts off the slowest rank while that lowers its predicted time.
   for (int iteration = 0; iteration < 2 * int(order_.size()); ++iteration) {
-    const int slowest = int(std::max_element(finish_us_.begin(), finish_us_.end()) - finish_us_.begin());
+    const int slowest =
+        int(std::max_element(finish_us_.begin(), finish_us_.end()) - finish_us_.begin());
     double best_us = finish_us_[slowest];
     int best_e = -1, best_to = -1, best_rows = 0;
     for (int e : order_) {
@@ -135,15 +145,20 @@ void LatencyAwarePolicy::assign(int layer, const ExpertDispatch& d, const GateRe
       for (int to : ranks) {
         if (to == slowest) continue;
         auto after = [&](int m) {  // predicted times of both ranks once m rows have moved
-          return std::pair{predict_us(slowest, moved(slowest, e, -m), here - m, expert_score_[e], expert_entropy_[e]),
-                           predict_us(to, moved(to, e, m), rows_of(to, e) + m, expert_score_[e], expert_entropy_[e])};
+          return std::pair{predict_us(slowest, moved(slowest, e, -m), here - m, expert_score_[e],
+                                      expert_entropy_[e]),
+                           predict_us(to, moved(to, e, m), rows_of(to, e) + m, expert_score_[e],
+                                      expert_entropy_[e])};
         };
         // The source gets faster and the target slower as m grows: find where they cross.
         int lo = 1, hi = here;
         while (lo < hi) {
           const int mid = (lo + hi) / 2;
           const auto [from_us, to_us] = after(mid);
-          if (from_us <= to_us) hi = mid; else lo = mid + 1;
+          if (from_us <= to_us)
+            hi = mid;
+          else
+            lo = mid + 1;
         }
         for (int m : {lo - 1, lo}) {
           if (m < 1) continue;

@@ -24,8 +24,8 @@ namespace moe {
 // The view of one rank the features are computed from: what it was given in this layer call so
 // far and how it has behaved recently.
 struct RankLoad {
-  int tokens = 0;           // tokens assigned in this call
-  double profiled_us = 0;   // Σ over its experts of the profiled curve at that expert's rows
+  int tokens = 0;          // tokens assigned in this call
+  double profiled_us = 0;  // Σ over its experts of the profiled curve at that expert's rows
   double recent_latency_us = 0;
   double recent_queue_us = 0;
 };
@@ -33,8 +33,8 @@ struct RankLoad {
 // The features of sending `group_tokens` tokens of one expert (mean score/entropy given) to a
 // rank in state `load` that already holds `expert_tokens` rows of that same expert in this call.
 LatencyFeatures latency_features(double mean_score, double mean_entropy, int group_tokens,
-                                 int expert_tokens, const RankLoad& load, const RankProfile& profile,
-                                 int d_model);
+                                 int expert_tokens, const RankLoad& load,
+                                 const RankProfile& profile, int d_model);
 
 // Moving averages of each rank's reply latency and queueing, from feedback.
 class RankHistory {
@@ -62,7 +62,8 @@ class LatencyAwarePolicy final : public DispatchPolicy {
   RankHistory history_;
   // Predicted completion time of `rank` holding `load`, the last change being `group_rows` rows
   // of an expert with the given mean router score and entropy (0 when the rank has no tokens).
-  double predict_us(int rank, const RankLoad& load, int group_rows, double score, double entropy) const;
+  double predict_us(int rank, const RankLoad& load, int group_rows, double score,
+                    double entropy) const;
   // Cost of `rows` rows of one expert on `rank` (its profiled curve).
   double curve_us(int rank, int rows) const;
 

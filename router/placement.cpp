@@ -23,7 +23,8 @@ double rank_time_us(const RankProfile& r, double compute_us, double tokens, int 
 
 }  // namespace
 
-std::vector<double> predicted_rank_times_us(const PlacementProblem& p, const ExpertMap& map, int layer) {
+std::vector<double> predicted_rank_times_us(const PlacementProblem& p, const ExpertMap& map,
+                                            int layer) {
   int max_rank = 0;
   for (int r : p.ranks) max_rank = std::max(max_rank, r);
   std::vector<double> tokens(max_rank + 1, 0.0), compute(max_rank + 1, 0.0);
@@ -36,7 +37,8 @@ std::vector<double> predicted_rank_times_us(const PlacementProblem& p, const Exp
     }
   }
   std::vector<double> time(max_rank + 1, 0.0);
-  for (int r : p.ranks) time[r] = rank_time_us(p.profile->of(r), compute[r], tokens[r], p.profile->d_model);
+  for (int r : p.ranks)
+    time[r] = rank_time_us(p.profile->of(r), compute[r], tokens[r], p.profile->d_model);
   return time;
 }
 
@@ -50,7 +52,8 @@ double predicted_layer_time_us(const PlacementProblem& p, const ExpertMap& map) 
 }
 
 ExpertMap place_experts(const PlacementProblem& p) {
-  MOE_CHECK(p.profile != nullptr && !p.ranks.empty(), "placement: needs a profile and expert ranks");
+  MOE_CHECK(p.profile != nullptr && !p.ranks.empty(),
+            "placement: needs a profile and expert ranks");
   for (int r : p.ranks) p.profile->of(r);  // every rank must be profiled
   const int layers = int(p.load.size()), experts = layers ? int(p.load[0].size()) : 0;
   const int d = p.profile->d_model;
@@ -58,13 +61,15 @@ ExpertMap place_experts(const PlacementProblem& p) {
   map.replicas.assign(layers, std::vector<std::vector<int>>(experts));
   std::vector<size_t> held(*std::max_element(p.ranks.begin(), p.ranks.end()) + 1, 0);
   size_t total_capacity = 0;
-  for (int r : p.ranks) total_capacity = std::min<size_t>(SIZE_MAX / 2, total_capacity + expert_capacity(p, r));
-  MOE_CHECK(total_capacity >= size_t(layers) * experts, "placement: the ranks' memory holds ", total_capacity,
-            " experts but the model has ", layers * experts);
+  for (int r : p.ranks)
+    total_capacity = std::min<size_t>(SIZE_MAX / 2, total_capacity + expert_capacity(p, r));
+  MOE_CHECK(total_capacity >= size_t(layers) * experts, "placement: the ranks' memory holds ",
+            total_capacity, " experts but the model has ", layers * experts);
   for (int l = 0; l < layers; ++l) {
     std::vector<int> order(experts);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p.load[l][a] > p.load[l][b]; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return p.load[l][a] > p.load[l][b]; });
     std::vector<double> compute(held.size(), 0.0), tokens(held.size(), 0.0);
     for (int e : order) {  // longest processing time first, onto the rank that finishes earliest
       int best = -1;
@@ -73,7 +78,8 @@ ExpertMap place_experts(const PlacementProblem& p) {
       for (int r : p.ranks) {
         if (held[r] >= expert_capacity(p, r)) continue;
         const RankProfile& rp = p.profile->of(r);
-        const double finish = rank_time_us(rp, compute[r] + (n > 0 ? rp.expert.at(n) : 0.0), tokens[r] + n, d);
+        const double finish =
+            rank_time_us(rp, compute[r] + (n > 0 ? rp.expert.at(n) : 0.0), tokens[r] + n, d);
         if (best < 0 || finish < best_finish) {
           best = r;
           best_finish = finish;
@@ -93,8 +99,9 @@ ExpertMap place_experts(const PlacementProblem& p) {
         if (t[r] > t[slowest]) slowest = r;
       int hottest = -1;
       for (int e = 0; e < experts; ++e)
-        if (map.holds(slowest, l, e) && (hottest < 0 || p.load[l][e] / map.ranks_of(l, e).size() >
-                                                            p.load[l][hottest] / map.ranks_of(l, hottest).size()))
+        if (map.holds(slowest, l, e) &&
+            (hottest < 0 || p.load[l][e] / map.ranks_of(l, e).size() >
+                                p.load[l][hottest] / map.ranks_of(l, hottest).size()))
           hottest = e;
       if (hottest < 0) break;
       double best_max = *std::max_element(t.begin(), t.end());
@@ -118,7 +125,8 @@ ExpertMap place_experts(const PlacementProblem& p) {
   return map;
 }
 
-ExpertMap random_expert_map(int num_layers, int num_experts, const std::vector<int>& ranks, uint64_t seed) {
+ExpertMap random_expert_map(int num_layers, int num_experts, const std::vector<int>& ranks,
+                            uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<size_t> pick(0, ranks.size() - 1);
   ExpertMap map;

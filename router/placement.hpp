@@ -18,8 +18,8 @@ struct PlacementProblem {
   std::vector<std::vector<double>> load;  // [layer][expert]: expected tokens per layer call
   std::vector<int> ranks;                 // expert ranks to place on
   size_t bytes_per_expert = 0;
-  size_t memory_per_rank = 0;             // 0: the profile's memory_bytes (0 there: unlimited)
-  int extra_replicas = 0;                 // per layer, added to the hottest experts
+  size_t memory_per_rank = 0;  // 0: the profile's memory_bytes (0 there: unlimited)
+  int extra_replicas = 0;      // per layer, added to the hottest experts
 };
 
 ExpertMap place_experts(const PlacementProblem& problem);
@@ -28,14 +28,17 @@ ExpertMap place_experts(const PlacementProblem& problem);
 size_t expert_capacity(const PlacementProblem& problem, int rank);
 
 // Predicted time of each rank for one call of `layer` under `map` (index = rank).
-std::vector<double> predicted_rank_times_us(const PlacementProblem& problem, const ExpertMap& map, int layer);
+std::vector<double> predicted_rank_times_us(const PlacementProblem& problem, const ExpertMap& map,
+                                            int layer);
 // Mean over layers of the slowest rank's predicted time.
 double predicted_layer_time_us(const PlacementProblem& problem, const ExpertMap& map);
 
 // Baselines for comparison.
-ExpertMap random_expert_map(int num_layers, int num_experts, const std::vector<int>& ranks, uint64_t seed);
+ExpertMap random_expert_map(int num_layers, int num_experts, const std::vector<int>& ranks,
+                            uint64_t seed);
 // Round-robin over only the ranks of the fastest device class (lowest profiled 64-token time,
 // within 10%).
-ExpertMap fastest_class_expert_map(const PlacementProblem& problem, int num_layers, int num_experts);
+ExpertMap fastest_class_expert_map(const PlacementProblem& problem, int num_layers,
+                                   int num_experts);
 
 }  // namespace moe

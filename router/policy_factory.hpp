@@ -21,6 +21,7 @@ struct PolicyContext {
 void check_dispatch_policy_name(const std::string& name);
 
 // "static", "round-robin", "random", "uniform" or "latency-aware".
-std::unique_ptr<DispatchPolicy> make_dispatch_policy(const std::string& name, const PolicyContext& context);
+std::unique_ptr<DispatchPolicy> make_dispatch_policy(const std::string& name,
+                                                     const PolicyContext& context);
 
 }  // namespace moe

@@ -2,7 +2,6 @@
 
 #include <fstream>
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "runtime/error.hpp"
@@ -49,10 +48,11 @@ Profile parse_profile(const nlohmann::json& j, const std::string& source) {
       if (r.contains("expert_cpu_us")) {
         rp.expert_cpu.tokens = rp.expert.tokens;
         rp.expert_cpu.median_us = r.at("expert_cpu_us").get<std::vector<double>>();
-        MOE_CHECK(rp.expert_cpu.median_us.size() == rp.expert.tokens.size(), source, ": rank ", rp.rank,
-                  ": expert_cpu_us and expert_tokens differ in length");
+        MOE_CHECK(rp.expert_cpu.median_us.size() == rp.expert.tokens.size(), source, ": rank ",
+                  rp.rank, ": expert_cpu_us and expert_tokens differ in length");
         for (double us : rp.expert_cpu.median_us)
-          MOE_CHECK(us >= 0, source, ": rank ", rp.rank, ": expert_cpu_us must be >= 0 (has ", us, ")");
+          MOE_CHECK(us >= 0, source, ": rank ", rp.rank, ": expert_cpu_us must be >= 0 (has ", us,
+                    ")");
       }
       rp.link_latency_us = r.at("link_latency_us").get<double>();
       rp.link_bytes_per_us = r.at("link_bytes_per_us").get<double>();
@@ -64,11 +64,13 @@ Profile parse_profile(const nlohmann::json& j, const std::string& source) {
       MOE_CHECK(rp.receive_us >= 0, source, ": rank ", rp.rank, ": receive_us must be >= 0 (has ",
                 rp.receive_us, ")");
       MOE_CHECK(rp.expert.tokens.size() == rp.expert.median_us.size() && !rp.expert.tokens.empty(),
-                source, ": rank ", rp.rank, ": expert_tokens and expert_median_us differ in length");
+                source, ": rank ", rp.rank,
+                ": expert_tokens and expert_median_us differ in length");
       for (size_t i = 1; i < rp.expert.tokens.size(); ++i)
         MOE_CHECK(rp.expert.tokens[i] > rp.expert.tokens[i - 1], source, ": rank ", rp.rank,
                   ": expert_tokens must increase");
-      MOE_CHECK(rp.link_bytes_per_us > 0, source, ": rank ", rp.rank, ": link_bytes_per_us must be > 0");
+      MOE_CHECK(rp.link_bytes_per_us > 0, source, ": rank ", rp.rank,
+                ": link_bytes_per_us must be > 0");
       p.ranks.push_back(std::move(rp));
     }
   } catch (const nlohmann::json::exception& e) {
@@ -105,8 +107,11 @@ nlohmann::json profile_to_json(const Profile& p) {
     if (r.receive_us > 0) ranks.back()["receive_us"] = r.receive_us;
   }
   return {{"format", "moe-profile/1"},
-          {"model", {{"d_model", p.d_model}, {"d_ff", p.d_ff}, {"num_experts", p.num_experts},
-                     {"num_moe_layers", p.num_moe_layers}}},
+          {"model",
+           {{"d_model", p.d_model},
+            {"d_ff", p.d_ff},
+            {"num_experts", p.num_experts},
+            {"num_moe_layers", p.num_moe_layers}}},
           {"ranks", ranks}};
 }
 

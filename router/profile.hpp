@@ -3,18 +3,17 @@
 // coordinator→rank link, latency and bandwidth. Written by `moe profile` as profile.json.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace moe {
 
 // y(x) through measured points, linear between them, extrapolated linearly past the ends.
 struct LatencyCurve {
-  std::vector<double> tokens;      // increasing, e.g. 1, 2, 4, ... 1024
-  std::vector<double> median_us;   // one expert FFN over that many tokens
-  double at(double n) const;       // 0 for n <= 0
+  std::vector<double> tokens;     // increasing, e.g. 1, 2, 4, ... 1024
+  std::vector<double> median_us;  // one expert FFN over that many tokens
+  double at(double n) const;      // 0 for n <= 0
 };
 
 struct RankProfile {
@@ -25,9 +24,9 @@ struct RankProfile {
   // The same calls' process CPU time (empty where not measured). Under a CPU quota the wall time
   // depends on how much of the quota recent work left; this is the work itself.
   LatencyCurve expert_cpu;
-  double link_latency_us = 0;         // coordinator → this rank, one message
-  double link_bytes_per_us = 1e9;     // bandwidth
-  size_t memory_bytes = 0;            // what this rank may hold for experts (0: unknown)
+  double link_latency_us = 0;      // coordinator → this rank, one message
+  double link_bytes_per_us = 1e9;  // bandwidth
+  size_t memory_bytes = 0;         // what this rank may hold for experts (0: unknown)
   // Process CPU per sparse-layer call outside the expert FFN (polling, MPI, copies; 0: not
   // measured): under a CPU quota it is spent from the same budget as the compute.
   double call_cpu_us = 0;
@@ -38,7 +37,9 @@ struct RankProfile {
   // reply.
   double receive_us = 0;
   // Time to send `bytes` there and back (the block goes out and its result returns).
-  double round_trip_us(double bytes) const { return 2 * (link_latency_us + bytes / link_bytes_per_us); }
+  double round_trip_us(double bytes) const {
+    return 2 * (link_latency_us + bytes / link_bytes_per_us);
+  }
 };
 
 struct Profile {

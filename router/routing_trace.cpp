@@ -1,7 +1,6 @@
 #include "router/routing_trace.hpp"
 
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "runtime/error.hpp"
@@ -9,10 +8,14 @@
 namespace moe {
 
 std::string routing_record_to_json_line(const RoutingRecord& r) {
-  return nlohmann::json{{"batch", r.batch},          {"step", r.step},
-                        {"layer", r.layer},          {"sequences", r.sequences},
-                        {"seq_len", r.seq_len},      {"expert", r.expert},
-                        {"probability", r.probability}, {"kept", r.kept},
+  return nlohmann::json{{"batch", r.batch},
+                        {"step", r.step},
+                        {"layer", r.layer},
+                        {"sequences", r.sequences},
+                        {"seq_len", r.seq_len},
+                        {"expert", r.expert},
+                        {"probability", r.probability},
+                        {"kept", r.kept},
                         {"entropy", r.entropy}}
       .dump();
 }

@@ -14,10 +14,10 @@ struct RoutingRecord {
   int64_t step = 0;   // 0 = encoder, k = k-th decoder call
   int layer = 0;      // sparse layer (encoder's first, then decoder's)
   int sequences = 0, seq_len = 0;
-  std::vector<int> expert;        // [sequences*seq_len]
-  std::vector<float> probability; // [sequences*seq_len]
-  std::vector<uint8_t> kept;      // [sequences*seq_len]
-  std::vector<float> entropy;     // [sequences*seq_len] router entropy (nats)
+  std::vector<int> expert;         // [sequences*seq_len]
+  std::vector<float> probability;  // [sequences*seq_len]
+  std::vector<uint8_t> kept;       // [sequences*seq_len]
+  std::vector<float> entropy;      // [sequences*seq_len] router entropy (nats)
 };
 
 // Appends one record as a JSON line.

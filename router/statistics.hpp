@@ -18,7 +18,6 @@ double max_over_mean(const std::vector<double>& values, int first, int end);
 
 // Change of `a` against `b` in mean over the same items, with the standard error of the paired
 // differences, both as fractions of b's mean ({0, 0} with fewer than two pairs).
-std::pair<double, double> paired_change(const std::vector<double>& a,
-                                        const std::vector<double>& b);
+std::pair<double, double> paired_change(const std::vector<double>& a, const std::vector<double>& b);
 
 }  // namespace moe

@@ -12,7 +12,8 @@
 
 namespace moe {
 
-inline void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write) {
+inline void write_file_atomically(const std::string& path,
+                                  const std::function<void(std::ostream&)>& write) {
   const std::string partial = path + ".partial";
   {
     std::ofstream out(partial, std::ios::binary | std::ios::trunc);
@@ -21,7 +22,8 @@ inline void write_file_atomically(const std::string& path, const std::function<v
     out.flush();
     MOE_CHECK(out.good(), partial, ": write failed");
   }
-  MOE_CHECK(std::rename(partial.c_str(), path.c_str()) == 0, path, ": cannot rename from ", partial);
+  MOE_CHECK(std::rename(partial.c_str(), path.c_str()) == 0, path, ": cannot rename from ",
+            partial);
 }
 
 }  // namespace moe

@@ -35,7 +35,8 @@ std::unique_ptr<Device> make_device(const std::string& spec_with_quota) {
     return make_cuda_device(parse_index(spec.substr(0, colon), 5, "cuda:INDEX[:bf16]"),
                             parse_cuda_precision(suffix));
 #else
-    MOE_FAIL("device '", spec, "': this build has no CUDA support (configure with MOE_WITH_CUDA=ON)");
+    MOE_FAIL("device '", spec,
+             "': this build has no CUDA support (configure with MOE_WITH_CUDA=ON)");
 #endif
   }
   MOE_FAIL("device '", spec, "': unknown device (expected cpu:THREADS or cuda:INDEX)");
@@ -63,7 +64,8 @@ void make_device_spec_check(const std::string& spec_with_quota) {
     parse_cuda_precision(colon == std::string::npos ? "" : spec.substr(colon + 1));
     return;
 #else
-    MOE_FAIL("device '", spec, "': this build has no CUDA support (configure with MOE_WITH_CUDA=ON)");
+    MOE_FAIL("device '", spec,
+             "': this build has no CUDA support (configure with MOE_WITH_CUDA=ON)");
 #endif
   }
   MOE_FAIL("device '", spec, "': unknown device (expected cpu:THREADS[@CORES] or cuda:INDEX)");

@@ -33,8 +33,8 @@ template <typename... Parts>
 }  // namespace moe
 
 // MOE_CHECK(cond, parts...): throw moe::Error with the streamed parts when cond is false.
-#define MOE_CHECK(cond, ...)                                   \
-  do {                                                         \
+#define MOE_CHECK(cond, ...)                                           \
+  do {                                                                 \
     if (!(cond)) ::moe::detail::fail(__FILE__, __LINE__, __VA_ARGS__); \
   } while (0)
 

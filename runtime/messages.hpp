@@ -1,14 +1,13 @@
-// Control-plane messages (the run plan, ranks/run_plan.hpp, is one more). Each travels as [protocol version][type tag][Cereal binary payload];
-// one `serialize` per struct. A message of another version or an unexpected type is an error
-// naming the sending rank and the type.
+// Control-plane messages (the run plan, ranks/run_plan.hpp, is one more). Each travels as [protocol
+// version][type tag][Cereal binary payload]; one `serialize` per struct. A message of another
+// version or an unexpected type is an error naming the sending rank and the type.
 #pragma once
-
-#include <cstdint>
-#include <string>
-#include <vector>
 
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
 
 namespace moe {
 
@@ -104,7 +103,8 @@ struct ProfileResult {
   int32_t rank = 0;
   std::string device;
   std::vector<double> median_us;  // per token count: median over repeats, then over experts
-  std::vector<double> cpu_median_us;  // the same calls' process CPU time (a quota stalls wall time only)
+  std::vector<double>
+      cpu_median_us;  // the same calls' process CPU time (a quota stalls wall time only)
   uint64_t memory_bytes = 0;
   template <class A>
   void serialize(A& ar) {
@@ -157,14 +157,41 @@ struct RankReport {
 
 template <class T>
 struct MessageTypeOf;
-template <> struct MessageTypeOf<WorkHeader> { static constexpr MessageType value = MessageType::kWorkHeader; };
-template <> struct MessageTypeOf<WorkReply> { static constexpr MessageType value = MessageType::kWorkReply; };
-template <> struct MessageTypeOf<ErrorMessage> { static constexpr MessageType value = MessageType::kError; };
-template <> struct MessageTypeOf<Shutdown> { static constexpr MessageType value = MessageType::kShutdown; };
-template <> struct MessageTypeOf<Ready> { static constexpr MessageType value = MessageType::kReady; };
-template <> struct MessageTypeOf<ProfileRequest> { static constexpr MessageType value = MessageType::kProfileRequest; };
-template <> struct MessageTypeOf<ProfileResult> { static constexpr MessageType value = MessageType::kProfileResult; };
-template <> struct MessageTypeOf<Echo> { static constexpr MessageType value = MessageType::kEcho; };
-template <> struct MessageTypeOf<RankReport> { static constexpr MessageType value = MessageType::kRankReport; };
+template <>
+struct MessageTypeOf<WorkHeader> {
+  static constexpr MessageType value = MessageType::kWorkHeader;
+};
+template <>
+struct MessageTypeOf<WorkReply> {
+  static constexpr MessageType value = MessageType::kWorkReply;
+};
+template <>
+struct MessageTypeOf<ErrorMessage> {
+  static constexpr MessageType value = MessageType::kError;
+};
+template <>
+struct MessageTypeOf<Shutdown> {
+  static constexpr MessageType value = MessageType::kShutdown;
+};
+template <>
+struct MessageTypeOf<Ready> {
+  static constexpr MessageType value = MessageType::kReady;
+};
+template <>
+struct MessageTypeOf<ProfileRequest> {
+  static constexpr MessageType value = MessageType::kProfileRequest;
+};
+template <>
+struct MessageTypeOf<ProfileResult> {
+  static constexpr MessageType value = MessageType::kProfileResult;
+};
+template <>
+struct MessageTypeOf<Echo> {
+  static constexpr MessageType value = MessageType::kEcho;
+};
+template <>
+struct MessageTypeOf<RankReport> {
+  static constexpr MessageType value = MessageType::kRankReport;
+};
 
 }  // namespace moe

@@ -5,10 +5,9 @@
 
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
@@ -62,19 +61,23 @@ std::string format_rank_table(const std::vector<RankReport>& reports, double wal
                 "sent_MiB", "recv_MiB", "tokens per sparse layer");
   out << line;
   for (const auto& r : reports) {
-    const int64_t tokens = std::accumulate(r.tokens_per_layer.begin(), r.tokens_per_layer.end(), int64_t(0));
-    const double compute = std::accumulate(r.compute_us_per_layer.begin(), r.compute_us_per_layer.end(), 0.0);
+    const int64_t tokens =
+        std::accumulate(r.tokens_per_layer.begin(), r.tokens_per_layer.end(), int64_t(0));
+    const double compute =
+        std::accumulate(r.compute_us_per_layer.begin(), r.compute_us_per_layer.end(), 0.0);
     std::string per_layer;
     for (size_t l = 0; l < r.tokens_per_layer.size(); ++l)
       per_layer += (l ? " " : "") + std::to_string(r.tokens_per_layer[l]);
-    std::snprintf(line, sizeof(line), "%-5d %-12.12s %-10s %9.1f %9.1f %12lld %10.3f %10.3f %10.2f %10.2f  %s\n",
+    std::snprintf(line, sizeof(line),
+                  "%-5d %-12.12s %-10s %9.1f %9.1f %12lld %10.3f %10.3f %10.2f %10.2f  %s\n",
                   r.rank, r.host.c_str(), r.device.c_str(), r.resident_bytes / 1048576.0,
                   r.weight_bytes / 1048576.0, static_cast<long long>(tokens), compute / 1e6,
                   r.wait_us / 1e6, r.bytes_sent / 1048576.0, r.bytes_received / 1048576.0,
                   per_layer.c_str());
     out << line;
   }
-  std::snprintf(line, sizeof(line), "total: %lld generated tokens in %.3f s = %.1f tokens/s over %zu rank(s)\n",
+  std::snprintf(line, sizeof(line),
+                "total: %lld generated tokens in %.3f s = %.1f tokens/s over %zu rank(s)\n",
                 static_cast<long long>(generated_tokens), wall_seconds,
                 generated_tokens / std::max(wall_seconds, 1e-9), reports.size());
   out << line;
@@ -87,11 +90,19 @@ void write_chrome_trace(const std::string& path, const std::vector<RankReport>& 
   for (const auto& r : reports)
     for (const auto& e : r.events) origin = std::min(origin, e.start_us);
   for (const auto& r : reports) {
-    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", r.rank},
-                      {"args", {{"name", "rank " + std::to_string(r.rank) + " (" + r.host + ", " + r.device + ")"}}}});
+    events.push_back(
+        {{"name", "process_name"},
+         {"ph", "M"},
+         {"pid", r.rank},
+         {"args",
+          {{"name", "rank " + std::to_string(r.rank) + " (" + r.host + ", " + r.device + ")"}}}});
     for (const auto& e : r.events)
-      events.push_back({{"name", e.name}, {"ph", "X"}, {"pid", r.rank}, {"tid", 0},
-                        {"ts", e.start_us - origin}, {"dur", e.duration_us}});
+      events.push_back({{"name", e.name},
+                        {"ph", "X"},
+                        {"pid", r.rank},
+                        {"tid", 0},
+                        {"ts", e.start_us - origin},
+                        {"dur", e.duration_us}});
   }
   write_file_atomically(path, [&](std::ostream& out) {
     out << nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump() << "\n";

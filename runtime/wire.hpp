@@ -1,11 +1,10 @@
 // Encoding control messages to bytes and back: [version u32][type u32][Cereal binary payload].
 #pragma once
 
+#include <cereal/archives/binary.hpp>
 #include <cstring>
 #include <sstream>
 #include <string>
-
-#include <cereal/archives/binary.hpp>
 
 #include "runtime/error.hpp"
 #include "runtime/messages.hpp"

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Writes a random checkpoint with switch-tiny's layer/expert structure (4+4 blocks, sparse every
-other block, 8 experts) but switch-base-8's widths (d_model 768, d_ff 3072, 12 heads of 64), so a
+"""Writes a random checkpoint with switch-base-8's widths (d_model 768, d_ff 3072, 12 heads of 64)
+and switch-tiny's layer/expert structure (4+4 blocks, sparse every other block, 8 experts), so a
 routing trace recorded with the trained switch-tiny model can be replayed with realistic expert
-costs. Needs numpy and safetensors (pip)."""
+costs; with --base8, switch-base-8's whole shape (12+12 blocks, vocabulary 32128), for benchmarks.
+Needs numpy and safetensors (pip)."""
 import argparse, json, os, sys
 
 import numpy as np
@@ -13,10 +14,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True)
     ap.add_argument("--like", default=os.path.join(os.path.dirname(__file__), "../../configs/models/switch-tiny"))
+    ap.add_argument("--base8", action="store_true", help="switch-base-8's layers and vocabulary too")
     a = ap.parse_args()
-    print(f"+ make_wide_model.py --out {a.out} --like {a.like}")
+    print(f"+ make_wide_model.py --out {a.out} --like {a.like}{' --base8' if a.base8 else ''}")
     cfg = json.load(open(os.path.join(a.like, "config.json")))
     cfg.update(d_model=768, d_ff=3072, d_kv=64, num_heads=12)
+    if a.base8:
+        cfg.update(num_layers=12, num_decoder_layers=12, num_sparse_encoder_layers=6,
+                   num_sparse_decoder_layers=6, vocab_size=32128)
     d, ff, inner, E, V = 768, 3072, 768, cfg["num_experts"], cfg["vocab_size"]
     rng = np.random.default_rng(0)
     t = {}

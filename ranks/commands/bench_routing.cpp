@@ -20,6 +20,7 @@ namespace {
 class BenchRoutingCommand final : public DistributedCommand {
  public:
   void add_options(po::options_description& opts) override {
+    // clang-format off
     opts.add_options()
         ("routing-trace", po::value(&trace_path_)->required(), "routing trace (moe generate --record-routing)")
         ("policies", po::value(&policies_text_)->default_value(policies_text_), "policies to compare, comma-separated")
@@ -29,6 +30,7 @@ class BenchRoutingCommand final : public DistributedCommand {
         ("csv", po::value(&csv_path_), "also write the table as CSV")
         ("per-call", po::value(&per_call_path_),
          "write every counted call (setting, layer, rows per rank, latency) as CSV");
+    // clang-format on
   }
 
   void prepare(const World& world, const ModelConfig& c) override {

@@ -1,12 +1,11 @@
 #include "ranks/commands/command_line.hpp"
 
+#include <boost/program_options.hpp>
 #include <charconv>
 #include <cstdint>
 #include <iostream>
 #include <optional>
 #include <sstream>
-
-#include <boost/program_options.hpp>
 
 #include "runtime/error.hpp"
 
@@ -38,7 +37,8 @@ std::vector<int> parse_int_list(const std::string& text, const std::string& opti
   auto number = [](const std::string& t) -> std::optional<int> {
     int v = 0;
     const auto [end, error] = std::from_chars(t.data(), t.data() + t.size(), v);
-    if (t.empty() || error != std::errc() || end != t.data() + t.size() || v < 0) return std::nullopt;
+    if (t.empty() || error != std::errc() || end != t.data() + t.size() || v < 0)
+      return std::nullopt;
     return v;
   };
   std::vector<int> out;
@@ -48,7 +48,8 @@ std::vector<int> parse_int_list(const std::string& text, const std::string& opti
     const auto last = dash == std::string::npos ? first : number(item.substr(dash + 1));
     MOE_CHECK(first && last && *first <= *last, option, ": '", item,
               "' is neither a non-negative integer nor a range A-B with A <= B");
-    MOE_CHECK(int64_t(*last) - *first < 1000000, option, ": '", item, "' is a range of more than a million values");
+    MOE_CHECK(int64_t(*last) - *first < 1000000, option, ": '", item,
+              "' is a range of more than a million values");
     for (int64_t v = *first; v <= *last; ++v) out.push_back(int(v));
   }
   return out;

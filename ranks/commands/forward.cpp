@@ -1,8 +1,7 @@
 // moe forward: one teacher-forced pass per batch, written as safetensors so any tool can compare
 // encoder states, logits and router choices with a reference; alone or under mpirun.
-#include <iostream>
-
 #include <boost/program_options.hpp>
+#include <iostream>
 
 #include "model/decoder.hpp"
 #include "model/safetensors.hpp"
@@ -36,11 +35,13 @@ std::vector<SparseLayerPlace> sparse_layer_places(const ModelConfig& c) {
 class ForwardCommand final : public DistributedCommand {
  public:
   void add_options(po::options_description& opts) override {
+    // clang-format off
     opts.add_options()
         ("input", po::value(&input_)->required(),
          "JSONL: {\"id\", \"input_ids\"|\"text\", \"decoder_input_ids\"} per line")
         ("output", po::value(&output_)->required(), "safetensors file to write")
         ("batch-size", po::value(&batch_size_)->default_value(0), "requests per batch (0: all in one)");
+    // clang-format on
   }
 
   void prepare(const World&, const ModelConfig& c) override {
@@ -64,8 +65,7 @@ class ForwardCommand final : public DistributedCommand {
     for (size_t first = 0, k = 0; first < requests_.size(); first += per_batch, ++k) {
       const std::string prefix =
           per_batch < requests_.size() ? "batch" + std::to_string(k) + "." : "";
-      run_batch(coordinator, first, std::min(requests_.size(), first + per_batch), prefix,
-                tensors);
+      run_batch(coordinator, first, std::min(requests_.size(), first + per_batch), prefix, tensors);
     }
     write_safetensors(output_, tensors);
     std::cout << "wrote " << tensors.size() << " tensors to " << output_ << "\n";
@@ -113,8 +113,11 @@ void ForwardCommand::run_batch(Coordinator& coordinator, size_t first, size_t la
     const size_t n = size_t(sequences) * seq_len * c.num_experts;
     tensors.push_back(std::move(index));
     tensors.push_back(std::move(kept));
-    tensors.push_back({prefix + place.tensor("logits"), {sequences, seq_len, c.num_experts},
-                       std::vector<float>(logits.begin(), logits.begin() + n), {}, false});
+    tensors.push_back({prefix + place.tensor("logits"),
+                       {sequences, seq_len, c.num_experts},
+                       std::vector<float>(logits.begin(), logits.begin() + n),
+                       {},
+                       false});
   };
   const EncoderOutput enc = encode(model, batch);
   DecoderCache cache = start_decoder(model, enc, Sd);

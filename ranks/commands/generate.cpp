@@ -18,12 +18,14 @@ namespace {
 class GenerateCommand final : public DistributedCommand {
  public:
   void add_options(po::options_description& opts) override {
+    // clang-format off
     opts.add_options()
         ("input", po::value(&input_)->required(), "JSONL: {\"id\", \"input_ids\"|\"text\"} per line")
         ("output", po::value(&output_), "JSONL results (written complete or not at all)")
         ("max-new-tokens", po::value(&max_new_tokens_)->default_value(32), "tokens to generate at most")
         ("batch-size", po::value(&batch_size_)->default_value(8), "prompts per batch")
         ("quiet", po::bool_switch(&quiet_), "do not print each answer");
+    // clang-format on
   }
 
   void prepare(const World&, const ModelConfig& c) override {
@@ -58,7 +60,8 @@ nlohmann::json GenerateCommand::answer(const Request& request, const std::vector
                          {"batch_decode_ms", timings.decode_seconds * 1e3}};
   if (tokenizer) line["text"] = tokenizer->decode(ids);
   if (!quiet_) {
-    const std::string said = tokenizer ? line["text"].get<std::string>() : line["output_ids"].dump();
+    const std::string said =
+        tokenizer ? line["text"].get<std::string>() : line["output_ids"].dump();
     const std::string asked =
         request.text.empty() ? nlohmann::json(request.input_ids).dump() : request.text;
     std::printf("[%s] %s -> %s\n", request.id.dump().c_str(), asked.c_str(), said.c_str());
@@ -81,8 +84,7 @@ int GenerateCommand::coordinate(Coordinator& coordinator) {
                         max_new_tokens_, &timings);
     for (size_t i = first; i < last; ++i) {
       generated += static_cast<int64_t>(outputs[i - first].size());
-      results.push_back(
-          answer(requests_[i], outputs[i - first], timings, coordinator.tokenizer()));
+      results.push_back(answer(requests_[i], outputs[i - first], timings, coordinator.tokenizer()));
     }
     if (show_progress) {  // a terminal sees progress; batch logs stay quiet
       const double elapsed = seconds_since(start), done = double(last);
@@ -94,9 +96,10 @@ int GenerateCommand::coordinate(Coordinator& coordinator) {
   if (show_progress) std::fprintf(stderr, "\n");
   const double seconds = seconds_since(start);
   if (!output_.empty()) write_jsonl(output_, results);
-  std::printf("generated %lld tokens for %zu prompts in %.3f s: %.1f tokens/s (batch %d, %d rank(s))\n",
-              static_cast<long long>(generated), requests_.size(), seconds,
-              generated / std::max(seconds, 1e-9), batch_size_, coordinator.world().size());
+  std::printf(
+      "generated %lld tokens for %zu prompts in %.3f s: %.1f tokens/s (batch %d, %d rank(s))\n",
+      static_cast<long long>(generated), requests_.size(), seconds,
+      generated / std::max(seconds, 1e-9), batch_size_, coordinator.world().size());
   coordinator.finish(generated, seconds);
   return 0;
 }

@@ -23,6 +23,7 @@ namespace {
 class ProfileCommand final : public DistributedCommand {
  public:
   void add_options(po::options_description& opts) override {
+    // clang-format off
     opts.add_options()
         ("out", po::value(&out_path_)->required(), "profile.json to write")
         ("token-counts", po::value(&counts_text_)->default_value(counts_text_),
@@ -41,19 +42,18 @@ class ProfileCommand final : public DistributedCommand {
          "also measure how much K expert ranks computing at once slow each other (paired with each "
          "alone, per token count and repeat), written as \"contention\" for the simulator (0: no)")
         ("merge", po::value(&merge_path_), "an earlier profile.json to merge into the result");
+    // clang-format on
   }
 
   void prepare(const World& world, const ModelConfig&) override {
     MOE_CHECK(world.size() >= 2,
               "moe profile needs expert ranks: run it under mpirun -np 2 or more");
-    MOE_CHECK(repeats_ >= 1 && max_experts_ >= 0,
-              "--repeats must be >= 1 and --max-experts >= 0");
+    MOE_CHECK(repeats_ >= 1 && max_experts_ >= 0, "--repeats must be >= 1 and --max-experts >= 0");
     MOE_CHECK(concurrency_ >= 0, "--concurrency must be >= 0");
     MOE_CHECK(contention_ == 0 || (contention_ >= 2 && contention_ < world.size()),
               "--contention K needs 2 <= K <= the number of expert ranks");
     request_.max_experts = max_experts_;
-    for (int v : parse_int_list(counts_text_, "--token-counts"))
-      request_.token_counts.push_back(v);
+    for (int v : parse_int_list(counts_text_, "--token-counts")) request_.token_counts.push_back(v);
     const auto& counts = request_.token_counts;
     MOE_CHECK(!counts.empty(), "--token-counts: no token counts in '", counts_text_, "'");
     for (size_t i = 0; i < counts.size(); ++i)

@@ -15,8 +15,7 @@ std::vector<int> read_ids(const nlohmann::json& j, const char* field, const std:
   MOE_CHECK(!j.empty(), where, ": field '", field, "' is empty");
   std::vector<int> ids;
   for (const auto& v : j) {
-    MOE_CHECK(v.is_number_integer(), where, ": field '", field, "' holds a non-integer ",
-              v.dump());
+    MOE_CHECK(v.is_number_integer(), where, ": field '", field, "' holds a non-integer ", v.dump());
     const long long id = v.get<long long>();
     MOE_CHECK(id >= 0 && id < vocab_size, where, ": field '", field, "' has token id ", id,
               " outside the vocabulary [0, ", vocab_size, ")");

@@ -3,10 +3,9 @@
 // Every id is checked against the vocabulary here, before any work starts.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "model/config.hpp"
 #include "model/tokenizer.hpp"

@@ -38,6 +38,7 @@ struct SimulateOptions {
   bool interleave = false;
 
   void add_to(po::options_description& opts) {
+    // clang-format off
     opts.add_options()
         ("help,h", "show this help")
         ("cluster", po::value(&cluster_path)->required(), "cluster config (configs/clusters/*.json)")
@@ -72,6 +73,7 @@ struct SimulateOptions {
         ("zipf", po::value(&spec.zipf)->default_value(spec.zipf), "synthetic skewed: popularity exponent")
         ("capacity-factor", po::value(&spec.capacity_factor)->default_value(0),
          "synthetic: expert capacity factor (0: no drops)");
+    // clang-format on
   }
 };
 
@@ -121,9 +123,8 @@ SimulateInputs load_inputs(SimulateOptions& o) {
 }
 
 void describe(const sim::ClusterConfig& c, const SimulateInputs& in) {
-  std::printf("cluster %s: %d coordinator(s), %d expert ranks on %zu node(s)%s\n",
-              c.source.c_str(), c.coordinators, c.experts, c.nodes.size(),
-              c.combine_push ? ", results pushed" : "");
+  std::printf("cluster %s: %d coordinator(s), %d expert ranks on %zu node(s)%s\n", c.source.c_str(),
+              c.coordinators, c.experts, c.nodes.size(), c.combine_push ? ", results pushed" : "");
   std::vector<int> count(c.classes.size(), 0);
   for (int r = c.first_expert_rank(); r < c.world_size(); ++r) ++count[c.ranks[r].device_class];
   for (size_t i = 0; i < c.classes.size(); ++i) {
@@ -131,8 +132,8 @@ void describe(const sim::ClusterConfig& c, const SimulateInputs& in) {
     if (count[i] == 0) continue;
     std::printf(
         "  %4d x %-14s %-28s expert FFN: %9.1f us at 1 token, %9.1f us at 64, %9.1f us at 1024\n",
-        count[i], k.name.c_str(), k.device.substr(0, 28).c_str(), k.expert.at(1),
-        k.expert.at(64), k.expert.at(1024));
+        count[i], k.name.c_str(), k.device.substr(0, 28).c_str(), k.expert.at(1), k.expert.at(64),
+        k.expert.at(1024));
   }
   int64_t rows = 0;
   for (const auto& r : in.trace)
@@ -144,10 +145,10 @@ void describe(const sim::ClusterConfig& c, const SimulateInputs& in) {
       in.maps.front().second.num_layers(), in.measured.num_experts, in.measured.d_model);
 }
 
-CallRecord call_record(const std::string& map, const std::string& policy,
-                       const sim::CallResult& c, const sim::ClusterConfig& cluster) {
-  CallRecord out{map,     policy,  c.coordinator, c.pass, -1,           c.batch,
-                 c.step,  c.layer, c.rows,        c.start_us, c.latency_us(), c.policy_us, {}};
+CallRecord call_record(const std::string& map, const std::string& policy, const sim::CallResult& c,
+                       const sim::ClusterConfig& cluster) {
+  CallRecord out{map,     policy, c.coordinator, c.pass,         -1,          c.batch, c.step,
+                 c.layer, c.rows, c.start_us,    c.latency_us(), c.policy_us, {}};
   for (int r = cluster.first_expert_rank(); r < cluster.world_size(); ++r)
     out.ranks.push_back({c.rows_per_rank[r], c.latency_us_per_rank[r], c.compute_us_per_rank[r],
                          c.queue_us_per_rank[r], -1});
@@ -203,8 +204,8 @@ int simulate(const World& world, const std::vector<std::string>& args) {
                                             in.cluster.world_size());
   }
   for (size_t i = 0; i < table.size(); ++i) {
-    const sim::Summary s = sim::summarise(results[i], in.cluster.first_expert_rank(),
-                                          in.cluster.world_size());
+    const sim::Summary s =
+        sim::summarise(results[i], in.cluster.first_expert_rank(), in.cluster.world_size());
     ComparisonRow& row = table[i];
     row.calls = s.calls;
     row.mean_us = s.mean_us;

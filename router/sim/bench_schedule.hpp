@@ -7,9 +7,8 @@
 // Why turns: a rank's state carries from one call into the next (a CPU quota's budget, a send
 // still waiting to be noticed as done), and a fixed or rotating order would give a setting the
 // same predecessor almost every time. Why offsets: running one trace call under every setting
-// back to back left that call's expert weights in the cache for all but the first (measured on a
-// 2-core VM: 0.91 of the profile's compute for the first, 0.61 for the fifth), a reuse that no
-// serving run has and the profile, timed cold, does not see.
+// back to back leaves that call's expert weights in the cache for all but the first, a reuse
+// that no serving run has and the profile, timed cold, does not see (docs/ROUTING.md).
 #pragma once
 
 #include <algorithm>

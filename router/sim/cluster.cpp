@@ -46,11 +46,13 @@ ContentionCurve parse_contention(const json& j, const std::string& where) {
   if (j.is_number()) {
     c.different = c.same = {j.get<double>()};
   } else {
-    MOE_CHECK(j.is_object(), where, ": must be a number or {\"tokens\", \"different_experts\", \"same_experts\"}");
+    MOE_CHECK(j.is_object(), where,
+              ": must be a number or {\"tokens\", \"different_experts\", \"same_experts\"}");
     c.tokens = j.at("tokens").get<std::vector<double>>();
     c.different = j.at("different_experts").get<std::vector<double>>();
     c.same = j.at("same_experts").get<std::vector<double>>();
-    MOE_CHECK(!c.tokens.empty() && c.different.size() == c.tokens.size() && c.same.size() == c.tokens.size(),
+    MOE_CHECK(!c.tokens.empty() && c.different.size() == c.tokens.size() &&
+                  c.same.size() == c.tokens.size(),
               where, ": tokens, different_experts and same_experts need the same, non-zero length");
     for (size_t i = 1; i < c.tokens.size(); ++i)
       MOE_CHECK(c.tokens[i] > c.tokens[i - 1], where, ": tokens must increase");
@@ -118,8 +120,10 @@ DeviceClass parse_class(const std::string& name, const json& j, const std::strin
   const auto at = c.device.find('@');
   if (c.device.rfind("cpu:", 0) == 0 && at != std::string::npos) {
     try {
-      const double threads = std::stod(c.device.substr(4, at - 4)), cores = std::stod(c.device.substr(at + 1));
-      if (threads > 0 && cores > 0 && !c.full_speed.median_us.empty() && j.value("model_quota", true)) {
+      const double threads = std::stod(c.device.substr(4, at - 4)),
+                   cores = std::stod(c.device.substr(at + 1));
+      if (threads > 0 && cores > 0 && !c.full_speed.median_us.empty() &&
+          j.value("model_quota", true)) {
         c.quota.cores = cores;
         c.quota.threads = threads;
         c.quota.call_cpu_us = call_cpu_us;
@@ -218,7 +222,8 @@ ClusterConfig parse_cluster(const json& j, const std::string& source, const Prof
         node.cores = spec.value("cores", 0);
         MOE_CHECK(node.cores >= 0, source, ": node ", node.name, ": cores must be >= 0");
         if (spec.contains("contention"))
-          node.contention = parse_contention(spec.at("contention"), source + ": node " + node.name + ": contention");
+          node.contention = parse_contention(spec.at("contention"),
+                                             source + ": node " + node.name + ": contention");
         if (spec.contains("intra_node")) {
           bool from_profile = false;
           node.intra_link =

@@ -6,9 +6,9 @@
 //
 // {"format": "moe-cluster/1", "description": "...",
 //  "classes": {"h100": {"profile_rank": 1, "speed": 8.0, "memory_gib": 80, "device": "H100"},
-//              "slow": {"profile_rank": 2, "model_quota": false},  // a quota'd rank's wall curve as is
-//              "cpu":  {"profile_rank": 2, "profile": "profiles/other.json"},
-//              "l4":   {"expert_tokens": [1, 64], "expert_median_us": [40, 90]}},
+//              "slow": {"profile_rank": 2, "model_quota": false},  // a quota'd rank's wall curve
+//              as is "cpu":  {"profile_rank": 2, "profile": "profiles/other.json"}, "l4":
+//              {"expert_tokens": [1, 64], "expert_median_us": [40, 90]}},
 //  "links": {"intra_node": {"latency_us": 5, "gbytes_per_s": 150} | {"from_profile": true},
 //            "inter_node": {"latency_us": 12, "gbytes_per_s": 25}},
 //  "message_overhead_us": 1.5,      // sender time to post one message (serialises its sends)
@@ -51,9 +51,9 @@ struct PollModel {
 
 // A CPU rank under a CFS quota ("cpu:T@Q" whose profile has the CPU-time curve): per period the
 // kernel lets it use cores × period_us of CPU, notices that it has used it up only at a scheduler
-// tick (ClusterConfig::cfs_tick_us, one per cluster), and stalls it until a period's refill leaves some (an overrun is paid back from the next
-// periods). Measured here with a spinning process under the quota: runs of 1-5 ms end on 4 ms
-// ticks and resume on 5 ms period edges, 0.40 of the time over 200 ms. So the wall time of a
+// tick (ClusterConfig::cfs_tick_us, one per cluster), and stalls it until a period's refill
+// leaves some (an overrun is paid back from the next periods); a process under a quota runs in
+// bursts that end on ticks and resume on period edges (docs/SIMULATOR.md). So the wall time of a
 // block depends on how much quota the rank's recent work left — short blocks after a pause run
 // at full speed — which one curve of medians cannot say.
 struct CpuQuota {
@@ -69,8 +69,8 @@ struct CpuQuota {
 
 struct DeviceClass {
   std::string name;
-  std::string device;       // what it stands for, for tables ("H100 SXM fp32", "cpu:1")
-  LatencyCurve expert;      // one expert FFN vs tokens, already divided by the speed factor
+  std::string device;   // what it stands for, for tables ("H100 SXM fp32", "cpu:1")
+  LatencyCurve expert;  // one expert FFN vs tokens, already divided by the speed factor
   CpuQuota quota;
   LatencyCurve full_speed;  // with a quota: the FFN's CPU time / threads (the work, unthrottled)
   // What a block of this class costs the event model: the work where a quota is modelled (the
@@ -136,8 +136,8 @@ struct ClusterConfig {
   // "push": the rows travel with the reply and the rank is free at once.
   bool combine_push = false;
   double copy_bytes_per_us = 0;  // coordinator's permute/un-permute copies (0: free)
-  double cfs_tick_us = 4000;     // the hosts' scheduler tick, where a CPU quota throttles (CpuQuota)
-  bool has_poll = false;         // without: every message is noticed the moment it arrives
+  double cfs_tick_us = 4000;  // the hosts' scheduler tick, where a CPU quota throttles (CpuQuota)
+  bool has_poll = false;      // without: every message is noticed the moment it arrives
   PollModel poll;
 
   int first_expert_rank() const { return coordinators; }

@@ -8,23 +8,23 @@
 #include <map>
 #include <queue>
 
-#include "router/sim/bench_schedule.hpp"
 #include "router/expert_dispatch.hpp"
+#include "router/sim/bench_schedule.hpp"
 #include "runtime/error.hpp"
 
 namespace moe::sim {
 namespace {
 
 enum class EventKind {
-  kCallStart,     // a coordinator dispatches its next call
-  kHeadArrives,   // a message's header reached its receiver
-  kPickup,        // an expert rank notices its next header and takes the block
-  kBlockIn,       // an expert rank has its block: compute may start
-  kComputeDone,   // (versioned: processor sharing reschedules)
-  kQuotaEdge,     // a CPU-quota rank computing: a scheduler tick or a period's refill (versioned)
-  kNoticeReply,   // the coordinator's receive returns a reply
-  kResultIn,      // pull: a rank's rows are in at the coordinator
-  kRelease,       // an expert rank's blocking send returned: it waits for work again
+  kCallStart,    // a coordinator dispatches its next call
+  kHeadArrives,  // a message's header reached its receiver
+  kPickup,       // an expert rank notices its next header and takes the block
+  kBlockIn,      // an expert rank has its block: compute may start
+  kComputeDone,  // (versioned: processor sharing reschedules)
+  kQuotaEdge,    // a CPU-quota rank computing: a scheduler tick or a period's refill (versioned)
+  kNoticeReply,  // the coordinator's receive returns a reply
+  kResultIn,     // pull: a rank's rows are in at the coordinator
+  kRelease,      // an expert rank's blocking send returned: it waits for work again
   kCallEnd,
 };
 
@@ -352,7 +352,8 @@ class Simulation {
     const ContentionCurve& contention = c_.nodes[node].contention;
     const bool contends = !contention.none();
     const auto& on = computing_on_node_[node];
-    const int busy = int(std::count_if(on.begin(), on.end(), [&](int r) { return !experts_[r].throttled; }));
+    const int busy =
+        int(std::count_if(on.begin(), on.end(), [&](int r) { return !experts_[r].throttled; }));
     const double rate = cores > 0 ? std::min(1.0, double(cores) / std::max(busy, 1)) : 1.0;
     // Of the other computing ranks, those that run alongside this one (all, up to the cores).
     const double alongside = cores > 0 && busy > cores ? double(cores - 1) / (busy - 1) : 1.0;
@@ -410,7 +411,9 @@ class Simulation {
     const CpuQuota& q = c_.class_of(rank).quota;
     const int node = c_.ranks[rank].node;
     advance_node(node);
-    auto on_edge = [&](double step) { return std::abs(now_ / step - std::round(now_ / step)) < 1e-9; };
+    auto on_edge = [&](double step) {
+      return std::abs(now_ / step - std::round(now_ / step)) < 1e-9;
+    };
     const bool was_throttled = x.throttled;
     if (on_edge(q.period_us)) {  // the refill; an overrun is paid back first
       refill(x, q);
@@ -430,7 +433,8 @@ class Simulation {
     double weighted = 0, total = 0;
     for (const auto& p : cr.parts[r]) {
       const bool same = cr.result.layer == co.result.layer &&
-                        std::any_of(theirs.begin(), theirs.end(), [&](const Call::Part& q) { return q.expert == p.expert; });
+                        std::any_of(theirs.begin(), theirs.end(),
+                                    [&](const Call::Part& q) { return q.expert == p.expert; });
       weighted += p.work_us * curve.at(p.rows, same);
       total += p.work_us;
     }

@@ -29,11 +29,11 @@
 #include <string>
 #include <vector>
 
-#include "router/sim/cluster.hpp"
 #include "router/dispatch_policy.hpp"
 #include "router/expert_map.hpp"
 #include "router/policy_factory.hpp"
 #include "router/routing_trace.hpp"
+#include "router/sim/cluster.hpp"
 
 namespace moe::sim {
 

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "router/sim/cluster.hpp"
 #include "router/expert_map.hpp"
 #include "router/routing_trace.hpp"
+#include "router/sim/cluster.hpp"
 
 namespace moe::sim {
 

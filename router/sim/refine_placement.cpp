@@ -20,7 +20,8 @@ double simulated_mean_us(const ClusterConfig& cluster, const ExpertMap& map,
 
 RefineResult refine_by_simulation(const ClusterConfig& cluster, const PlacementProblem& problem,
                                   const std::vector<std::pair<std::string, ExpertMap>>& candidates,
-                                  const std::vector<RoutingRecord>& trace, const RefineOptions& options) {
+                                  const std::vector<RoutingRecord>& trace,
+                                  const RefineOptions& options) {
   MOE_CHECK(!candidates.empty(), "placement by simulation: no candidate map");
   RefineResult out;
   // Only maps within every rank's memory may start the search (the baselines ignore memory).
@@ -40,7 +41,8 @@ RefineResult refine_by_simulation(const ClusterConfig& cluster, const PlacementP
       out.started_from = name;
     }
   }
-  MOE_CHECK(!out.started_from.empty(), "placement by simulation: no candidate map fits the ranks' memory");
+  MOE_CHECK(!out.started_from.empty(),
+            "placement by simulation: no candidate map fits the ranks' memory");
   // Sweeps over every (layer, expert, replica, destination); a move is kept when it lowers the
   // simulated mean by more than a part in 10^4 (the model is deterministic; this stops ties).
   for (bool improved = true; improved;) {

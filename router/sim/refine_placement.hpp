@@ -10,10 +10,10 @@
 #include <utility>
 #include <vector>
 
-#include "router/sim/cluster.hpp"
-#include "router/sim/event_model.hpp"
 #include "router/placement.hpp"
 #include "router/policy_factory.hpp"
+#include "router/sim/cluster.hpp"
+#include "router/sim/event_model.hpp"
 
 namespace moe::sim {
 
@@ -26,9 +26,9 @@ struct RefineOptions {
 
 struct RefineResult {
   ExpertMap map;
-  std::string started_from;  // the candidate the search began with
+  std::string started_from;                                   // the candidate the search began with
   std::vector<std::pair<std::string, double>> candidates_us;  // each candidate's simulated mean
-  double mean_us = 0;        // the refined map's simulated mean latency
+  double mean_us = 0;  // the refined map's simulated mean latency
   int moves = 0, evaluations = 0;
 };
 
@@ -44,6 +44,7 @@ double simulated_mean_us(const ClusterConfig& cluster, const ExpertMap& map,
 // nothing or the evaluations run out.
 RefineResult refine_by_simulation(const ClusterConfig& cluster, const PlacementProblem& problem,
                                   const std::vector<std::pair<std::string, ExpertMap>>& candidates,
-                                  const std::vector<RoutingRecord>& trace, const RefineOptions& options);
+                                  const std::vector<RoutingRecord>& trace,
+                                  const RefineOptions& options);
 
 }  // namespace moe::sim

@@ -24,22 +24,21 @@ void CpuDevice::linear(const float* x, const float* w, float* y, int M, int N, i
                        bool accumulate) {
   if (M == 0 || N == 0) return;
   if (M == 1) {  // one row: sgemv reads each weight once; sgemm would first copy (pack) them all
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, w, K, x, 1, accumulate ? 1.0f : 0.0f, y, 1);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, w, K, x, 1, accumulate ? 1.0f : 0.0f, y,
+                1);
     return;
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K,
               accumulate ? 1.0f : 0.0f, y, N);
 }
 
-// The kernel per expert group follows the measured cost of OpenBLAS on these shapes (d_model 768,
-// d_ff 3072, weights not in cache; tests/bench/expert_gemm_bench.cpp): sgemm packs (copies) the
-// whole weight matrix on every call and handles rows past a multiple of 4 in slower tail passes,
-// so 3 rows cost 1.4x 4 rows and 7 rows 1.4x 8; sgemv reads each weight once and packs nothing,
-// 2.7x faster than sgemm for one row and 1.3x for two, slower from four. Hence: up to
-// kRowsByMatVec rows one sgemv pair per row, else sgemm — on one thread over the rows padded with
-// zero rows to a multiple of 4 (a zero row stays zero through ReLU; its outputs are dropped). On
-// two threads OpenBLAS splits small sgemms so that 4 rows cost more than 3 (0.83x measured with
-// padding), so there the rows go unpadded.
+// The kernel per expert group. sgemm packs (copies) the whole weight matrix on every call and
+// handles rows past a multiple of 4 in slower tail passes; sgemv reads each weight once and packs
+// nothing, so it wins for a row or two and loses from about four. Hence: up to kRowsByMatVec rows
+// one sgemv pair per row, else sgemm — on one thread over the rows padded with zero rows to a
+// multiple of 4, which avoids the tail passes (a zero row stays zero through ReLU; its outputs are
+// dropped). On two threads OpenBLAS splits small sgemms so that the padded rows cost more than the
+// tail passes they avoid, so there the rows go unpadded. Figures: docs/BENCHMARKS.md, section 1.
 constexpr int kRowsByMatVec = 2;
 constexpr int kRowMultiple = 4;
 int padded_rows(int rows) { return (rows + kRowMultiple - 1) / kRowMultiple * kRowMultiple; }

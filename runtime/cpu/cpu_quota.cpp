@@ -20,7 +20,8 @@ void write_file(const fs::path& path, const std::string& text) {
   std::ofstream out(path);
   out << text;
   out.flush();
-  MOE_CHECK(out.good(), path.string(), ": cannot write '", text, "' (is the cgroup CPU controller writable?)");
+  MOE_CHECK(out.good(), path.string(), ": cannot write '", text,
+            "' (is the cgroup CPU controller writable?)");
 }
 
 void remove_cgroup() {

@@ -113,8 +113,10 @@ struct CudaDevice::Impl {
     gpu::gemm(cublas, GemmTypes::f32, {d_w, d_x, d_y, M, N, K}, accumulate ? 1.0f : 0.0f);
   }
 
-  // The measured rule (docs/CUDA.md, H100): float32 → per-expert GEMMs on side streams; bf16 →
-  // one grouped GEMM while experts are small (≤ 512 rows on average), per-expert GEMMs above.
+  // float32 → per-expert GEMMs on side streams: in float32 the grouped call is never faster.
+  // bf16 → one grouped GEMM while experts are small (≤ 512 rows on average), where one launch
+  // beats many small ones; per-expert GEMMs above, where cuBLAS's grouped bf16 kernels fall
+  // behind. Figures: docs/CUDA.md (bench_cuda_expert_gemm).
   ExpertGemm resolve_path(size_t total_rows, size_t active_groups) const {
     if (gemm_path != ExpertGemm::automatic) return gemm_path;
     if (precision == CudaPrecision::f32 || !gpu::grouped_gemm_available())

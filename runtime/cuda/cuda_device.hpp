@@ -31,8 +31,8 @@ enum class CudaPrecision { f32, bf16 };
 
 // How the expert groups' GEMMs are issued (runtime/cuda/expert_ffn.hpp): one
 // cublasGemmGroupedBatchedEx per projection, or one GEMM → ReLU → GEMM chain per expert spread
-// over side streams. Same results; `automatic` picks per call by the rule measured on H100
-// (docs/CUDA.md, bench_cuda_expert_gemm).
+// over side streams. Same results; `automatic` picks per call from the precision and the rows
+// per expert, whichever path bench_cuda_expert_gemm found faster there (docs/CUDA.md).
 enum class ExpertGemm { automatic, grouped, per_group };
 
 // Number of usable CUDA devices; 0 when there is no driver or no device (never throws).

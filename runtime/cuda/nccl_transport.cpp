@@ -65,10 +65,12 @@ NcclTransport::~NcclTransport() {
   if (state_->stream) cudaStreamDestroy(state_->stream);
 }
 
-void NcclTransport::exchange(const std::vector<SendBlock>& sends, const std::vector<RecvBlock>& recvs,
-                             const Deadline& deadline, const std::string& doing) {
+void NcclTransport::exchange(const std::vector<SendBlock>& sends,
+                             const std::vector<RecvBlock>& recvs, const Deadline& deadline,
+                             const std::string& doing) {
   State& s = *state_;
-  MOE_CHECK(s.comm != nullptr, "NCCL: the communicator was aborted earlier; cannot move data while ", doing);
+  MOE_CHECK(s.comm != nullptr,
+            "NCCL: the communicator was aborted earlier; cannot move data while ", doing);
   size_t total = 0;
   for (const auto& b : sends) total += b.count;
   for (const auto& b : recvs) total += b.count;
@@ -79,12 +81,15 @@ void NcclTransport::exchange(const std::vector<SendBlock>& sends, const std::vec
     CUDA_CHECK(cudaMalloc(&s.staging, total * sizeof(float)));
     s.staging_floats = total;
   }
-  // Host → staging for the sends; counts are known on both sides (they travel on the control plane).
+  // Host → staging for the sends; counts are known on both sides (they travel on the control
+  // plane).
   size_t offset = 0;
   std::vector<size_t> send_at, recv_at;
   for (const auto& b : sends) {
     send_at.push_back(offset);
-    if (b.count) CUDA_CHECK(cudaMemcpyAsync(s.staging + offset, b.data, b.count * sizeof(float), cudaMemcpyHostToDevice, s.stream));
+    if (b.count)
+      CUDA_CHECK(cudaMemcpyAsync(s.staging + offset, b.data, b.count * sizeof(float),
+                                 cudaMemcpyHostToDevice, s.stream));
     offset += b.count;
   }
   for (const auto& b : recvs) {
@@ -96,16 +101,21 @@ void NcclTransport::exchange(const std::vector<SendBlock>& sends, const std::vec
   };
   issue(ncclGroupStart());
   for (size_t i = 0; i < sends.size(); ++i)
-    if (sends[i].count) issue(ncclSend(s.staging + send_at[i], sends[i].count, ncclFloat32, sends[i].peer, s.comm, s.stream));
+    if (sends[i].count)
+      issue(ncclSend(s.staging + send_at[i], sends[i].count, ncclFloat32, sends[i].peer, s.comm,
+                     s.stream));
   for (size_t i = 0; i < recvs.size(); ++i)
-    if (recvs[i].count) issue(ncclRecv(s.staging + recv_at[i], recvs[i].count, ncclFloat32, recvs[i].peer, s.comm, s.stream));
+    if (recvs[i].count)
+      issue(ncclRecv(s.staging + recv_at[i], recvs[i].count, ncclFloat32, recvs[i].peer, s.comm,
+                     s.stream));
   issue(ncclGroupEnd());
   // A non-blocking communicator may still be enqueuing the group: only once it is no longer
   // "in progress" are the transfers on the stream, so the copies back can follow them.
   s.wait(deadline, doing, false);
   for (size_t i = 0; i < recvs.size(); ++i)
     if (recvs[i].count)
-      CUDA_CHECK(cudaMemcpyAsync(recvs[i].data, s.staging + recv_at[i], recvs[i].count * sizeof(float), cudaMemcpyDeviceToHost, s.stream));
+      CUDA_CHECK(cudaMemcpyAsync(recvs[i].data, s.staging + recv_at[i],
+                                 recvs[i].count * sizeof(float), cudaMemcpyDeviceToHost, s.stream));
   s.wait(deadline, doing, true);
 }
 

@@ -15,7 +15,7 @@ Envelope receive_control(const World& world, int source, const Deadline& deadlin
   int ready = 0;
   // Two looks per poll: Open MPI's Iprobe matches before it progresses the transport, so a message
   // that came in during a nap is seen by the second call, not the first — one look per wake-up
-  // cost a whole extra nap (docs/BENCHMARKS.md, "Performance problems found").
+  // would cost a whole extra nap (docs/BENCHMARKS.md, "Performance problems found").
   const bool arrived = poll_until(
       [&] {
         for (int look = 0; look < 2 && !ready; ++look)

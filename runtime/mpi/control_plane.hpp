@@ -4,8 +4,8 @@
 #include <string>
 
 #include "runtime/deadline.hpp"
-#include "runtime/wire.hpp"
 #include "runtime/mpi/world.hpp"
+#include "runtime/wire.hpp"
 
 namespace moe {
 

@@ -14,10 +14,10 @@ inline std::string mpi_error_string(int code) {
 }
 }  // namespace moe::detail
 
-#define MPI_CHECK(call)                                                                  \
-  do {                                                                                   \
-    const int moe_mpi_rc = (call);                                                       \
-    if (moe_mpi_rc != MPI_SUCCESS)                                                       \
-      ::moe::detail::fail(__FILE__, __LINE__, #call, ": ",                               \
-                          ::moe::detail::mpi_error_string(moe_mpi_rc));                  \
+#define MPI_CHECK(call)                                                 \
+  do {                                                                  \
+    const int moe_mpi_rc = (call);                                      \
+    if (moe_mpi_rc != MPI_SUCCESS)                                      \
+      ::moe::detail::fail(__FILE__, __LINE__, #call, ": ",              \
+                          ::moe::detail::mpi_error_string(moe_mpi_rc)); \
   } while (0)

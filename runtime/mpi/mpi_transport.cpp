@@ -11,12 +11,12 @@ namespace {
 
 // Posts one non-blocking send or receive per non-empty block, recording request and peer.
 template <class Block, class Post>
-void post(const std::vector<Block>& blocks, const char* direction, std::vector<MPI_Request>& requests,
-          std::vector<int>& peers, Post post_one) {
+void post(const std::vector<Block>& blocks, const char* direction,
+          std::vector<MPI_Request>& requests, std::vector<int>& peers, Post post_one) {
   for (const auto& b : blocks) {
     if (b.count == 0) continue;
-    MOE_CHECK(b.count <= size_t(INT_MAX), "block of ", b.count, " floats ", direction, " rank ", b.peer,
-              " is too large for one MPI message");
+    MOE_CHECK(b.count <= size_t(INT_MAX), "block of ", b.count, " floats ", direction, " rank ",
+              b.peer, " is too large for one MPI message");
     requests.emplace_back();
     peers.push_back(b.peer);
     MPI_CHECK(post_one(b, &requests.back()));

@@ -3,8 +3,8 @@
 
 #include <mpi.h>
 
-#include "runtime/transport.hpp"
 #include "runtime/mpi/world.hpp"
+#include "runtime/transport.hpp"
 
 namespace moe {
 

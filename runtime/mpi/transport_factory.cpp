@@ -24,11 +24,10 @@ std::unique_ptr<DataTransport> make_transport(const World& world, const std::str
 #ifdef MOE_WITH_CUDA
     const std::string spec = resolve_local_device(device, world.local_rank());
     const int index = std::stoi(spec.substr(5));
-    return std::make_unique<NcclTransport>(world.rank(), world.size(), index, deadline_seconds,
-                                           [&](void* bytes, size_t n) {
-                                             if (world.uses_mpi())
-                                               MPI_CHECK(MPI_Bcast(bytes, int(n), MPI_BYTE, 0, MPI_COMM_WORLD));
-                                           });
+    return std::make_unique<NcclTransport>(
+        world.rank(), world.size(), index, deadline_seconds, [&](void* bytes, size_t n) {
+          if (world.uses_mpi()) MPI_CHECK(MPI_Bcast(bytes, int(n), MPI_BYTE, 0, MPI_COMM_WORLD));
+        });
 #else
     MOE_FAIL("the run plan asks for NCCL but this build has no CUDA support");
 #endif

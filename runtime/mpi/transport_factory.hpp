@@ -4,8 +4,8 @@
 
 #include <memory>
 
-#include "runtime/transport.hpp"
 #include "runtime/mpi/world.hpp"
+#include "runtime/transport.hpp"
 
 namespace moe {
 

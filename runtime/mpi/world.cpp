@@ -41,9 +41,8 @@ World::World(int* argc, char*** argv) {
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
   MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
-  local_rank_ = env_int({"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "PMIX_LOCAL_RANK",
-                         "MPI_LOCALRANKID"},
-                        0);
+  local_rank_ = env_int(
+      {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "PMIX_LOCAL_RANK", "MPI_LOCALRANKID"}, 0);
   // Every rank learns every host name, so errors can name the host of a silent rank.
   char mine[64] = {};
   std::strncpy(mine, this_host().c_str(), sizeof(mine) - 1);

@@ -69,7 +69,11 @@ struct Setup {
   std::vector<float> x, y;                 // [kMaxRows, d_model]
   std::vector<float> peer_h, peer_y;       // [kMaxRows, d_ff], [kMaxRows, d_model]
 
-  Setup() : x(size_t(kMaxRows) * kDModel), y(x.size()), peer_h(size_t(kMaxRows) * kDff), peer_y(x.size()) {
+  Setup()
+      : x(size_t(kMaxRows) * kDModel),
+        y(x.size()),
+        peer_h(size_t(kMaxRows) * kDff),
+        peer_y(x.size()) {
     std::mt19937 rng(1234);
     std::normal_distribution<float> w_dist(0.0f, 0.03f), x_dist(0.0f, 1.0f);
     for (int e = 0; e < kExperts; ++e) {
@@ -93,8 +97,8 @@ void peer_ffn(Setup& s, int M) {
               s.wi[0].data(), kDModel, 0.0f, s.peer_h.data(), kDff);
   const size_t n = size_t(M) * kDff;
   for (size_t i = 0; i < n; ++i) s.peer_h[i] = std::max(s.peer_h[i], 0.0f);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, kDModel, kDff, 1.0f, s.peer_h.data(), kDff,
-              s.wo[0].data(), kDff, 0.0f, s.peer_y.data(), kDModel);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, kDModel, kDff, 1.0f, s.peer_h.data(),
+              kDff, s.wo[0].data(), kDff, 0.0f, s.peer_y.data(), kDModel);
 }
 
 // The kernel before: one plain sgemm pair per group, whatever its rows.
@@ -112,7 +116,8 @@ void plain_ffn(Setup& s, const std::vector<ExpertGroup>& groups) {
 }
 
 // y_row = relu(x_row · wi^T) · wo^T in double: the reference for one row of `out`.
-void check_row(const Setup& s, int expert, int row, const std::vector<float>& out, const char* what) {
+void check_row(const Setup& s, int expert, int row, const std::vector<float>& out,
+               const char* what) {
   std::vector<double> h(kDff);
   const float* xr = s.x.data() + size_t(row) * kDModel;
   for (int f = 0; f < kDff; ++f) {
@@ -129,8 +134,10 @@ void check_row(const Setup& s, int expert, int row, const std::vector<float>& ou
     scale = std::max(scale, std::abs(acc));
   }
   if (worst > 1e-4 * scale + 1e-6) {
-    std::fprintf(stderr, "bench_expert_gemm: %s: expert %d row %d differs from the reference by %g (scale %g)\n",
-                 what, expert, row, worst, scale);
+    std::fprintf(
+        stderr,
+        "bench_expert_gemm: %s: expert %d row %d differs from the reference by %g (scale %g)\n",
+        what, expert, row, worst, scale);
     std::exit(1);
   }
 }
@@ -161,7 +168,8 @@ void BM_ExpertFfn(benchmark::State& state, const std::string& name, int per_expe
   device.expert_ffn(groups, s.x.data(), s.y.data(), kDModel, kDff);
   plain_ffn(s, groups);
   for (size_t e = 0; e < groups.size(); ++e)
-    for (int r = groups[e].first_row; r < groups[e].first_row + groups[e].rows; r += std::max(1, groups[e].rows - 1)) {
+    for (int r = groups[e].first_row; r < groups[e].first_row + groups[e].rows;
+         r += std::max(1, groups[e].rows - 1)) {
       check_row(s, int(e), r, s.y, "CpuDevice::expert_ffn");  // first and last row of each group
       check_row(s, int(e), r, s.peer_y, "plain sgemm variant");
     }
@@ -229,7 +237,7 @@ void BM_PeakSgemm(benchmark::State& state, int threads) {
 }
 
 void BM_ReadBandwidth(benchmark::State& state, int threads) {
-  const size_t n = size_t(512) << 20 >> 2;  // 512 MiB of floats: far beyond the 32 MiB L3
+  const size_t n = size_t(512) << 20 >> 2;  // 512 MiB of floats: far beyond the last-level cache
   static std::vector<float> a(n, 1.0f);
   auto run = [&] {
     float sum = 0;
@@ -276,16 +284,18 @@ void print_table() {
   for (auto [threads, peak] : g_peak)
     std::printf("%d thread(s): peak sgemm %.1f GFLOP/s, memory read %.1f GB/s;  ", threads, peak,
                 g_bandwidth[threads]);
-  std::printf("\n%-40s %5s %9s %9s %8s %8s %6s %6s %8s %5s %9s %10s\n", "expert FFN 768x3072, 8 experts (median of sweeps)",
-              "rows", "ours_us", "peer_us", "GFLOP/s", "peer", "ratio", "%peak", "wgt_GB/s", "%bw", "plain_us", "plain/ours");
+  std::printf("\n%-40s %5s %9s %9s %8s %8s %6s %6s %8s %5s %9s %10s\n",
+              "expert FFN 768x3072, 8 experts (median of sweeps)", "rows", "ours_us", "peer_us",
+              "GFLOP/s", "peer", "ratio", "%peak", "wgt_GB/s", "%bw", "plain_us", "plain/ours");
   for (const auto& name : g_order) {
     const Samples& r = g_rows[name];
     const double t = median(r.ours), tp = median(r.peer);
     const double flops = 4.0 * r.rows * kDModel * kDff, gflops = flops / t / 1e9;
     const double wgbs = 2.0 * r.experts_used * kDModel * kDff * sizeof(float) / t / 1e9;
-    std::printf("%-40s %5d %9.0f %9.0f %8.1f %8.1f %6.2f %5.0f%% %8.1f %4.0f%% %9.0f %10.2f\n", name.c_str(), r.rows,
-                t * 1e6, tp * 1e6, gflops, flops / tp / 1e9, median(r.ratio), 100 * gflops / g_peak[r.threads],
-                wgbs, 100 * wgbs / g_bandwidth[r.threads], median(r.plain) * 1e6, median(r.gain));
+    std::printf("%-40s %5d %9.0f %9.0f %8.1f %8.1f %6.2f %5.0f%% %8.1f %4.0f%% %9.0f %10.2f\n",
+                name.c_str(), r.rows, t * 1e6, tp * 1e6, gflops, flops / tp / 1e9, median(r.ratio),
+                100 * gflops / g_peak[r.threads], wgbs, 100 * wgbs / g_bandwidth[r.threads],
+                median(r.plain) * 1e6, median(r.gain));
   }
 }
 
@@ -308,19 +318,27 @@ int main(int argc, char** argv) {
   for (int sweep = 1; sweep <= sweeps; ++sweep) {
     const std::string tag = "sweep:" + std::to_string(sweep) + "/";
     for (int threads : {1, 2}) {
-      benchmark::RegisterBenchmark((tag + "peak_sgemm_2048/threads:" + std::to_string(threads)).c_str(),
-                                   BM_PeakSgemm, threads)
-          ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
-      benchmark::RegisterBenchmark((tag + "memory_read_512MiB/threads:" + std::to_string(threads)).c_str(),
-                                   BM_ReadBandwidth, threads)
-          ->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
+      benchmark::RegisterBenchmark(
+          (tag + "peak_sgemm_2048/threads:" + std::to_string(threads)).c_str(), BM_PeakSgemm,
+          threads)
+          ->UseManualTime()
+          ->Iterations(5)
+          ->Unit(benchmark::kMillisecond);
+      benchmark::RegisterBenchmark(
+          (tag + "memory_read_512MiB/threads:" + std::to_string(threads)).c_str(), BM_ReadBandwidth,
+          threads)
+          ->UseManualTime()
+          ->Iterations(5)
+          ->Unit(benchmark::kMillisecond);
     }
     for (int threads : {1, 2})
       for (bool skewed : {false, true})
         for (int per_expert : kCpuTokensPerExpert) {
-          const std::string name = std::string(skewed ? "skewed" : "balanced") + "/tokens_per_expert:" +
-                                   std::to_string(per_expert) + "/threads:" + std::to_string(threads);
-          benchmark::RegisterBenchmark((tag + name).c_str(), BM_ExpertFfn, name, per_expert, skewed, threads)
+          const std::string name = std::string(skewed ? "skewed" : "balanced") +
+                                   "/tokens_per_expert:" + std::to_string(per_expert) +
+                                   "/threads:" + std::to_string(threads);
+          benchmark::RegisterBenchmark((tag + name).c_str(), BM_ExpertFfn, name, per_expert, skewed,
+                                       threads)
               ->UseManualTime()
               ->Iterations(kIterations)
               ->Unit(benchmark::kMicrosecond);

@@ -13,12 +13,12 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/mpi/control_plane.hpp"
 #include "runtime/deadline.hpp"
 #include "runtime/error.hpp"
 #include "runtime/messages.hpp"
-#include "runtime/wire.hpp"
+#include "runtime/mpi/control_plane.hpp"
 #include "runtime/mpi/world.hpp"
+#include "runtime/wire.hpp"
 
 namespace {
 
@@ -67,15 +67,17 @@ int main(int argc, char** argv) {
       continue;
     }
     const auto deadline = moe::Deadline::after(10);
-    const moe::Envelope e = i % 2 ? receive_one_look(deadline)
-                                  : moe::receive_control(world, 0, deadline, "waiting for a message");
+    const moe::Envelope e = i % 2
+                                ? receive_one_look(deadline)
+                                : moe::receive_control(world, 0, deadline, "waiting for a message");
     const double late = now_us() - moe::decode_message<moe::WorkReply>(e).compute_us;
     (i % 2 ? one_look : two_looks).push_back(late);
   }
   if (world.rank() == 1)
-    std::printf("notice after send, median of %zu each: receive_control %.0f us, one look %.0f us "
-                "(one look / receive_control %.2fx)\n",
-                two_looks.size(), median(two_looks), median(one_look),
-                median(one_look) / std::max(median(two_looks), 1e-9));
+    std::printf(
+        "notice after send, median of %zu each: receive_control %.0f us, one look %.0f us "
+        "(one look / receive_control %.2fx)\n",
+        two_looks.size(), median(two_looks), median(one_look),
+        median(one_look) / std::max(median(two_looks), 1e-9));
   return 0;
 }

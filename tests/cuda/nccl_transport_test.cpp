@@ -1,13 +1,13 @@
 // The NCCL data plane on one GPU: a one-rank communicator sends blocks to itself (NCCL
 // point-to-point to self), so the staging, grouping and waiting run for real. Two ranks need two
 // GPUs; the MPI tests cover the same exchange pattern over MPI.
-#include <gtest/gtest.h>
+#include "runtime/cuda/nccl_transport.hpp"
 
 #include <cuda_runtime.h>
+#include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "runtime/cuda/nccl_transport.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {
@@ -34,8 +34,8 @@ TEST(NcclTransport, OneRankSendsBlocksToItselfExactly) {
   for (size_t i = 0; i < a.size(); ++i) a[i] = float(i) * 0.5f;
   for (size_t i = 0; i < b.size(); ++i) b[i] = -float(i);
   t.exchange({{0, a.data(), a.size()}, {0, b.data(), b.size()}},
-             {{0, got_a.data(), got_a.size()}, {0, got_b.data(), got_b.size()}}, Deadline::after(30),
-             "a self-exchange");
+             {{0, got_a.data(), got_a.size()}, {0, got_b.data(), got_b.size()}},
+             Deadline::after(30), "a self-exchange");
   EXPECT_EQ(got_a, a);
   EXPECT_EQ(got_b, b);
   // Empty blocks and an empty exchange are fine (every rank takes part, even with nothing).

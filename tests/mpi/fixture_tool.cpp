@@ -3,14 +3,13 @@
 // tensor's largest magnitude, JSONL ids
 // exactly). Usage:
 //   fixture_tool requests FIXTURE_DIR                 > requests.jsonl
-//   fixture_tool replicated-map MODEL_DIR WORLD_SIZE  > map.json   (every expert on every expert rank)
-//   fixture_tool compare A B TOLERANCE                (exit 1 and say what differs)
+//   fixture_tool replicated-map MODEL_DIR WORLD_SIZE  > map.json   (every expert on every expert
+//   rank) fixture_tool compare A B TOLERANCE                (exit 1 and say what differs)
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "model/config.hpp"
@@ -33,7 +32,8 @@ int requests(const std::string& dir) {
     for (int64_t s = 0; s < shape[1]; ++s)
       if (mask[b * shape[1] + s]) in.push_back(ids[b * shape[1] + s]);
     for (int64_t s = 0; s < dec_shape[1]; ++s) d.push_back(dec[b * dec_shape[1] + s]);
-    std::cout << nlohmann::json{{"id", b}, {"input_ids", in}, {"decoder_input_ids", d}}.dump() << "\n";
+    std::cout << nlohmann::json{{"id", b}, {"input_ids", in}, {"decoder_input_ids", d}}.dump()
+              << "\n";
   }
   return 0;
 }
@@ -106,7 +106,8 @@ int compare_jsonl(const std::string& a_path, const std::string& b_path) {
     }
     const auto ja = nlohmann::json::parse(la), jb = nlohmann::json::parse(lb);
     if (ja["id"] != jb["id"] || ja["output_ids"] != jb["output_ids"]) {
-      std::cout << "line " << line << ": " << ja["output_ids"].dump() << " vs " << jb["output_ids"].dump() << "\n";
+      std::cout << "line " << line << ": " << ja["output_ids"].dump() << " vs "
+                << jb["output_ids"].dump() << "\n";
       ++failures;
     }
   }
@@ -130,7 +131,8 @@ int main(int argc, char** argv) {
       if (a.size() > 6 && a.substr(a.size() - 6) == ".jsonl") return compare_jsonl(a, argv[3]);
       return compare_safetensors(a, argv[3], std::stod(argv[4]));
     }
-    std::cerr << "usage: fixture_tool requests DIR | replicated-map MODEL_DIR N | compare A B TOL\n";
+    std::cerr
+        << "usage: fixture_tool requests DIR | replicated-map MODEL_DIR N | compare A B TOL\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "fixture_tool: " << e.what() << "\n";

@@ -1,20 +1,29 @@
 // config.json validation: missing fields and impossible values are named.
+#include "model/config.hpp"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "model/config.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {
 namespace {
 
 nlohmann::json small_config() {
-  return {{"vocab_size", 100}, {"d_model", 32},  {"d_ff", 64},
-          {"d_kv", 8},         {"num_heads", 4}, {"num_layers", 4},
-          {"num_decoder_layers", 2}, {"num_experts", 8}, {"expert_capacity", 4},
-          {"encoder_sparse_step", 2}, {"decoder_sparse_step", 1},
-          {"relative_attention_num_buckets", 32}, {"layer_norm_epsilon", 1e-6}};
+  return {{"vocab_size", 100},
+          {"d_model", 32},
+          {"d_ff", 64},
+          {"d_kv", 8},
+          {"num_heads", 4},
+          {"num_layers", 4},
+          {"num_decoder_layers", 2},
+          {"num_experts", 8},
+          {"expert_capacity", 4},
+          {"encoder_sparse_step", 2},
+          {"decoder_sparse_step", 1},
+          {"relative_attention_num_buckets", 32},
+          {"layer_norm_epsilon", 1e-6}};
 }
 
 std::string error_of(const nlohmann::json& j) {

@@ -1,11 +1,11 @@
 // Dispatch policies and expert maps against their definitions.
+#include "router/dispatch_policy.hpp"
+
 #include <gtest/gtest.h>
 
 #include <map>
-
 #include <nlohmann/json.hpp>
 
-#include "router/dispatch_policy.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {

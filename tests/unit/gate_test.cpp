@@ -1,10 +1,11 @@
 // The top-1 gate and the expert permutation against their definitions.
+#include "router/gate.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "router/expert_dispatch.hpp"
-#include "router/gate.hpp"
 
 namespace moe {
 

@@ -1,12 +1,13 @@
 // The latency predictor learns a known latency function, clamps inputs to the range it was
 // trained on, and keeps its predictions when saved.
+#include "router/latency_model.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 
-#include "router/latency_model.hpp"
 #include "runtime/error.hpp"
 #include "test_files.hpp"
 
@@ -26,8 +27,14 @@ std::vector<LatencySample> synthetic_samples(int n, uint64_t seed) {
   for (int i = 0; i < n; ++i) {
     LatencySample s;
     const double tokens = 1 + std::floor(u(rng) * 256), assigned = std::floor(u(rng) * 512);
-    s.x = {u(rng), 2 * u(rng), tokens, assigned, 100 + 900 * u(rng), 50 * u(rng),
-           tokens * (5 + 20 * u(rng)), 10 + tokens * 0.5 * u(rng)};
+    s.x = {u(rng),
+           2 * u(rng),
+           tokens,
+           assigned,
+           100 + 900 * u(rng),
+           50 * u(rng),
+           tokens * (5 + 20 * u(rng)),
+           10 + tokens * 0.5 * u(rng)};
     s.latency_us = synthetic_latency(s.x);
     out.push_back(s);
   }
@@ -41,7 +48,8 @@ TEST(LatencyModel, LearnsAKnownLatencyFunctionWithinFivePercentHeldOut) {
   options.epochs = 150;
   TrainReport report;
   const auto model = LatencyModel::train(synthetic_samples(3000, 1), options, &report);
-  EXPECT_LT(report.mlp_mape, 0.05) << "linear " << report.linear_mape << ", profile " << report.profile_mape;
+  EXPECT_LT(report.mlp_mape, 0.05)
+      << "linear " << report.linear_mape << ", profile " << report.profile_mape;
   EXPECT_LT(report.mlp_mape, report.linear_mape);
   // And on fresh samples it never saw.
   std::vector<double> predicted, actual;
@@ -53,7 +61,7 @@ TEST(LatencyModel, LearnsAKnownLatencyFunctionWithinFivePercentHeldOut) {
 }
 
 TEST(LatencyModel, AFeatureBeyondTheTrainingRangePredictsAsAtItsEdge) {
-  // In-flight times of 0-50 µs were seen: 10^6 µs, or 0, cannot extrapolate past the samples'
+  // The samples' in-flight times lie in 0-50 µs: 10^6 µs, or 0, cannot extrapolate past their
   // extremes (the training split's lie within them, so both clamp to the same edge).
   TrainOptions options;
   options.epochs = 20;
@@ -122,7 +130,8 @@ TEST(LatencyModel, SavesAndLoadsTheSamePredictions) {
   const auto path = (test::temp_dir() / "model.bin").string();
   model.save(path);
   const auto back = LatencyModel::load(path);
-  for (int i = 0; i < 10; ++i) EXPECT_EQ(model.predict_us(samples[i].x), back.predict_us(samples[i].x));
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(model.predict_us(samples[i].x), back.predict_us(samples[i].x));
   test::write_bytes(path, "not a model");
   EXPECT_THROW(LatencyModel::load(path), Error);
 }

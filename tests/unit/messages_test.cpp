@@ -1,4 +1,5 @@
-// Control messages: Cereal round trips, and malformed or unexpected messages named by sender and type.
+// Control messages: Cereal round trips, and malformed or unexpected messages named by sender and
+// type.
 #include <gtest/gtest.h>
 
 #include "runtime/wire.hpp"
@@ -21,7 +22,8 @@ TEST(Messages, UnexpectedTypeNamesSenderAndTypes) {
     decode_message<WorkReply>(e);
     FAIL();
   } catch (const Error& err) {
-    EXPECT_NE(std::string(err.what()).find("unexpected message from rank 4: got Shutdown, expected WorkReply"),
+    EXPECT_NE(std::string(err.what())
+                  .find("unexpected message from rank 4: got Shutdown, expected WorkReply"),
               std::string::npos);
   }
 }
@@ -39,7 +41,8 @@ TEST(Messages, TruncatedPayloadIsMalformed) {
     decode_message<WorkHeader>(open_envelope(3, bytes));
     FAIL();
   } catch (const Error& err) {
-    EXPECT_NE(std::string(err.what()).find("malformed WorkHeader message from rank 3"), std::string::npos);
+    EXPECT_NE(std::string(err.what()).find("malformed WorkHeader message from rank 3"),
+              std::string::npos);
   }
   EXPECT_THROW(open_envelope(3, "abc"), Error);
 }

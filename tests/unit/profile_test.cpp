@@ -1,10 +1,11 @@
 // profile.json (router/profile.hpp): what `moe profile` writes reads back the same, the optional
 // CPU-time curve included, and a bad field is named.
+#include "router/profile.hpp"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "router/profile.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {

@@ -39,14 +39,17 @@ struct Expected {
     const float* p = file.as_float32(info, storage);
     return {p, p + info.numel()};
   }
-  std::vector<int64_t> ints(const std::string& name) const { return file.as_int64(file.info(name)); }
+  std::vector<int64_t> ints(const std::string& name) const {
+    return file.as_int64(file.info(name));
+  }
   std::vector<int64_t> shape(const std::string& name) const { return file.info(name).shape; }
 };
 
 float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());
   float worst = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    worst = std::max(worst, std::fabs(a[i] - b[i]));
   return worst;
 }
 

@@ -1,7 +1,8 @@
 // The run plan on the wire: every rank must get exactly what rank 0 checked.
+#include "ranks/run_plan.hpp"
+
 #include <gtest/gtest.h>
 
-#include "ranks/run_plan.hpp"
 #include "runtime/wire.hpp"
 
 namespace moe {

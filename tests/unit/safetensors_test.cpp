@@ -1,10 +1,11 @@
 // safetensors reading and writing, and the errors for corrupt files.
+#include "model/safetensors.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 
-#include "model/safetensors.hpp"
 #include "runtime/error.hpp"
 #include "test_files.hpp"
 
@@ -53,16 +54,20 @@ TEST(Safetensors, HalfPrecisionConvertsExactly) {
 
 TEST(Safetensors, TruncatedFileIsNamed) {
   const auto dir = test::temp_dir();
-  write_safetensors((dir / "ok.safetensors").string(), {{"w", {4, 4}, std::vector<float>(16, 1.0f), {}, false}});
+  write_safetensors((dir / "ok.safetensors").string(),
+                    {{"w", {4, 4}, std::vector<float>(16, 1.0f), {}, false}});
   const std::string bytes = test::read_bytes(dir / "ok.safetensors");
   test::write_bytes(dir / "cut.safetensors", bytes.substr(0, bytes.size() - 10));
   const std::string err = open_error(dir / "cut.safetensors");
-  EXPECT_NE(err.find("cut.safetensors: tensor 'w': data_offsets [0, 64] lie beyond the data section"),
-            std::string::npos) << err;
+  EXPECT_NE(
+      err.find("cut.safetensors: tensor 'w': data_offsets [0, 64] lie beyond the data section"),
+      std::string::npos)
+      << err;
   test::write_bytes(dir / "stub.safetensors", bytes.substr(0, 5));
   EXPECT_NE(open_error(dir / "stub.safetensors").find("truncated"), std::string::npos);
   test::write_bytes(dir / "header.safetensors", bytes.substr(0, 20));
-  EXPECT_NE(open_error(dir / "header.safetensors").find("exceeds the file size"), std::string::npos);
+  EXPECT_NE(open_error(dir / "header.safetensors").find("exceeds the file size"),
+            std::string::npos);
 }
 
 TEST(Safetensors, OffsetsBeyondTheFileAreNamed) {
@@ -80,14 +85,16 @@ TEST(Safetensors, SizeThatDisagreesWithShapeAndDtypeIsNamed) {
 
 TEST(Safetensors, UnknownDtypeIsNamed) {
   const auto p = test::temp_dir() / "dtype.safetensors";
-  test::write_bytes(p, raw_file(R"({"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", 2));
+  test::write_bytes(p,
+                    raw_file(R"({"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", 2));
   EXPECT_NE(open_error(p).find("tensor 'w': unsupported dtype 'F8_E4M3'"), std::string::npos);
 }
 
 TEST(Safetensors, OverlappingTensorsAreRejected) {
   const auto p = test::temp_dir() / "overlap.safetensors";
   test::write_bytes(p, raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                                R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12));
+                                R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                                12));
   EXPECT_NE(open_error(p).find("overlap"), std::string::npos);
 }
 

@@ -13,6 +13,8 @@
 #include <random>
 #include <set>
 
+#include "router/latency_policy.hpp"
+#include "router/policy_factory.hpp"
 #include "router/sim/bench_schedule.hpp"
 #include "router/sim/cluster.hpp"
 #include "router/sim/event_model.hpp"
@@ -20,8 +22,6 @@
 #include "router/sim/placements.hpp"
 #include "router/sim/refine_placement.hpp"
 #include "router/sim/synthetic_trace.hpp"
-#include "router/latency_policy.hpp"
-#include "router/policy_factory.hpp"
 #include "runtime/error.hpp"
 
 namespace moe::sim {
@@ -275,11 +275,13 @@ TEST(SimulatorEventModel, RanksComputingAtOnceContendByTheirMemoryShare) {
   // 1/1.5 while both compute, so both end at 150.
   auto j = one_node(1, 2, 50, 1e9);
   j["nodes"][0]["contention"] = 0.5;
-  EXPECT_NEAR(run(cluster_of(j), map_of({{1}, {2}}), {call_of({10, 10})}, 250).calls[0].latency_us(),
-              50 + 150 + 50, 1e-6);
+  EXPECT_NEAR(
+      run(cluster_of(j), map_of({{1}, {2}}), {call_of({10, 10})}, 250).calls[0].latency_us(),
+      50 + 150 + 50, 1e-6);
   // Rank 2 with 300 µs: 150 µs together (100 done each), then its 200 µs left alone.
-  EXPECT_NEAR(run(cluster_of(j), map_of({{1}, {2}}), {call_of({10, 30})}, 250).calls[0].latency_us(),
-              50 + 150 + 200 + 50, 1e-6);
+  EXPECT_NEAR(
+      run(cluster_of(j), map_of({{1}, {2}}), {call_of({10, 30})}, 250).calls[0].latency_us(),
+      50 + 150 + 200 + 50, 1e-6);
   // A neighbour under a 0.4-core quota occupies the memory system 0.4 of the time: rank 1's
   // 100 µs take 120 (slowed by 0.5 × 0.4); rank 2, slowed by 0.5 × 1 meanwhile, does 80 of its
   // 1000 µs in those 120 and the other 920 alone.
@@ -357,7 +359,8 @@ TEST(SimulatorEventModel, ACpuQuotaStallsOnTicksAndResumesOnRefills) {
     auto exact = j;
     exact["links"]["intra_node"]["gbytes_per_s"] = 1e300;
     const ClusterConfig c = parse_cluster(exact, "test-cluster", p80);
-    const auto r = run(c, map_of({{1}}), {call_of({300}), call_of({185}, 1), call_of({100}, 2)}, 250);
+    const auto r =
+        run(c, map_of({{1}}), {call_of({300}), call_of({185}, 1), call_of({100}, 2)}, 250);
     ASSERT_EQ(r.calls.size(), 3u);
     EXPECT_NEAR(r.calls[0].latency_us(), 3100, 1e-6);
     EXPECT_NEAR(r.calls[1].latency_us(), 1950, 1e-6);
@@ -369,15 +372,16 @@ TEST(SimulatorEventModel, ACpuQuotaStallsOnTicksAndResumesOnRefills) {
     const ClusterConfig c = parse_cluster(j, "test-cluster", profile);
     EXPECT_FALSE(c.classes[0].quota.on());
     EXPECT_NEAR(c.classes[0].memory_share, 0.4, kTol);
-    EXPECT_NEAR(run(c, map_of({{1}}), {call_of({500})}, 250).calls[0].latency_us(), 50 + 12500 + 50, 1e-3);
+    EXPECT_NEAR(run(c, map_of({{1}}), {call_of({500})}, 250).calls[0].latency_us(), 50 + 12500 + 50,
+                1e-3);
   }
 }
 
 TEST(SimulatorEventModel, ContentionDependsOnTokensAndOnSharingTheExpert) {
   // 0.5 at 1..10 rows falling to 0.1 at 20, on different experts; a fifth of that on the same.
   auto j = one_node(1, 2, 50, 1e9);
-  j["nodes"][0]["contention"] = {{"tokens", {10, 20}}, {"different_experts", {0.5, 0.1}},
-                                 {"same_experts", {0.1, 0.02}}};
+  j["nodes"][0]["contention"] = {
+      {"tokens", {10, 20}}, {"different_experts", {0.5, 0.1}}, {"same_experts", {0.1, 0.02}}};
   const ClusterConfig c = cluster_of(j);
   EXPECT_NEAR(c.nodes[0].contention.at(1, false), 0.5, kTol);
   EXPECT_NEAR(c.nodes[0].contention.at(15, false), 0.3, kTol);
@@ -394,9 +398,11 @@ TEST(SimulatorEventModel, ContentionDependsOnTokensAndOnSharingTheExpert) {
   // 110; rank 1 has done 110/1.3 = 84.6 µs by then and its other 115.4 µs alone.
   auto u2 = make_basic_dispatch_policy("uniform", 1);
   const double rank1 = 110 + (200 - 110 / 1.3);
-  EXPECT_NEAR(run(c, map_of({{1, 2}, {1}}), {call_of({20, 10})}, 250, {u2.get()}).calls[0].latency_us(),
-              50 + rank1 + 50, 1e-6);
-  j["nodes"][0]["contention"] = {{"tokens", {10, 20}}, {"different_experts", {0.5}}, {"same_experts", {0.1, 0.0}}};
+  EXPECT_NEAR(
+      run(c, map_of({{1, 2}, {1}}), {call_of({20, 10})}, 250, {u2.get()}).calls[0].latency_us(),
+      50 + rank1 + 50, 1e-6);
+  j["nodes"][0]["contention"] = {
+      {"tokens", {10, 20}}, {"different_experts", {0.5}}, {"same_experts", {0.1, 0.0}}};
   EXPECT_THROW(cluster_of(j), Error);
 }
 
@@ -828,7 +834,8 @@ TEST(SimulatorPlacement, RefinementMovesExpertsWhileTheSimulatedMeanFalls) {
 
   // The best candidate is where the search starts; the evaluation budget is honoured.
   problem.memory_per_rank = 0;
-  const RefineResult two = refine_by_simulation(c, problem, {start[0], {"split", map_of({{1}, {2}})}}, trace, o);
+  const RefineResult two =
+      refine_by_simulation(c, problem, {start[0], {"split", map_of({{1}, {2}})}}, trace, o);
   EXPECT_EQ(two.started_from, "split");
   o.max_evaluations = 1;
   EXPECT_EQ(refine_by_simulation(c, problem, start, trace, o).evaluations, 1);

@@ -1,7 +1,7 @@
 // The statistics behind every table (router/statistics.hpp), against hand-computed values.
-#include <gtest/gtest.h>
-
 #include "router/statistics.hpp"
+
+#include <gtest/gtest.h>
 
 namespace moe {
 namespace {

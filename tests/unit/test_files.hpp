@@ -1,11 +1,11 @@
 // Helpers for tests that write small files: a fresh temporary directory per test.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include <gtest/gtest.h>
 
 namespace moe::test {
 
