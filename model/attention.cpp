@@ -40,6 +40,46 @@ void relative_position_bias(const float* table, const ModelConfig& c, bool bidir
     }
 }
 
+namespace {
+
+// One head's attention for one query over keys 0..visible-1: ctx = softmax(q·k + bias) · v.
+// Compiled for AVX-512, AVX2 and the baseline, chosen at load time from the CPU's features;
+// the sums over d_kv are vectorised (their order differs from a plain loop by rounding).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void attend_one(
+    int d_kv, int visible, const float* q, const float* k, const float* v, int kv_stride,
+    const float* bias, const uint8_t* key_valid, float* scores, float* ctx) {
+  float max_score = -std::numeric_limits<float>::infinity();
+  for (int j = 0; j < visible; ++j) {
+    if (key_valid && !key_valid[j]) {
+      scores[j] = -std::numeric_limits<float>::infinity();
+      continue;
+    }
+    const float* kj = k + size_t(j) * kv_stride;
+    float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+    for (int x = 0; x < d_kv; ++x) dot += q[x] * kj[x];
+    if (bias) dot += bias[j];
+    scores[j] = dot;
+    max_score = std::max(max_score, dot);
+  }
+  double sum = 0.0;
+  for (int j = 0; j < visible; ++j) {
+    scores[j] = std::exp(scores[j] - max_score);
+    sum += scores[j];
+  }
+  for (int x = 0; x < d_kv; ++x) ctx[x] = 0.0f;
+  const float inv = float(1.0 / sum);
+  for (int j = 0; j < visible; ++j) {
+    const float p = scores[j] * inv;
+    if (p == 0.0f) continue;
+    const float* vj = v + size_t(j) * kv_stride;
+#pragma omp simd
+    for (int x = 0; x < d_kv; ++x) ctx[x] += p * vj[x];
+  }
+}
+
+}  // namespace
+
 void attend(const AttentionShape& s, const float* q, int q_stride, const float* k, const float* v,
             int kv_stride, const float* bias, const uint8_t* key_valid, float* ctx,
             int ctx_stride) {
@@ -49,35 +89,11 @@ void attend(const AttentionShape& s, const float* q, int q_stride, const float* 
 #pragma omp for collapse(2) schedule(static)
     for (int h = 0; h < s.heads; ++h)
       for (int i = 0; i < s.queries; ++i) {
-        const float* qi = q + size_t(i) * q_stride + h * s.d_kv;
         const int visible = s.causal ? std::min(s.keys, s.first_query + i + 1) : s.keys;
-        float max_score = -std::numeric_limits<float>::infinity();
-        for (int j = 0; j < visible; ++j) {
-          if (key_valid && !key_valid[j]) {
-            scores[j] = -std::numeric_limits<float>::infinity();
-            continue;
-          }
-          const float* kj = k + size_t(j) * kv_stride + h * s.d_kv;
-          float dot = 0.0f;
-          for (int x = 0; x < s.d_kv; ++x) dot += qi[x] * kj[x];
-          if (bias) dot += bias[(size_t(h) * s.queries + i) * s.keys + j];
-          scores[j] = dot;
-          max_score = std::max(max_score, dot);
-        }
-        double sum = 0.0;
-        for (int j = 0; j < visible; ++j) {
-          scores[j] = std::exp(scores[j] - max_score);
-          sum += scores[j];
-        }
-        float* out = ctx + size_t(i) * ctx_stride + h * s.d_kv;
-        for (int x = 0; x < s.d_kv; ++x) out[x] = 0.0f;
-        const float inv = float(1.0 / sum);
-        for (int j = 0; j < visible; ++j) {
-          const float p = scores[j] * inv;
-          if (p == 0.0f) continue;
-          const float* vj = v + size_t(j) * kv_stride + h * s.d_kv;
-          for (int x = 0; x < s.d_kv; ++x) out[x] += p * vj[x];
-        }
+        attend_one(s.d_kv, visible, q + size_t(i) * q_stride + h * s.d_kv, k + h * s.d_kv,
+                   v + h * s.d_kv, kv_stride,
+                   bias ? bias + (size_t(h) * s.queries + i) * s.keys : nullptr, key_valid,
+                   scores.data(), ctx + size_t(i) * ctx_stride + h * s.d_kv);
       }
   }
 }

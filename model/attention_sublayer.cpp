@@ -19,18 +19,28 @@ void normalize_and_project(SwitchModel& m, const float* norm_weight, const Atten
   m.device.linear(ws.normed.data(), w.v.get(), ws.v.data(), T, inner, d);
 }
 
-void attend_and_add(SwitchModel& m, const AttentionWeights& w, const AttentionShape& shape, int B,
-                    const KeyValues& kv, float* x) {
+void attend_sequences(SwitchModel& m, const AttentionShape& shape, int first, int count,
+                      const KeyValues& kv) {
+  Workspace& ws = m.ws;
+  const int inner = m.config.inner_dim();
+  for (int i = 0; i < count; ++i) {
+    const size_t qo = size_t(first + i) * shape.queries * inner, kvo = size_t(i) * kv.seq_stride;
+    attend(shape, ws.q.data() + qo, inner, kv.keys + kvo, kv.values + kvo, inner, kv.bias,
+           kv.valid ? kv.valid + size_t(i) * kv.valid_stride : nullptr, ws.ctx.data() + qo, inner);
+  }
+}
+
+void project_out_and_add(SwitchModel& m, const AttentionWeights& w, int T, float* x) {
   Workspace& ws = m.ws;
   const int d = m.config.d_model, inner = m.config.inner_dim();
-  const int T = B * shape.queries;
-  for (int b = 0; b < B; ++b) {
-    const size_t qo = size_t(b) * shape.queries * inner, kvo = size_t(b) * kv.seq_stride;
-    attend(shape, ws.q.data() + qo, inner, kv.keys + kvo, kv.values + kvo, inner, kv.bias,
-           kv.valid ? kv.valid + size_t(b) * kv.valid_stride : nullptr, ws.ctx.data() + qo, inner);
-  }
   m.device.linear(ws.ctx.data(), w.o.get(), ws.proj.data(), T, d, inner);
   add_inplace(x, ws.proj.data(), size_t(T) * d);
+}
+
+void attend_and_add(SwitchModel& m, const AttentionWeights& w, const AttentionShape& shape, int B,
+                    const KeyValues& kv, float* x) {
+  attend_sequences(m, shape, 0, B, kv);
+  project_out_and_add(m, w, B * shape.queries, x);
 }
 
 }  // namespace moe

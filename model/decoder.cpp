@@ -1,5 +1,6 @@
 #include "model/decoder.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -10,69 +11,125 @@
 
 namespace moe {
 
-DecoderCache start_decoder(SwitchModel& m, const EncoderOutput& enc, int max_length) {
+std::vector<SequenceCache> start_decoder(SwitchModel& m, const EncoderOutput& enc, int max_length) {
   const ModelConfig& c = m.config;
-  const int inner = c.inner_dim();
-  const int T = enc.sequences * enc.seq_len;
-  DecoderCache cache;
-  cache.sequences = enc.sequences;
-  cache.max_length = max_length;
-  const size_t self_size = size_t(enc.sequences) * max_length * inner;
-  for (const BlockWeights& block : m.weights.decoder) {
-    cache.self_k.emplace_back(self_size);
-    cache.self_v.emplace_back(self_size);
-    cache.cross_k.emplace_back(size_t(T) * inner);
-    cache.cross_v.emplace_back(size_t(T) * inner);
-    m.device.linear(enc.hidden.data(), block.cross_attn.k.get(), cache.cross_k.back().data(), T,
-                    inner, c.d_model);
-    m.device.linear(enc.hidden.data(), block.cross_attn.v.get(), cache.cross_v.back().data(), T,
-                    inner, c.d_model);
+  const int inner = c.inner_dim(), S = enc.seq_len, L = int(m.weights.decoder.size());
+  const int T = enc.sequences * S;
+  std::vector<SequenceCache> caches(enc.sequences);
+  for (int b = 0; b < enc.sequences; ++b) {
+    SequenceCache& s = caches[b];
+    s.max_length = max_length;
+    // Right-padded: the valid positions are a prefix.
+    s.encoder_length = int(std::count(enc.valid.begin() + size_t(b) * S,
+                                      enc.valid.begin() + size_t(b + 1) * S, uint8_t(1)));
+    s.self_k.resize(size_t(L) * max_length * inner);
+    s.self_v.resize(s.self_k.size());
+    s.cross_k.resize(size_t(L) * s.encoder_length * inner);
+    s.cross_v.resize(s.cross_k.size());
   }
-  return cache;
+  std::vector<float> k(size_t(T) * inner), v(k.size());
+  for (int l = 0; l < L; ++l) {
+    const BlockWeights& block = m.weights.decoder[l];
+    m.device.linear(enc.hidden.data(), block.cross_attn.k.get(), k.data(), T, inner, c.d_model);
+    m.device.linear(enc.hidden.data(), block.cross_attn.v.get(), v.data(), T, inner, c.d_model);
+    for (int b = 0; b < enc.sequences; ++b) {
+      SequenceCache& s = caches[b];
+      const size_t rows = size_t(s.encoder_length) * inner, dst = size_t(l) * rows;
+      std::memcpy(s.cross_k.data() + dst, k.data() + size_t(b) * S * inner, sizeof(float) * rows);
+      std::memcpy(s.cross_v.data() + dst, v.data() + size_t(b) * S * inner, sizeof(float) * rows);
+    }
+  }
+  return caches;
 }
 
-void decode(SwitchModel& m, DecoderCache& cache, const EncoderOutput& enc,
-            const std::vector<int>& tokens, int n, bool last_only, std::vector<float>& logits) {
+std::vector<SequenceCache*> all_of(std::vector<SequenceCache>& caches) {
+  std::vector<SequenceCache*> out;
+  for (auto& c : caches) out.push_back(&c);
+  return out;
+}
+
+namespace {
+
+// Each sequence's relative position bias [H, n, length + n] for its n new positions, one after
+// another in `bias`; `offsets[b]` is where sequence b's begins.
+void sequence_biases(const SwitchModel& m, const std::vector<SequenceCache*>& seqs, int n,
+                     std::vector<float>& bias, std::vector<size_t>& offsets) {
+  const int H = m.config.num_heads;
+  offsets.clear();
+  size_t size = 0;
+  for (const auto* s : seqs) {
+    offsets.push_back(size);
+    size += size_t(H) * n * (s->length + n);
+  }
+  if (bias.size() < size) bias.resize(size);
+  for (size_t b = 0; b < seqs.size(); ++b)
+    relative_position_bias(m.weights.decoder_relative_bias.get(), m.config,
+                           /*bidirectional=*/false, seqs[b]->length, n, seqs[b]->length + n,
+                           bias.data() + offsets[b]);
+}
+
+// Causal self-attention of block l over each sequence's cache plus its new positions.
+void self_attention(SwitchModel& m, int l, const std::vector<SequenceCache*>& seqs, int n,
+                    const std::vector<size_t>& bias_at, float* x) {
+  const ModelConfig& c = m.config;
+  const BlockWeights& block = m.weights.decoder[l];
+  Workspace& ws = m.ws;
+  const int inner = c.inner_dim(), T = int(seqs.size()) * n;
+  normalize_and_project(m, block.self_attn_norm.get(), block.self_attn, x, T, true);
+  for (size_t b = 0; b < seqs.size(); ++b) {
+    SequenceCache& s = *seqs[b];
+    const size_t cache_at = size_t(l) * s.max_length * inner;
+    const size_t dst = cache_at + size_t(s.length) * inner, src = b * n * inner;
+    std::memcpy(s.self_k.data() + dst, ws.k.data() + src, sizeof(float) * n * inner);
+    std::memcpy(s.self_v.data() + dst, ws.v.data() + src, sizeof(float) * n * inner);
+    const KeyValues kv{s.self_k.data() + cache_at, s.self_v.data() + cache_at, 0,
+                       ws.bias.data() + bias_at[b]};
+    attend_sequences(m, {c.num_heads, c.d_kv, n, s.length + n, s.length, true}, int(b), 1, kv);
+  }
+  project_out_and_add(m, block.self_attn, T, x);
+}
+
+// Cross-attention of block l over each sequence's encoder states (no position bias).
+void cross_attention(SwitchModel& m, int l, const std::vector<SequenceCache*>& seqs, int n,
+                     float* x) {
+  const ModelConfig& c = m.config;
+  const BlockWeights& block = m.weights.decoder[l];
+  const int inner = c.inner_dim(), T = int(seqs.size()) * n;
+  normalize_and_project(m, block.cross_attn_norm.get(), block.cross_attn, x, T, false);
+  for (size_t b = 0; b < seqs.size(); ++b) {
+    const SequenceCache& s = *seqs[b];
+    const size_t at = size_t(l) * s.encoder_length * inner;
+    const KeyValues kv{s.cross_k.data() + at, s.cross_v.data() + at, 0, nullptr};
+    attend_sequences(m, {c.num_heads, c.d_kv, n, s.encoder_length, 0, false}, int(b), 1, kv);
+  }
+  project_out_and_add(m, block.cross_attn, T, x);
+}
+
+}  // namespace
+
+void decode(SwitchModel& m, const std::vector<SequenceCache*>& seqs, const std::vector<int>& tokens,
+            int n, bool last_only, std::vector<float>& logits) {
   const ModelConfig& c = m.config;
   const ModelWeights& w = m.weights;
-  Workspace& ws = m.ws;
-  const int B = cache.sequences, T = B * n, d = c.d_model, inner = c.inner_dim(), H = c.num_heads;
-  const int past = cache.length, total = past + n;
+  const int B = int(seqs.size()), T = B * n, d = c.d_model;
   MOE_CHECK(int(tokens.size()) == T, "decode: expected ", T, " tokens, got ", tokens.size());
-  MOE_CHECK(total <= cache.max_length, "decode: cache holds ", cache.max_length, " positions, ",
-            total, " requested");
-
-  m.step = past + 1;
+  int longest = 0;
+  for (const auto* s : seqs) {
+    MOE_CHECK(s->length + n <= s->max_length, "decode: cache holds ", s->max_length, " positions, ",
+              s->length + n, " requested");
+    longest = std::max(longest, s->length);
+  }
+  m.step = longest + 1;
   std::vector<float> x(size_t(T) * d);
   embed(w.decoder_embedding.get(), tokens, d, x.data());
-  ws.reserve(ws.bias, size_t(H) * n * total);
-  relative_position_bias(w.decoder_relative_bias.get(), c, /*bidirectional=*/false, past, n, total,
-                         ws.bias.data());
-  for (size_t l = 0; l < w.decoder.size(); ++l) {
-    const BlockWeights& block = w.decoder[l];
-    // Causal self-attention over the cache plus the new positions.
-    normalize_and_project(m, block.self_attn_norm.get(), block.self_attn, x.data(), T, true);
-    float* ck = cache.self_k[l].data();
-    float* cv = cache.self_v[l].data();
-    for (int b = 0; b < B; ++b) {
-      const size_t dst = (size_t(b) * cache.max_length + past) * inner;
-      std::memcpy(ck + dst, ws.k.data() + size_t(b) * n * inner, sizeof(float) * n * inner);
-      std::memcpy(cv + dst, ws.v.data() + size_t(b) * n * inner, sizeof(float) * n * inner);
-    }
-    const KeyValues self_kv{ck, cv, size_t(cache.max_length) * inner, ws.bias.data()};
-    attend_and_add(m, block.self_attn, {H, c.d_kv, n, total, past, true}, B, self_kv, x.data());
-
-    // Cross-attention over the encoder states (no position bias, encoder padding masked).
-    normalize_and_project(m, block.cross_attn_norm.get(), block.cross_attn, x.data(), T, false);
-    const KeyValues cross_kv{
-        cache.cross_k[l].data(), cache.cross_v[l].data(), size_t(enc.seq_len) * inner, nullptr,
-        enc.valid.data(),        size_t(enc.seq_len)};
-    attend_and_add(m, block.cross_attn, {H, c.d_kv, n, enc.seq_len, 0, false}, B, cross_kv,
-                   x.data());
-
-    feed_forward(m, block, x.data(), B, n);
+  std::vector<size_t> bias_at;
+  sequence_biases(m, seqs, n, m.ws.bias, bias_at);
+  for (int l = 0; l < int(w.decoder.size()); ++l) {
+    self_attention(m, l, seqs, n, bias_at, x.data());
+    cross_attention(m, l, seqs, n, x.data());
+    feed_forward(m, w.decoder[l], x.data(), B, n);
   }
-  cache.length = total;
+  for (auto* s : seqs) s->length += n;
 
   // Final norm on the rows we need logits for, then lm_head (rescaled when tied, as HF does).
   const int rows = last_only ? B : T;

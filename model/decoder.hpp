@@ -1,6 +1,7 @@
-// The Switch Transformer decoder with a key/value cache: causal self-attention (relative bias,
-// unidirectional), cross-attention over the encoder states, dense or sparse feed-forward, final
-// norm and lm_head.
+// The Switch Transformer decoder with a key/value cache per sequence: causal self-attention
+// (relative bias, unidirectional), cross-attention over the sequence's encoder states, dense or
+// sparse feed-forward, final norm and lm_head. Each sequence keeps its own position, so sequences
+// that started at different times decode together (continuous batching).
 #pragma once
 
 #include <vector>
@@ -9,20 +10,26 @@
 
 namespace moe {
 
-struct DecoderCache {
-  int sequences = 0;
-  int max_length = 0;                                // positions the self-attention cache holds
-  int length = 0;                                    // positions filled
-  std::vector<std::vector<float>> self_k, self_v;    // per block [sequences, max_length, inner]
-  std::vector<std::vector<float>> cross_k, cross_v;  // per block [sequences, enc_len, inner]
+struct SequenceCache {
+  int length = 0;                       // positions filled
+  int max_length = 0;                   // positions the self-attention cache holds
+  int encoder_length = 0;               // the sequence's encoder states (its padding left out)
+  std::vector<float> self_k, self_v;    // [decoder blocks, max_length, inner]
+  std::vector<float> cross_k, cross_v;  // [decoder blocks, encoder_length, inner]
 };
 
-// Projects the encoder states into every block's cross-attention keys and values once.
-DecoderCache start_decoder(SwitchModel& m, const EncoderOutput& encoder, int max_length);
+// One cache per sequence of the encoder batch, with the cross-attention keys and values of every
+// decoder block projected once from that sequence's encoder states.
+std::vector<SequenceCache> start_decoder(SwitchModel& m, const EncoderOutput& encoder,
+                                         int max_length);
 
-// Feeds `n` new tokens per sequence (tokens[sequences * n]); writes logits for every new position
-// [sequences * n, vocab], or only for the last position of each sequence [sequences, vocab].
-void decode(SwitchModel& m, DecoderCache& cache, const EncoderOutput& encoder,
+// Feeds `n` new tokens to each sequence (tokens[sequences.size() * n], sequence-major), each at
+// its own position; writes logits for every new position [sequences * n, vocab], or only for the
+// last position of each sequence [sequences, vocab].
+void decode(SwitchModel& m, const std::vector<SequenceCache*>& sequences,
             const std::vector<int>& tokens, int n, bool last_only, std::vector<float>& logits);
+
+// Every cache of `caches`, in order.
+std::vector<SequenceCache*> all_of(std::vector<SequenceCache>& caches);
 
 }  // namespace moe

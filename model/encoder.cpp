@@ -32,8 +32,11 @@ void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int seque
   if (!block.sparse) {
     // A dense FFN is one expert that takes every token.
     ws.reserve(ws.proj, size_t(T) * d);
-    m.device.expert_ffn({{{block.dense.wi.get(), block.dense.wo.get()}, 0, T}}, ws.normed.data(),
-                        ws.proj.data(), d, c.d_ff);
+    if (m.experts.runs_dense())
+      m.experts.run_dense(block, m.step, T, ws.normed.data(), ws.proj.data());
+    else
+      m.device.expert_ffn({{{block.dense.wi.get(), block.dense.wo.get()}, 0, T}}, ws.normed.data(),
+                          ws.proj.data(), d, c.d_ff);
     add_inplace(x, ws.proj.data(), size_t(T) * d);
     return;
   }

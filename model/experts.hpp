@@ -18,6 +18,11 @@ class ExpertExecutor {
   // forward passes (0 = encoder, k = k-th decoder call) for messages and traces.
   virtual void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
                    const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) = 0;
+  // Whether dense FFN blocks go through run_dense (they run on the model's device otherwise).
+  virtual bool runs_dense() const { return false; }
+  // y[rows, d_model] = the dense block's FFN of x.
+  virtual void run_dense(const BlockWeights& block, int64_t step, int rows, const float* x,
+                         float* y) {}
 };
 
 class LocalExpertExecutor final : public ExpertExecutor {

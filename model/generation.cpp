@@ -12,7 +12,8 @@ std::vector<std::vector<int>> generate_greedy(SwitchModel& m, const Batch& batch
   auto t0 = clock::now();
   const EncoderOutput enc = encode(m, batch);
   auto t1 = clock::now();
-  DecoderCache cache = start_decoder(m, enc, max_new_tokens + 1);
+  std::vector<SequenceCache> caches = start_decoder(m, enc, max_new_tokens + 1);
+  const std::vector<SequenceCache*> sequences = all_of(caches);
   std::vector<std::vector<int>> out(B);
   std::vector<uint8_t> finished(B, 0);
   std::vector<int> tokens(B, c.decoder_start_token_id);
@@ -21,7 +22,7 @@ std::vector<std::vector<int>> generate_greedy(SwitchModel& m, const Batch& batch
   for (int step = 0; step < max_new_tokens; ++step) {
     // Finished sequences keep feeding pad, as HF does; rows never interact, so this only costs
     // time.
-    decode(m, cache, enc, tokens, 1, /*last_only=*/true, logits);
+    decode(m, sequences, tokens, 1, /*last_only=*/true, logits);
     ++steps;
     int unfinished = 0;
     for (int b = 0; b < B; ++b) {

@@ -21,10 +21,13 @@ struct Loader {
   DenseFfnWeights ffn(const std::string& p) const {
     return {get(p + ".wi.weight", {c.d_ff, c.d_model}), get(p + ".wo.weight", {c.d_model, c.d_ff})};
   }
-  void feed_forward(BlockWeights& block, const std::string& p, int& moe_layer) const {
+  void feed_forward(BlockWeights& block, const std::string& p, int& moe_layer,
+                    int& dense_layer) const {
     if (sel.dense) block.ffn_norm = get(p + ".layer_norm.weight", {c.d_model});
     if (!block.sparse) {
-      if (sel.dense) block.dense = ffn(p + ".mlp");
+      block.dense_layer = dense_layer++;
+      if (sel.dense || (sel.dense_ffn_wanted && sel.dense_ffn_wanted(block.dense_layer)))
+        block.dense = ffn(p + ".mlp");
       return;
     }
     SparseFfnWeights& moe = block.moe;
@@ -84,7 +87,7 @@ ModelWeights load_weights(const Checkpoint& ckpt, const LoadSelection& sel) {
     w.decoder_final_norm = L.get("decoder.final_layer_norm.weight", {d});
     w.lm_head = c.tie_word_embeddings ? shared : L.get("lm_head.weight", {c.vocab_size, d});
   }
-  int moe_layer = 0;
+  int moe_layer = 0, dense_layer = 0;
   w.encoder.resize(c.num_layers);
   for (int i = 0; i < c.num_layers; ++i) {
     const std::string p = "encoder.block." + std::to_string(i);
@@ -94,7 +97,7 @@ ModelWeights load_weights(const Checkpoint& ckpt, const LoadSelection& sel) {
       b.self_attn_norm = L.get(p + ".layer.0.layer_norm.weight", {d});
       b.self_attn = L.attention(p + ".layer.0.SelfAttention");
     }
-    L.feed_forward(b, p + ".layer.1", moe_layer);
+    L.feed_forward(b, p + ".layer.1", moe_layer, dense_layer);
   }
   w.decoder.resize(c.num_decoder_layers);
   for (int i = 0; i < c.num_decoder_layers; ++i) {
@@ -107,7 +110,7 @@ ModelWeights load_weights(const Checkpoint& ckpt, const LoadSelection& sel) {
       b.cross_attn_norm = L.get(p + ".layer.1.layer_norm.weight", {d});
       b.cross_attn = L.attention(p + ".layer.1.EncDecAttention");
     }
-    L.feed_forward(b, p + ".layer.2", moe_layer);
+    L.feed_forward(b, p + ".layer.2", moe_layer, dense_layer);
   }
   w.num_moe_layers = moe_layer;
   return w;

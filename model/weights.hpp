@@ -38,6 +38,7 @@ struct BlockWeights {
   AttentionWeights cross_attn;
   Weight ffn_norm;
   bool sparse = false;
+  int dense_layer = -1;   // when !sparse: its index among the model's dense blocks
   DenseFfnWeights dense;  // when !sparse
   SparseFfnWeights moe;   // when sparse
 };
@@ -57,6 +58,9 @@ struct ModelWeights {
 
 struct LoadSelection {
   bool dense = true;  // everything but the experts
+  // Which dense blocks' FFNs to load even without the rest (an expert rank's), by their index
+  // among the dense blocks.
+  std::function<bool(int dense_layer)> dense_ffn_wanted;
   // Which experts to load, by (moe_layer, expert); all when empty.
   std::function<bool(int moe_layer, int expert)> expert_wanted;
 };

@@ -4,7 +4,6 @@
 #include <cstdio>
 
 #include "model/weights.hpp"
-#include "ranks/remote_experts.hpp"
 #include "router/latency_policy.hpp"
 #include "router/policy_factory.hpp"
 #include "router/routing_trace.hpp"
@@ -18,46 +17,61 @@ namespace moe {
 namespace {
 
 // Counts the tokens each sparse layer sends to the experts (and, when they run in this process,
-// their compute time) into the coordinator's report.
+// their compute time) into the rank's report.
 class RecordingExecutor final : public ExpertExecutor {
  public:
-  RecordingExecutor(ExpertExecutor& inner, RankRecorder& recorder, bool local)
-      : inner_(inner), recorder_(recorder), local_(local) {}
+  RecordingExecutor(ExpertExecutor& inner, RankRecorder& recorder, bool local, int lane)
+      : inner_(inner), recorder_(recorder), local_(local), lane_(lane) {}
   void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
            const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) override {
     const double start = now_us();
     inner_.run(layer, step, gate, dispatch, rows_in, rows_out);
     const double us =
-        local_ ? recorder_.event("experts L" + std::to_string(layer.moe_layer), start) : 0.0;
+        local_ ? recorder_.event("experts L" + std::to_string(layer.moe_layer), start, lane_) : 0.0;
     recorder_.served(layer.moe_layer, dispatch.rows(), us);
+  }
+  bool runs_dense() const override { return inner_.runs_dense(); }
+  void run_dense(const BlockWeights& block, int64_t step, int rows, const float* x,
+                 float* y) override {
+    inner_.run_dense(block, step, rows, x, y);
   }
 
  private:
   ExpertExecutor& inner_;
   RankRecorder& recorder_;
   bool local_;
+  int lane_;
 };
 
 }  // namespace
 
 Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std::move(run)) {
   const RunPlan& plan = run_.plan;
-  apply_quota_of(plan.devices[0], 0);
+  const int rank = world.rank();
+  apply_quota_of(plan.devices[rank], rank);
   checkpoint_ = std::make_unique<Checkpoint>(plan.model_dir);
   const ModelConfig& c = checkpoint_->config();
   LoadSelection selection;
   if (world.distributed()) selection.expert_wanted = [](int, int) { return false; };
   weights_ = load_weights(*checkpoint_, selection);
-  device_ = make_device(resolve_local_device(plan.devices[0], world.local_rank()));
+  device_ = make_device(resolve_local_device(plan.devices[rank], world.local_rank()));
   tokenizer_ = load_tokenizer_if_present(plan.model_dir, c.eos_token_id, c.pad_token_id);
-  recorder_ = std::make_unique<RankRecorder>(0, world.host(), plan.devices[0],
+  recorder_ = std::make_unique<RankRecorder>(rank, world.host(), plan.devices[rank],
                                              weights_.num_moe_layers, plan.trace);
   if (world.distributed()) {
-    report_activity_on_termination("rank 0 (host " + world.host() + ")");
-    wait_for_expert_ranks();
-    transport_ = make_transport(world, plan.transport, plan.devices[0], plan.deadline_seconds);
+    report_activity_on_termination("rank " + std::to_string(rank) + " (host " + world.host() + ")");
+    if (is_lead()) wait_for_expert_ranks();
+    transport_ = make_transport(world, plan.transport, plan.devices[rank], plan.deadline_seconds);
+    // Every attention rank reads the profile and latency model rank 0 checked.
+    if (!is_lead() && !plan.profile_path.empty()) {
+      run_.profile = load_profile(plan.profile_path);
+      run_.has_profile = true;
+    }
+    if (!is_lead() && !plan.latency_model_path.empty())
+      run_.latency_model =
+          std::make_shared<LatencyModel>(LatencyModel::load(plan.latency_model_path));
     PolicyContext context;
-    context.seed = plan.seed;
+    context.seed = plan.seed + uint64_t(rank);
     context.d_model = c.d_model;
     if (run_.has_profile) context.profile = &run_.profile;
     context.latency_model = run_.latency_model;
@@ -69,28 +83,55 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
       policy_ = std::make_unique<LatencySampleRecorder>(std::move(policy_), run_.profile, c.d_model,
                                                         *samples_out_);
     }
-    executor_ =
-        std::make_unique<RemoteExpertExecutor>(world, *transport_, plan.expert_map, *policy_,
-                                               c.d_model, plan.deadline_seconds, *recorder_);
-  } else {
-    executor_ = std::make_unique<LocalExpertExecutor>(*device_, c);
+    exchanges_ = std::make_unique<ExpertExchanges>(
+        world, *transport_,
+        ExchangeOptions{c.d_model, plan.deadline_seconds, plan.first_expert_rank(),
+                        plan.micro_batches},
+        *recorder_);
   }
+  make_lane_models();
   recorder_->report().resident_bytes = resident_bytes();
   recorder_->report().weight_bytes = checkpoint_->stored_bytes([&](const std::string& name) {
     return !world.distributed() || name.find(".mlp.experts.") == std::string::npos;
   });
-  recording_ = std::make_unique<RecordingExecutor>(*executor_, *recorder_, !world.distributed());
-  model_ =
-      std::make_unique<SwitchModel>(SwitchModel{c, weights_, *device_, *recording_, nullptr, {}});
   if (!run_.record_routing_path.empty()) record_routing(run_.record_routing_path);
 }
 
 Coordinator::~Coordinator() = default;
 
+void Coordinator::make_lane_models() {
+  const ModelConfig& c = checkpoint_->config();
+  const bool alone = !world_.distributed();
+  const int lanes = alone ? 1 : run_.plan.micro_batches;
+  for (int lane = 0; lane < lanes; ++lane) {
+    if (alone)
+      executors_.push_back(std::make_unique<LocalExpertExecutor>(*device_, c));
+    else
+      executors_.push_back(std::make_unique<RemoteExpertExecutor>(
+          *exchanges_, run_.plan.expert_map, *policy_,
+          run_.plan.dense_on_experts
+              ? std::function<int(int)>([this](int dense) { return run_.plan.dense_rank(dense); })
+              : std::function<int(int)>(),
+          lane, lanes > 1 ? &lane_runner_ : nullptr));
+    recording_.push_back(
+        std::make_unique<RecordingExecutor>(*executors_.back(), *recorder_, alone, lane));
+    models_.push_back(std::make_unique<SwitchModel>(
+        SwitchModel{c, weights_, *device_, *recording_.back(), nullptr, {}}));
+  }
+}
+
+void Coordinator::run_lanes(const std::function<void(int lane)>& body) {
+  if (lanes() == 1) {
+    body(0);
+    return;
+  }
+  lane_runner_.run(lanes(), body, [this] { exchanges_->progress(); });
+}
+
 // Every expert rank must load its experts before any work starts (the transport is collective).
 void Coordinator::wait_for_expert_ranks() {
   const std::string doing = "waiting for the expert ranks to load their experts";
-  for (int pending = world_.size() - 1; pending > 0; --pending) {
+  for (int pending = run_.plan.expert_ranks(); pending > 0; --pending) {
     set_activity(doing);
     const Envelope e = receive_control(world_, kAnySource,
                                        Deadline::after(run_.plan.deadline_seconds * 10), doing);
@@ -105,21 +146,44 @@ void Coordinator::wait_for_expert_ranks() {
 void Coordinator::record_routing(const std::string& path) {
   routing_out_ = std::make_unique<std::ofstream>(path);
   MOE_CHECK(routing_out_->good(), path, ": cannot open for writing");
-  model_->on_route = [this](int layer, int sequences, int seq_len, const std::vector<float>&,
+  for (auto& model : models_) {
+    SwitchModel* m = model.get();
+    m->on_route = [this, m](int layer, int sequences, int seq_len, const std::vector<float>&,
                             const GateResult& gate) {
-    if (model_->step == 0 && layer == 0) ++routing_batch_;
-    RoutingRecord r{routing_batch_, model_->step,     layer,     sequences,   seq_len,
-                    gate.expert,    gate.probability, gate.kept, gate.entropy};
-    *routing_out_ << routing_record_to_json_line(r) << "\n";
-  };
+      if (m->step == 0 && layer == 0) ++routing_batch_;
+      RoutingRecord r{routing_batch_, m->step,          layer,     sequences,   seq_len,
+                      gate.expert,    gate.probability, gate.kept, gate.entropy};
+      *routing_out_ << routing_record_to_json_line(r) << "\n";
+    };
+  }
+}
+
+void Coordinator::done_with_experts() {
+  if (said_done_ || !exchanges_) return;
+  exchanges_->say_done();
+  said_done_ = true;
 }
 
 void Coordinator::finish(int64_t generated_tokens, double wall_seconds) {
-  recorder_->report().resident_bytes = resident_bytes();
-  std::vector<RankReport> reports{recorder_->report()};
+  RankReport& mine = recorder_->report();
+  mine.resident_bytes = resident_bytes();
+  mine.wait_us += lane_runner_.idle_us();
+  double experts_us = 0;
+  for (double us : mine.compute_us_per_layer) experts_us += us;
+  mine.other_compute_us = std::max(0.0, wall_seconds * 1e6 - mine.wait_us - experts_us);
+  if (world_.distributed() && !is_lead()) {
+    done_with_experts();
+    const Envelope e = receive_control(world_, 0, Deadline::after(run_.plan.deadline_seconds * 10),
+                                       "waiting for rank 0 to end the run");
+    decode_message<Shutdown>(e);
+    send_control(0, mine);
+    return;
+  }
+  std::vector<RankReport> reports{mine};
   if (world_.distributed()) {
+    done_with_experts();
     for (int r = 1; r < world_.size(); ++r) send_control(r, Shutdown{});
-    const std::string doing = "collecting the expert ranks' reports";
+    const std::string doing = "collecting the other ranks' reports";
     for (int pending = world_.size() - 1; pending > 0; --pending) {
       set_activity(doing);
       const Envelope e =

@@ -1,6 +1,10 @@
-// The coordinator: rank 0 of a run, or the whole run in one process. It holds everything but the
-// experts (all of them when alone), runs attention, norms, the router and generation, and sends
-// each sparse layer's tokens to the expert ranks that the plan places them on.
+// An attention rank: rank 0 of a run (the lead, which also reads the input and writes the
+// output), one of the data-parallel attention ranks 0..M-1, or the whole run in one process. It
+// holds everything but the experts (all of them when alone), runs embeddings, attention, norms,
+// the router, dense blocks (unless the plan puts them on the expert ranks) and generation, and
+// sends each sparse layer's tokens to the expert ranks that the plan places them on. Its batch
+// runs as micro-batch lanes that take turns, so that one lane computes while another's tokens
+// are at the expert ranks.
 #pragma once
 
 #include <fstream>
@@ -10,6 +14,8 @@
 #include "model/checkpoint.hpp"
 #include "model/switch_model.hpp"
 #include "model/tokenizer.hpp"
+#include "ranks/lanes.hpp"
+#include "ranks/remote_experts.hpp"
 #include "ranks/run_plan.hpp"
 #include "router/dispatch_policy.hpp"
 #include "runtime/device.hpp"
@@ -21,25 +27,36 @@ namespace moe {
 
 class Coordinator {
  public:
-  // Loads its weights; under mpirun waits until every expert rank has loaded its experts, then
-  // opens the data transport.
+  // Loads its weights; under mpirun, the lead waits until every expert rank has loaded its
+  // experts, then every rank opens the data transport.
   Coordinator(World& world, CheckedRun run);
   ~Coordinator();
 
-  SwitchModel& model() { return *model_; }
+  bool is_lead() const { return world_.rank() == 0; }
+  int lanes() const { return int(models_.size()); }
+  // The model as lane `lane` runs it (its own workspace and expert executor).
+  SwitchModel& model(int lane = 0) { return *models_.at(lane); }
+  // Runs body(lane) on every lane, taking turns at the expert ranks.
+  void run_lanes(const std::function<void(int lane)>& body);
   const ModelConfig& config() const { return checkpoint_->config(); }
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
   const RunPlan& plan() const { return run_.plan; }
   const CheckedRun& run() const { return run_; }
   World& world() { return world_; }
   DataTransport& transport() { return *transport_; }
+  // The exchanges with the expert ranks (null when alone).
+  ExpertExchanges* exchanges() { return exchanges_.get(); }
+  RankRecorder& recorder() { return *recorder_; }
+  // Tells the expert ranks this attention rank sends no more work (once).
+  void done_with_experts();
 
-  // Ends the run: expert ranks shut down and report; prints the per-rank table and writes the
-  // trace.
+  // Ends the run. The lead shuts every other rank down, collects their reports and prints the
+  // per-rank table and writes the trace; another attention rank waits for that and reports.
   void finish(int64_t generated_tokens, double wall_seconds);
 
  private:
   void wait_for_expert_ranks();
+  void make_lane_models();
   void record_routing(const std::string& path);
 
   World& world_;
@@ -51,11 +68,13 @@ class Coordinator {
   std::unique_ptr<RankRecorder> recorder_;
   std::unique_ptr<DataTransport> transport_;
   std::unique_ptr<DispatchPolicy> policy_;
-  std::unique_ptr<ExpertExecutor> executor_;
-  std::unique_ptr<ExpertExecutor> recording_;
-  std::unique_ptr<SwitchModel> model_;
+  std::unique_ptr<ExpertExchanges> exchanges_;
+  Lanes lane_runner_;
+  std::vector<std::unique_ptr<ExpertExecutor>> executors_, recording_;  // per lane
+  std::vector<std::unique_ptr<SwitchModel>> models_;                    // per lane
   std::unique_ptr<std::ofstream> routing_out_, samples_out_;
   int64_t routing_batch_ = -1;
+  bool said_done_ = false;
 };
 
 }  // namespace moe

@@ -1,5 +1,7 @@
 #include "ranks/expert_rank.hpp"
 
+#include <algorithm>
+#include <deque>
 #include <thread>
 
 #include "model/checkpoint.hpp"
@@ -16,24 +18,47 @@ namespace moe {
 namespace {
 
 size_t weight_bytes_of(const ModelWeights& w, const ModelConfig& c) {
-  size_t experts = 0;
+  size_t ffns = 0;
   for (const auto* stack : {&w.encoder, &w.decoder})
-    for (const auto& block : *stack)
+    for (const auto& block : *stack) {
       if (block.sparse)
-        for (int e = 0; e < c.num_experts; ++e) experts += block.moe.resident(e);
-  return experts * size_t(2) * c.d_model * c.d_ff * sizeof(float);
+        for (int e = 0; e < c.num_experts; ++e) ffns += block.moe.resident(e);
+      else
+        ffns += block.dense.wi != nullptr;
+    }
+  return ffns * size_t(2) * c.d_model * c.d_ff * sizeof(float);
 }
 
-// One rank's serving state: its experts, device, transport and report.
+// A work header from one attention rank, as it arrived.
+struct Arrived {
+  int sender = 0;
+  WorkHeader header;
+  double at_us = 0;
+};
+
+// One attention rank's part of an exchange: where its rows are in the exchange's buffers.
+struct Part {
+  Arrived work;
+  int rows = 0;
+  std::vector<float> in, out;  // its block, then its results (kept until their send completes)
+  DataTransport::Ticket sending = 0;
+};
+
+// One rank's serving state: its experts (and dense FFNs), device, transport and report.
 class ExpertRank {
  public:
   ExpertRank(const World& world, const RunPlan& plan);
-  // Serves requests until the coordinator says shut down, then sends the report.
+  // Serves requests until rank 0 says shut down, then sends the report.
   void serve();
 
  private:
-  void serve_work(const WorkHeader& header, double t_arrived);
+  bool take(const Envelope& e);  // false on shutdown
+  void serve_ready_exchanges();
+  void serve_exchange(std::vector<Part>& parts);
+  ExpertWeights weights_of(const WorkHeader& h, int expert) const;
+  void check(const Arrived& a) const;
   void echo(const Echo& request);
+  void reclaim_sends(bool all);
 
   const World& world_;
   const RunPlan& plan_;
@@ -42,11 +67,14 @@ class ExpertRank {
   ModelConfig c_;
   ModelWeights weights_;
   std::vector<const SparseFfnWeights*> layers_;
+  std::vector<const DenseFfnWeights*> dense_layers_;
   std::unique_ptr<Device> device_;
   std::unique_ptr<RankRecorder> recorder_;
   std::unique_ptr<DataTransport> transport_;
-  std::vector<float> rows_in_, rows_out_;
-  std::vector<ExpertGroup> groups_;
+  std::vector<std::deque<Arrived>> waiting_;  // per attention rank, headers not yet served
+  std::vector<uint8_t> active_;               // attention ranks that may still send work
+  std::deque<std::vector<Part>> sending_;     // served exchanges whose results are on their way
+  std::vector<float> merged_in_, merged_out_;
   double cpu_at_reply_ = 0;  // process CPU at the previous reply (or non-work request)
 };
 
@@ -57,13 +85,19 @@ ExpertRank::ExpertRank(const World& world, const RunPlan& plan)
   c_ = checkpoint_->config();
   LoadSelection selection;
   selection.dense = false;
+  if (plan.dense_on_experts)
+    selection.dense_ffn_wanted = [&](int dense) { return plan.dense_rank(dense) == rank_; };
   selection.expert_wanted = [&](int layer, int expert) {
     return plan.expert_map.holds(rank_, layer, expert);
   };
   weights_ = load_weights(*checkpoint_, selection);
   for (const auto* stack : {&weights_.encoder, &weights_.decoder})
-    for (const auto& block : *stack)
-      if (block.sparse) layers_.push_back(&block.moe);
+    for (const auto& block : *stack) {
+      if (block.sparse)
+        layers_.push_back(&block.moe);
+      else
+        dense_layers_.push_back(&block.dense);
+    }
   device_ = make_device(resolve_local_device(plan.devices.at(rank_), world.local_rank()));
   recorder_ = std::make_unique<RankRecorder>(rank_, world.host(), plan.devices.at(rank_),
                                              int(layers_.size()), plan.trace);
@@ -73,36 +107,105 @@ ExpertRank::ExpertRank(const World& world, const RunPlan& plan)
   send_control(0, Ready{rank_, report.resident_bytes, report.weight_bytes});
   transport_ = make_transport(world, plan.transport, plan.devices.at(rank_),
                               plan.deadline_seconds);  // collective, after Ready
+  waiting_.resize(plan.attention_ranks);
+  active_.assign(plan.attention_ranks, 1);
   cpu_at_reply_ = process_cpu_us();
 }
 
 void ExpertRank::serve() {
   for (;;) {
     const double t_idle = now_us();
-    // Idle between requests is normal; the deadline only catches a coordinator that vanished.
+    // Idle between requests is normal; the deadline only catches attention ranks that vanished.
     const Envelope e =
-        receive_control(world_, 0, Deadline::after(plan_.deadline_seconds * 10),
+        receive_control(world_, kAnySource, Deadline::after(plan_.deadline_seconds * 10),
                         "expert rank " + std::to_string(rank_) + " waiting for work");
-    const double t_arrived = now_us();
-    recorder_->report().wait_us += t_arrived - t_idle;
-    switch (static_cast<MessageType>(e.type)) {
-      case MessageType::kShutdown:
-        recorder_->report().resident_bytes = resident_bytes();  // the touched weights count
-        send_control(0, recorder_->report());
-        return;
-      case MessageType::kProfileRequest:
-        send_control(0, time_experts(decode_message<ProfileRequest>(e), layers_, *device_, c_,
-                                     rank_, plan_.devices.at(rank_)));
-        cpu_at_reply_ = process_cpu_us();
-        break;
-      case MessageType::kEcho:
-        echo(decode_message<Echo>(e));
-        cpu_at_reply_ = process_cpu_us();
-        break;
-      default:
-        serve_work(decode_message<WorkHeader>(e), t_arrived);
-    }
+    recorder_->report().wait_us += now_us() - t_idle;
+    if (!take(e)) break;
+    serve_ready_exchanges();
   }
+  reclaim_sends(true);
+  recorder_->report().resident_bytes = resident_bytes();  // the touched weights count
+  send_control(0, recorder_->report());
+}
+
+// Queues work headers and handles everything else; false once rank 0 says shut down.
+bool ExpertRank::take(const Envelope& e) {
+  const bool from_attention = e.sender >= 0 && e.sender < plan_.attention_ranks;
+  switch (static_cast<MessageType>(e.type)) {
+    case MessageType::kShutdown:
+      MOE_CHECK(e.sender == 0, "rank ", e.sender, " sent Shutdown; only rank 0 may");
+      return false;
+    case MessageType::kProfileRequest:
+      send_control(e.sender, time_experts(decode_message<ProfileRequest>(e), layers_, *device_, c_,
+                                          rank_, plan_.devices.at(rank_)));
+      cpu_at_reply_ = process_cpu_us();
+      return true;
+    case MessageType::kEcho:
+      echo(decode_message<Echo>(e));
+      cpu_at_reply_ = process_cpu_us();
+      return true;
+    case MessageType::kAttentionDone:
+      MOE_CHECK(from_attention, "rank ", e.sender, " is not an attention rank");
+      active_[e.sender] = 0;
+      return true;
+    default:
+      MOE_CHECK(from_attention, "rank ", e.sender, " sent work but is not an attention rank");
+      MOE_CHECK(active_[e.sender], "rank ", e.sender, " sent work after it said it was done");
+      waiting_[e.sender].push_back({e.sender, decode_message<WorkHeader>(e), now_us()});
+      check(waiting_[e.sender].back());
+      return true;
+  }
+}
+
+// The k-th exchange of every active attention rank, as soon as each has sent its k-th header.
+void ExpertRank::serve_ready_exchanges() {
+  for (;;) {
+    bool ready = false;
+    for (size_t a = 0; a < waiting_.size(); ++a) {
+      if (active_[a] && waiting_[a].empty()) return;
+      ready = ready || !waiting_[a].empty();
+    }
+    if (!ready) return;
+    std::vector<Part> parts;
+    for (auto& queue : waiting_)
+      if (!queue.empty()) {
+        parts.emplace_back();
+        parts.back().work = std::move(queue.front());
+        queue.pop_front();
+      }
+    serve_exchange(parts);
+  }
+}
+
+void ExpertRank::check(const Arrived& a) const {
+  const WorkHeader& h = a.header;
+  if (h.moe_layer < 0) {
+    const bool mine = plan_.dense_on_experts && h.dense_layer >= 0 &&
+                      h.dense_layer < int(dense_layers_.size()) &&
+                      plan_.dense_rank(h.dense_layer) == rank_;
+    MOE_CHECK(h.segments.empty() || (mine && h.segments.size() == 1 && h.segments[0].expert == 0 &&
+                                     h.segments[0].rows >= 0),
+              "rank ", a.sender, " sent work for dense FFN ", h.dense_layer,
+              ", which this expert rank does not run");
+    return;
+  }
+  MOE_CHECK(h.moe_layer < int(layers_.size()), "rank ", a.sender, " sent work for sparse layer ",
+            h.moe_layer, " which does not exist");
+  for (const auto& seg : h.segments) {
+    MOE_CHECK(seg.expert >= 0 && seg.expert < c_.num_experts && seg.rows >= 0, "rank ", a.sender,
+              " sent a bad segment (expert ", seg.expert, ", ", seg.rows, " rows)");
+    MOE_CHECK(layers_[h.moe_layer]->resident(seg.expert), "rank ", a.sender,
+              " sent tokens for expert ", seg.expert, " of sparse layer ", h.moe_layer,
+              ", which is not placed on rank ", rank_);
+  }
+}
+
+ExpertWeights ExpertRank::weights_of(const WorkHeader& h, int expert) const {
+  if (h.moe_layer < 0) {
+    const DenseFfnWeights& d = *dense_layers_[h.dense_layer];
+    return {d.wi.get(), d.wo.get()};
+  }
+  return layers_[h.moe_layer]->expert(expert);
 }
 
 // `moe profile`'s link timing: the next block comes straight back.
@@ -113,46 +216,114 @@ void ExpertRank::echo(const Echo& request) {
   transport_->exchange({{0, block.data(), block.size()}}, {}, deadline, "returning an echo block");
 }
 
-// One sparse-layer block: receive the rows, run each expert on its segment, reply, return them.
-void ExpertRank::serve_work(const WorkHeader& header, double t_arrived) {
-  const int L = header.moe_layer, d = c_.d_model;
-  MOE_CHECK(L >= 0 && L < int(layers_.size()), "rank 0 sent work for sparse layer ", L,
-            " which does not exist");
-  const SparseFfnWeights& layer = *layers_[L];
-  groups_.clear();
-  int rows = 0;
-  for (const auto& seg : header.segments) {
-    MOE_CHECK(seg.expert >= 0 && seg.expert < c_.num_experts && seg.rows >= 0,
-              "rank 0 sent a bad segment (expert ", seg.expert, ", ", seg.rows, " rows)");
-    MOE_CHECK(layer.resident(seg.expert), "rank 0 sent tokens for expert ", seg.expert,
-              " of sparse layer ", L, ", which is not placed on rank ", rank_);
-    groups_.push_back({layer.expert(seg.expert), rows, seg.rows});
-    rows += seg.rows;
+// Frees the buffers of exchanges whose results have arrived (all: waits for every one).
+void ExpertRank::reclaim_sends(bool all) {
+  while (!sending_.empty()) {
+    bool done = true;
+    for (auto& part : sending_.front()) {
+      if (part.sending == 0) continue;
+      if (all)
+        transport_->wait(part.sending, Deadline::after(plan_.deadline_seconds),
+                         "returning results to rank " + std::to_string(part.work.sender));
+      else if (!transport_->test(part.sending))
+        done = false;
+      if (done) part.sending = 0;
+    }
+    if (!done) return;
+    sending_.pop_front();
   }
-  if (rows_in_.size() < size_t(rows) * d) {
-    rows_in_.resize(size_t(rows) * d);
-    rows_out_.resize(size_t(rows) * d);
-  }
-  const std::string where =
-      "sparse layer " + std::to_string(L) + ", step " + std::to_string(header.step);
+}
+
+// One exchange: every part's block in, each (layer, expert) run once over the rows of every part
+// (one grouped call), each part's results back to its sender.
+void ExpertRank::serve_exchange(std::vector<Part>& parts) {
+  reclaim_sends(false);
+  const int d = c_.d_model;
   const Deadline deadline = Deadline::after(plan_.deadline_seconds);
-  transport_->exchange({}, {{0, rows_in_.data(), size_t(rows) * d}}, deadline,
-                       "receiving " + where);
-  recorder_->report().bytes_received += uint64_t(rows) * d * sizeof(float);
-  recorder_->event("receive L" + std::to_string(L), t_arrived);
+  std::vector<RecvBlock> recvs;
+  int total = 0;
+  for (auto& p : parts) {
+    for (const auto& seg : p.work.header.segments) p.rows += seg.rows;
+    p.in.resize(size_t(p.rows) * d);
+    p.out.resize(p.in.size());
+    recvs.push_back({p.work.sender, p.in.data(), p.in.size()});
+    total += p.rows;
+    recorder_->report().bytes_received += uint64_t(p.in.size()) * sizeof(float);
+  }
+  const WorkHeader& first = parts[0].work.header;
+  const std::string where = "exchange " + std::to_string(first.exchange) + " (layer " +
+                            std::to_string(first.moe_layer) + ", step " +
+                            std::to_string(first.step) + ")";
+  transport_->exchange({}, recvs, deadline, "receiving " + where);
+  for (const auto& p : parts)
+    recorder_->event("receive L" + std::to_string(p.work.header.moe_layer), p.work.at_us);
+
+  // Segments of every part in (layer, expert) order, so that equal ones run as one group.
+  struct Slice {
+    ExpertWeights weights;
+    size_t part;
+    int row;  // within the part
+    int rows;
+  };
+  std::vector<Slice> slices;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    int row = 0;
+    for (const auto& seg : parts[i].work.header.segments) {
+      slices.push_back({weights_of(parts[i].work.header, seg.expert), i, row, seg.rows});
+      row += seg.rows;
+    }
+  }
+  std::stable_sort(slices.begin(), slices.end(),
+                   [](const Slice& a, const Slice& b) { return a.weights.wi < b.weights.wi; });
+  const bool one_part = parts.size() == 1;
+  if (!one_part && merged_in_.size() < size_t(total) * d) {
+    merged_in_.resize(size_t(total) * d);
+    merged_out_.resize(merged_in_.size());
+  }
+  std::vector<ExpertGroup> groups;
+  int row = 0;
+  for (const Slice& s : slices) {
+    if (!one_part)
+      std::copy_n(parts[s.part].in.data() + size_t(s.row) * d, size_t(s.rows) * d,
+                  merged_in_.data() + size_t(row) * d);
+    const int at = one_part ? s.row : row;
+    if (!groups.empty() && groups.back().weights.wi == s.weights.wi &&
+        groups.back().first_row + groups.back().rows == at)
+      groups.back().rows += s.rows;
+    else
+      groups.push_back({s.weights, at, s.rows});
+    row += s.rows;
+  }
   const double t_compute = now_us(), cpu_compute = process_cpu_us();
-  device_->expert_ffn(groups_, rows_in_.data(), rows_out_.data(), d, c_.d_ff);
-  const double compute_us = recorder_->event("experts L" + std::to_string(L), t_compute);
-  recorder_->served(L, rows, compute_us);
+  device_->expert_ffn(groups, one_part ? parts[0].in.data() : merged_in_.data(),
+                      one_part ? parts[0].out.data() : merged_out_.data(), d, c_.d_ff);
+  const double compute_us =
+      recorder_->event("experts L" + std::to_string(first.moe_layer), t_compute);
   const double cpu_done = process_cpu_us();
-  send_control(0, WorkReply{header.step, L, header.micro_batch, compute_us, t_compute - t_arrived,
-                            cpu_compute - cpu_at_reply_});
-  cpu_at_reply_ = cpu_done;
+  row = 0;
+  for (const Slice& s : slices) {
+    if (!one_part)
+      std::copy_n(merged_out_.data() + size_t(row) * d, size_t(s.rows) * d,
+                  parts[s.part].out.data() + size_t(s.row) * d);
+    row += s.rows;
+  }
   const double t_return = now_us();
-  transport_->exchange({{0, rows_out_.data(), size_t(rows) * d}}, {}, deadline,
-                       "returning " + where);
-  recorder_->report().bytes_sent += uint64_t(rows) * d * sizeof(float);
-  recorder_->event("return L" + std::to_string(L), t_return);
+  for (auto& p : parts) {
+    const WorkHeader& h = p.work.header;
+    const double share = total > 0 ? compute_us * p.rows / total : 0.0;
+    if (h.moe_layer >= 0)
+      recorder_->served(h.moe_layer, p.rows, share);
+    else
+      recorder_->report().other_compute_us += share;
+    send_control(p.work.sender,
+                 WorkReply{h.exchange, h.step, h.moe_layer, h.micro_batch, compute_us,
+                           t_compute - p.work.at_us, cpu_compute - cpu_at_reply_});
+    p.sending = transport_->start({{p.work.sender, p.out.data(), p.out.size()}}, {});
+    recorder_->report().bytes_sent += uint64_t(p.out.size()) * sizeof(float);
+  }
+  cpu_at_reply_ = cpu_done;
+  recorder_->event("return L" + std::to_string(first.moe_layer), t_return);
+  sending_.push_back(std::move(parts));
 }
 
 }  // namespace
@@ -162,8 +333,8 @@ int run_expert_rank(const World& world, const RunPlan& plan) {
     ExpertRank(world, plan).serve();
     return 0;
   } catch (const std::exception& e) {
-    // Tell the coordinator, which names this rank in its one-line error and ends the run; if it
-    // does not within the deadline, end the run from here.
+    // Tell rank 0, which names this rank in its one-line error and ends the run; if it does not
+    // within the deadline, end the run from here.
     try {
       send_control(0, ErrorMessage{world.rank(), world.host(), e.what()});
     } catch (...) {

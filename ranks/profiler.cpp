@@ -99,9 +99,7 @@ CallProbe time_call_cpu(Coordinator& s, int tokens, int calls) {
         }
       }
   const auto policy = make_basic_dispatch_policy("static", 1);
-  RankRecorder recorder(0, s.world().host(), "probe", map.num_layers(), false);
-  RemoteExpertExecutor executor(s.world(), s.transport(), map, *policy, c.d_model,
-                                s.plan().deadline_seconds, recorder);
+  RemoteExpertExecutor executor(*s.exchanges(), map, *policy);
   SparseFfnWeights weights;
   weights.moe_layer = layer;
   ExpertDispatch dispatch;
@@ -112,7 +110,7 @@ CallProbe time_call_cpu(Coordinator& s, int tokens, int calls) {
   for (int i = 0; i < calls + 2; ++i) {
     executor.run(weights, i, gate, dispatch, rows_in.data(), rows_out.data());
     if (i >= 2)
-      for (const auto& f : executor.last_feedback())
+      for (const auto& f : executor.last().feedback)
         if (expert_of[f.rank] >= 0) {
           cpu[f.rank].push_back(f.other_cpu_us);
           receive[f.rank].push_back(f.queue_us);
@@ -320,9 +318,7 @@ void record_probe_samples(Coordinator& s, const Profile& profile,
       }
     auto policy = std::make_unique<LatencySampleRecorder>(make_basic_dispatch_policy("static", 1),
                                                           profile, d, out);
-    RankRecorder recorder(0, world.host(), "probe", map.num_layers(), false);
-    RemoteExpertExecutor executor(world, s.transport(), map, *policy, d, s.plan().deadline_seconds,
-                                  recorder);
+    RemoteExpertExecutor executor(*s.exchanges(), map, *policy);
     SparseFfnWeights weights;
     weights.moe_layer = layer;
     for (int k : {1, 2, 4}) {

@@ -2,113 +2,250 @@
 
 #include <cstring>
 
+#include "ranks/lanes.hpp"
 #include "runtime/activity.hpp"
+#include "runtime/error.hpp"
 #include "runtime/mpi/control_plane.hpp"
 
 namespace moe {
 
-RemoteExpertExecutor::RemoteExpertExecutor(const World& world, DataTransport& transport,
-                                           const ExpertMap& map, DispatchPolicy& policy,
-                                           int d_model, double deadline_seconds,
-                                           RankRecorder& recorder)
-    : world_(world),
-      transport_(transport),
-      map_(map),
-      policy_(policy),
-      d_model_(d_model),
-      deadline_seconds_(deadline_seconds),
-      recorder_(recorder),
-      send_(world.size()),
-      recv_(world.size()) {}
+// One lane's exchange: the rows it sent each rank, the buffers they travel in, the replies.
+struct ExpertExchanges::InFlight {
+  bool active = false;
+  uint64_t exchange = 0;
+  int layer = -1;  // the sparse layer, or -1 for a dense FFN
+  int dense_layer = -1;
+  int64_t step = 0;
+  std::vector<int> rank_of_row, slot_of_row;   // per row of rows_in
+  std::vector<std::vector<float>> send, recv;  // per rank
+  DataTransport::Ticket sends = 0, recvs = 0;
+  bool received = false;
+  std::vector<uint8_t> replied;
+  int replies_missing = 0;
+  double t_dispatch = 0, t_wait = 0;
+  Deadline deadline;
+  ExchangeStats stats;
+  std::string where() const {
+    return (layer >= 0 ? "sparse layer " + std::to_string(layer)
+                       : "dense FFN " + std::to_string(dense_layer)) +
+           ", step " + std::to_string(step);
+  }
+};
+
+ExpertExchanges::ExpertExchanges(const World& world, DataTransport& transport,
+                                 const ExchangeOptions& options, RankRecorder& recorder)
+    : world_(world), transport_(transport), options_(options), recorder_(recorder) {
+  for (int i = 0; i < options.lanes; ++i) {
+    lanes_.push_back(std::make_unique<InFlight>());
+    lanes_.back()->send.resize(world.size());
+    lanes_.back()->recv.resize(world.size());
+  }
+}
+
+ExpertExchanges::~ExpertExchanges() = default;
+
+void ExpertExchanges::start_sparse(int lane, int64_t step, int moe_layer, const GateResult& gate,
+                                   const ExpertDispatch& dispatch, const float* rows_in,
+                                   const ExpertMap& map, DispatchPolicy& policy) {
+  InFlight& x = *lanes_.at(lane);
+  MOE_CHECK(!x.active, "lane ", lane, " started an exchange before finishing its last one");
+  const int N = world_.size(), d = options_.d_model;
+  x.t_dispatch = now_us();
+  policy.assign(moe_layer, dispatch, gate, map, x.rank_of_row);
+  x.stats.policy_us = now_us() - x.t_dispatch;
+  // Per rank: segments in expert order, rows copied into one contiguous block.
+  std::vector<WorkHeader> headers(N);
+  x.stats.rows_per_rank.assign(N, 0);
+  x.slot_of_row.resize(dispatch.rows());
+  for (int e = 0; e + 1 < int(dispatch.offsets.size()); ++e)
+    for (int i = dispatch.offsets[e]; i < dispatch.offsets[e + 1]; ++i) {
+      const int r = x.rank_of_row[i];
+      auto& segs = headers[r].segments;
+      if (segs.empty() || segs.back().expert != e) segs.push_back({e, 0});
+      ++segs.back().rows;
+      x.slot_of_row[i] = x.stats.rows_per_rank[r]++;
+    }
+  for (int r = options_.first_expert_rank; r < N; ++r)
+    x.send[r].resize(size_t(x.stats.rows_per_rank[r]) * d);
+  for (int i = 0; i < dispatch.rows(); ++i)
+    std::memcpy(x.send[x.rank_of_row[i]].data() + size_t(x.slot_of_row[i]) * d,
+                rows_in + size_t(i) * d, sizeof(float) * d);
+  x.layer = moe_layer;
+  x.dense_layer = -1;
+  launch(x, headers, step, lane);
+}
+
+void ExpertExchanges::start_dense(int lane, int64_t step, int dense_layer, int rank, int rows,
+                                  const float* x_rows) {
+  InFlight& x = *lanes_.at(lane);
+  MOE_CHECK(!x.active, "lane ", lane, " started an exchange before finishing its last one");
+  const int N = world_.size(), d = options_.d_model;
+  x.t_dispatch = now_us();
+  x.stats.policy_us = 0;
+  x.stats.rows_per_rank.assign(N, 0);
+  x.stats.rows_per_rank[rank] = rows;
+  x.rank_of_row.assign(rows, rank);
+  x.slot_of_row.resize(rows);
+  for (int i = 0; i < rows; ++i) x.slot_of_row[i] = i;
+  std::vector<WorkHeader> headers(N);
+  headers[rank].segments = {{0, rows}};
+  for (int r = options_.first_expert_rank; r < N; ++r) x.send[r].clear();
+  x.send[rank].assign(x_rows, x_rows + size_t(rows) * d);
+  x.layer = -1;
+  x.dense_layer = dense_layer;
+  launch(x, headers, step, lane);
+}
+
+// Posts the receives of the results (before anyone can send them), then sends every expert rank
+// its header and its block.
+void ExpertExchanges::launch(InFlight& x, std::vector<WorkHeader>& headers, int64_t step,
+                             int lane) {
+  const int N = world_.size(), first = options_.first_expert_rank;
+  x.step = step;
+  x.exchange = next_exchange_++;
+  x.active = true;
+  x.received = false;
+  x.stats.feedback.clear();
+  x.replied.assign(N, 0);
+  x.replies_missing = N - first;
+  std::vector<RecvBlock> recvs;
+  for (int r = first; r < N; ++r) {
+    x.recv[r].resize(x.send[r].size());
+    recvs.push_back({r, x.recv[r].data(), x.recv[r].size()});
+  }
+  x.recvs = transport_.start({}, recvs);
+  std::vector<SendBlock> sends;
+  for (int r = first; r < N; ++r) {
+    WorkHeader& h = headers[r];
+    h.exchange = x.exchange;
+    h.step = step;
+    h.moe_layer = x.layer;
+    h.dense_layer = x.dense_layer;
+    h.micro_batch = lane;
+    send_control(r, h);
+    sends.push_back({r, x.send[r].data(), x.send[r].size()});
+    recorder_.report().bytes_sent += uint64_t(x.send[r].size()) * sizeof(float);
+  }
+  x.sends = transport_.start(sends, {});
+  x.deadline = Deadline::after(options_.deadline_seconds);
+  recorder_.event(x.layer >= 0 ? "dispatch L" + std::to_string(x.layer)
+                               : "dispatch D" + std::to_string(x.dense_layer),
+                  x.t_dispatch, lane);
+  x.t_wait = now_us();
+}
+
+ExpertExchanges::InFlight* ExpertExchanges::find(uint64_t exchange) {
+  for (auto& x : lanes_)
+    if (x->active && x->exchange == exchange) return x.get();
+  return nullptr;
+}
+
+bool ExpertExchanges::ready(int lane) const {
+  const InFlight& x = *lanes_.at(lane);
+  return x.active && x.replies_missing == 0 && x.received;
+}
+
+void ExpertExchanges::progress() {
+  while (auto e = try_receive_control(world_, kAnySource)) {
+    if (e->type == static_cast<uint32_t>(MessageType::kError)) {
+      const auto err = decode_message<ErrorMessage>(*e);
+      std::string where = "work";
+      for (auto& x : lanes_)
+        if (x->active) where = x->where();
+      MOE_FAIL("rank ", err.rank, " (host ", err.host, ") failed at ", where, ": ", err.what);
+    }
+    const auto reply = decode_message<WorkReply>(*e);
+    InFlight* x = find(reply.exchange);
+    MOE_CHECK(x != nullptr, "rank ", e->sender, " replied to exchange ", reply.exchange,
+              ", which is not in flight");
+    MOE_CHECK(e->sender >= options_.first_expert_rank && !x->replied[e->sender], "rank ", e->sender,
+              " replied twice, or unasked, at ", x->where());
+    x->replied[e->sender] = 1;
+    --x->replies_missing;
+    // From the start of dispatch: a fast rank may answer before the slowest send has completed.
+    x->stats.feedback.push_back({e->sender, x->layer, x->stats.rows_per_rank[e->sender],
+                                 now_us() - x->t_dispatch, reply.compute_us, reply.queue_us,
+                                 reply.other_cpu_us});
+  }
+  for (auto& x : lanes_) {
+    if (!x->active || x->received) continue;
+    if (x->replies_missing == 0) x->received = transport_.test(x->recvs);
+    if (x->received || !x->deadline.expired()) continue;
+    std::string waiting;
+    for (int r = options_.first_expert_rank; r < world_.size(); ++r)
+      if (!x->replied[r])
+        waiting +=
+            (waiting.empty() ? "" : ", ") + std::to_string(r) + " (host " + world_.host_of(r) + ")";
+    if (waiting.empty())
+      transport_.wait(x->recvs, x->deadline, "receiving the results of " + x->where());
+    MOE_FAIL("deadline passed with no answer while waiting for rank(s) ", waiting, " at ",
+             x->where());
+  }
+}
+
+void ExpertExchanges::wait(int lane, Lanes* lanes) {
+  InFlight& x = *lanes_.at(lane);
+  std::string waiting;
+  for (int r = options_.first_expert_rank; r < world_.size(); ++r)
+    if (!x.replied[r])
+      waiting +=
+          (waiting.empty() ? "" : ", ") + std::to_string(r) + " (host " + world_.host_of(r) + ")";
+  set_activity("waiting for rank(s) " + waiting + " at " + x.where());
+  if (lanes) {
+    lanes->wait_until(lane, [this, lane] { return ready(lane); });
+  } else {
+    poll_until(
+        [&] {
+          progress();
+          return ready(lane);
+        },
+        Deadline::after(options_.deadline_seconds * 2));
+  }
+}
+
+const ExchangeStats& ExpertExchanges::finish(int lane, float* rows_out, DispatchPolicy* policy) {
+  InFlight& x = *lanes_.at(lane);
+  MOE_CHECK(ready(lane), "lane ", lane, " finished an exchange that is not complete");
+  const double waited = recorder_.event(
+      x.layer >= 0 ? "wait L" + std::to_string(x.layer) : "wait D" + std::to_string(x.dense_layer),
+      x.t_wait, lane);
+  // With lanes, other lanes compute while this one waits: their runner counts the idle time.
+  if (options_.lanes == 1) recorder_.report().wait_us += waited;
+  const double t_combine = now_us();
+  // The expert ranks had every block before they replied: the sends are done.
+  transport_.wait(x.sends, x.deadline, "sending " + x.where());
+  if (policy) policy->observe(x.stats.feedback);
+  const int d = options_.d_model;
+  for (int r = options_.first_expert_rank; r < world_.size(); ++r)
+    recorder_.report().bytes_received += uint64_t(x.recv[r].size()) * sizeof(float);
+  for (size_t i = 0; i < x.rank_of_row.size(); ++i)
+    std::memcpy(rows_out + i * d, x.recv[x.rank_of_row[i]].data() + size_t(x.slot_of_row[i]) * d,
+                sizeof(float) * d);
+  x.active = false;
+  recorder_.event(x.layer >= 0 ? "combine L" + std::to_string(x.layer)
+                               : "combine D" + std::to_string(x.dense_layer),
+                  t_combine, lane);
+  set_activity("running attention and the router (step " + std::to_string(x.step) + ")");
+  return x.stats;
+}
+
+void ExpertExchanges::say_done() {
+  for (int r = options_.first_expert_rank; r < world_.size(); ++r) send_control(r, AttentionDone{});
+}
 
 void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
                                const ExpertDispatch& dispatch, const float* rows_in,
                                float* rows_out) {
-  step_ = step;
-  const int L = layer.moe_layer, N = world_.size(), d = d_model_;
-  const std::string where = "sparse layer " + std::to_string(L) + ", step " + std::to_string(step_);
-  const double t_dispatch = now_us();
-  policy_.assign(L, dispatch, gate, map_, rank_of_row_);
-  last_policy_us_ = now_us() - t_dispatch;
+  exchanges_.start_sparse(lane_, step, layer.moe_layer, gate, dispatch, rows_in, map_, policy_);
+  exchanges_.wait(lane_, lanes_);
+  last_ = &exchanges_.finish(lane_, rows_out, &policy_);
+}
 
-  // Per rank: segments in expert order, rows copied into one contiguous block.
-  std::vector<WorkHeader> headers(N);
-  std::vector<int> rows_on(N, 0);
-  slot_of_row_.resize(dispatch.rows());
-  for (int e = 0; e + 1 < int(dispatch.offsets.size()); ++e)
-    for (int i = dispatch.offsets[e]; i < dispatch.offsets[e + 1]; ++i) {
-      const int r = rank_of_row_[i];
-      auto& segs = headers[r].segments;
-      if (segs.empty() || segs.back().expert != e) segs.push_back({e, 0});
-      ++segs.back().rows;
-      slot_of_row_[i] = rows_on[r]++;
-    }
-  last_rows_ = rows_on;
-  for (int r = 1; r < N; ++r)
-    if (send_[r].size() < size_t(rows_on[r]) * d) send_[r].resize(size_t(rows_on[r]) * d);
-  for (int i = 0; i < dispatch.rows(); ++i)
-    std::memcpy(send_[rank_of_row_[i]].data() + size_t(slot_of_row_[i]) * d,
-                rows_in + size_t(i) * d, sizeof(float) * d);
-
-  std::vector<SendBlock> sends;
-  for (int r = 1; r < N; ++r) {
-    headers[r].step = step_;
-    headers[r].moe_layer = L;
-    send_control(r, headers[r]);
-    sends.push_back({r, send_[r].data(), size_t(rows_on[r]) * d});
-    recorder_.report().bytes_sent += uint64_t(rows_on[r]) * d * sizeof(float);
-  }
-  const Deadline deadline = Deadline::after(deadline_seconds_);
-  // The blocks go out while we wait for replies; their completion is checked in combine (a
-  // rendezvous-sized send would otherwise hold dispatch until every rank had posted its receive).
-  transport_.start_sends(sends);
-  recorder_.event("dispatch L" + std::to_string(L), t_dispatch);
-
-  // Replies: one per expert rank, in any order; an error from a rank ends the run naming it.
-  const double t_wait = now_us();
-  std::vector<uint8_t> replied(N, 0);
-  feedback_.clear();
-  for (int pending = N - 1; pending > 0; --pending) {
-    std::string waiting;
-    for (int r = 1; r < N; ++r)
-      if (!replied[r])
-        waiting +=
-            (waiting.empty() ? "" : ", ") + std::to_string(r) + " (host " + world_.host_of(r) + ")";
-    const std::string doing = "waiting for rank(s) " + waiting + " at " + where;
-    set_activity(doing);
-    const Envelope e = receive_control(world_, kAnySource, deadline, doing);
-    if (e.type == static_cast<uint32_t>(MessageType::kError)) {
-      const auto err = decode_message<ErrorMessage>(e);
-      MOE_FAIL("rank ", err.rank, " (host ", err.host, ") failed at ", where, ": ", err.what);
-    }
-    const auto reply = decode_message<WorkReply>(e);
-    MOE_CHECK(reply.moe_layer == L && reply.step == step_, "rank ", e.sender,
-              " replied for sparse layer ", reply.moe_layer, " step ", reply.step, ", expected ",
-              where);
-    MOE_CHECK(!replied[e.sender], "rank ", e.sender, " replied twice at ", where);
-    replied[e.sender] = 1;
-    // From the start of dispatch: a fast rank may answer before the slowest send has completed.
-    feedback_.push_back({e.sender, L, rows_on[e.sender], now_us() - t_dispatch, reply.compute_us,
-                         reply.queue_us, reply.other_cpu_us});
-  }
-  policy_.observe(feedback_);
-  recorder_.report().wait_us += recorder_.event("wait L" + std::to_string(L), t_wait);
-
-  const double t_combine = now_us();
-  std::vector<RecvBlock> recvs;
-  for (int r = 1; r < N; ++r) {
-    if (recv_[r].size() < size_t(rows_on[r]) * d) recv_[r].resize(size_t(rows_on[r]) * d);
-    recvs.push_back({r, recv_[r].data(), size_t(rows_on[r]) * d});
-    recorder_.report().bytes_received += uint64_t(rows_on[r]) * d * sizeof(float);
-  }
-  set_activity("receiving the results of " + where);
-  transport_.exchange({}, recvs, deadline, "receiving the results of " + where);
-  transport_.finish_sends(deadline, "sending " + where);
-  for (int i = 0; i < dispatch.rows(); ++i)
-    std::memcpy(rows_out + size_t(i) * d,
-                recv_[rank_of_row_[i]].data() + size_t(slot_of_row_[i]) * d, sizeof(float) * d);
-  recorder_.event("combine L" + std::to_string(L), t_combine);
-  set_activity("running attention and the router (step " + std::to_string(step_) + ")");
+void RemoteExpertExecutor::run_dense(const BlockWeights& block, int64_t step, int rows,
+                                     const float* x, float* y) {
+  exchanges_.start_dense(lane_, step, block.dense_layer, dense_rank_(block.dense_layer), rows, x);
+  exchanges_.wait(lane_, lanes_);
+  last_ = &exchanges_.finish(lane_, y, nullptr);
 }
 
 }  // namespace moe

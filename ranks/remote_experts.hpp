@@ -1,48 +1,112 @@
-// The coordinator's side of a sparse layer: choose a replica rank for every kept token (the
-// dispatch policy), cut the expert-grouped rows into one block per expert rank, send counts then
-// blocks, and put the replies back in place. Every expert rank takes part in every layer, with
-// zero rows if need be, so no rank is ever left waiting.
+// The attention rank's side of the expert exchanges. For a sparse layer: choose a replica rank
+// for every kept token (the dispatch policy), cut the expert-grouped rows into one block per
+// expert rank, post the receives for the results, send counts then blocks; once every expert
+// rank has replied and its results are in, put them back in place. A dense FFN offloaded to the
+// expert ranks splits its rows evenly over them. Every expert rank takes part in every exchange,
+// with zero rows if need be, so no rank is ever left waiting. Each micro-batch lane has at most
+// one exchange in flight; several lanes' exchanges are in flight at once.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <vector>
 
 #include "model/experts.hpp"
 #include "router/dispatch_policy.hpp"
+#include "runtime/deadline.hpp"
+#include "runtime/messages.hpp"
 #include "runtime/mpi/world.hpp"
 #include "runtime/rank_stats.hpp"
 #include "runtime/transport.hpp"
 
 namespace moe {
 
-class RemoteExpertExecutor final : public ExpertExecutor {
+class Lanes;
+
+struct ExchangeOptions {
+  int d_model = 0;
+  double deadline_seconds = 60;
+  int first_expert_rank = 1;  // expert ranks are first_expert_rank..world size-1
+  int lanes = 1;
+};
+
+// What one exchange measured, for the policy and the benchmarks.
+struct ExchangeStats {
+  std::vector<int> rows_per_rank;      // index = rank
+  std::vector<RankFeedback> feedback;  // every expert rank's reply, in arrival order
+  double policy_us = 0;                // the dispatch policy's decision
+};
+
+class ExpertExchanges {
  public:
-  RemoteExpertExecutor(const World& world, DataTransport& transport, const ExpertMap& map,
-                       DispatchPolicy& policy, int d_model, double deadline_seconds,
-                       RankRecorder& recorder);
-  void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
-           const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) override;
-  // Rows each rank (index) received in the last call.
-  const std::vector<int>& last_rows_per_rank() const { return last_rows_; }
-  // Every expert rank's reply to the last call, in arrival order.
-  const std::vector<RankFeedback>& last_feedback() const { return feedback_; }
-  // Wall time of the dispatch policy's decision in the last call (µs).
-  double last_policy_us() const { return last_policy_us_; }
+  ExpertExchanges(const World& world, DataTransport& transport, const ExchangeOptions& options,
+                  RankRecorder& recorder);
+  ~ExpertExchanges();
+
+  // Starts lane `lane`'s exchange of a sparse layer's rows (rows_in[dispatch.rows(), d_model],
+  // grouped by expert), placed by `policy` on `map`'s replicas.
+  void start_sparse(int lane, int64_t step, int moe_layer, const GateResult& gate,
+                    const ExpertDispatch& dispatch, const float* rows_in, const ExpertMap& map,
+                    DispatchPolicy& policy);
+  // Starts lane `lane`'s exchange of a dense FFN's rows (x[rows, d_model]) with the expert rank
+  // that runs it (`rank`); the others take part with none.
+  void start_dense(int lane, int64_t step, int dense_layer, int rank, int rows, const float* x);
+  // True once the lane's exchange has every reply and every result block.
+  bool ready(int lane) const;
+  // Moves every exchange on without waiting: replies in, transfers tested. Throws naming the
+  // rank when one failed, or went silent past the deadline.
+  void progress();
+  // The ready exchange's results into rows_out (the order rows_in had); `policy` (the one it
+  // was started with, if sparse) observes the replies.
+  const ExchangeStats& finish(int lane, float* rows_out, DispatchPolicy* policy);
+  // Waits for the lane's exchange, letting other lanes run meanwhile when `lanes` is given.
+  void wait(int lane, Lanes* lanes);
+  // The expert ranks are told that this attention rank sends no more work.
+  void say_done();
 
  private:
+  struct InFlight;
+  void launch(InFlight& x, std::vector<WorkHeader>& headers, int64_t step, int lane);
+  InFlight* find(uint64_t exchange);
+
   const World& world_;
   DataTransport& transport_;
+  ExchangeOptions options_;
+  RankRecorder& recorder_;
+  uint64_t next_exchange_ = 0;
+  std::vector<std::unique_ptr<InFlight>> lanes_;  // index = lane
+};
+
+// One lane's expert executor: each sparse layer's experts (and, when offloaded, each dense FFN)
+// on the expert ranks through the lane's exchanges.
+class RemoteExpertExecutor final : public ExpertExecutor {
+ public:
+  // dense_rank(dense_layer): the expert rank of each dense FFN block, when they run there.
+  RemoteExpertExecutor(ExpertExchanges& exchanges, const ExpertMap& map, DispatchPolicy& policy,
+                       std::function<int(int)> dense_rank = {}, int lane = 0,
+                       Lanes* lanes = nullptr)
+      : exchanges_(exchanges),
+        map_(map),
+        policy_(policy),
+        dense_rank_(std::move(dense_rank)),
+        lane_(lane),
+        lanes_(lanes) {}
+  void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
+           const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) override;
+  bool runs_dense() const override { return bool(dense_rank_); }
+  void run_dense(const BlockWeights& block, int64_t step, int rows, const float* x,
+                 float* y) override;
+  // What the last call measured.
+  const ExchangeStats& last() const { return *last_; }
+
+ private:
+  ExpertExchanges& exchanges_;
   const ExpertMap& map_;
   DispatchPolicy& policy_;
-  int d_model_;
-  double deadline_seconds_;
-  RankRecorder& recorder_;
-  int64_t step_ = 0;
-  // Reused per layer: serving rank and slot of every row, per-rank blocks.
-  std::vector<int> rank_of_row_, slot_of_row_;
-  std::vector<std::vector<float>> send_, recv_;
-  std::vector<RankFeedback> feedback_;
-  std::vector<int> last_rows_;
-  double last_policy_us_ = 0;
+  std::function<int(int)> dense_rank_;
+  int lane_;
+  Lanes* lanes_;
+  const ExchangeStats* last_ = nullptr;
 };
 
 }  // namespace moe

@@ -17,7 +17,6 @@ namespace {
 struct Setting {
   std::string map_name, policy_name;
   std::unique_ptr<DispatchPolicy> policy;
-  std::unique_ptr<RankRecorder> recorder;
   std::unique_ptr<RemoteExpertExecutor> executor;
   std::vector<double> latency_us;  // per counted call, in (pass, trace record) order
   double policy_us = 0, imbalance_sum = 0;
@@ -27,7 +26,6 @@ struct Setting {
 
 std::vector<Setting> make_settings(Coordinator& coordinator, const ReplaySettings& o) {
   const int d = coordinator.config().d_model;
-  const int layers = count_moe_layers(coordinator.config());
   std::vector<Setting> settings;
   for (const auto& [map_name, map] : o.maps)
     for (const auto& policy_name : o.policies) {
@@ -40,11 +38,7 @@ std::vector<Setting> make_settings(Coordinator& coordinator, const ReplaySetting
         s.policy = std::make_unique<LatencySampleRecorder>(std::move(s.policy), *o.context.profile,
                                                            d, *o.samples);
       }
-      s.recorder =
-          std::make_unique<RankRecorder>(0, coordinator.world().host(), "replay", layers, false);
-      s.executor = std::make_unique<RemoteExpertExecutor>(
-          coordinator.world(), coordinator.transport(), map, *s.policy, d,
-          coordinator.plan().deadline_seconds, *s.recorder);
+      s.executor = std::make_unique<RemoteExpertExecutor>(*coordinator.exchanges(), map, *s.policy);
       settings.push_back(std::move(s));
     }
   return settings;
@@ -53,12 +47,12 @@ std::vector<Setting> make_settings(Coordinator& coordinator, const ReplaySetting
 CallRecord call_record(const Setting& s, int pass, size_t j, const RoutingRecord& rec, int rows,
                        double latency_us, int world_size) {
   CallRecord c{s.map_name, s.policy_name, 0,    pass, int64_t(j), rec.batch,
-               rec.step,   rec.layer,     rows, -1,   latency_us, s.executor->last_policy_us(),
+               rec.step,   rec.layer,     rows, -1,   latency_us, s.executor->last().policy_us,
                {}};
   std::vector<RankFeedback> by_rank(world_size);
-  for (const auto& f : s.executor->last_feedback()) by_rank[f.rank] = f;
+  for (const auto& f : s.executor->last().feedback) by_rank[f.rank] = f;
   for (int r = 1; r < world_size; ++r)
-    c.ranks.push_back({s.executor->last_rows_per_rank()[r], by_rank[r].latency_us,
+    c.ranks.push_back({s.executor->last().rows_per_rank[r], by_rank[r].latency_us,
                        by_rank[r].compute_us, by_rank[r].queue_us, by_rank[r].other_cpu_us});
   return c;
 }
@@ -119,10 +113,10 @@ std::vector<ComparisonRow> replay_routing(Coordinator& coordinator,
         const double us = now_us() - start;
         if (pass == 0) continue;  // warm-up pass: policies learn, caches fill
         s.latency_us[size_t(pass - 1) * T + j] = us;
-        s.policy_us += s.executor->last_policy_us();
+        s.policy_us += s.executor->last().policy_us;
         s.tokens += dispatches[j].rows();
         if (per_call) per_call->add(call_record(s, pass, j, trace[j], dispatches[j].rows(), us, N));
-        const auto& per_rank = s.executor->last_rows_per_rank();
+        const auto& per_rank = s.executor->last().rows_per_rank;
         const double imbalance = max_over_mean({per_rank.begin(), per_rank.end()}, 1, N);
         if (imbalance > 0) {
           s.imbalance_sum += imbalance;

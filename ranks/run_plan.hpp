@@ -17,12 +17,17 @@
 
 namespace moe {
 
-// Everything a rank needs to take part in a run.
+// Everything a rank needs to take part in a run. Ranks 0..attention_ranks-1 are attention ranks
+// (rank 0 leads: it reads the input and writes the output); the others are expert ranks.
 struct RunPlan {
   std::string model_dir;
+  int attention_ranks = 1;
+  int micro_batches = 1;          // per attention rank, taking turns at the expert ranks
+  bool dense_on_experts = false;  // the dense FFN blocks run on the expert ranks too
   ExpertMap expert_map;
   std::vector<std::string> devices;  // per rank, e.g. "cpu:1"
   std::string policy = "static";
+  std::string profile_path, latency_model_path;  // for the policy of every attention rank
   uint64_t seed = 0;
   double deadline_seconds = 60;
   bool trace = false;
@@ -31,8 +36,14 @@ struct RunPlan {
 
   template <class A>
   void serialize(A& ar) {
-    ar(model_dir, expert_map, devices, policy, seed, deadline_seconds, trace, transport, error);
+    ar(model_dir, attention_ranks, micro_batches, dense_on_experts, expert_map, devices, policy,
+       profile_path, latency_model_path, seed, deadline_seconds, trace, transport, error);
   }
+  bool is_attention_rank(int rank) const { return rank < attention_ranks; }
+  int first_expert_rank() const { return attention_ranks; }
+  int expert_ranks() const { return int(devices.size()) - attention_ranks; }
+  // The expert rank that runs dense FFN block `dense_layer` when they run on expert ranks.
+  int dense_rank(int dense_layer) const { return attention_ranks + dense_layer % expert_ranks(); }
 };
 template <>
 struct MessageTypeOf<RunPlan> {

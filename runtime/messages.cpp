@@ -24,6 +24,12 @@ const char* message_type_name(uint32_t type) {
       return "ProfileResult";
     case MessageType::kEcho:
       return "Echo";
+    case MessageType::kAttentionDone:
+      return "AttentionDone";
+    case MessageType::kRequestShare:
+      return "RequestShare";
+    case MessageType::kResultShare:
+      return "ResultShare";
   }
   return "unknown-type";
 }

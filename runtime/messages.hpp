@@ -24,6 +24,9 @@ enum class MessageType : uint32_t {
   kProfileRequest = 8,
   kProfileResult = 9,
   kEcho = 10,
+  kAttentionDone = 11,
+  kRequestShare = 12,
+  kResultShare = 13,
 };
 const char* message_type_name(uint32_t type);
 
@@ -36,19 +39,23 @@ struct ExpertSegment {
   }
 };
 
-// Precedes a block of token rows: which experts they belong to, in order.
+// Precedes a block of token rows: which experts they belong to, in order. An expert rank serves
+// the k-th exchange of every attention rank together (M2N), whatever layer each is at.
 struct WorkHeader {
+  uint64_t exchange = 0;  // the sending attention rank's count of exchanges so far
   int64_t step = 0;
-  int32_t moe_layer = 0;
+  int32_t moe_layer = 0;     // the sparse layer, or -1 for a dense FFN
+  int32_t dense_layer = -1;  // for a dense FFN: its index among the model's dense blocks
   int32_t micro_batch = 0;
-  std::vector<ExpertSegment> segments;
+  std::vector<ExpertSegment> segments;  // a dense FFN's one segment has expert 0
   template <class A>
   void serialize(A& ar) {
-    ar(step, moe_layer, micro_batch, segments);
+    ar(exchange, step, moe_layer, dense_layer, micro_batch, segments);
   }
 };
 
 struct WorkReply {
+  uint64_t exchange = 0;
   int64_t step = 0;
   int32_t moe_layer = 0;
   int32_t micro_batch = 0;
@@ -60,7 +67,7 @@ struct WorkReply {
   double other_cpu_us = 0;
   template <class A>
   void serialize(A& ar) {
-    ar(step, moe_layer, micro_batch, compute_us, queue_us, other_cpu_us);
+    ar(exchange, step, moe_layer, micro_batch, compute_us, queue_us, other_cpu_us);
   }
 };
 
@@ -121,6 +128,12 @@ struct Echo {
   }
 };
 
+// An attention rank has sent its last exchange: expert ranks stop waiting for its headers.
+struct AttentionDone {
+  template <class A>
+  void serialize(A&) {}
+};
+
 struct Shutdown {
   template <class A>
   void serialize(A&) {}
@@ -130,9 +143,10 @@ struct TraceEvent {
   std::string name;
   double start_us = 0;
   double duration_us = 0;
+  int32_t lane = 0;  // the micro-batch lane of an attention rank (a thread in the trace)
   template <class A>
   void serialize(A& ar) {
-    ar(name, start_us, duration_us);
+    ar(name, start_us, duration_us, lane);
   }
 };
 
@@ -146,12 +160,15 @@ struct RankReport {
   std::vector<int64_t> tokens_per_layer;
   std::vector<double> compute_us_per_layer;
   double wait_us = 0;
+  // Compute outside the sparse layers' experts: an attention rank's attention, dense layers and
+  // lm_head; an expert rank's dense FFNs.
+  double other_compute_us = 0;
   uint64_t bytes_sent = 0, bytes_received = 0;
   std::vector<TraceEvent> events;
   template <class A>
   void serialize(A& ar) {
     ar(rank, host, device, resident_bytes, weight_bytes, tokens_per_layer, compute_us_per_layer,
-       wait_us, bytes_sent, bytes_received, events);
+       wait_us, other_compute_us, bytes_sent, bytes_received, events);
   }
 };
 
@@ -168,6 +185,10 @@ struct MessageTypeOf<WorkReply> {
 template <>
 struct MessageTypeOf<ErrorMessage> {
   static constexpr MessageType value = MessageType::kError;
+};
+template <>
+struct MessageTypeOf<AttentionDone> {
+  static constexpr MessageType value = MessageType::kAttentionDone;
 };
 template <>
 struct MessageTypeOf<Shutdown> {

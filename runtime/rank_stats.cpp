@@ -41,9 +41,9 @@ RankRecorder::RankRecorder(int rank, std::string host, std::string device, int n
   report_.compute_us_per_layer.assign(num_moe_layers, 0.0);
 }
 
-double RankRecorder::event(const std::string& name, double start_us) {
+double RankRecorder::event(const std::string& name, double start_us, int lane) {
   const double duration = now_us() - start_us;
-  if (trace_) report_.events.push_back({name, start_us, duration});
+  if (trace_) report_.events.push_back({name, start_us, duration, lane});
   return duration;
 }
 
@@ -63,8 +63,8 @@ std::string format_rank_table(const std::vector<RankReport>& reports, double wal
   for (const auto& r : reports) {
     const int64_t tokens =
         std::accumulate(r.tokens_per_layer.begin(), r.tokens_per_layer.end(), int64_t(0));
-    const double compute =
-        std::accumulate(r.compute_us_per_layer.begin(), r.compute_us_per_layer.end(), 0.0);
+    const double compute = r.other_compute_us + std::accumulate(r.compute_us_per_layer.begin(),
+                                                                r.compute_us_per_layer.end(), 0.0);
     std::string per_layer;
     for (size_t l = 0; l < r.tokens_per_layer.size(); ++l)
       per_layer += (l ? " " : "") + std::to_string(r.tokens_per_layer[l]);
@@ -100,7 +100,7 @@ void write_chrome_trace(const std::string& path, const std::vector<RankReport>& 
       events.push_back({{"name", e.name},
                         {"ph", "X"},
                         {"pid", r.rank},
-                        {"tid", 0},
+                        {"tid", e.lane},
                         {"ts", e.start_us - origin},
                         {"dur", e.duration_us}});
   }

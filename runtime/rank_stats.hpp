@@ -23,8 +23,9 @@ class RankRecorder {
  public:
   RankRecorder(int rank, std::string host, std::string device, int num_moe_layers, bool trace);
   RankReport& report() { return report_; }
-  // Records an event when tracing; returns its duration in µs either way.
-  double event(const std::string& name, double start_us);
+  // Records an event (of an attention rank's micro-batch `lane`) when tracing; returns its
+  // duration in µs either way.
+  double event(const std::string& name, double start_us, int lane = 0);
   void served(int moe_layer, int64_t tokens, double compute_us);
 
  private:

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -23,24 +24,25 @@ struct RecvBlock {
 
 class DataTransport {
  public:
+  // A set of sends and receives in flight; its buffers stay untouched until it has completed.
+  using Ticket = uint64_t;
+
   virtual ~DataTransport() = default;
   virtual std::string name() const = 0;
-  // Moves all blocks; returns when every send and receive has completed. On expiry throws naming
-  // the first peer still outstanding and `doing`.
-  virtual void exchange(const std::vector<SendBlock>& sends, const std::vector<RecvBlock>& recvs,
-                        const Deadline& deadline, const std::string& doing) = 0;
+  // Starts moving the blocks (empty ones take no part) and returns at once where the transport
+  // can overlap, or once they have moved where it cannot.
+  virtual Ticket start(const std::vector<SendBlock>& sends,
+                       const std::vector<RecvBlock>& recvs) = 0;
+  // True once every block of the ticket has moved; the ticket is then spent.
+  virtual bool test(Ticket ticket) = 0;
+  // Waits for the ticket; on expiry throws naming the first peer outstanding and `doing`.
+  virtual void wait(Ticket ticket, const Deadline& deadline, const std::string& doing) = 0;
 
-  // Sends that complete later: the buffers must stay untouched until finish_sends returns.
-  // By default they are just exchanged when finished; a transport that can overlap overrides both.
-  virtual void start_sends(const std::vector<SendBlock>& sends) { pending_ = sends; }
-  virtual void finish_sends(const Deadline& deadline, const std::string& doing) {
-    std::vector<SendBlock> sends;
-    sends.swap(pending_);
-    exchange(sends, {}, deadline, doing);
+  // Moves all blocks; returns when every send and receive has completed.
+  void exchange(const std::vector<SendBlock>& sends, const std::vector<RecvBlock>& recvs,
+                const Deadline& deadline, const std::string& doing) {
+    wait(start(sends, recvs), deadline, doing);
   }
-
- private:
-  std::vector<SendBlock> pending_;
 };
 
 }  // namespace moe

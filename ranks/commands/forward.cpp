@@ -120,9 +120,9 @@ void ForwardCommand::run_batch(Coordinator& coordinator, size_t first, size_t la
                        false});
   };
   const EncoderOutput enc = encode(model, batch);
-  DecoderCache cache = start_decoder(model, enc, Sd);
+  std::vector<SequenceCache> caches = start_decoder(model, enc, Sd);
   std::vector<float> logits;
-  decode(model, cache, enc, decoder_tokens, Sd, /*last_only=*/false, logits);
+  decode(model, all_of(caches), decoder_tokens, Sd, /*last_only=*/false, logits);
   model.on_route = nullptr;
 
   const auto as_i64 = [](const auto& v) { return std::vector<int64_t>(v.begin(), v.end()); };

@@ -1,14 +1,18 @@
-// moe generate: greedy generation for every prompt of a JSONL file, in batches; alone or under
-// mpirun (rank 0 coordinates, the other ranks serve experts).
+// moe generate: greedy generation for every prompt of a JSONL file, alone or under mpirun. Rank 0
+// reads the prompts and hands every attention rank its share; each serves its share by
+// continuous batching over its micro-batch lanes (ranks/serving.hpp); rank 0 collects and writes
+// the answers in input order, with per-request latencies.
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
 #include <cstdio>
 
-#include "model/generation.hpp"
 #include "ranks/commands/commands.hpp"
 #include "ranks/commands/requests.hpp"
+#include "ranks/serving.hpp"
+#include "router/statistics.hpp"
 #include "runtime/error.hpp"
+#include "runtime/mpi/control_plane.hpp"
 
 namespace moe {
 namespace po = boost::program_options;
@@ -20,86 +24,130 @@ class GenerateCommand final : public DistributedCommand {
   void add_options(po::options_description& opts) override {
     // clang-format off
     opts.add_options()
-        ("input", po::value(&input_)->required(), "JSONL: {\"id\", \"input_ids\"|\"text\"} per line")
+        ("input", po::value(&input_)->required(), "JSONL: {\"id\", \"input_ids\"|\"text\"} per line (- : standard input)")
         ("output", po::value(&output_), "JSONL results (written complete or not at all)")
-        ("max-new-tokens", po::value(&max_new_tokens_)->default_value(32), "tokens to generate at most")
-        ("batch-size", po::value(&batch_size_)->default_value(8), "prompts per batch")
+        ("max-new-tokens", po::value(&options_.max_new_tokens)->default_value(32), "tokens to generate at most")
+        ("batch-size", po::value(&options_.batch_size)->default_value(8),
+         "sequences decoding at once per attention rank (continuous batching)")
         ("quiet", po::bool_switch(&quiet_), "do not print each answer");
     // clang-format on
   }
 
   void prepare(const World&, const ModelConfig& c) override {
-    MOE_CHECK(max_new_tokens_ >= 1, "--max-new-tokens must be >= 1");
-    MOE_CHECK(batch_size_ >= 1, "--batch-size must be >= 1");
+    MOE_CHECK(options_.max_new_tokens >= 1, "--max-new-tokens must be >= 1");
+    MOE_CHECK(options_.batch_size >= 1, "--batch-size must be >= 1");
     const auto tokenizer =
         load_tokenizer_if_present(run_options_.model_dir, c.eos_token_id, c.pad_token_id);
     requests_ = read_requests(input_, c, tokenizer.get());
+    run_options_.serves = true;
+    run_options_.batch_size = options_.batch_size;
   }
 
   int coordinate(Coordinator& coordinator) override;
 
  private:
-  nlohmann::json answer(const Request& request, const std::vector<int>& ids,
-                        const GenerationTimings& timings, const Tokenizer* tokenizer) const;
+  std::vector<GenerationResult> serve_all(Coordinator& coordinator);
+  nlohmann::json answer(const GenerationResult& r, const Tokenizer* tokenizer) const;
+  void print(const GenerationResult& r, const Tokenizer* tokenizer) const;
+  void summarise(const std::vector<GenerationResult>& results, double seconds,
+                 int attention_ranks) const;
 
   std::string input_, output_;
-  int max_new_tokens_ = 32, batch_size_ = 8;
+  ServeOptions options_;
   bool quiet_ = false;
   std::vector<Request> requests_;
 };
 
-// One output line; printed unless --quiet.
-nlohmann::json GenerateCommand::answer(const Request& request, const std::vector<int>& ids,
-                                       const GenerationTimings& timings,
-                                       const Tokenizer* tokenizer) const {
-  nlohmann::json line = {{"id", request.id},
-                         {"output_ids", ids},
-                         {"input_tokens", request.input_ids.size()},
-                         {"output_tokens", ids.size()},
-                         {"batch_encode_ms", timings.encode_seconds * 1e3},
-                         {"batch_decode_ms", timings.decode_seconds * 1e3}};
-  if (tokenizer) line["text"] = tokenizer->decode(ids);
-  if (!quiet_) {
-    const std::string said =
-        tokenizer ? line["text"].get<std::string>() : line["output_ids"].dump();
-    const std::string asked =
-        request.text.empty() ? nlohmann::json(request.input_ids).dump() : request.text;
-    std::printf("[%s] %s -> %s\n", request.id.dump().c_str(), asked.c_str(), said.c_str());
+// Rank 0 deals the requests round-robin over the attention ranks, serves its own share and
+// gathers the others'; another attention rank serves the share it is handed.
+std::vector<GenerationResult> GenerateCommand::serve_all(Coordinator& c) {
+  const int M = c.plan().attention_ranks;
+  const Deadline idle = Deadline::after(c.plan().deadline_seconds * 10);
+  if (!c.is_lead()) {
+    const auto share = decode_message<RequestShare>(receive_control(
+        c.world(), 0, idle, "waiting for rank 0 to hand out the requests", kShareTag));
+    send_control(0, ResultShare{serve_requests(c, share.requests, options_)}, kShareTag);
+    return {};
   }
+  std::vector<RequestShare> shares(M);
+  for (size_t i = 0; i < requests_.size(); ++i)
+    shares[i % M].requests.push_back({int64_t(i), requests_[i].input_ids});
+  for (int a = 1; a < M; ++a) send_control(a, shares[a], kShareTag);
+  // Answers are printed as they finish: rank 0's own at once, the others' as their shares come.
+  const auto show = [&](const GenerationResult& r) { print(r, c.tokenizer()); };
+  std::vector<GenerationResult> results = serve_requests(c, shares[0].requests, options_, show);
+  for (int a = 1; a < M; ++a) {
+    auto more = decode_message<ResultShare>(receive_control(
+        c.world(), a, Deadline::after(c.plan().deadline_seconds * 10),
+        "waiting for attention rank " + std::to_string(a) + "'s answers", kShareTag));
+    for (auto& r : more.results) {
+      show(r);
+      results.push_back(std::move(r));
+    }
+  }
+  std::sort(results.begin(), results.end(),
+            [](const auto& a, const auto& b) { return a.index < b.index; });
+  return results;
+}
+
+void GenerateCommand::print(const GenerationResult& r, const Tokenizer* tokenizer) const {
+  if (quiet_) return;
+  const Request& request = requests_.at(r.index);
+  const std::string said =
+      tokenizer ? tokenizer->decode(r.output_ids) : nlohmann::json(r.output_ids).dump();
+  const std::string asked =
+      request.text.empty() ? nlohmann::json(request.input_ids).dump() : request.text;
+  std::printf("[%s] %s -> %s\n", request.id.dump().c_str(), asked.c_str(), said.c_str());
+  std::fflush(stdout);
+}
+
+// One output line.
+nlohmann::json GenerateCommand::answer(const GenerationResult& r,
+                                       const Tokenizer* tokenizer) const {
+  const Request& request = requests_.at(r.index);
+  nlohmann::json line = {{"id", request.id},
+                         {"output_ids", r.output_ids},
+                         {"input_tokens", request.input_ids.size()},
+                         {"output_tokens", r.output_ids.size()},
+                         {"queue_ms", r.queue_ms},
+                         {"ttft_ms", r.ttft_ms},
+                         {"tpot_ms", r.tpot_ms}};
+  if (tokenizer) line["text"] = tokenizer->decode(r.output_ids);
   return line;
 }
 
-int GenerateCommand::coordinate(Coordinator& coordinator) {
-  std::vector<nlohmann::json> results;
-  const bool show_progress = isatty(STDERR_FILENO) && quiet_;
+void GenerateCommand::summarise(const std::vector<GenerationResult>& results, double seconds,
+                                int attention_ranks) const {
   int64_t generated = 0;
-  const auto start = Clock::now();
-  for (size_t first = 0; first < requests_.size(); first += batch_size_) {
-    const size_t last = std::min(requests_.size(), first + size_t(batch_size_));
-    std::vector<std::vector<int>> inputs;
-    for (size_t i = first; i < last; ++i) inputs.push_back(requests_[i].input_ids);
-    GenerationTimings timings;
-    const auto outputs =
-        generate_greedy(coordinator.model(), make_batch(inputs, coordinator.config().pad_token_id),
-                        max_new_tokens_, &timings);
-    for (size_t i = first; i < last; ++i) {
-      generated += static_cast<int64_t>(outputs[i - first].size());
-      results.push_back(answer(requests_[i], outputs[i - first], timings, coordinator.tokenizer()));
-    }
-    if (show_progress) {  // a terminal sees progress; batch logs stay quiet
-      const double elapsed = seconds_since(start), done = double(last);
-      std::fprintf(stderr, "\r[%zu/%zu prompts] %.1f tokens/s, %.0f s left   ", last,
-                   requests_.size(), generated / std::max(elapsed, 1e-9),
-                   elapsed / done * (requests_.size() - done));
-    }
+  std::vector<double> ttft, tpot;
+  for (const auto& r : results) {
+    generated += int64_t(r.output_ids.size());
+    ttft.push_back(r.ttft_ms);
+    if (r.output_ids.size() > 1) tpot.push_back(r.tpot_ms);
   }
-  if (show_progress) std::fprintf(stderr, "\n");
-  const double seconds = seconds_since(start);
-  if (!output_.empty()) write_jsonl(output_, results);
   std::printf(
-      "generated %lld tokens for %zu prompts in %.3f s: %.1f tokens/s (batch %d, %d rank(s))\n",
-      static_cast<long long>(generated), requests_.size(), seconds,
-      generated / std::max(seconds, 1e-9), batch_size_, coordinator.world().size());
+      "generated %lld tokens for %zu prompts in %.3f s: %.1f tokens/s (batch %d per attention "
+      "rank, %d attention rank(s))\n",
+      static_cast<long long>(generated), results.size(), seconds,
+      generated / std::max(seconds, 1e-9), options_.batch_size, attention_ranks);
+  std::printf(
+      "time to first token p50 %.1f ms, p99 %.1f ms; time per output token p50 %.2f ms, p99 "
+      "%.2f ms\n",
+      median(ttft), percentile(ttft, 0.99), median(tpot), percentile(tpot, 0.99));
+}
+
+int GenerateCommand::coordinate(Coordinator& coordinator) {
+  const auto start = Clock::now();
+  const std::vector<GenerationResult> results = serve_all(coordinator);
+  const double seconds = seconds_since(start);
+  int64_t generated = 0;
+  for (const auto& r : results) generated += int64_t(r.output_ids.size());
+  if (coordinator.is_lead()) {
+    std::vector<nlohmann::json> lines;
+    for (const auto& r : results) lines.push_back(answer(r, coordinator.tokenizer()));
+    if (!output_.empty()) write_jsonl(output_, lines);
+    summarise(results, seconds, coordinator.plan().attention_ranks);
+  }
   coordinator.finish(generated, seconds);
   return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 
 #include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
@@ -28,8 +29,12 @@ std::vector<int> read_ids(const nlohmann::json& j, const char* field, const std:
 
 std::vector<Request> read_requests(const std::string& path, const ModelConfig& config,
                                    const Tokenizer* tokenizer) {
-  std::ifstream in(path);
-  MOE_CHECK(in.good(), path, ": cannot open input file");
+  std::ifstream file;
+  if (path != "-") {
+    file.open(path);
+    MOE_CHECK(file.good(), path, ": cannot open input file");
+  }
+  std::istream& in = path == "-" ? std::cin : file;
   std::vector<Request> requests;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {

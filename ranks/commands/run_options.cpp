@@ -17,12 +17,12 @@ namespace {
 
 // The expert map of the run: the given one (or round-robin), joined with the extra maps' experts.
 ExpertMap run_expert_map(const RunOptions& o, const ModelConfig& c, int N) {
-  const int layers = count_moe_layers(c);
+  const int layers = count_moe_layers(c), M = o.attention_ranks;
   ExpertMap map = o.expert_map_path.empty()
-                      ? round_robin_expert_map(layers, c.num_experts, 1, N)
-                      : load_expert_map(o.expert_map_path, layers, c.num_experts, 1, N);
+                      ? round_robin_expert_map(layers, c.num_experts, M, N)
+                      : load_expert_map(o.expert_map_path, layers, c.num_experts, M, N);
   for (const auto& path : o.extra_expert_maps) {  // the union, for runs that switch maps
-    const ExpertMap extra = load_expert_map(path, layers, c.num_experts, 1, N);
+    const ExpertMap extra = load_expert_map(path, layers, c.num_experts, M, N);
     for (int l = 0; l < layers; ++l)
       for (int e = 0; e < c.num_experts; ++e)
         for (int r : extra.ranks_of(l, e))
@@ -30,11 +30,34 @@ ExpertMap run_expert_map(const RunOptions& o, const ModelConfig& c, int N) {
   }
   if (o.memory_per_rank_bytes > 0) {
     std::vector<size_t> budget(N, o.memory_per_rank_bytes);
-    budget[0] = 0;
+    std::fill(budget.begin(), budget.begin() + M, 0);
     check_expert_memory(map, size_t(2) * c.d_model * c.d_ff * sizeof(float), budget,
                         o.expert_map_path.empty() ? "round-robin expert map" : o.expert_map_path);
   }
   return map;
+}
+
+// Attention ranks, micro-batches and where dense FFNs run.
+void plan_roles(const RunOptions& o, const ModelConfig& c, int N, RunPlan& plan) {
+  MOE_CHECK(o.attention_ranks >= 1, "--attention-ranks must be >= 1");
+  MOE_CHECK(o.micro_batches >= 0, "--micro-batches must be >= 0");
+  MOE_CHECK(o.dense_ffn == "attention" || o.dense_ffn == "experts" || o.dense_ffn == "auto",
+            "--dense-ffn must be attention, experts or auto, not '", o.dense_ffn, "'");
+  if (!o.serves) {
+    MOE_CHECK(o.attention_ranks == 1 && o.micro_batches <= 1,
+              "--attention-ranks and --micro-batches are for moe generate");
+  }
+  MOE_CHECK(N == 1 ? o.attention_ranks == 1 : o.attention_ranks < N, "--attention-ranks ",
+            o.attention_ranks, " leaves no expert rank among ", N, " rank(s)");
+  plan.attention_ranks = o.attention_ranks;
+  const bool distributed = N > 1;
+  // Two micro-batches hide the expert ranks' time behind attention and back, where the batch
+  // has two sequences to split.
+  plan.micro_batches = o.micro_batches > 0       ? o.micro_batches
+                       : distributed && o.serves ? std::min(2, std::max(o.batch_size, 1))
+                                                 : 1;
+  if (!distributed) plan.micro_batches = 1;
+  plan.dense_on_experts = distributed && o.dense_ffn != "attention";
 }
 
 }  // namespace
@@ -57,7 +80,13 @@ void RunOptions::add_to(po::options_description& opts) {
       ("latency-model", po::value(&latency_model_path), "latency model from `moe train-latency-model` (for latency-aware)")
       ("record-routing", po::value(&record_routing_path), "write every sparse-layer call's routing (JSONL)")
       ("record-latency-samples", po::value(&record_latency_samples_path),
-       "write one latency sample per rank and sparse-layer call (CSV; needs --profile)");
+       "write one latency sample per rank and sparse-layer call (CSV; needs --profile)")
+      ("attention-ranks", po::value(&attention_ranks)->default_value(1),
+       "ranks 0..M-1 run attention, each on its share of the requests; the others hold experts (moe generate)")
+      ("micro-batches", po::value(&micro_batches)->default_value(0),
+       "micro-batches per attention rank, taking turns at the expert ranks (ping-pong; 0: chosen from the batch and the layout)")
+      ("dense-ffn", po::value(&dense_ffn)->default_value("auto"),
+       "where the dense FFN blocks run under mpirun: attention, experts (one expert rank each), or auto");
   // clang-format on
 }
 
@@ -73,9 +102,12 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
   RunPlan& plan = run.plan;
   plan.model_dir = o.model_dir;
   plan.policy = o.policy;
+  plan.profile_path = o.profile_path;
+  plan.latency_model_path = o.latency_model_path;
   plan.seed = o.seed;
   plan.deadline_seconds = o.deadline_seconds;
   plan.trace = !o.trace_path.empty();
+  plan_roles(o, c, N, plan);
   if (N > 1) {
     plan.expert_map = run_expert_map(o, c, N);
   } else {
@@ -96,7 +128,7 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
               "--policy latency-aware and --record-latency-samples need --profile");
   if (!o.profile_path.empty()) {
     run.profile = load_profile(o.profile_path);
-    for (int r = 1; r < N; ++r)
+    for (int r = o.attention_ranks; r < N; ++r)
       MOE_CHECK(run.profile.has(r), o.profile_path, ": has no entry for expert rank ", r);
   }
   if (o.policy == "latency-aware")

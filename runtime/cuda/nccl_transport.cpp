@@ -16,6 +16,8 @@ struct NcclTransport::State {
   cudaStream_t stream = nullptr;
   float* staging = nullptr;  // device memory for every block of one exchange
   size_t staging_floats = 0;
+  double deadline_seconds = 60;
+  Ticket tickets = 0;
 
   // Waits for the communicator's pending work; aborts it and throws on error or expiry.
   void wait(const Deadline& deadline, const std::string& doing, bool stream_too) {
@@ -46,6 +48,7 @@ NcclTransport::NcclTransport(int rank, int world_size, int cuda_device, double d
     : state_(std::make_unique<State>()) {
   state_->rank = rank;
   state_->device = cuda_device;
+  state_->deadline_seconds = deadline_seconds;
   CUDA_CHECK(cudaSetDevice(cuda_device));
   CUDA_CHECK(cudaStreamCreateWithFlags(&state_->stream, cudaStreamNonBlocking));
   ncclUniqueId id;
@@ -65,16 +68,18 @@ NcclTransport::~NcclTransport() {
   if (state_->stream) cudaStreamDestroy(state_->stream);
 }
 
-void NcclTransport::exchange(const std::vector<SendBlock>& sends,
-                             const std::vector<RecvBlock>& recvs, const Deadline& deadline,
-                             const std::string& doing) {
+DataTransport::Ticket NcclTransport::start(const std::vector<SendBlock>& sends,
+                                           const std::vector<RecvBlock>& recvs) {
   State& s = *state_;
+  const Deadline deadline = Deadline::after(s.deadline_seconds);
+  const std::string doing = "moving " + std::to_string(sends.size()) + " block(s) out and " +
+                            std::to_string(recvs.size()) + " in over NCCL";
   MOE_CHECK(s.comm != nullptr,
             "NCCL: the communicator was aborted earlier; cannot move data while ", doing);
   size_t total = 0;
   for (const auto& b : sends) total += b.count;
   for (const auto& b : recvs) total += b.count;
-  if (total == 0) return;
+  if (total == 0) return ++s.tickets;
   CUDA_CHECK(cudaSetDevice(s.device));
   if (total > s.staging_floats) {
     if (s.staging) CUDA_CHECK(cudaFree(s.staging));
@@ -117,6 +122,7 @@ void NcclTransport::exchange(const std::vector<SendBlock>& sends,
       CUDA_CHECK(cudaMemcpyAsync(recvs[i].data, s.staging + recv_at[i],
                                  recvs[i].count * sizeof(float), cudaMemcpyDeviceToHost, s.stream));
   s.wait(deadline, doing, true);
+  return ++s.tickets;
 }
 
 }  // namespace moe

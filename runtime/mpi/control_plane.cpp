@@ -4,12 +4,36 @@
 
 namespace moe {
 
-void send_bytes(int dest, const std::string& bytes) {
-  MPI_CHECK(MPI_Send(bytes.data(), int(bytes.size()), MPI_BYTE, dest, kControlTag, MPI_COMM_WORLD));
+void send_bytes(int dest, const std::string& bytes, int tag) {
+  MPI_CHECK(MPI_Send(bytes.data(), int(bytes.size()), MPI_BYTE, dest, tag, MPI_COMM_WORLD));
+}
+
+namespace {
+
+Envelope receive_probed(const MPI_Status& status, int tag) {
+  int count = 0;
+  MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
+  std::string bytes(size_t(count), '\0');
+  MPI_CHECK(MPI_Recv(bytes.data(), count, MPI_BYTE, status.MPI_SOURCE, tag, MPI_COMM_WORLD,
+                     MPI_STATUS_IGNORE));
+  return open_envelope(status.MPI_SOURCE, std::move(bytes));
+}
+
+}  // namespace
+
+std::optional<Envelope> try_receive_control(const World& world, int source, int tag) {
+  if (!world.uses_mpi()) return std::nullopt;
+  MPI_Status status{};
+  int ready = 0;
+  for (int look = 0; look < 2 && !ready; ++look)
+    MPI_CHECK(MPI_Iprobe(source == kAnySource ? MPI_ANY_SOURCE : source, tag, MPI_COMM_WORLD,
+                         &ready, &status));
+  if (!ready) return std::nullopt;
+  return receive_probed(status, tag);
 }
 
 Envelope receive_control(const World& world, int source, const Deadline& deadline,
-                         const std::string& doing) {
+                         const std::string& doing, int tag) {
   const int from = source == kAnySource ? MPI_ANY_SOURCE : source;
   MPI_Status status{};
   int ready = 0;
@@ -19,7 +43,7 @@ Envelope receive_control(const World& world, int source, const Deadline& deadlin
   const bool arrived = poll_until(
       [&] {
         for (int look = 0; look < 2 && !ready; ++look)
-          MPI_CHECK(MPI_Iprobe(from, kControlTag, MPI_COMM_WORLD, &ready, &status));
+          MPI_CHECK(MPI_Iprobe(from, tag, MPI_COMM_WORLD, &ready, &status));
         return ready != 0;
       },
       deadline);
@@ -28,12 +52,7 @@ Envelope receive_control(const World& world, int source, const Deadline& deadlin
     MOE_FAIL("rank ", source, " (host ", world.host_of(source),
              ") did not answer before the deadline while ", doing);
   }
-  int count = 0;
-  MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
-  std::string bytes(size_t(count), '\0');
-  MPI_CHECK(MPI_Recv(bytes.data(), count, MPI_BYTE, status.MPI_SOURCE, kControlTag, MPI_COMM_WORLD,
-                     MPI_STATUS_IGNORE));
-  return open_envelope(status.MPI_SOURCE, std::move(bytes));
+  return receive_probed(status, tag);
 }
 
 std::string broadcast_bytes(const std::string& bytes_on_root) {

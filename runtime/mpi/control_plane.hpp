@@ -1,6 +1,10 @@
-// Control messages over MPI point-to-point, with a deadline on every wait.
+// Control messages over MPI point-to-point, with a deadline on every wait. The work of a run
+// (headers, replies, reports) travels on kControlTag; what attention ranks hand each other at the
+// start and end of a run (request and result shares) on kShareTag, so that polling for replies
+// never takes them.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "runtime/deadline.hpp"
@@ -11,19 +15,23 @@ namespace moe {
 
 constexpr int kControlTag = 11;
 constexpr int kDataTag = 12;
+constexpr int kShareTag = 13;
 constexpr int kAnySource = -1;
 
-void send_bytes(int dest, const std::string& bytes);
+void send_bytes(int dest, const std::string& bytes, int tag = kControlTag);
 
 template <class T>
-void send_control(int dest, const T& message) {
-  send_bytes(dest, encode_message(message));
+void send_control(int dest, const T& message, int tag = kControlTag) {
+  send_bytes(dest, encode_message(message), tag);
 }
 
 // Waits for the next control message from `source` (or any rank). On expiry throws an error that
 // names the silent rank, its host and `doing` (what this rank was waiting for).
 Envelope receive_control(const World& world, int source, const Deadline& deadline,
-                         const std::string& doing);
+                         const std::string& doing, int tag = kControlTag);
+
+// The next control message from `source` (or any rank) if one has arrived; does not wait.
+std::optional<Envelope> try_receive_control(const World& world, int source, int tag = kControlTag);
 
 // Rank 0's bytes go to every rank (size first, then bytes); collective.
 std::string broadcast_bytes(const std::string& bytes_on_root);

@@ -33,49 +33,44 @@ int post_recv(const RecvBlock& r, MPI_Request* request) {
 
 }  // namespace
 
-void MpiTransport::exchange(const std::vector<SendBlock>& sends,
-                            const std::vector<RecvBlock>& recvs, const Deadline& deadline,
-                            const std::string& doing) {
-  std::vector<MPI_Request> requests;
-  std::vector<int> peers;
-  post(recvs, "from", requests, peers, post_recv);
-  post(sends, "to", requests, peers, post_send);
-  wait_all(requests, peers, deadline, doing);
+DataTransport::Ticket MpiTransport::start(const std::vector<SendBlock>& sends,
+                                          const std::vector<RecvBlock>& recvs) {
+  const Ticket ticket = next_++;
+  InFlight& f = in_flight_[ticket];
+  post(recvs, "from", f.requests, f.peers, post_recv);
+  post(sends, "to", f.requests, f.peers, post_send);
+  return ticket;
 }
 
-void MpiTransport::start_sends(const std::vector<SendBlock>& sends) {
-  MOE_CHECK(pending_requests_.empty(), "start_sends: earlier sends were not finished");
-  post(sends, "to", pending_requests_, pending_peers_, post_send);
+MpiTransport::InFlight& MpiTransport::find(Ticket ticket) {
+  const auto it = in_flight_.find(ticket);
+  MOE_CHECK(it != in_flight_.end(), "data transfer ", ticket, " is not in flight");
+  return it->second;
 }
 
-void MpiTransport::finish_sends(const Deadline& deadline, const std::string& doing) {
-  std::vector<MPI_Request> requests;
-  std::vector<int> peers;
-  requests.swap(pending_requests_);
-  peers.swap(pending_peers_);
-  wait_all(requests, peers, deadline, doing);
-}
-
-void MpiTransport::wait_all(std::vector<MPI_Request>& requests, const std::vector<int>& peers,
-                            const Deadline& deadline, const std::string& doing) {
-  if (requests.empty()) return;
-  int done = 0;
-  const bool finished = poll_until(
-      [&] {  // two looks, as receive_control does: Testall checks before it progresses
-        for (int look = 0; look < 2 && !done; ++look)
-          MPI_CHECK(MPI_Testall(int(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE));
-        return done != 0;
-      },
-      deadline);
-  if (!finished) {
-    for (size_t i = 0; i < requests.size(); ++i) {
-      int one = 0;
-      MPI_Test(&requests[i], &one, MPI_STATUS_IGNORE);
-      if (!one)
-        MOE_FAIL("rank ", peers[i], " (host ", world_.host_of(peers[i]),
-                 ") did not complete a data transfer before the deadline while ", doing);
-    }
+bool MpiTransport::test(Ticket ticket) {
+  InFlight& f = find(ticket);
+  int done = 1;
+  // Two looks, as receive_control does: Testall checks before it progresses.
+  for (int look = 0; look < 2 && !f.requests.empty(); ++look) {
+    MPI_CHECK(MPI_Testall(int(f.requests.size()), f.requests.data(), &done, MPI_STATUSES_IGNORE));
+    if (done) break;
   }
+  if (done) in_flight_.erase(ticket);
+  return done != 0;
+}
+
+void MpiTransport::wait(Ticket ticket, const Deadline& deadline, const std::string& doing) {
+  if (poll_until([&] { return test(ticket); }, deadline)) return;
+  InFlight& f = find(ticket);
+  for (size_t i = 0; i < f.requests.size(); ++i) {
+    int one = 0;
+    MPI_Test(&f.requests[i], &one, MPI_STATUS_IGNORE);
+    if (!one)
+      MOE_FAIL("rank ", f.peers[i], " (host ", world_.host_of(f.peers[i]),
+               ") did not complete a data transfer before the deadline while ", doing);
+  }
+  in_flight_.erase(ticket);
 }
 
 }  // namespace moe

@@ -1,7 +1,10 @@
-// The data plane over MPI non-blocking point-to-point (used on CPU ranks).
+// The data plane over MPI non-blocking point-to-point (used on CPU ranks). A ticket's sends and
+// receives are posted at once and progressed by every MPI call until they complete.
 #pragma once
 
 #include <mpi.h>
+
+#include <map>
 
 #include "runtime/mpi/world.hpp"
 #include "runtime/transport.hpp"
@@ -12,18 +15,20 @@ class MpiTransport final : public DataTransport {
  public:
   explicit MpiTransport(const World& world) : world_(world) {}
   std::string name() const override { return "mpi"; }
-  void exchange(const std::vector<SendBlock>& sends, const std::vector<RecvBlock>& recvs,
-                const Deadline& deadline, const std::string& doing) override;
-  // Non-blocking sends: posted now, progressed by every MPI call until finished.
-  void start_sends(const std::vector<SendBlock>& sends) override;
-  void finish_sends(const Deadline& deadline, const std::string& doing) override;
+  Ticket start(const std::vector<SendBlock>& sends, const std::vector<RecvBlock>& recvs) override;
+  bool test(Ticket ticket) override;
+  void wait(Ticket ticket, const Deadline& deadline, const std::string& doing) override;
 
  private:
-  void wait_all(std::vector<MPI_Request>& requests, const std::vector<int>& peers,
-                const Deadline& deadline, const std::string& doing);
+  struct InFlight {
+    std::vector<MPI_Request> requests;
+    std::vector<int> peers;
+  };
+  InFlight& find(Ticket ticket);
+
   const World& world_;
-  std::vector<MPI_Request> pending_requests_;
-  std::vector<int> pending_peers_;
+  std::map<Ticket, InFlight> in_flight_;
+  Ticket next_ = 1;
 };
 
 }  // namespace moe

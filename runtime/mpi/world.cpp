@@ -37,7 +37,11 @@ World::World(int* argc, char*** argv) {
     return;
   }
   int provided = 0;
-  MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+  // Serialized: the micro-batch lanes of an attention rank are threads that take turns.
+  MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided));
+  MOE_CHECK(
+      provided >= MPI_THREAD_SERIALIZED,
+      "the MPI library does not allow calls from more than one thread (MPI_THREAD_SERIALIZED)");
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
   MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));

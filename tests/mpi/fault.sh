@@ -90,10 +90,10 @@ case $case in
   expert_rank_killed)
     long_run 10
     kill -9 "$(pid_of_rank 2)"
-    wait_failure "rank 0 \(host .*\) terminated by the launcher while (waiting for rank\(s\) .*2 \(host [^)]*\) at sparse layer [0-9]+, step [0-9]+|.*sparse layer [0-9]+)" 10 ;;
+    wait_failure "rank 0 \(host .*\) terminated by the launcher while (waiting for rank\(s\) .*2 \(host [^)]*\) at (sparse layer|dense FFN) [0-9]+, step [0-9]+|.*(sparse layer|dense FFN) [0-9]+)" 10 ;;
   expert_rank_silent)
     long_run 3
     kill -STOP "$(pid_of_rank 2)"
-    wait_failure "(deadline passed with no answer while waiting for rank\(s\) 2 \(host [^)]*\)|rank 2 \(host [^)]*\) did not complete a data transfer before the deadline while).* sparse layer [0-9]+, step [0-9]+" 15 ;;
+    wait_failure "(deadline passed with no answer while waiting for rank\(s\) 2 \(host [^)]*\)|rank 2 \(host [^)]*\) did not complete a data transfer before the deadline while).* (sparse layer|dense FFN) [0-9]+, step [0-9]+" 15 ;;
   *) echo "unknown case $case"; exit 2 ;;
 esac

@@ -105,9 +105,9 @@ TEST_P(Reference, EncoderStatesLogitsAndRouterChoicesMatchHuggingFace) {
   const auto dec_shape = expected_->shape("decoder_input_ids");
   const auto dec_ids64 = expected_->ints("decoder_input_ids");
   const std::vector<int> dec_ids(dec_ids64.begin(), dec_ids64.end());
-  DecoderCache cache = start_decoder(m, enc, int(dec_shape[1]));
+  std::vector<SequenceCache> caches = start_decoder(m, enc, int(dec_shape[1]));
   std::vector<float> logits;
-  decode(m, cache, enc, dec_ids, int(dec_shape[1]), false, logits);
+  decode(m, all_of(caches), dec_ids, int(dec_shape[1]), false, logits);
   EXPECT_LT(max_abs_diff(logits, expected_->floats("logits")), kTolerance);
 
   // Sparse layers were called in order: encoder's, then decoder's.
