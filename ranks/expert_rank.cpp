@@ -225,9 +225,11 @@ void ExpertRank::reclaim_sends(bool all) {
       if (all)
         transport_->wait(part.sending, Deadline::after(plan_.deadline_seconds),
                          "returning results to rank " + std::to_string(part.work.sender));
-      else if (!transport_->test(part.sending))
+      else if (!transport_->test(part.sending)) {
         done = false;
-      if (done) part.sending = 0;
+        continue;
+      }
+      part.sending = 0;  // the ticket is spent
     }
     if (!done) return;
     sending_.pop_front();

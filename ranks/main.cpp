@@ -32,7 +32,8 @@ void usage() {
       "  train-latency-model   train the MLP latency predictor from latency samples\n"
       "  bench-routing         replay a routing trace through every policy and expert map\n"
       "  simulate   a routing trace through a modelled cluster, every policy and expert map\n"
-      "Run under mpirun -np N: rank 0 coordinates, ranks 1..N-1 serve experts.\n");
+      "Run under mpirun -np N: rank 0 coordinates (with --attention-ranks M, ranks 0..M-1 run\n"
+      "attention, each on its share of the prompts), the other ranks serve experts.\n");
 }
 
 std::unique_ptr<moe::DistributedCommand> distributed_command(const std::string& name) {
@@ -43,7 +44,8 @@ std::unique_ptr<moe::DistributedCommand> distributed_command(const std::string& 
   return nullptr;
 }
 
-// Rank 0 checks every input and makes the plan; every rank gets it and plays its role.
+// Rank 0 checks every input and makes the plan; every rank gets it and plays its role: ranks
+// 0..M-1 attention (coordinator) ranks, the others expert ranks.
 int run_distributed(moe::World& world, moe::DistributedCommand& command,
                     const std::vector<std::string>& args, const std::string& name) {
   boost::program_options::options_description opts("moe " + name + " options");
@@ -67,7 +69,7 @@ int run_distributed(moe::World& world, moe::DistributedCommand& command,
     if (world.rank() == 0) throw moe::RejectedRun(run.plan.error);
     return 0;  // rank 0 reports the rejection and exits non-zero
   }
-  if (world.rank() != 0) return moe::run_expert_rank(world, run.plan);
+  if (!run.plan.is_attention_rank(world.rank())) return moe::run_expert_rank(world, run.plan);
   moe::Coordinator coordinator(world, std::move(run));
   return command.coordinate(coordinator);
 }

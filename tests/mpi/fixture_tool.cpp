@@ -1,10 +1,10 @@
 // Helpers for the distributed tests: turn a reference fixture into a requests file, write expert
 // maps with replicas, and compare two runs' outputs (safetensors within a tolerance times each
-// tensor's largest magnitude, JSONL ids
-// exactly). Usage:
-//   fixture_tool requests FIXTURE_DIR                 > requests.jsonl
-//   fixture_tool replicated-map MODEL_DIR WORLD_SIZE  > map.json   (every expert on every expert
-//   rank) fixture_tool compare A B TOLERANCE                (exit 1 and say what differs)
+// tensor's largest magnitude, JSONL ids exactly). Usage:
+//   fixture_tool requests FIXTURE_DIR > requests.jsonl
+//   fixture_tool replicated-map MODEL_DIR WORLD_SIZE [FIRST_EXPERT_RANK] > map.json
+//       (every expert on every expert rank; the expert ranks start at 1 unless given)
+//   fixture_tool compare A B TOLERANCE   (exit 1 and say what differs)
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -38,13 +38,14 @@ int requests(const std::string& dir) {
   return 0;
 }
 
-int replicated_map(const std::string& model_dir, int world_size) {
+int replicated_map(const std::string& model_dir, int world_size, int first) {
   const ModelConfig c = load_model_config(model_dir + "/config.json");
   ExpertMap map;
   map.replicas.assign(count_moe_layers(c), std::vector<std::vector<int>>(c.num_experts));
+  const int n = world_size - first;
   for (auto& layer : map.replicas)
     for (size_t e = 0; e < layer.size(); ++e)
-      for (int r = 1; r < world_size; ++r) layer[e].push_back(1 + int(e + r) % (world_size - 1));
+      for (int r = 1; r <= n; ++r) layer[e].push_back(first + int(e + r) % n);
   std::cout << expert_map_to_json(map).dump() << "\n";
   return 0;
 }
@@ -125,7 +126,8 @@ int main(int argc, char** argv) {
   try {
     const std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd == "requests" && argc == 3) return requests(argv[2]);
-    if (cmd == "replicated-map" && argc == 4) return replicated_map(argv[2], std::stoi(argv[3]));
+    if (cmd == "replicated-map" && (argc == 4 || argc == 5))
+      return replicated_map(argv[2], std::stoi(argv[3]), argc == 5 ? std::stoi(argv[4]) : 1);
     if (cmd == "compare" && argc == 5) {
       const std::string a = argv[2];
       if (a.size() > 6 && a.substr(a.size() - 6) == ".jsonl") return compare_jsonl(a, argv[3]);
