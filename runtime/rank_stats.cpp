@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 #include "runtime/atomic_file.hpp"
@@ -96,6 +97,14 @@ void write_chrome_trace(const std::string& path, const std::vector<RankReport>& 
          {"pid", r.rank},
          {"args",
           {{"name", "rank " + std::to_string(r.rank) + " (" + r.host + ", " + r.device + ")"}}}});
+    std::set<int> lanes;
+    for (const auto& e : r.events) lanes.insert(e.lane);
+    for (int lane : lanes.size() > 1 ? lanes : std::set<int>{})
+      events.push_back({{"name", "thread_name"},
+                        {"ph", "M"},
+                        {"pid", r.rank},
+                        {"tid", lane},
+                        {"args", {{"name", "micro-batch " + std::to_string(lane)}}}});
     for (const auto& e : r.events)
       events.push_back({{"name", e.name},
                         {"ph", "X"},

@@ -51,11 +51,13 @@ void plan_roles(const RunOptions& o, const ModelConfig& c, int N, RunPlan& plan)
             o.attention_ranks, " leaves no expert rank among ", N, " rank(s)");
   plan.attention_ranks = o.attention_ranks;
   const bool distributed = N > 1;
-  // Two micro-batches hide the expert ranks' time behind attention and back, where the batch
-  // has two sequences to split.
-  plan.micro_batches = o.micro_batches > 0       ? o.micro_batches
-                       : distributed && o.serves ? std::min(2, std::max(o.batch_size, 1))
-                                                 : 1;
+  // Two micro-batches hide the expert ranks' time behind attention and back. Below a batch of 16
+  // a CPU's GEMMs are weight-bandwidth bound: each micro-batch re-reads every weight, which costs
+  // more than the overlap gains (docs/BENCHMARKS.md, section 3), so one.
+  constexpr int kPingPongBatch = 16;
+  plan.micro_batches = o.micro_batches > 0                                         ? o.micro_batches
+                       : distributed && o.serves && o.batch_size >= kPingPongBatch ? 2
+                                                                                   : 1;
   if (!distributed) plan.micro_batches = 1;
   plan.dense_on_experts = distributed && o.dense_ffn != "attention";
 }

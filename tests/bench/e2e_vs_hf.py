@@ -10,9 +10,7 @@ Prints tokens/s for both (median of --repeats repeats after one warm-up repeat t
 counted), the ratio ours / HF, and whether the generated ids agree.
 
 What is timed, for both: generation only (encoder + greedy decoder), not loading. Ours is a fresh
-process per repeat whose first batch is an extra warm-up batch; its time is the sum of the
-per-batch encode + decode times `moe generate` writes into its --output JSONL, excluding that
-first batch. HF is one warm process (model loaded once), timed around each generate() call.
+process per repeat; its time is the serving time `moe generate` prints (loading excluded). HF is one warm process (model loaded once), timed around each generate() call.
 Tokens counted: every generated id up to and including eos (the decoder start token is not one).
 
 Needs torch and transformers (CPU); sentencepiece for the default model's prompts. Installs
@@ -86,22 +84,18 @@ def write_jsonl(path: Path, prompts):
 
 
 def run_ours(args, model_dir, prompts, batch, max_new, threads, tag):
-    """One `moe generate` process: a warm-up batch, then the measured prompts. → (tokens/s, ids)."""
+    """One `moe generate` process over the prompts (continuous batching). → (tokens/s, ids).
+    The rate is the one `moe generate` prints: serving time, model loading excluded."""
     work = Path(args.work)
-    warm = prompts[:batch]
     inp, out = work / f"{tag}.in.jsonl", work / f"{tag}.out.jsonl"
-    write_jsonl(inp, warm + prompts)
+    write_jsonl(inp, prompts)
     cmd = [args.moe, "generate", "--model", model_dir, "--input", inp, "--output", out,
            "--max-new-tokens", max_new, "--batch-size", batch, "--threads", threads, "--quiet"]
     env = dict(os.environ, **dict(kv.split("=", 1) for kv in args.ours_env.split()))
     say((["env", *args.ours_env.split()] if args.ours_env else []) + cmd)
-    subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL, env=env)
-    lines = [json.loads(line) for line in open(out)]
-    measured = lines[len(warm):]
-    seconds = sum((b[0]["batch_encode_ms"] + b[0]["batch_decode_ms"]) / 1e3
-                  for b in (measured[i:i + batch] for i in range(0, len(measured), batch)))
-    tokens = sum(len(r["output_ids"]) for r in measured)
-    return tokens / seconds, [r["output_ids"] for r in measured]
+    text = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True, env=env).stdout
+    rate = float(text.split(" tokens/s")[0].rsplit(" ", 1)[1])
+    return rate, [json.loads(line)["output_ids"] for line in open(out)]
 
 
 def run_hf(model, prompts, batch, max_new):
