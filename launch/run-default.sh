@@ -5,9 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 launch/setup.sh build
-flags=(--oversubscribe --bind-to none --mca btl self,vader --mca mpi_yield_when_idle 1)
-[[ $(id -u) -eq 0 ]] && flags+=(--allow-run-as-root)
-cmd=(mpirun "${flags[@]}" -np 3 build/moe generate --model configs/models/switch-tiny
+source launch/mpirun_flags.sh  # root allowed, more ranks than cores
+cmd=(mpirun "${MPIRUN_FLAGS[@]}" -np 3 build/moe generate --model configs/models/switch-tiny
   --input configs/models/switch-tiny/prompts.jsonl --max-new-tokens 24 "$@")
 echo "+ ${cmd[*]}"
 "${cmd[@]}"

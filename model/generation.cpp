@@ -4,6 +4,13 @@
 
 namespace moe {
 
+int greedy_token(const float* logits, int vocab) {
+  int best = 0;
+  for (int v = 1; v < vocab; ++v)
+    if (logits[v] > logits[best]) best = v;
+  return best;
+}
+
 std::vector<std::vector<int>> generate_greedy(SwitchModel& m, const Batch& batch,
                                               int max_new_tokens, GenerationTimings* timings) {
   using clock = std::chrono::steady_clock;
@@ -30,10 +37,7 @@ std::vector<std::vector<int>> generate_greedy(SwitchModel& m, const Batch& batch
         tokens[b] = c.pad_token_id;
         continue;
       }
-      const float* row = logits.data() + size_t(b) * c.vocab_size;
-      int best = 0;
-      for (int v = 1; v < c.vocab_size; ++v)
-        if (row[v] > row[best]) best = v;
+      const int best = greedy_token(logits.data() + size_t(b) * c.vocab_size, c.vocab_size);
       tokens[b] = best;
       out[b].push_back(best);
       if (best == c.eos_token_id)

@@ -14,6 +14,9 @@ struct GenerationTimings {
   int decode_steps = 0;
 };
 
+// The greedy choice of one row of logits[vocab]: the first largest (as torch.argmax).
+int greedy_token(const float* logits, int vocab);
+
 // Returns per sequence the generated ids, without the decoder start token, ending with eos when
 // one was produced.
 std::vector<std::vector<int>> generate_greedy(SwitchModel& m, const Batch& batch,

@@ -63,17 +63,14 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
     if (is_lead()) wait_for_expert_ranks();
     transport_ = make_transport(world, plan.transport, plan.devices[rank], plan.deadline_seconds);
     // Every attention rank reads the profile and latency model rank 0 checked.
-    if (!is_lead() && !plan.profile_path.empty()) {
-      run_.profile = load_profile(plan.profile_path);
-      run_.has_profile = true;
-    }
+    if (!is_lead() && !plan.profile_path.empty()) run_.profile = load_profile(plan.profile_path);
     if (!is_lead() && !plan.latency_model_path.empty())
       run_.latency_model =
           std::make_shared<LatencyModel>(LatencyModel::load(plan.latency_model_path));
     PolicyContext context;
     context.seed = plan.seed + uint64_t(rank);
     context.d_model = c.d_model;
-    if (run_.has_profile) context.profile = &run_.profile;
+    if (!plan.profile_path.empty()) context.profile = &run_.profile;
     context.latency_model = run_.latency_model;
     policy_ = make_dispatch_policy(plan.policy, context);
     if (!run_.record_latency_samples_path.empty()) {

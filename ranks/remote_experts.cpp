@@ -171,11 +171,7 @@ void ExpertExchanges::progress() {
     if (!x->active || x->received) continue;
     if (x->replies_missing == 0) x->received = transport_.test(x->recvs);
     if (x->received || !x->deadline.expired()) continue;
-    std::string waiting;
-    for (int r = options_.first_expert_rank; r < world_.size(); ++r)
-      if (!x->replied[r])
-        waiting +=
-            (waiting.empty() ? "" : ", ") + std::to_string(r) + " (host " + world_.host_of(r) + ")";
+    const std::string waiting = not_replied(*x);
     if (waiting.empty())
       transport_.wait(x->recvs, x->deadline, "receiving the results of " + x->where());
     MOE_FAIL("deadline passed with no answer while waiting for rank(s) ", waiting, " at ",
@@ -183,14 +179,18 @@ void ExpertExchanges::progress() {
   }
 }
 
-void ExpertExchanges::wait(int lane, Lanes* lanes) {
-  InFlight& x = *lanes_.at(lane);
-  std::string waiting;
+std::string ExpertExchanges::not_replied(const InFlight& x) const {
+  std::string ranks;
   for (int r = options_.first_expert_rank; r < world_.size(); ++r)
     if (!x.replied[r])
-      waiting +=
-          (waiting.empty() ? "" : ", ") + std::to_string(r) + " (host " + world_.host_of(r) + ")";
-  set_activity("waiting for rank(s) " + waiting + " at " + x.where());
+      ranks +=
+          (ranks.empty() ? "" : ", ") + std::to_string(r) + " (host " + world_.host_of(r) + ")";
+  return ranks;
+}
+
+void ExpertExchanges::wait(int lane, Lanes* lanes) {
+  const InFlight& x = *lanes_.at(lane);
+  set_activity("waiting for rank(s) " + not_replied(x) + " at " + x.where());
   if (lanes) {
     lanes->wait_until(lane, [this, lane] { return ready(lane); });
   } else {

@@ -2,13 +2,12 @@
 // for every kept token (the dispatch policy), cut the expert-grouped rows into one block per
 // expert rank, post the receives for the results, send counts then blocks; once every expert
 // rank has replied and its results are in, put them back in place. A dense FFN offloaded to the
-// expert ranks splits its rows evenly over them. Every expert rank takes part in every exchange,
+// expert ranks goes whole to the one that runs it. Every expert rank takes part in every exchange,
 // with zero rows if need be, so no rank is ever left waiting. Each micro-batch lane has at most
 // one exchange in flight; several lanes' exchanges are in flight at once.
 #pragma once
 
 #include <functional>
-#include <map>
 #include <vector>
 
 #include "model/experts.hpp"
@@ -68,6 +67,8 @@ class ExpertExchanges {
   struct InFlight;
   void launch(InFlight& x, std::vector<WorkHeader>& headers, int64_t step, int lane);
   InFlight* find(uint64_t exchange);
+  // "1 (host a), 3 (host b)": the expert ranks that have not replied to x yet.
+  std::string not_replied(const InFlight& x) const;
 
   const World& world_;
   DataTransport& transport_;

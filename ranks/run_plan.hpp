@@ -53,8 +53,7 @@ struct MessageTypeOf<RunPlan> {
 // What rank 0 read while checking a run: the plan for every rank, and what only it needs.
 struct CheckedRun {
   RunPlan plan;
-  Profile profile;  // --profile, when given
-  bool has_profile = false;
+  Profile profile;                                    // --profile, when given (plan.profile_path)
   std::shared_ptr<const LatencyModel> latency_model;  // --latency-model, when given
   std::string trace_path;                             // Chrome/Perfetto timeline of every rank
   std::string record_routing_path;          // JSONL routing trace of every sparse-layer call

@@ -1,6 +1,7 @@
 #include "ranks/serving.hpp"
 
 #include "model/decoder.hpp"
+#include "model/generation.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {
@@ -65,10 +66,7 @@ void Server::step(SwitchModel& m, std::vector<Active>& active, std::vector<float
   std::vector<Active> going_on;
   for (size_t b = 0; b < active.size(); ++b) {
     Active& a = active[b];
-    const float* row = logits.data() + b * c.vocab_size;
-    int best = 0;
-    for (int v = 1; v < c.vocab_size; ++v)
-      if (row[v] > row[best]) best = v;
+    const int best = greedy_token(logits.data() + b * c.vocab_size, c.vocab_size);
     a.output.push_back(best);
     a.token = best;
     if (a.output.size() == 1) a.first_token = now;

@@ -68,7 +68,7 @@ class BenchRoutingCommand final : public DistributedCommand {
     const CheckedRun& run = coordinator.run();
     settings_.context.seed = run.plan.seed;
     settings_.context.d_model = coordinator.config().d_model;
-    if (run.has_profile) settings_.context.profile = &run.profile;
+    if (!run.plan.profile_path.empty()) settings_.context.profile = &run.profile;
     settings_.context.latency_model = run.latency_model;
     std::unique_ptr<std::ofstream> samples, per_call_file;
     std::unique_ptr<PerCallCsv> per_call;

@@ -38,7 +38,7 @@ ExpertMap run_expert_map(const RunOptions& o, const ModelConfig& c, int N) {
 }
 
 // Attention ranks, micro-batches and where dense FFNs run.
-void plan_roles(const RunOptions& o, const ModelConfig& c, int N, RunPlan& plan) {
+void plan_roles(const RunOptions& o, int N, RunPlan& plan) {
   MOE_CHECK(o.attention_ranks >= 1, "--attention-ranks must be >= 1");
   MOE_CHECK(o.micro_batches >= 0, "--micro-batches must be >= 0");
   MOE_CHECK(o.dense_ffn == "attention" || o.dense_ffn == "experts" || o.dense_ffn == "auto",
@@ -109,7 +109,7 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
   plan.seed = o.seed;
   plan.deadline_seconds = o.deadline_seconds;
   plan.trace = !o.trace_path.empty();
-  plan_roles(o, c, N, plan);
+  plan_roles(o, N, plan);
   if (N > 1) {
     plan.expert_map = run_expert_map(o, c, N);
   } else {
@@ -137,7 +137,6 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
     MOE_CHECK(!o.latency_model_path.empty(), "--policy latency-aware needs --latency-model");
   if (!o.latency_model_path.empty())
     run.latency_model = std::make_shared<LatencyModel>(LatencyModel::load(o.latency_model_path));
-  run.has_profile = !o.profile_path.empty();
   run.trace_path = o.trace_path;
   run.record_routing_path = o.record_routing_path;
   run.record_latency_samples_path = o.record_latency_samples_path;
