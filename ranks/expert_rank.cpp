@@ -275,6 +275,7 @@ void ExpertRank::serve_exchange(std::vector<Part>& parts) {
       row += seg.rows;
     }
   }
+  // Equal weights are the same (layer, expert): sorting by them brings its slices together.
   std::stable_sort(slices.begin(), slices.end(),
                    [](const Slice& a, const Slice& b) { return a.weights.wi < b.weights.wi; });
   const bool one_part = parts.size() == 1;
