@@ -6,13 +6,31 @@
 #include <algorithm>
 #include <string>
 
+#include "runtime/cpu/skinny_gemm.hpp"
 #include "runtime/error.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
 namespace moe {
 
-CpuDevice::CpuDevice(int threads) : threads_(threads) {
+// Up to how many rows skinny_gemm beats OpenBLAS's sgemm for a product over K: it reads each
+// weight once and packs nothing, so it wins while the weights' bandwidth bounds the call; sgemm's
+// packed kernel wins once the rows make it compute-bound, and sooner for long rows (K = 3072: x's
+// rows no longer stay in the first-level cache). Crossovers measured by bench_skinny_gemm on one
+// thread (docs/BENCHMARKS.md, section 5).
+int skinny_max_rows(SimdLevel level, int K) {
+  switch (level) {
+    case SimdLevel::kAvx512:
+      return K <= 1024 ? 32 : 16;
+    case SimdLevel::kAvx2:
+      return 8;
+    case SimdLevel::kBaseline:
+      return 4;
+  }
+  return 0;
+}
+
+CpuDevice::CpuDevice(int threads) : threads_(threads), simd_(best_simd_level()) {
   MOE_CHECK(threads >= 1, "cpu device: thread count must be >= 1, got ", threads);
   openblas_set_num_threads(threads);
   omp_set_num_threads(threads);
@@ -23,23 +41,17 @@ std::string CpuDevice::name() const { return "cpu:" + std::to_string(threads_); 
 void CpuDevice::linear(const float* x, const float* w, float* y, int M, int N, int K,
                        bool accumulate) {
   if (M == 0 || N == 0) return;
-  if (M == 1) {  // one row: sgemv reads each weight once; sgemm would first copy (pack) them all
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, w, K, x, 1, accumulate ? 1.0f : 0.0f, y,
-                1);
-    return;
-  }
+  if (M <= skinny_max_rows(simd_, K))
+    return skinny_gemm(simd_, x, w, y, M, N, K, accumulate, /*relu=*/false, threads_);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K,
               accumulate ? 1.0f : 0.0f, y, N);
 }
 
-// The kernel per expert group. sgemm packs (copies) the whole weight matrix on every call and
-// handles rows past a multiple of 4 in slower tail passes; sgemv reads each weight once and packs
-// nothing, so it wins for a row or two and loses from about four. Hence: up to kRowsByMatVec rows
-// one sgemv pair per row, else sgemm — on one thread over the rows padded with zero rows to a
-// multiple of 4, which avoids the tail passes (a zero row stays zero through ReLU; its outputs are
+// The kernel per expert group: few rows by skinny_gemm (ReLU fused into the first product);
+// more by sgemm — on one thread over the rows padded with zero rows to a multiple of 4, which
+// avoids OpenBLAS's slower tail passes (a zero row stays zero through ReLU; its outputs are
 // dropped). On two threads OpenBLAS splits small sgemms so that the padded rows cost more than the
 // tail passes they avoid, so there the rows go unpadded. Figures: docs/BENCHMARKS.md, section 1.
-constexpr int kRowsByMatVec = 2;
 constexpr int kRowMultiple = 4;
 int padded_rows(int rows) { return (rows + kRowMultiple - 1) / kRowMultiple * kRowMultiple; }
 
@@ -53,15 +65,11 @@ void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* 
     if (g.rows == 0) continue;
     const float* xg = x + size_t(g.first_row) * d_model;
     float* yg = y + size_t(g.first_row) * d_model;
-    if (g.rows <= kRowsByMatVec) {
-      for (int r = 0; r < g.rows; ++r) {
-        float* h = hidden_.data() + size_t(r) * d_ff;
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_ff, d_model, 1.0f, g.weights.wi, d_model,
-                    xg + size_t(r) * d_model, 1, 0.0f, h, 1);
-        for (int i = 0; i < d_ff; ++i) h[i] = std::max(h[i], 0.0f);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_model, d_ff, 1.0f, g.weights.wo, d_ff, h, 1,
-                    0.0f, yg + size_t(r) * d_model, 1);
-      }
+    if (g.rows <= std::min(skinny_max_rows(simd_, d_model), skinny_max_rows(simd_, d_ff))) {
+      skinny_gemm(simd_, xg, g.weights.wi, hidden_.data(), g.rows, d_ff, d_model, false,
+                  /*relu=*/true, threads_);
+      skinny_gemm(simd_, hidden_.data(), g.weights.wo, yg, g.rows, d_model, d_ff, false,
+                  /*relu=*/false, threads_);
       continue;
     }
     const int M = threads_ == 1 ? padded_rows(g.rows) : g.rows;

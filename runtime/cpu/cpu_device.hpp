@@ -1,8 +1,9 @@
-// The CPU device: OpenBLAS sgemm for every matrix product.
+// The CPU device: skinny_gemm for the few rows of decode, OpenBLAS sgemm for more.
 #pragma once
 
 #include <vector>
 
+#include "runtime/cpu/skinny_gemm.hpp"
 #include "runtime/device.hpp"
 
 namespace moe {
@@ -18,6 +19,7 @@ class CpuDevice final : public Device {
 
  private:
   int threads_;
+  SimdLevel simd_;
   std::vector<float> hidden_;  // [rows, d_ff] of the largest group seen, reused across calls
   std::vector<float> padded_in_, padded_out_;  // a group's rows padded to a multiple of 4
 };

@@ -1,5 +1,5 @@
-// The expert FFN on the CPU (CpuDevice::expert_ffn: per expert group wi → ReLU → wo, by sgemv for
-// one or two rows, else by sgemm over the rows padded to a multiple of 4) for switch-base-8
+// The expert FFN on the CPU (CpuDevice::expert_ffn: per expert group wi → ReLU → wo, by skinny_gemm
+// for few rows, else by sgemm over the rows padded to a multiple of 4) for switch-base-8
 // shapes: d_model 768, d_ff 3072, 8 experts, 1..256 tokens per expert, balanced and skewed, 1 and
 // 2 threads.
 //
@@ -9,7 +9,7 @@
 // to eight (151 MB). Figures: GFLOP/s of both, ours / peer, and the rate at which ours streams
 // the expert weights. A third variant is timed in the same loop: the kernel CpuDevice::expert_ffn
 // had before it chose per group (one plain sgemm pair per group, whatever its rows), so the table
-// shows what sgemv for one or two rows and padding to a multiple of 4 rows win.
+// shows what skinny_gemm for few rows and padding to a multiple of 4 rows win.
 //
 // The limits, measured in the same binary: the peak sgemm rate (a 2048³ sgemm) and the memory read
 // bandwidth (summing 512 MiB), on 1 and 2 threads. At a few tokens per expert the FFN is bound by

@@ -1,0 +1,55 @@
+#include "runtime/cpu/skinny_gemm.hpp"
+
+#include "runtime/error.hpp"
+
+namespace moe {
+
+// One entry point per SIMD level, each compiled with its own target flags (runtime/CMakeLists.txt).
+#define DECLARE_LEVEL(ns)                                                                          \
+  namespace ns {                                                                                   \
+  void skinny_gemm(const float* x, const float* w, float* y, int M, int N, int K, bool accumulate, \
+                   bool relu, int threads);                                                        \
+  }
+DECLARE_LEVEL(skinny_avx512)
+DECLARE_LEVEL(skinny_avx2)
+DECLARE_LEVEL(skinny_baseline)
+#undef DECLARE_LEVEL
+
+SimdLevel best_simd_level() {
+  static const SimdLevel best = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return SimdLevel::kAvx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SimdLevel::kAvx2;
+    return SimdLevel::kBaseline;
+  }();
+  return best;
+}
+
+const char* simd_level_name(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kAvx512:
+      return "avx512";
+    case SimdLevel::kAvx2:
+      return "avx2";
+    case SimdLevel::kBaseline:
+      return "baseline";
+  }
+  return "?";
+}
+
+void skinny_gemm(SimdLevel level, const float* x, const float* w, float* y, int M, int N, int K,
+                 bool accumulate, bool relu, int threads) {
+  MOE_CHECK(level <= best_simd_level(), "skinny_gemm: this CPU cannot run the ",
+            simd_level_name(level), " kernel");
+  if (M == 0 || N == 0) return;
+  switch (level) {
+    case SimdLevel::kAvx512:
+      return skinny_avx512::skinny_gemm(x, w, y, M, N, K, accumulate, relu, threads);
+    case SimdLevel::kAvx2:
+      return skinny_avx2::skinny_gemm(x, w, y, M, N, K, accumulate, relu, threads);
+    case SimdLevel::kBaseline:
+      return skinny_baseline::skinny_gemm(x, w, y, M, N, K, accumulate, relu, threads);
+  }
+}
+
+}  // namespace moe

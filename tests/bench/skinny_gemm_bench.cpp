@@ -1,0 +1,197 @@
+// The decode products on the CPU: skinny_gemm (runtime/cpu/skinny_gemm.hpp) at each SIMD level
+// this CPU runs against OpenBLAS's sgemm (the peer; sgemv too at one row), one thread, on
+// switch-base-8's shapes — attention projection 768×768, expert/dense wi 3072×768, wo 768×3072,
+// lm_head 32128×768 — at 1 to 256 rows. The weights cycle through copies that together exceed the
+// last-level cache (≥ 96 MB), so every call streams its weights from memory, as in a decode step.
+//
+// Timed side by side (ours, peer, ours, peer, …: a noisy machine slows both alike); the whole sweep
+// is registered --sweeps times (default 3). The table at the end gives per row the median over
+// sweeps of GFLOP/s and of the weights' read rate (GB/s), the ratio peer time / ours, and the read
+// rate as a share of the memory's read bandwidth measured in the same binary (best of the sweeps
+// of summing 512 MiB with the widest vectors): at few rows the limit is that bandwidth.
+//
+// Correctness: each level's output is checked against sgemm's before timing (|diff| ≤ 1e-4 ·
+// sqrt(K)); a mismatch aborts the run. Usage: bench_skinny_gemm [--sweeps=N]
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "runtime/cpu/skinny_gemm.hpp"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace moe {
+namespace {
+
+constexpr int kIterations = 7;  // timed rounds per benchmark, after one warm-up
+constexpr double kStreamBytes = 96e6;
+struct Shape {
+  const char* name;
+  int N, K;
+};
+constexpr Shape kShapes[] = {{"attention 768x768", 768, 768},
+                             {"wi 3072x768", 3072, 768},
+                             {"wo 768x3072", 768, 3072},
+                             {"lm_head 32128x768", 32128, 768}};
+constexpr int kRows[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// Enough copies of one shape's weights to stream from memory, and rows of x and y for 256 rows.
+struct Weights {
+  std::vector<std::vector<float>> copies;
+  std::vector<float> x, y, peer_y;
+  explicit Weights(const Shape& s) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    const size_t n = size_t(s.N) * s.K;
+    const int count = std::max(2, int(std::ceil(kStreamBytes / (n * sizeof(float)))));
+    for (int c = 0; c < count; ++c) {
+      copies.emplace_back(n);
+      for (float& v : copies.back()) v = 0.03f * dist(rng);
+    }
+    x.resize(size_t(256) * s.K);
+    for (float& v : x) v = dist(rng);
+    y.resize(size_t(256) * s.N);
+    peer_y.resize(y.size());
+  }
+};
+Weights& weights(int shape) {
+  static std::map<int, Weights> all;
+  auto it = all.find(shape);
+  if (it == all.end()) it = all.emplace(shape, Weights(kShapes[shape])).first;
+  return it->second;
+}
+
+struct Samples {
+  std::vector<double> ours, peer;
+};
+std::map<std::string, Samples> g_rows;
+std::vector<std::string> g_order;
+double g_bandwidth = 0;  // best GB/s over sweeps
+
+void peer(const Shape& s, const float* w, Weights& b, int M) {
+  if (M == 1)
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, s.N, s.K, 1.0f, w, s.K, b.x.data(), 1, 0.0f,
+                b.peer_y.data(), 1);
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, s.N, s.K, 1.0f, b.x.data(), s.K, w, s.K,
+                0.0f, b.peer_y.data(), s.N);
+}
+
+void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level) {
+  const Shape& s = kShapes[shape];
+  Weights& b = weights(shape);
+  openblas_set_num_threads(1);
+  skinny_gemm(level, b.x.data(), b.copies[0].data(), b.y.data(), M, s.N, s.K, false, false, 1);
+  peer(s, b.copies[0].data(), b, M);
+  for (size_t i = 0; i < size_t(M) * s.N; ++i)
+    if (!(std::abs(b.y[i] - b.peer_y[i]) <= 1e-4 * std::sqrt(double(s.K)))) {
+      std::fprintf(stderr, "bench_skinny_gemm: %s %s M=%d: output %zu is %g, sgemm says %g\n",
+                   simd_level_name(level), s.name, M, i, b.y[i], b.peer_y[i]);
+      std::exit(1);
+    }
+  std::vector<double> ours, theirs;
+  size_t c = 0;
+  for (auto _ : state) {
+    const float* w = b.copies[c++ % b.copies.size()].data();
+    double t0 = now_s();
+    skinny_gemm(level, b.x.data(), w, b.y.data(), M, s.N, s.K, false, false, 1);
+    const double t = now_s() - t0;
+    state.SetIterationTime(t);
+    ours.push_back(t);
+    w = b.copies[c++ % b.copies.size()].data();
+    t0 = now_s();
+    peer(s, w, b, M);
+    theirs.push_back(now_s() - t0);
+  }
+  benchmark::DoNotOptimize(b.y.data());
+  benchmark::DoNotOptimize(b.peer_y.data());
+  const std::string name =
+      std::string(s.name) + " M=" + std::to_string(M) + " " + simd_level_name(level);
+  if (!g_rows.count(name)) g_order.push_back(name);
+  g_rows[name].ours.push_back(median(ours));
+  g_rows[name].peer.push_back(median(theirs));
+}
+
+// The read bandwidth: summing 512 MiB with 8 independent vector sums (as wide as this build's
+// baseline allows the compiler to make them), best of 3.
+void BM_ReadBandwidth(benchmark::State& state) {
+  static std::vector<float> big(size_t(128) << 20, 1.0f);
+  for (auto _ : state) {
+    const double t0 = now_s();
+    float acc[64] = {};
+    for (size_t i = 0; i < big.size(); i += 64)
+      for (int j = 0; j < 64; ++j) acc[j] += big[i + j];
+    benchmark::DoNotOptimize(acc);
+    const double t = now_s() - t0;
+    state.SetIterationTime(t);
+    g_bandwidth = std::max(g_bandwidth, big.size() * sizeof(float) / t / 1e9);
+  }
+}
+
+void print_table() {
+  std::printf("\nread bandwidth (one thread, best of sweeps): %.1f GB/s\n", g_bandwidth);
+  std::printf("%-34s %9s %9s %9s %8s %8s\n", "shape rows level", "ours GF/s", "peer GF/s",
+              "ours GB/s", "of limit", "peer/us");
+  for (const auto& name : g_order) {
+    const Samples& r = g_rows.at(name);
+    int shape = 0;
+    while (name.rfind(kShapes[shape].name, 0) != 0) ++shape;
+    const Shape& s = kShapes[shape];
+    const int M = std::atoi(name.c_str() + name.find("M=") + 2);
+    std::vector<double> ratio;
+    for (size_t i = 0; i < r.ours.size(); ++i) ratio.push_back(r.peer[i] / r.ours[i]);
+    const double t = median(r.ours), tp = median(r.peer);
+    const double flops = 2.0 * M * s.N * s.K, bytes = 4.0 * s.N * s.K;
+    std::printf("%-34s %9.1f %9.1f %9.1f %7.0f%% %8.2f\n", name.c_str(), flops / t / 1e9,
+                flops / tp / 1e9, bytes / t / 1e9, 100 * bytes / t / 1e9 / g_bandwidth,
+                median(ratio));
+  }
+}
+
+}  // namespace
+}  // namespace moe
+
+int main(int argc, char** argv) {
+  using namespace moe;
+  int sweeps = 3;
+  for (int i = 1; i < argc; ++i)
+    if (std::strncmp(argv[i], "--sweeps=", 9) == 0) sweeps = std::atoi(argv[i] + 9);
+  for (int sweep = 0; sweep < sweeps; ++sweep) {
+    benchmark::RegisterBenchmark("read_bandwidth", BM_ReadBandwidth)
+        ->Iterations(3)
+        ->UseManualTime();
+    for (int shape = 0; shape < int(std::size(kShapes)); ++shape)
+      for (int M : kRows)
+        for (SimdLevel level : {SimdLevel::kAvx512, SimdLevel::kAvx2, SimdLevel::kBaseline}) {
+          if (level > best_simd_level()) continue;
+          benchmark::RegisterBenchmark((std::string(kShapes[shape].name) +
+                                        "/M:" + std::to_string(M) + "/" + simd_level_name(level))
+                                           .c_str(),
+                                       BM_Skinny, shape, M, level)
+              ->Iterations(kIterations)
+              ->UseManualTime();
+        }
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  print_table();
+  benchmark::Shutdown();
+}
