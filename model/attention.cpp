@@ -4,6 +4,8 @@
 #include <limits>
 #include <vector>
 
+#include "runtime/thread_pool.hpp"
+
 namespace moe {
 
 int relative_position_bucket(int relative_position, bool bidirectional, int num_buckets,
@@ -83,19 +85,17 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void attend_one(
 void attend(const AttentionShape& s, const float* q, int q_stride, const float* k, const float* v,
             int kv_stride, const float* bias, const uint8_t* key_valid, float* ctx,
             int ctx_stride) {
-#pragma omp parallel
-  {
+  parallel_for(s.heads * s.queries, [&](int first, int last) {
     std::vector<float> scores(s.keys);
-#pragma omp for collapse(2) schedule(static)
-    for (int h = 0; h < s.heads; ++h)
-      for (int i = 0; i < s.queries; ++i) {
-        const int visible = s.causal ? std::min(s.keys, s.first_query + i + 1) : s.keys;
-        attend_one(s.d_kv, visible, q + size_t(i) * q_stride + h * s.d_kv, k + h * s.d_kv,
-                   v + h * s.d_kv, kv_stride,
-                   bias ? bias + (size_t(h) * s.queries + i) * s.keys : nullptr, key_valid,
-                   scores.data(), ctx + size_t(i) * ctx_stride + h * s.d_kv);
-      }
-  }
+    for (int hi = first; hi < last; ++hi) {
+      const int h = hi / s.queries, i = hi % s.queries;
+      const int visible = s.causal ? std::min(s.keys, s.first_query + i + 1) : s.keys;
+      attend_one(s.d_kv, visible, q + size_t(i) * q_stride + h * s.d_kv, k + h * s.d_kv,
+                 v + h * s.d_kv, kv_stride,
+                 bias ? bias + (size_t(h) * s.queries + i) * s.keys : nullptr, key_valid,
+                 scores.data(), ctx + size_t(i) * ctx_stride + h * s.d_kv);
+    }
+  });
 }
 
 }  // namespace moe

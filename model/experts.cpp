@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "runtime/error.hpp"
+#include "runtime/thread_pool.hpp"
 
 namespace moe {
 
@@ -20,23 +21,24 @@ void LocalExpertExecutor::run(const SparseFfnWeights& layer, int64_t, const Gate
 }
 
 void gather_rows(const float* x, const ExpertDispatch& dispatch, int d, float* rows) {
-  const int n = dispatch.rows();
-#pragma omp parallel for schedule(static)
-  for (int i = 0; i < n; ++i)
-    std::memcpy(rows + size_t(i) * d, x + size_t(dispatch.token_of_row[i]) * d, sizeof(float) * d);
+  parallel_for(dispatch.rows(), [&](int first, int last) {
+    for (int i = first; i < last; ++i)
+      std::memcpy(rows + size_t(i) * d, x + size_t(dispatch.token_of_row[i]) * d,
+                  sizeof(float) * d);
+  });
 }
 
 void scatter_add_rows(const float* rows, const ExpertDispatch& dispatch,
                       const std::vector<float>& probability, int d, float* x) {
-  const int n = dispatch.rows();
-#pragma omp parallel for schedule(static)
-  for (int i = 0; i < n; ++i) {
-    const int t = dispatch.token_of_row[i];
-    const float p = probability[t];
-    const float* r = rows + size_t(i) * d;
-    float* out = x + size_t(t) * d;
-    for (int j = 0; j < d; ++j) out[j] += r[j] * p;
-  }
+  parallel_for(dispatch.rows(), [&](int first, int last) {
+    for (int i = first; i < last; ++i) {
+      const int t = dispatch.token_of_row[i];
+      const float p = probability[t];
+      const float* r = rows + size_t(i) * d;
+      float* out = x + size_t(t) * d;
+      for (int j = 0; j < d; ++j) out[j] += r[j] * p;
+    }
+  });
 }
 
 }  // namespace moe

@@ -3,18 +3,21 @@
 #include <cmath>
 #include <cstring>
 
+#include "runtime/thread_pool.hpp"
+
 namespace moe {
 
 void rms_norm(const float* x, const float* weight, float eps, int T, int d, float* out) {
-#pragma omp parallel for schedule(static)
-  for (int t = 0; t < T; ++t) {
-    const float* row = x + size_t(t) * d;
-    double sum_sq = 0.0;
-    for (int i = 0; i < d; ++i) sum_sq += double(row[i]) * row[i];
-    const float scale = 1.0f / std::sqrt(float(sum_sq / d) + eps);
-    float* o = out + size_t(t) * d;
-    for (int i = 0; i < d; ++i) o[i] = weight[i] * (row[i] * scale);
-  }
+  parallel_for(T, [&](int first, int last) {
+    for (int t = first; t < last; ++t) {
+      const float* row = x + size_t(t) * d;
+      double sum_sq = 0.0;
+      for (int i = 0; i < d; ++i) sum_sq += double(row[i]) * row[i];
+      const float scale = 1.0f / std::sqrt(float(sum_sq / d) + eps);
+      float* o = out + size_t(t) * d;
+      for (int i = 0; i < d; ++i) o[i] = weight[i] * (row[i] * scale);
+    }
+  });
 }
 
 void embed(const float* table, const std::vector<int>& ids, int d, float* out) {

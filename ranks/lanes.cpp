@@ -1,6 +1,5 @@
 #include "ranks/lanes.hpp"
 
-#include <omp.h>
 #include <sched.h>
 
 #include <chrono>
@@ -23,14 +22,8 @@ void Lanes::run(int n, const std::function<void(int lane)>& body,
   progress_ = progress;
   failure_ = nullptr;
   holder_ = 0;
-  // OpenMP's thread count is per thread: every lane uses the caller's.
-  const int omp_threads = omp_get_max_threads();
-  std::vector<std::thread> threads;
-  for (int i = 1; i < n; ++i)
-    threads.emplace_back([this, i, &body, omp_threads] {
-      omp_set_num_threads(omp_threads);
-      lane_main(i, body);
-    });
+  std::vector<std::thread> threads;  // every lane's parallel regions run on the one ThreadPool
+  for (int i = 1; i < n; ++i) threads.emplace_back([this, i, &body] { lane_main(i, body); });
   lane_main(0, body);
   for (auto& t : threads) t.join();
   lanes_.clear();

@@ -77,13 +77,6 @@ int run_distributed(moe::World& world, moe::DistributedCommand& command,
 }  // namespace
 
 int main(int argc, char** argv) {
-  // OpenMP threads that spin while OpenBLAS's own pool works fight it for the cores. The runtime
-  // reads the policy when it loads, so set it and start again, once, before anything else (MPI
-  // included) runs.
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
-  }
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     usage();
     return argc < 2 ? 2 : 0;

@@ -72,7 +72,7 @@ void RunOptions::add_to(po::options_description& opts) {
       ("policy", po::value(&policy)->default_value("static"), "replica choice: static, round-robin, random, uniform")
       ("seed", po::value(&seed)->default_value(1), "seed of the random policy")
       ("deadline", po::value(&deadline_seconds)->default_value(60), "seconds any wait may take")
-      ("threads", po::value(&threads)->default_value(1), "CPU threads per rank (OpenBLAS and OpenMP)")
+      ("threads", po::value(&threads)->default_value(1), "busy CPU cores per rank (its one thread pool)")
       ("trace", po::value(&trace_path), "write a Chrome/Perfetto timeline of every rank")
       ("memory-per-rank", po::value(&memory_per_rank_bytes)->default_value(0),
        "bytes of expert weights each expert rank may hold (0: no limit)")

@@ -1,13 +1,13 @@
 #include "runtime/cpu/cpu_device.hpp"
 
 #include <cblas.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <string>
 
 #include "runtime/cpu/skinny_gemm.hpp"
 #include "runtime/error.hpp"
+#include "runtime/thread_pool.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -32,8 +32,21 @@ int skinny_max_rows(SimdLevel level, int K) {
 
 CpuDevice::CpuDevice(int threads) : threads_(threads), simd_(best_simd_level()) {
   MOE_CHECK(threads >= 1, "cpu device: thread count must be >= 1, got ", threads);
-  openblas_set_num_threads(threads);
-  omp_set_num_threads(threads);
+  openblas_set_num_threads(1);  // OpenBLAS runs on the pool's threads, one sgemm slice each
+  ThreadPool::instance().resize(threads);
+}
+
+// sgemm with the N outputs split over the pool: each thread one single-threaded sgemm on its
+// columns (whole multiples of 16, so every slice but the last keeps OpenBLAS's full kernel).
+void CpuDevice::sgemm(const float* x, const float* w, float* y, int M, int N, int K,
+                      bool accumulate) {
+  constexpr int kColumnsPerChunk = 16;
+  const int chunks = (N + kColumnsPerChunk - 1) / kColumnsPerChunk;
+  parallel_for(chunks, [&](int begin, int end) {
+    const int n0 = begin * kColumnsPerChunk, n1 = std::min(N, end * kColumnsPerChunk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, n1 - n0, K, 1.0f, x, K,
+                w + size_t(n0) * K, K, accumulate ? 1.0f : 0.0f, y + n0, N);
+  });
 }
 
 std::string CpuDevice::name() const { return "cpu:" + std::to_string(threads_); }
@@ -42,16 +55,14 @@ void CpuDevice::linear(const float* x, const float* w, float* y, int M, int N, i
                        bool accumulate) {
   if (M == 0 || N == 0) return;
   if (M <= skinny_max_rows(simd_, K))
-    return skinny_gemm(simd_, x, w, y, M, N, K, accumulate, /*relu=*/false, threads_);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K,
-              accumulate ? 1.0f : 0.0f, y, N);
+    return skinny_gemm(simd_, x, w, y, M, N, K, accumulate, /*relu=*/false);
+  sgemm(x, w, y, M, N, K, accumulate);
 }
 
 // The kernel per expert group: few rows by skinny_gemm (ReLU fused into the first product);
-// more by sgemm — on one thread over the rows padded with zero rows to a multiple of 4, which
-// avoids OpenBLAS's slower tail passes (a zero row stays zero through ReLU; its outputs are
-// dropped). On two threads OpenBLAS splits small sgemms so that the padded rows cost more than the
-// tail passes they avoid, so there the rows go unpadded. Figures: docs/BENCHMARKS.md, section 1.
+// more by sgemm over the rows padded with zero rows to a multiple of 4, which avoids OpenBLAS's
+// slower tail passes (a zero row stays zero through ReLU; its outputs are dropped). Figures:
+// docs/BENCHMARKS.md, sections 1 and 5.
 constexpr int kRowMultiple = 4;
 int padded_rows(int rows) { return (rows + kRowMultiple - 1) / kRowMultiple * kRowMultiple; }
 
@@ -67,12 +78,12 @@ void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* 
     float* yg = y + size_t(g.first_row) * d_model;
     if (g.rows <= std::min(skinny_max_rows(simd_, d_model), skinny_max_rows(simd_, d_ff))) {
       skinny_gemm(simd_, xg, g.weights.wi, hidden_.data(), g.rows, d_ff, d_model, false,
-                  /*relu=*/true, threads_);
+                  /*relu=*/true);
       skinny_gemm(simd_, hidden_.data(), g.weights.wo, yg, g.rows, d_model, d_ff, false,
-                  /*relu=*/false, threads_);
+                  /*relu=*/false);
       continue;
     }
-    const int M = threads_ == 1 ? padded_rows(g.rows) : g.rows;
+    const int M = padded_rows(g.rows);
     if (M != g.rows) {  // the group's rows and zero rows in a padded copy
       padded_in_.assign(size_t(M) * d_model, 0.0f);
       std::copy(xg, xg + size_t(g.rows) * d_model, padded_in_.begin());
@@ -80,12 +91,10 @@ void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* 
       xg = padded_in_.data();
     }
     float* out = M != g.rows ? padded_out_.data() : yg;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, d_ff, d_model, 1.0f, xg, d_model,
-                g.weights.wi, d_model, 0.0f, hidden_.data(), d_ff);
+    sgemm(xg, g.weights.wi, hidden_.data(), M, d_ff, d_model, false);
     const size_t n = size_t(M) * d_ff;
     for (size_t i = 0; i < n; ++i) hidden_[i] = std::max(hidden_[i], 0.0f);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, d_model, d_ff, 1.0f, hidden_.data(),
-                d_ff, g.weights.wo, d_ff, 0.0f, out, d_model);
+    sgemm(hidden_.data(), g.weights.wo, out, M, d_model, d_ff, false);
     if (M != g.rows) std::copy(out, out + size_t(g.rows) * d_model, yg);
   }
 }

@@ -18,6 +18,8 @@ class CpuDevice final : public Device {
                   int d_ff) override;
 
  private:
+  void sgemm(const float* x, const float* w, float* y, int M, int N, int K, bool accumulate);
+
   int threads_;
   SimdLevel simd_;
   std::vector<float> hidden_;  // [rows, d_ff] of the largest group seen, reused across calls

@@ -1,6 +1,9 @@
 #include "runtime/cpu/skinny_gemm.hpp"
 
+#include <algorithm>
+
 #include "runtime/error.hpp"
+#include "runtime/thread_pool.hpp"
 
 namespace moe {
 
@@ -8,7 +11,7 @@ namespace moe {
 #define DECLARE_LEVEL(ns)                                                                          \
   namespace ns {                                                                                   \
   void skinny_gemm(const float* x, const float* w, float* y, int M, int N, int K, bool accumulate, \
-                   bool relu, int threads);                                                        \
+                   bool relu, int n_begin, int n_end);                                             \
   }
 DECLARE_LEVEL(skinny_avx512)
 DECLARE_LEVEL(skinny_avx2)
@@ -38,18 +41,27 @@ const char* simd_level_name(SimdLevel level) {
 }
 
 void skinny_gemm(SimdLevel level, const float* x, const float* w, float* y, int M, int N, int K,
-                 bool accumulate, bool relu, int threads) {
+                 bool accumulate, bool relu, bool parallel) {
   MOE_CHECK(level <= best_simd_level(), "skinny_gemm: this CPU cannot run the ",
             simd_level_name(level), " kernel");
   if (M == 0 || N == 0) return;
-  switch (level) {
-    case SimdLevel::kAvx512:
-      return skinny_avx512::skinny_gemm(x, w, y, M, N, K, accumulate, relu, threads);
-    case SimdLevel::kAvx2:
-      return skinny_avx2::skinny_gemm(x, w, y, M, N, K, accumulate, relu, threads);
-    case SimdLevel::kBaseline:
-      return skinny_baseline::skinny_gemm(x, w, y, M, N, K, accumulate, relu, threads);
-  }
+  auto columns = [=](int begin, int end) {
+    switch (level) {
+      case SimdLevel::kAvx512:
+        return skinny_avx512::skinny_gemm(x, w, y, M, N, K, accumulate, relu, begin, end);
+      case SimdLevel::kAvx2:
+        return skinny_avx2::skinny_gemm(x, w, y, M, N, K, accumulate, relu, begin, end);
+      case SimdLevel::kBaseline:
+        return skinny_baseline::skinny_gemm(x, w, y, M, N, K, accumulate, relu, begin, end);
+    }
+  };
+  // Threads take whole runs of kColumnsPerChunk weight rows (a multiple of every level's block).
+  constexpr int kColumnsPerChunk = 64;
+  const int chunks = (N + kColumnsPerChunk - 1) / kColumnsPerChunk;
+  if (!parallel || chunks == 1) return columns(0, N);
+  parallel_for(chunks, [&](int begin, int end) {
+    columns(begin * kColumnsPerChunk, std::min(N, end * kColumnsPerChunk));
+  });
 }
 
 }  // namespace moe

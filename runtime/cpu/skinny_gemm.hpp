@@ -23,8 +23,8 @@ SimdLevel best_simd_level();
 const char* simd_level_name(SimdLevel level);
 
 // y = x · w^T (+ y when accumulate), then max(y, 0) when relu. Rows of x and y are K and N floats
-// apart. Splits the N outputs over `threads` OpenMP threads when threads > 1.
+// apart. When parallel, the N outputs are split over the process's ThreadPool (the same bits).
 void skinny_gemm(SimdLevel level, const float* x, const float* w, float* y, int M, int N, int K,
-                 bool accumulate, bool relu, int threads);
+                 bool accumulate, bool relu, bool parallel = true);
 
 }  // namespace moe

@@ -154,7 +154,7 @@ std::map<int, double> g_peak, g_bandwidth;  // threads → best GFLOP/s, GB/s ov
 void BM_ExpertFfn(benchmark::State& state, const std::string& name, int per_expert, bool skewed,
                   int threads) {
   Setup& s = setup();
-  CpuDevice device(threads);  // sets the OpenBLAS and OpenMP thread counts; the peer uses them too
+  CpuDevice device(threads);  // sizes the thread pool; sets OpenBLAS to one thread (the peer too)
   const auto counts = token_counts(per_expert, skewed);
   std::vector<ExpertGroup> groups;
   int rows = 0, used = 0;

@@ -9,6 +9,8 @@
 #include <random>
 #include <vector>
 
+#include "runtime/thread_pool.hpp"
+
 namespace moe {
 namespace {
 
@@ -43,8 +45,8 @@ TEST(SkinnyGemm, EqualsDoublePrecisionProductAtEveryLevel) {
         auto y = y0;
         for (int threads : {1, 2}) {
           y = y0;
-          skinny_gemm(level, x.data(), w.data(), y.data(), s.M, s.N, s.K, accumulate, relu,
-                      threads);
+          ThreadPool::instance().resize(threads);
+          skinny_gemm(level, x.data(), w.data(), y.data(), s.M, s.N, s.K, accumulate, relu);
           for (int m = 0; m < s.M; ++m)
             for (int n = 0; n < s.N; ++n) {
               double want = accumulate ? y0[size_t(m) * s.N + n] : 0.0;
@@ -57,6 +59,7 @@ TEST(SkinnyGemm, EqualsDoublePrecisionProductAtEveryLevel) {
                   << " at (" << m << ", " << n << ")";
             }
         }
+        ThreadPool::instance().resize(1);
       }
 }
 
@@ -66,9 +69,9 @@ TEST(SkinnyGemm, RowResultDoesNotDependOnTheOtherRows) {
   const auto w = random_floats(size_t(N) * K, 5);
   for (SimdLevel level : runnable_levels()) {
     std::vector<float> all(size_t(M) * N), one(N);
-    skinny_gemm(level, x.data(), w.data(), all.data(), M, N, K, false, false, 1);
+    skinny_gemm(level, x.data(), w.data(), all.data(), M, N, K, false, false);
     for (int m = 0; m < M; ++m) {
-      skinny_gemm(level, x.data() + size_t(m) * K, w.data(), one.data(), 1, N, K, false, false, 1);
+      skinny_gemm(level, x.data() + size_t(m) * K, w.data(), one.data(), 1, N, K, false, false);
       for (int n = 0; n < N; ++n)
         ASSERT_EQ(one[n], all[size_t(m) * N + n])
             << simd_level_name(level) << ": row " << m << " alone differs at column " << n;
