@@ -1,5 +1,7 @@
 #include "model/encoder.hpp"
 
+#include <algorithm>
+
 #include "model/attention.hpp"
 #include "model/attention_sublayer.hpp"
 #include "model/layers.hpp"
@@ -23,21 +25,48 @@ Batch make_batch(const std::vector<std::vector<int>>& sequences, int pad_token_i
   return b;
 }
 
-void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int sequences, int seq_len) {
+// The rows of real tokens, when some of the T rows are padding (empty when all are real).
+static void real_rows(const uint8_t* valid, int T, std::vector<int>& rows) {
+  rows.clear();
+  if (!valid || std::all_of(valid, valid + T, [](uint8_t v) { return v != 0; })) return;
+  for (int t = 0; t < T; ++t)
+    if (valid[t]) rows.push_back(t);
+}
+
+void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int sequences, int seq_len,
+                  const uint8_t* valid) {
   const ModelConfig& c = m.config;
   Workspace& ws = m.ws;
   const int T = sequences * seq_len, d = c.d_model;
   ws.reserve(ws.normed, size_t(T) * d);
   rms_norm(x, block.ffn_norm.get(), c.layer_norm_epsilon, T, d, ws.normed.data());
+  // Padding positions skip the FFN: nothing reads them (keys are masked, outputs unused), and
+  // padding sits after a sequence's tokens, so it takes no expert capacity from them.
+  real_rows(valid, T, ws.real_rows);
   if (!block.sparse) {
     // A dense FFN is one expert that takes every token.
-    ws.reserve(ws.proj, size_t(T) * d);
+    const bool compact = !ws.real_rows.empty();
+    const int rows = compact ? int(ws.real_rows.size()) : T;
+    const float* in = ws.normed.data();
+    if (compact) {
+      ws.reserve(ws.rows_in, size_t(rows) * d);
+      for (int r = 0; r < rows; ++r)
+        std::copy_n(ws.normed.data() + size_t(ws.real_rows[r]) * d, d,
+                    ws.rows_in.data() + size_t(r) * d);
+      in = ws.rows_in.data();
+    }
+    ws.reserve(ws.proj, size_t(rows) * d);
     if (m.experts.runs_dense())
-      m.experts.run_dense(block, m.step, T, ws.normed.data(), ws.proj.data());
+      m.experts.run_dense(block, m.step, rows, in, ws.proj.data());
     else
-      m.device.expert_ffn({{{block.dense.wi.get(), block.dense.wo.get()}, 0, T}}, ws.normed.data(),
+      m.device.expert_ffn({{{block.dense.wi.get(), block.dense.wo.get()}, 0, rows}}, in,
                           ws.proj.data(), d, c.d_ff);
-    add_inplace(x, ws.proj.data(), size_t(T) * d);
+    if (!compact) {
+      add_inplace(x, ws.proj.data(), size_t(T) * d);
+      return;
+    }
+    for (int r = 0; r < rows; ++r)
+      add_inplace(x + size_t(ws.real_rows[r]) * d, ws.proj.data() + size_t(r) * d, size_t(d));
     return;
   }
   const SparseFfnWeights& layer = block.moe;
@@ -50,6 +79,9 @@ void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int seque
       for (int e = 0; e < E; ++e) ws.router_logits[size_t(t) * E + e] += layer.router_bias.get()[e];
   top1_gate(ws.router_logits.data(), sequences, seq_len, E, c.expert_capacity, ws.gate);
   if (m.on_route) m.on_route(layer.moe_layer, sequences, seq_len, ws.router_logits, ws.gate);
+  if (!ws.real_rows.empty())
+    for (int t = 0; t < T; ++t)
+      if (!valid[t]) ws.gate.kept[t] = 0;
   plan_expert_dispatch(ws.gate, E, ws.dispatch);
   const size_t rows = size_t(ws.dispatch.rows());
   ws.reserve(ws.rows_in, rows * d);
@@ -81,7 +113,7 @@ EncoderOutput encode(SwitchModel& m, const Batch& batch) {
     const KeyValues kv{ws.k.data(),    ws.v.data(),        size_t(S) * inner,
                        ws.bias.data(), batch.valid.data(), size_t(S)};
     attend_and_add(m, block.self_attn, {H, c.d_kv, S, S, 0, false}, B, kv, x.data());
-    feed_forward(m, block, x.data(), B, S);
+    feed_forward(m, block, x.data(), B, S, m.ffn_on_padding ? nullptr : batch.valid.data());
   }
   out.hidden.resize(size_t(T) * d);
   rms_norm(x.data(), w.encoder_final_norm.get(), c.layer_norm_epsilon, T, d, out.hidden.data());

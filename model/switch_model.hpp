@@ -29,6 +29,7 @@ Batch make_batch(const std::vector<std::vector<int>>& sequences, int pad_token_i
 // Buffers reused across layers and steps; they only grow.
 struct Workspace {
   std::vector<float> normed, q, k, v, ctx, proj, bias, router_logits, rows_in, rows_out;
+  std::vector<int> real_rows;  // rows that are not padding, when some are
   GateResult gate;
   ExpertDispatch dispatch;
   void reserve(std::vector<float>& buf, size_t n) {
@@ -44,9 +45,14 @@ struct SwitchModel {
   RouterObserver on_route;  // optional
   Workspace ws;
   int64_t step = 0;  // 0 while encoding, then 1, 2, ... per decoder call
+  // Run the encoder's FFNs on padding positions too, as Hugging Face does. Their results reach no
+  // real token, so serving skips them; `moe forward` keeps them to reproduce HF's whole tensors.
+  bool ffn_on_padding = false;
 };
 
 // The feed-forward sublayer of a block: x += FFN(rms_norm(x)); sparse blocks go through the router.
-void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int sequences, int seq_len);
+// valid[T] (optional): 1 for real tokens; padding rows skip the FFN.
+void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int sequences, int seq_len,
+                  const uint8_t* valid = nullptr);
 
 }  // namespace moe

@@ -3,6 +3,7 @@
 // choices, drops and greedy generations exactly.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -78,6 +79,16 @@ class Reference : public ::testing::TestWithParam<std::string> {
     return b;
   }
   const ModelConfig& config() const { return checkpoint_->config(); }
+  // The decoder's logits for the fixture's decoder_input_ids over the encoder output `enc`.
+  std::vector<float> teacher_forced_logits(SwitchModel& m, const EncoderOutput& enc) const {
+    const auto shape = expected_->shape("decoder_input_ids");
+    const auto ids64 = expected_->ints("decoder_input_ids");
+    const std::vector<int> ids(ids64.begin(), ids64.end());
+    std::vector<SequenceCache> caches = start_decoder(m, enc, int(shape[1]));
+    std::vector<float> logits;
+    decode(m, all_of(caches), ids, int(shape[1]), false, logits);
+    return logits;
+  }
 
   std::string dir_;
   std::unique_ptr<Checkpoint> checkpoint_;
@@ -92,6 +103,7 @@ TEST_P(Reference, EncoderStatesLogitsAndRouterChoicesMatchHuggingFace) {
   const ModelConfig& c = config();
   LocalExpertExecutor executor(device_, c);
   SwitchModel m{c, weights_, device_, executor, nullptr, {}};
+  m.ffn_on_padding = true;  // HF's tensors hold the padding positions too
   std::vector<std::pair<std::string, GateResult>> gates;
   std::vector<std::vector<float>> router_logits;
   m.on_route = [&](int layer, int, int, const std::vector<float>& logits, const GateResult& g) {
@@ -102,13 +114,7 @@ TEST_P(Reference, EncoderStatesLogitsAndRouterChoicesMatchHuggingFace) {
   const EncoderOutput enc = encode(m, b);
   EXPECT_LT(max_abs_diff(enc.hidden, expected_->floats("encoder_last_hidden_state")), kTolerance);
 
-  const auto dec_shape = expected_->shape("decoder_input_ids");
-  const auto dec_ids64 = expected_->ints("decoder_input_ids");
-  const std::vector<int> dec_ids(dec_ids64.begin(), dec_ids64.end());
-  std::vector<SequenceCache> caches = start_decoder(m, enc, int(dec_shape[1]));
-  std::vector<float> logits;
-  decode(m, all_of(caches), dec_ids, int(dec_shape[1]), false, logits);
-  EXPECT_LT(max_abs_diff(logits, expected_->floats("logits")), kTolerance);
+  EXPECT_LT(max_abs_diff(teacher_forced_logits(m, enc), expected_->floats("logits")), kTolerance);
 
   // Sparse layers were called in order: encoder's, then decoder's.
   std::vector<std::string> names;
@@ -139,6 +145,29 @@ TEST_P(Reference, EncoderStatesLogitsAndRouterChoicesMatchHuggingFace) {
   if (GetParam().find("drop") != std::string::npos) {
     EXPECT_GT(dropped, 0);
   }
+}
+
+// Serving skips the FFNs of padding positions: every real position and the logits still equal HF.
+TEST_P(Reference, SkippingPaddingKeepsEveryRealPositionEqualToHuggingFace) {
+  const ModelConfig& c = config();
+  LocalExpertExecutor executor(device_, c);
+  SwitchModel m{c, weights_, device_, executor, nullptr, {}};
+  const Batch b = batch();
+  const EncoderOutput enc = encode(m, b);
+  const auto hf = expected_->floats("encoder_last_hidden_state");
+  ASSERT_EQ(hf.size(), enc.hidden.size());
+  const int d = c.d_model;
+  double worst = 0;
+  int padding = 0;
+  for (size_t t = 0; t < b.valid.size(); ++t) {
+    padding += !b.valid[t];
+    if (!b.valid[t]) continue;
+    for (int i = 0; i < d; ++i)
+      worst = std::max(worst, double(std::abs(enc.hidden[t * d + i] - hf[t * d + i])));
+  }
+  EXPECT_LT(worst, kTolerance);
+  EXPECT_LT(max_abs_diff(teacher_forced_logits(m, enc), expected_->floats("logits")), kTolerance);
+  RecordProperty("padding_positions", padding);
 }
 
 TEST_P(Reference, GreedyGenerationMatchesHuggingFace) {
