@@ -25,14 +25,6 @@ Batch make_batch(const std::vector<std::vector<int>>& sequences, int pad_token_i
   return b;
 }
 
-// The rows of real tokens, when some of the T rows are padding (empty when all are real).
-static void real_rows(const uint8_t* valid, int T, std::vector<int>& rows) {
-  rows.clear();
-  if (!valid || std::all_of(valid, valid + T, [](uint8_t v) { return v != 0; })) return;
-  for (int t = 0; t < T; ++t)
-    if (valid[t]) rows.push_back(t);
-}
-
 void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int sequences, int seq_len,
                   const uint8_t* valid) {
   const ModelConfig& c = m.config;
@@ -42,17 +34,19 @@ void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int seque
   rms_norm(x, block.ffn_norm.get(), c.layer_norm_epsilon, T, d, ws.normed.data());
   // Padding positions skip the FFN: nothing reads them (keys are masked, outputs unused), and
   // padding sits after a sequence's tokens, so it takes no expert capacity from them.
-  real_rows(valid, T, ws.real_rows);
+  const bool skip_padding = valid && !std::all_of(valid, valid + T, [](uint8_t v) { return v; });
   if (!block.sparse) {
-    // A dense FFN is one expert that takes every token.
-    const bool compact = !ws.real_rows.empty();
-    const int rows = compact ? int(ws.real_rows.size()) : T;
+    // A dense FFN is one expert that takes every (real) token.
+    int rows = T;
     const float* in = ws.normed.data();
-    if (compact) {
+    if (skip_padding) {
+      ws.dispatch.token_of_row.clear();
+      for (int t = 0; t < T; ++t)
+        if (valid[t]) ws.dispatch.token_of_row.push_back(t);
+      rows = int(ws.dispatch.token_of_row.size());
+      ws.dispatch.offsets = {0, rows};
       ws.reserve(ws.rows_in, size_t(rows) * d);
-      for (int r = 0; r < rows; ++r)
-        std::copy_n(ws.normed.data() + size_t(ws.real_rows[r]) * d, d,
-                    ws.rows_in.data() + size_t(r) * d);
+      gather_rows(ws.normed.data(), ws.dispatch, d, ws.rows_in.data());
       in = ws.rows_in.data();
     }
     ws.reserve(ws.proj, size_t(rows) * d);
@@ -61,12 +55,13 @@ void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int seque
     else
       m.device.expert_ffn({{{block.dense.wi.get(), block.dense.wo.get()}, 0, rows}}, in,
                           ws.proj.data(), d, c.d_ff);
-    if (!compact) {
+    if (!skip_padding) {
       add_inplace(x, ws.proj.data(), size_t(T) * d);
       return;
     }
     for (int r = 0; r < rows; ++r)
-      add_inplace(x + size_t(ws.real_rows[r]) * d, ws.proj.data() + size_t(r) * d, size_t(d));
+      add_inplace(x + size_t(ws.dispatch.token_of_row[r]) * d, ws.proj.data() + size_t(r) * d,
+                  size_t(d));
     return;
   }
   const SparseFfnWeights& layer = block.moe;
@@ -79,7 +74,7 @@ void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int seque
       for (int e = 0; e < E; ++e) ws.router_logits[size_t(t) * E + e] += layer.router_bias.get()[e];
   top1_gate(ws.router_logits.data(), sequences, seq_len, E, c.expert_capacity, ws.gate);
   if (m.on_route) m.on_route(layer.moe_layer, sequences, seq_len, ws.router_logits, ws.gate);
-  if (!ws.real_rows.empty())
+  if (skip_padding)
     for (int t = 0; t < T; ++t)
       if (!valid[t]) ws.gate.kept[t] = 0;
   plan_expert_dispatch(ws.gate, E, ws.dispatch);

@@ -29,7 +29,6 @@ Batch make_batch(const std::vector<std::vector<int>>& sequences, int pad_token_i
 // Buffers reused across layers and steps; they only grow.
 struct Workspace {
   std::vector<float> normed, q, k, v, ctx, proj, bias, router_logits, rows_in, rows_out;
-  std::vector<int> real_rows;  // rows that are not padding, when some are
   GateResult gate;
   ExpertDispatch dispatch;
   void reserve(std::vector<float>& buf, size_t n) {
