@@ -107,8 +107,9 @@ void cross_attention(SwitchModel& m, int l, const std::vector<SequenceCache*>& s
 
 }  // namespace
 
-void decode(SwitchModel& m, const std::vector<SequenceCache*>& seqs, const std::vector<int>& tokens,
-            int n, bool last_only, std::vector<float>& logits) {
+void decode_states(SwitchModel& m, const std::vector<SequenceCache*>& seqs,
+                   const std::vector<int>& tokens, int n, bool last_only,
+                   std::vector<float>& states) {
   const ModelConfig& c = m.config;
   const ModelWeights& w = m.weights;
   const int B = int(seqs.size()), T = B * n, d = c.d_model;
@@ -131,21 +132,30 @@ void decode(SwitchModel& m, const std::vector<SequenceCache*>& seqs, const std::
   }
   for (auto* s : seqs) s->length += n;
 
-  // Final norm on the rows we need logits for, then lm_head (rescaled when tied, as HF does).
+  // Final norm on the rows we need logits for, rescaled when tied (as HF does).
   const int rows = last_only ? B : T;
   std::vector<float> picked(size_t(rows) * d);
   for (int r = 0; r < rows; ++r) {
     const int src = last_only ? r * n + (n - 1) : r;
     std::memcpy(picked.data() + size_t(r) * d, x.data() + size_t(src) * d, sizeof(float) * d);
   }
-  std::vector<float> normed(size_t(rows) * d);
-  rms_norm(picked.data(), w.decoder_final_norm.get(), c.layer_norm_epsilon, rows, d, normed.data());
+  states.resize(size_t(rows) * d);
+  rms_norm(picked.data(), w.decoder_final_norm.get(), c.layer_norm_epsilon, rows, d, states.data());
   if (c.tie_word_embeddings) {
     const float scale = static_cast<float>(std::pow(double(d), -0.5));
-    for (float& v : normed) v *= scale;
+    for (float& v : states) v *= scale;
   }
+}
+
+void decode(SwitchModel& m, const std::vector<SequenceCache*>& seqs, const std::vector<int>& tokens,
+            int n, bool last_only, std::vector<float>& logits) {
+  const ModelConfig& c = m.config;
+  std::vector<float> states;
+  decode_states(m, seqs, tokens, n, last_only, states);
+  const int rows = int(states.size() / c.d_model);
   logits.resize(size_t(rows) * c.vocab_size);
-  m.device.linear(normed.data(), w.lm_head.get(), logits.data(), rows, c.vocab_size, d);
+  m.device.linear(states.data(), m.weights.lm_head.get(), logits.data(), rows, c.vocab_size,
+                  c.d_model);
 }
 
 }  // namespace moe

@@ -29,6 +29,12 @@ std::vector<SequenceCache> start_decoder(SwitchModel& m, const EncoderOutput& en
 void decode(SwitchModel& m, const std::vector<SequenceCache*>& sequences,
             const std::vector<int>& tokens, int n, bool last_only, std::vector<float>& logits);
 
+// As decode, up to the lm_head: the final-normed (rescaled when tied) states [rows, d_model] of
+// the rows decode gives logits for.
+void decode_states(SwitchModel& m, const std::vector<SequenceCache*>& sequences,
+                   const std::vector<int>& tokens, int n, bool last_only,
+                   std::vector<float>& states);
+
 // Every cache of `caches`, in order.
 std::vector<SequenceCache*> all_of(std::vector<SequenceCache>& caches);
 

@@ -50,7 +50,7 @@ void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int seque
       in = ws.rows_in.data();
     }
     ws.reserve(ws.proj, size_t(rows) * d);
-    if (m.experts.runs_dense())
+    if (m.experts.runs_dense(block))
       m.experts.run_dense(block, m.step, rows, in, ws.proj.data());
     else
       m.device.expert_ffn({{{block.dense.wi.get(), block.dense.wo.get()}, 0, rows}}, in,

@@ -18,11 +18,18 @@ class ExpertExecutor {
   // forward passes (0 = encoder, k = k-th decoder call) for messages and traces.
   virtual void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
                    const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) = 0;
-  // Whether dense FFN blocks go through run_dense (they run on the model's device otherwise).
-  virtual bool runs_dense() const { return false; }
+  // Whether this dense FFN block goes through run_dense (it runs on the model's device otherwise).
+  virtual bool runs_dense(const BlockWeights& block) const { return false; }
   // y[rows, d_model] = the dense block's FFN of x.
   virtual void run_dense(const BlockWeights& block, int64_t step, int rows, const float* x,
                          float* y) {}
+  // The lm_head's vocabulary columns [0, lm_head_kept(vocab)) run on the model's device; the
+  // rest, when any, through start_lm_head (the decoder's final states [rows, d_model]), which
+  // finish_lm_head answers with each row's largest logit there and its id (the lowest of equal
+  // ones).
+  virtual int lm_head_kept(int vocab) const { return vocab; }
+  virtual void start_lm_head(int64_t step, int rows, const float* states) {}
+  virtual void finish_lm_head(std::vector<float>& best_logit, std::vector<int>& best_id) {}
 };
 
 class LocalExpertExecutor final : public ExpertExecutor {

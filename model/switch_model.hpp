@@ -29,6 +29,7 @@ Batch make_batch(const std::vector<std::vector<int>>& sequences, int pad_token_i
 // Buffers reused across layers and steps; they only grow.
 struct Workspace {
   std::vector<float> normed, q, k, v, ctx, proj, bias, router_logits, rows_in, rows_out;
+  std::vector<float> states, logits;  // the decoder's final states, the lm_head's logits
   GateResult gate;
   ExpertDispatch dispatch;
   void reserve(std::vector<float>& buf, size_t n) {

@@ -86,6 +86,9 @@ ModelWeights load_weights(const Checkpoint& ckpt, const LoadSelection& sel) {
     w.encoder_final_norm = L.get("encoder.final_layer_norm.weight", {d});
     w.decoder_final_norm = L.get("decoder.final_layer_norm.weight", {d});
     w.lm_head = c.tie_word_embeddings ? shared : L.get("lm_head.weight", {c.vocab_size, d});
+  } else if (sel.lm_head) {
+    w.lm_head =
+        L.get(c.tie_word_embeddings ? "shared.weight" : "lm_head.weight", {c.vocab_size, d});
   }
   int moe_layer = 0, dense_layer = 0;
   w.encoder.resize(c.num_layers);

@@ -57,7 +57,8 @@ struct ModelWeights {
 };
 
 struct LoadSelection {
-  bool dense = true;  // everything but the experts
+  bool dense = true;     // everything but the experts
+  bool lm_head = false;  // the lm_head even without the rest (an expert rank's)
   // Which dense blocks' FFNs to load even without the rest (an expert rank's), by their index
   // among the dense blocks.
   std::function<bool(int dense_layer)> dense_ffn_wanted;

@@ -30,10 +30,17 @@ class RecordingExecutor final : public ExpertExecutor {
         local_ ? recorder_.event("experts L" + std::to_string(layer.moe_layer), start, lane_) : 0.0;
     recorder_.served(layer.moe_layer, dispatch.rows(), us);
   }
-  bool runs_dense() const override { return inner_.runs_dense(); }
+  bool runs_dense(const BlockWeights& block) const override { return inner_.runs_dense(block); }
   void run_dense(const BlockWeights& block, int64_t step, int rows, const float* x,
                  float* y) override {
     inner_.run_dense(block, step, rows, x, y);
+  }
+  int lm_head_kept(int vocab) const override { return inner_.lm_head_kept(vocab); }
+  void start_lm_head(int64_t step, int rows, const float* states) override {
+    inner_.start_lm_head(step, rows, states);
+  }
+  void finish_lm_head(std::vector<float>& best_logit, std::vector<int>& best_id) override {
+    inner_.finish_lm_head(best_logit, best_id);
   }
 
  private:
@@ -106,10 +113,9 @@ void Coordinator::make_lane_models() {
     else
       executors_.push_back(std::make_unique<RemoteExpertExecutor>(
           *exchanges_, run_.plan.expert_map, *policy_,
-          run_.plan.dense_on_experts
-              ? std::function<int(int)>([this](int dense) { return run_.plan.dense_rank(dense); })
-              : std::function<int(int)>(),
-          lane, lanes > 1 ? &lane_runner_ : nullptr));
+          [this](int dense) { return run_.plan.dense_rank(dense); }, lane,
+          lanes > 1 ? &lane_runner_ : nullptr,
+          run_.plan.lm_head_columns(world_.rank(), c.vocab_size).second));
     recording_.push_back(
         std::make_unique<RecordingExecutor>(*executors_.back(), *recorder_, alone, lane));
     models_.push_back(std::make_unique<SwitchModel>(

@@ -1,10 +1,13 @@
 #include "ranks/expert_rank.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
+#include <limits>
 #include <thread>
 
 #include "model/checkpoint.hpp"
+#include "model/generation.hpp"
 #include "model/weights.hpp"
 #include "ranks/expert_timing.hpp"
 #include "runtime/cpu/cpu_quota.hpp"
@@ -17,7 +20,8 @@
 namespace moe {
 namespace {
 
-size_t weight_bytes_of(const ModelWeights& w, const ModelConfig& c) {
+// Its experts', dense FFNs' and lm_head columns' bytes.
+size_t weight_bytes_of(const ModelWeights& w, const ModelConfig& c, int lm_head_columns) {
   size_t ffns = 0;
   for (const auto* stack : {&w.encoder, &w.decoder})
     for (const auto& block : *stack) {
@@ -26,7 +30,7 @@ size_t weight_bytes_of(const ModelWeights& w, const ModelConfig& c) {
       else
         ffns += block.dense.wi != nullptr;
     }
-  return ffns * size_t(2) * c.d_model * c.d_ff * sizeof(float);
+  return (ffns * size_t(2) * c.d_ff + size_t(lm_head_columns)) * c.d_model * sizeof(float);
 }
 
 // A work header from one attention rank, as it arrived.
@@ -55,6 +59,8 @@ class ExpertRank {
   bool take(const Envelope& e);  // false on shutdown
   void serve_ready_exchanges();
   void serve_exchange(std::vector<Part>& parts);
+  // p.out = each row's largest logit over this rank's lm_head columns and its id.
+  double serve_lm_head(Part& p);
   ExpertWeights weights_of(const WorkHeader& h, int expert) const;
   void check(const Arrived& a) const;
   void echo(const Echo& request);
@@ -68,6 +74,8 @@ class ExpertRank {
   ModelWeights weights_;
   std::vector<const SparseFfnWeights*> layers_;
   std::vector<const DenseFfnWeights*> dense_layers_;
+  std::pair<int, int> lm_head_columns_{0, 0};  // [first, second) of the vocabulary
+  std::vector<float> logits_;
   std::unique_ptr<Device> device_;
   std::unique_ptr<RankRecorder> recorder_;
   std::unique_ptr<DataTransport> transport_;
@@ -85,11 +93,12 @@ ExpertRank::ExpertRank(const World& world, const RunPlan& plan)
   c_ = checkpoint_->config();
   LoadSelection selection;
   selection.dense = false;
-  if (plan.dense_on_experts)
-    selection.dense_ffn_wanted = [&](int dense) { return plan.dense_rank(dense) == rank_; };
+  selection.dense_ffn_wanted = [&](int dense) { return plan.dense_rank(dense) == rank_; };
   selection.expert_wanted = [&](int layer, int expert) {
     return plan.expert_map.holds(rank_, layer, expert);
   };
+  lm_head_columns_ = plan.lm_head_columns(rank_, c_.vocab_size);
+  selection.lm_head = lm_head_columns_.second > lm_head_columns_.first;
   weights_ = load_weights(*checkpoint_, selection);
   for (const auto* stack : {&weights_.encoder, &weights_.decoder})
     for (const auto& block : *stack) {
@@ -102,7 +111,8 @@ ExpertRank::ExpertRank(const World& world, const RunPlan& plan)
   recorder_ = std::make_unique<RankRecorder>(rank_, world.host(), plan.devices.at(rank_),
                                              int(layers_.size()), plan.trace);
   RankReport& report = recorder_->report();
-  report.weight_bytes = weight_bytes_of(weights_, c_);
+  report.weight_bytes =
+      weight_bytes_of(weights_, c_, lm_head_columns_.second - lm_head_columns_.first);
   report.resident_bytes = resident_bytes();
   send_control(0, Ready{rank_, report.resident_bytes, report.weight_bytes});
   transport_ = make_transport(world, plan.transport, plan.devices.at(rank_),
@@ -179,9 +189,14 @@ void ExpertRank::serve_ready_exchanges() {
 
 void ExpertRank::check(const Arrived& a) const {
   const WorkHeader& h = a.header;
+  if (h.lm_head) {
+    MOE_CHECK(plan_.lm_head_on_experts > 0 && h.segments.size() == 1 && h.segments[0].expert == 0 &&
+                  h.segments[0].rows >= 0,
+              "rank ", a.sender, " sent lm_head work that the plan gives no expert rank");
+    return;
+  }
   if (h.moe_layer < 0) {
-    const bool mine = plan_.dense_on_experts && h.dense_layer >= 0 &&
-                      h.dense_layer < int(dense_layers_.size()) &&
+    const bool mine = h.dense_layer >= 0 && h.dense_layer < int(dense_layers_.size()) &&
                       plan_.dense_rank(h.dense_layer) == rank_;
     MOE_CHECK(h.segments.empty() || (mine && h.segments.size() == 1 && h.segments[0].expert == 0 &&
                                      h.segments[0].rows >= 0),
@@ -247,9 +262,9 @@ void ExpertRank::serve_exchange(std::vector<Part>& parts) {
   for (auto& p : parts) {
     for (const auto& seg : p.work.header.segments) p.rows += seg.rows;
     p.in.resize(size_t(p.rows) * d);
-    p.out.resize(p.in.size());
+    p.out.resize(p.work.header.lm_head ? size_t(p.rows) * 2 : p.in.size());
     recvs.push_back({p.work.sender, p.in.data(), p.in.size()});
-    total += p.rows;
+    if (!p.work.header.lm_head) total += p.rows;
     recorder_->report().bytes_received += uint64_t(p.in.size()) * sizeof(float);
   }
   const WorkHeader& first = parts[0].work.header;
@@ -269,6 +284,7 @@ void ExpertRank::serve_exchange(std::vector<Part>& parts) {
   };
   std::vector<Slice> slices;
   for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].work.header.lm_head) continue;
     int row = 0;
     for (const auto& seg : parts[i].work.header.segments) {
       slices.push_back({weights_of(parts[i].work.header, seg.expert), i, row, seg.rows});
@@ -298,10 +314,15 @@ void ExpertRank::serve_exchange(std::vector<Part>& parts) {
     row += s.rows;
   }
   const double t_compute = now_us(), cpu_compute = process_cpu_us();
-  device_->expert_ffn(groups, one_part ? parts[0].in.data() : merged_in_.data(),
-                      one_part ? parts[0].out.data() : merged_out_.data(), d, c_.d_ff);
-  const double compute_us =
-      recorder_->event("experts L" + std::to_string(first.moe_layer), t_compute);
+  double compute_us = 0;
+  if (!groups.empty()) {
+    device_->expert_ffn(groups, one_part ? parts[0].in.data() : merged_in_.data(),
+                        one_part ? parts[0].out.data() : merged_out_.data(), d, c_.d_ff);
+    compute_us = recorder_->event("experts L" + std::to_string(first.moe_layer), t_compute);
+  }
+  std::vector<double> lm_head_us(parts.size(), 0.0);
+  for (size_t i = 0; i < parts.size(); ++i)
+    if (parts[i].work.header.lm_head) lm_head_us[i] = serve_lm_head(parts[i]);
   const double cpu_done = process_cpu_us();
   row = 0;
   for (const Slice& s : slices) {
@@ -311,22 +332,43 @@ void ExpertRank::serve_exchange(std::vector<Part>& parts) {
     row += s.rows;
   }
   const double t_return = now_us();
-  for (auto& p : parts) {
+  for (size_t i = 0; i < parts.size(); ++i) {
+    Part& p = parts[i];
     const WorkHeader& h = p.work.header;
-    const double share = total > 0 ? compute_us * p.rows / total : 0.0;
+    const double share = h.lm_head ? lm_head_us[i] : total > 0 ? compute_us * p.rows / total : 0.0;
     if (h.moe_layer >= 0)
       recorder_->served(h.moe_layer, p.rows, share);
     else
       recorder_->report().other_compute_us += share;
-    send_control(p.work.sender,
-                 WorkReply{h.exchange, h.step, h.moe_layer, h.micro_batch, compute_us,
-                           t_compute - p.work.at_us, cpu_compute - cpu_at_reply_});
+    send_control(p.work.sender, WorkReply{h.exchange, h.step, h.moe_layer, h.micro_batch,
+                                          h.lm_head ? lm_head_us[i] : compute_us,
+                                          t_compute - p.work.at_us, cpu_compute - cpu_at_reply_});
     p.sending = transport_->start({{p.work.sender, p.out.data(), p.out.size()}}, {});
     recorder_->report().bytes_sent += uint64_t(p.out.size()) * sizeof(float);
   }
   cpu_at_reply_ = cpu_done;
   recorder_->event("return L" + std::to_string(first.moe_layer), t_return);
   sending_.push_back(std::move(parts));
+}
+
+double ExpertRank::serve_lm_head(Part& p) {
+  const double start = now_us();
+  const auto [first, last] = lm_head_columns_;
+  const int columns = last - first, d = c_.d_model;
+  logits_.resize(size_t(p.rows) * columns);
+  if (columns > 0)
+    device_->linear(p.in.data(), weights_.lm_head.get() + size_t(first) * d, logits_.data(), p.rows,
+                    columns, d);
+  for (int r = 0; r < p.rows; ++r) {
+    // No columns here: a logit no other can lose to.
+    const int best = columns > 0 ? greedy_token(logits_.data() + size_t(r) * columns, columns) : 0;
+    const float logit =
+        columns > 0 ? logits_[size_t(r) * columns + best] : -std::numeric_limits<float>::infinity();
+    const int id = first + best;
+    p.out[size_t(r) * 2] = logit;
+    std::memcpy(&p.out[size_t(r) * 2 + 1], &id, sizeof(int));  // the id's bits, not its value
+  }
+  return recorder_->event("lm_head", start);
 }
 
 }  // namespace

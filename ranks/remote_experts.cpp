@@ -13,8 +13,9 @@ namespace moe {
 struct ExpertExchanges::InFlight {
   bool active = false;
   uint64_t exchange = 0;
-  int layer = -1;  // the sparse layer, or -1 for a dense FFN
+  int layer = -1;  // the sparse layer, or -1 for a dense FFN or the lm_head
   int dense_layer = -1;
+  bool lm_head = false;
   int64_t step = 0;
   std::vector<int> rank_of_row, slot_of_row;   // per row of rows_in
   std::vector<std::vector<float>> send, recv;  // per rank
@@ -27,8 +28,15 @@ struct ExpertExchanges::InFlight {
   ExchangeStats stats;
   std::string where() const {
     return (layer >= 0 ? "sparse layer " + std::to_string(layer)
+            : lm_head  ? std::string("the lm_head")
                        : "dense FFN " + std::to_string(dense_layer)) +
            ", step " + std::to_string(step);
+  }
+  // For trace events: "L3", "D2", "H".
+  std::string label() const {
+    return layer >= 0 ? "L" + std::to_string(layer)
+           : lm_head  ? "H"
+                      : "D" + std::to_string(dense_layer);
   }
 };
 
@@ -72,6 +80,7 @@ void ExpertExchanges::start_sparse(int lane, int64_t step, int moe_layer, const 
                 rows_in + size_t(i) * d, sizeof(float) * d);
   x.layer = moe_layer;
   x.dense_layer = -1;
+  x.lm_head = false;
   launch(x, headers, step, lane);
 }
 
@@ -93,6 +102,29 @@ void ExpertExchanges::start_dense(int lane, int64_t step, int dense_layer, int r
   x.send[rank].assign(x_rows, x_rows + size_t(rows) * d);
   x.layer = -1;
   x.dense_layer = dense_layer;
+  x.lm_head = false;
+  launch(x, headers, step, lane);
+}
+
+void ExpertExchanges::start_lm_head(int lane, int64_t step, int rows, const float* states) {
+  InFlight& x = *lanes_.at(lane);
+  MOE_CHECK(!x.active, "lane ", lane, " started an exchange before finishing its last one");
+  const int N = world_.size(), d = options_.d_model;
+  x.t_dispatch = now_us();
+  x.stats.policy_us = 0;
+  x.stats.rows_per_rank.assign(N, 0);
+  x.rank_of_row.clear();
+  x.slot_of_row.clear();
+  std::vector<WorkHeader> headers(N);
+  for (int r = options_.first_expert_rank; r < N; ++r) {
+    x.stats.rows_per_rank[r] = rows;
+    headers[r].segments = {{0, rows}};
+    headers[r].lm_head = true;
+    x.send[r].assign(states, states + size_t(rows) * d);
+  }
+  x.layer = -1;
+  x.dense_layer = -1;
+  x.lm_head = true;
   launch(x, headers, step, lane);
 }
 
@@ -110,7 +142,8 @@ void ExpertExchanges::launch(InFlight& x, std::vector<WorkHeader>& headers, int6
   x.replies_missing = N - first;
   std::vector<RecvBlock> recvs;
   for (int r = first; r < N; ++r) {
-    x.recv[r].resize(x.send[r].size());
+    // The lm_head's reply is each row's (largest logit, its id): two floats' room per row.
+    x.recv[r].resize(x.lm_head ? size_t(x.stats.rows_per_rank[r]) * 2 : x.send[r].size());
     recvs.push_back({r, x.recv[r].data(), x.recv[r].size()});
   }
   x.recvs = transport_.start({}, recvs);
@@ -128,9 +161,7 @@ void ExpertExchanges::launch(InFlight& x, std::vector<WorkHeader>& headers, int6
   }
   x.sends = transport_.start(sends, {});
   x.deadline = Deadline::after(options_.deadline_seconds);
-  recorder_.event(x.layer >= 0 ? "dispatch L" + std::to_string(x.layer)
-                               : "dispatch D" + std::to_string(x.dense_layer),
-                  x.t_dispatch, lane);
+  recorder_.event("dispatch " + x.label(), x.t_dispatch, lane);
   x.t_wait = now_us();
 }
 
@@ -203,30 +234,57 @@ void ExpertExchanges::wait(int lane, Lanes* lanes) {
   }
 }
 
-const ExchangeStats& ExpertExchanges::finish(int lane, float* rows_out, DispatchPolicy* policy) {
+double ExpertExchanges::complete(int lane, DispatchPolicy* policy) {
   InFlight& x = *lanes_.at(lane);
   MOE_CHECK(ready(lane), "lane ", lane, " finished an exchange that is not complete");
-  const double waited = recorder_.event(
-      x.layer >= 0 ? "wait L" + std::to_string(x.layer) : "wait D" + std::to_string(x.dense_layer),
-      x.t_wait, lane);
+  const double waited = recorder_.event("wait " + x.label(), x.t_wait, lane);
   // With lanes, other lanes compute while this one waits: their runner counts the idle time.
   if (options_.lanes == 1) recorder_.report().wait_us += waited;
   const double t_combine = now_us();
   // The expert ranks had every block before they replied: the sends are done.
   transport_.wait(x.sends, x.deadline, "sending " + x.where());
   if (policy) policy->observe(x.stats.feedback);
-  const int d = options_.d_model;
   for (int r = options_.first_expert_rank; r < world_.size(); ++r)
     recorder_.report().bytes_received += uint64_t(x.recv[r].size()) * sizeof(float);
+  x.active = false;
+  return t_combine;
+}
+
+void ExpertExchanges::finished(int lane, double t_combine) {
+  const InFlight& x = *lanes_.at(lane);
+  recorder_.event("combine " + x.label(), t_combine, lane);
+  set_activity("running attention and the router (step " + std::to_string(x.step) + ")");
+}
+
+const ExchangeStats& ExpertExchanges::finish(int lane, float* rows_out, DispatchPolicy* policy) {
+  const double t_combine = complete(lane, policy);
+  const InFlight& x = *lanes_.at(lane);
+  const int d = options_.d_model;
   for (size_t i = 0; i < x.rank_of_row.size(); ++i)
     std::memcpy(rows_out + i * d, x.recv[x.rank_of_row[i]].data() + size_t(x.slot_of_row[i]) * d,
                 sizeof(float) * d);
-  x.active = false;
-  recorder_.event(x.layer >= 0 ? "combine L" + std::to_string(x.layer)
-                               : "combine D" + std::to_string(x.dense_layer),
-                  t_combine, lane);
-  set_activity("running attention and the router (step " + std::to_string(x.step) + ")");
+  finished(lane, t_combine);
   return x.stats;
+}
+
+void ExpertExchanges::finish_lm_head(int lane, std::vector<float>& best_logit,
+                                     std::vector<int>& best_id) {
+  const double t_combine = complete(lane, nullptr);
+  const InFlight& x = *lanes_.at(lane);
+  const int first = options_.first_expert_rank;
+  const int rows = x.stats.rows_per_rank.at(first);
+  best_logit.assign(rows, 0.0f);
+  best_id.assign(rows, 0);
+  // Each rank's part of the vocabulary follows the previous rank's: a later rank wins a row only
+  // with a strictly larger logit, so that equal ones go to the lowest id.
+  for (int r = first; r < world_.size(); ++r)
+    for (int row = 0; row < rows; ++row) {
+      const float logit = x.recv[r][size_t(row) * 2];
+      if (r > first && !(logit > best_logit[row])) continue;
+      best_logit[row] = logit;
+      std::memcpy(&best_id[row], &x.recv[r][size_t(row) * 2 + 1], sizeof(int));
+    }
+  finished(lane, t_combine);
 }
 
 void ExpertExchanges::say_done() {
@@ -239,6 +297,16 @@ void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step, cons
   exchanges_.start_sparse(lane_, step, layer.moe_layer, gate, dispatch, rows_in, map_, policy_);
   exchanges_.wait(lane_, lanes_);
   last_ = &exchanges_.finish(lane_, rows_out, &policy_);
+}
+
+void RemoteExpertExecutor::start_lm_head(int64_t step, int rows, const float* states) {
+  exchanges_.start_lm_head(lane_, step, rows, states);
+}
+
+void RemoteExpertExecutor::finish_lm_head(std::vector<float>& best_logit,
+                                          std::vector<int>& best_id) {
+  exchanges_.wait(lane_, lanes_);
+  exchanges_.finish_lm_head(lane_, best_logit, best_id);
 }
 
 void RemoteExpertExecutor::run_dense(const BlockWeights& block, int64_t step, int rows,

@@ -2,9 +2,10 @@
 // for every kept token (the dispatch policy), cut the expert-grouped rows into one block per
 // expert rank, post the receives for the results, send counts then blocks; once every expert
 // rank has replied and its results are in, put them back in place. A dense FFN offloaded to the
-// expert ranks goes whole to the one that runs it. Every expert rank takes part in every exchange,
-// with zero rows if need be, so no rank is ever left waiting. Each micro-batch lane has at most
-// one exchange in flight; several lanes' exchanges are in flight at once.
+// expert ranks goes whole to the one that runs it; the decoder's final states go to every expert
+// rank, which answers with the best logit of its lm_head columns. Every expert rank takes part in
+// every exchange, with zero rows if need be, so no rank is ever left waiting. Each micro-batch lane
+// has at most one exchange in flight; several lanes' exchanges are in flight at once.
 #pragma once
 
 #include <functional>
@@ -50,6 +51,9 @@ class ExpertExchanges {
   // Starts lane `lane`'s exchange of a dense FFN's rows (x[rows, d_model]) with the expert rank
   // that runs it (`rank`); the others take part with none.
   void start_dense(int lane, int64_t step, int dense_layer, int rank, int rows, const float* x);
+  // Starts lane `lane`'s exchange of the decoder's final states (states[rows, d_model]): every
+  // expert rank computes the logits of its lm_head columns.
+  void start_lm_head(int lane, int64_t step, int rows, const float* states);
   // True once the lane's exchange has every reply and every result block.
   bool ready(int lane) const;
   // Moves every exchange on without waiting: replies in, transfers tested. Throws naming the
@@ -58,6 +62,9 @@ class ExpertExchanges {
   // The ready exchange's results into rows_out (the order rows_in had); `policy` (the one it
   // was started with, if sparse) observes the replies.
   const ExchangeStats& finish(int lane, float* rows_out, DispatchPolicy* policy);
+  // The ready lm_head exchange's answer: each row's largest logit over the expert ranks' columns
+  // and its id (the lowest of equal ones).
+  void finish_lm_head(int lane, std::vector<float>& best_logit, std::vector<int>& best_id);
   // Waits for the lane's exchange, letting other lanes run meanwhile when `lanes` is given.
   void wait(int lane, Lanes* lanes);
   // The expert ranks are told that this attention rank sends no more work.
@@ -65,6 +72,10 @@ class ExpertExchanges {
 
  private:
   struct InFlight;
+  // The ready exchange done with (its wait traced, its sends complete, the policy told); returns
+  // when its combine began, for finished().
+  double complete(int lane, DispatchPolicy* policy);
+  void finished(int lane, double t_combine);
   void launch(InFlight& x, std::vector<WorkHeader>& headers, int64_t step, int lane);
   InFlight* find(uint64_t exchange);
   // "1 (host a), 3 (host b)": the expert ranks that have not replied to x yet.
@@ -82,21 +93,28 @@ class ExpertExchanges {
 // on the expert ranks through the lane's exchanges.
 class RemoteExpertExecutor final : public ExpertExecutor {
  public:
-  // dense_rank(dense_layer): the expert rank of each dense FFN block, when they run there.
+  // dense_rank(dense_layer): the expert rank of each dense FFN block, or -1 where it runs here.
+  // lm_head_kept: the lm_head columns this rank computes itself (the vocabulary: all of them).
   RemoteExpertExecutor(ExpertExchanges& exchanges, const ExpertMap& map, DispatchPolicy& policy,
                        std::function<int(int)> dense_rank = {}, int lane = 0,
-                       Lanes* lanes = nullptr)
+                       Lanes* lanes = nullptr, int lm_head_kept = 0)
       : exchanges_(exchanges),
         map_(map),
         policy_(policy),
         dense_rank_(std::move(dense_rank)),
         lane_(lane),
-        lanes_(lanes) {}
+        lanes_(lanes),
+        lm_head_kept_(lm_head_kept) {}
   void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
            const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) override;
-  bool runs_dense() const override { return bool(dense_rank_); }
+  bool runs_dense(const BlockWeights& block) const override {
+    return dense_rank_ && dense_rank_(block.dense_layer) >= 0;
+  }
   void run_dense(const BlockWeights& block, int64_t step, int rows, const float* x,
                  float* y) override;
+  int lm_head_kept(int vocab) const override { return lm_head_kept_ > 0 ? lm_head_kept_ : vocab; }
+  void start_lm_head(int64_t step, int rows, const float* states) override;
+  void finish_lm_head(std::vector<float>& best_logit, std::vector<int>& best_id) override;
   // What the last call measured.
   const ExchangeStats& last() const { return *last_; }
 
@@ -107,6 +125,7 @@ class RemoteExpertExecutor final : public ExpertExecutor {
   std::function<int(int)> dense_rank_;
   int lane_;
   Lanes* lanes_;
+  int lm_head_kept_;
   const ExchangeStats* last_ = nullptr;
 };
 

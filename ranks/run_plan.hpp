@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "router/expert_map.hpp"
@@ -22,8 +23,12 @@ namespace moe {
 struct RunPlan {
   std::string model_dir;
   int attention_ranks = 1;
-  int micro_batches = 1;          // per attention rank, taking turns at the expert ranks
-  bool dense_on_experts = false;  // the dense FFN blocks run on the expert ranks too
+  int micro_batches = 1;  // per attention rank, taking turns at the expert ranks
+  // Per dense block (by its index among the model's dense blocks): the expert rank that runs its
+  // FFN, or -1 where the attention rank runs it; empty: all on the attention ranks.
+  std::vector<int> dense_ranks;
+  // The share of the lm_head's vocabulary whose logits the expert ranks compute (decode steps).
+  double lm_head_on_experts = 0;
   ExpertMap expert_map;
   std::vector<std::string> devices;  // per rank, e.g. "cpu:1"
   std::string policy = "static";
@@ -36,14 +41,22 @@ struct RunPlan {
 
   template <class A>
   void serialize(A& ar) {
-    ar(model_dir, attention_ranks, micro_batches, dense_on_experts, expert_map, devices, policy,
-       profile_path, latency_model_path, seed, deadline_seconds, trace, transport, error);
+    ar(model_dir, attention_ranks, micro_batches, dense_ranks, lm_head_on_experts, expert_map,
+       devices, policy, profile_path, latency_model_path, seed, deadline_seconds, trace, transport,
+       error);
   }
   bool is_attention_rank(int rank) const { return rank < attention_ranks; }
   int first_expert_rank() const { return attention_ranks; }
   int expert_ranks() const { return int(devices.size()) - attention_ranks; }
-  // The expert rank that runs dense FFN block `dense_layer` when they run on expert ranks.
-  int dense_rank(int dense_layer) const { return attention_ranks + dense_layer % expert_ranks(); }
+  // The expert rank that runs dense FFN block `dense_layer`, or -1 (the attention rank).
+  int dense_rank(int dense_layer) const {
+    return dense_layer >= 0 && dense_layer < int(dense_ranks.size()) ? dense_ranks[dense_layer]
+                                                                     : -1;
+  }
+  // The lm_head's vocabulary columns [first, second) that `rank` computes: an attention rank the
+  // first ones, each expert rank its part of the rest, in rank order (so that ties, which go to
+  // the lowest id, are decided by rank order too).
+  std::pair<int, int> lm_head_columns(int rank, int vocab) const;
 };
 template <>
 struct MessageTypeOf<RunPlan> {

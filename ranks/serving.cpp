@@ -33,7 +33,7 @@ struct Server {
     return options.batch_size / lanes + (lane < options.batch_size % lanes ? 1 : 0);
   }
   void admit(SwitchModel& m, int room, std::vector<Active>& active);
-  void step(SwitchModel& m, std::vector<Active>& active, std::vector<float>& logits);
+  void step(SwitchModel& m, std::vector<Active>& active);
   void lane(int lane);
 };
 
@@ -53,7 +53,7 @@ void Server::admit(SwitchModel& m, int room, std::vector<Active>& active) {
 }
 
 // One decoder step for every active sequence; finished ones leave with their result.
-void Server::step(SwitchModel& m, std::vector<Active>& active, std::vector<float>& logits) {
+void Server::step(SwitchModel& m, std::vector<Active>& active) {
   const ModelConfig& c = m.config;
   std::vector<SequenceCache*> caches;
   std::vector<int> tokens;
@@ -61,12 +61,12 @@ void Server::step(SwitchModel& m, std::vector<Active>& active, std::vector<float
     caches.push_back(&a.cache);
     tokens.push_back(a.token);
   }
-  decode(m, caches, tokens, 1, /*last_only=*/true, logits);
+  const std::vector<int> next = decode_greedy(m, caches, tokens);
   const auto now = Clock::now();
   std::vector<Active> going_on;
   for (size_t b = 0; b < active.size(); ++b) {
     Active& a = active[b];
-    const int best = greedy_token(logits.data() + b * c.vocab_size, c.vocab_size);
+    const int best = next[b];
     a.output.push_back(best);
     a.token = best;
     if (a.output.size() == 1) a.first_token = now;
@@ -87,12 +87,11 @@ void Server::step(SwitchModel& m, std::vector<Active>& active, std::vector<float
 void Server::lane(int lane) {
   SwitchModel& m = coordinator.model(lane);
   std::vector<Active> active;
-  std::vector<float> logits;
   const int room = capacity(lane);
   for (;;) {
     admit(m, room - int(active.size()), active);
     if (active.empty()) return;
-    step(m, active, logits);
+    step(m, active);
   }
 }
 

@@ -11,7 +11,8 @@
 
 namespace moe {
 
-constexpr uint32_t kProtocolVersion = 1;
+// Raised whenever a message or the run plan changes shape (2: WorkHeader::lm_head).
+constexpr uint32_t kProtocolVersion = 2;
 
 enum class MessageType : uint32_t {
   kRunPlan = 1,
@@ -47,10 +48,13 @@ struct WorkHeader {
   int32_t moe_layer = 0;     // the sparse layer, or -1 for a dense FFN
   int32_t dense_layer = -1;  // for a dense FFN: its index among the model's dense blocks
   int32_t micro_batch = 0;
-  std::vector<ExpertSegment> segments;  // a dense FFN's one segment has expert 0
+  // The decoder's final states, for this rank's lm_head columns (moe_layer and dense_layer -1);
+  // the reply holds each row's largest logit there and its id.
+  bool lm_head = false;
+  std::vector<ExpertSegment> segments;  // a dense FFN's or the lm_head's one segment has expert 0
   template <class A>
   void serialize(A& ar) {
-    ar(exchange, step, moe_layer, dense_layer, micro_batch, segments);
+    ar(exchange, step, moe_layer, dense_layer, micro_batch, lm_head, segments);
   }
 };
 

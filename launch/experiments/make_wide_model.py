@@ -3,6 +3,10 @@
 and switch-tiny's layer/expert structure (4+4 blocks, sparse every other block, 8 experts), so a
 routing trace recorded with the trained switch-tiny model can be replayed with realistic expert
 costs; with --base8, switch-base-8's whole shape (12+12 blocks, vocabulary 32128), for benchmarks.
+With --base8 the lm_head is a random matrix of its own (tie_word_embeddings false; the same work):
+tied to a random embedding of scale 1, a step's final state is nearly the input token's own row,
+so every step would pick the token it was fed (the pad id 0, forever), and a check that runs
+agree would compare nothing but zeros.
 Needs numpy and safetensors (pip)."""
 import argparse, json, os, sys
 
@@ -21,13 +25,15 @@ def main():
     cfg.update(d_model=768, d_ff=3072, d_kv=64, num_heads=12)
     if a.base8:
         cfg.update(num_layers=12, num_decoder_layers=12, num_sparse_encoder_layers=6,
-                   num_sparse_decoder_layers=6, vocab_size=32128)
+                   num_sparse_decoder_layers=6, vocab_size=32128, tie_word_embeddings=False)
     d, ff, inner, E, V = 768, 3072, 768, cfg["num_experts"], cfg["vocab_size"]
     rng = np.random.default_rng(0)
     t = {}
     def w(name, *shape, scale=0.02):
         t[name] = (rng.standard_normal(shape, dtype=np.float32) * scale).astype(np.float32)
     w("shared.weight", V, d, scale=1.0)
+    if not cfg.get("tie_word_embeddings", True):
+        w("lm_head.weight", V, d, scale=1.0)
     for stack, layers, step, ff_idx in (("encoder", cfg["num_layers"], cfg["encoder_sparse_step"], 1),
                                         ("decoder", cfg["num_decoder_layers"], cfg["decoder_sparse_step"], 2)):
         w(f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight", cfg["relative_attention_num_buckets"], 12)

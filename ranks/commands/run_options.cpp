@@ -37,8 +37,44 @@ ExpertMap run_expert_map(const RunOptions& o, const ModelConfig& c, int N) {
   return map;
 }
 
-// Attention ranks, micro-batches and where dense FFNs run.
-void plan_roles(const RunOptions& o, int N, RunPlan& plan) {
+// Where each dense FFN block runs: under mpirun on the expert ranks (round-robin), unless told
+// `attention`. Per token the attention rank's side of a decoder block is 6d² multiply-adds (its
+// cross-attention keys and values are computed once per request) plus the lm_head, an FFN's is
+// 8d² (d_ff = 4d): the expert ranks take every FFN to level the sides. Keeping every other encoder
+// dense FFN on the attention rank (which levels the encoder's sides on paper) measured no gain at
+// batch 64 (docs/BENCHMARKS.md, section 3).
+void plan_dense_ranks(const RunOptions& o, const ModelConfig& c, int N, RunPlan& plan) {
+  plan.dense_ranks.clear();
+  if (N == 1 || o.dense_ffn == "attention") return;
+  int dense = 0;
+  for (int i = 0; i < c.num_layers; ++i) dense += !c.encoder_block_is_sparse(i);
+  for (int i = 0; i < c.num_decoder_layers; ++i) dense += !c.decoder_block_is_sparse(i);
+  for (int k = 0; k < dense; ++k)
+    plan.dense_ranks.push_back(plan.attention_ranks + k % (N - plan.attention_ranks));
+}
+
+// The share of the lm_head's vocabulary that the expert ranks compute when not told: they
+// compute it while the attention rank computes the rest.
+constexpr double kLmHeadOnExperts = 0.5;
+
+double lm_head_share(const RunOptions& o, bool distributed) {
+  if (o.lm_head_on_experts == "auto") return distributed && o.serves ? kLmHeadOnExperts : 0;
+  double share = -1;
+  try {
+    size_t used = 0;
+    share = std::stod(o.lm_head_on_experts, &used);
+    if (used != o.lm_head_on_experts.size()) share = -1;
+  } catch (const std::exception&) {
+  }
+  MOE_CHECK(share >= 0 && share < 1,
+            "--lm-head-on-experts must be auto or a share from 0 to below 1, not '",
+            o.lm_head_on_experts, "'");
+  MOE_CHECK(o.serves || share == 0, "--lm-head-on-experts is for moe generate");
+  return distributed ? share : 0;
+}
+
+// Attention ranks, micro-batches and where dense FFNs and the lm_head run.
+void plan_roles(const RunOptions& o, const ModelConfig& c, int N, RunPlan& plan) {
   MOE_CHECK(o.attention_ranks >= 1, "--attention-ranks must be >= 1");
   MOE_CHECK(o.micro_batches >= 0, "--micro-batches must be >= 0");
   MOE_CHECK(o.dense_ffn == "attention" || o.dense_ffn == "experts" || o.dense_ffn == "auto",
@@ -59,7 +95,8 @@ void plan_roles(const RunOptions& o, int N, RunPlan& plan) {
                        : distributed && o.serves && o.batch_size >= kPingPongBatch ? 2
                                                                                    : 1;
   if (!distributed) plan.micro_batches = 1;
-  plan.dense_on_experts = distributed && o.dense_ffn != "attention";
+  plan_dense_ranks(o, c, N, plan);
+  plan.lm_head_on_experts = lm_head_share(o, distributed);
 }
 
 }  // namespace
@@ -88,7 +125,9 @@ void RunOptions::add_to(po::options_description& opts) {
       ("micro-batches", po::value(&micro_batches)->default_value(0),
        "micro-batches per attention rank, taking turns at the expert ranks (ping-pong; 0: chosen from the batch and the layout)")
       ("dense-ffn", po::value(&dense_ffn)->default_value("auto"),
-       "where the dense FFN blocks run under mpirun: attention, experts (one expert rank each), or auto");
+       "where the dense FFN blocks run under mpirun: attention, experts (round-robin), or auto (experts)")
+      ("lm-head-on-experts", po::value(&lm_head_on_experts)->default_value("auto"),
+       "share of the lm_head's vocabulary whose logits the expert ranks compute in each decode step, 0 to <1, or auto (moe generate)");
   // clang-format on
 }
 
@@ -109,7 +148,10 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
   plan.seed = o.seed;
   plan.deadline_seconds = o.deadline_seconds;
   plan.trace = !o.trace_path.empty();
-  plan_roles(o, N, plan);
+  plan_roles(o, c, N, plan);
+  MOE_CHECK(plan.lm_head_columns(0, c.vocab_size).second >= 1, "--lm-head-on-experts ",
+            o.lm_head_on_experts, " leaves the attention ranks none of the ", c.vocab_size,
+            " lm_head columns");
   if (N > 1) {
     plan.expert_map = run_expert_map(o, c, N);
   } else {

@@ -28,8 +28,9 @@ struct RunOptions {
   std::string record_latency_samples_path;     // CSV latency samples (needs a profile)
   std::vector<std::string> extra_expert_maps;  // expert ranks also load these maps' experts
   int attention_ranks = 1;
-  int micro_batches = 0;           // 0: chosen from the batch and the layout
-  std::string dense_ffn = "auto";  // where dense FFN blocks run: attention, experts, auto
+  int micro_batches = 0;                    // 0: chosen from the batch and the layout
+  std::string dense_ffn = "auto";           // where dense FFN blocks run: attention, experts, auto
+  std::string lm_head_on_experts = "auto";  // share of the lm_head's vocabulary, or auto
   // Set by the command: whether it serves requests (micro-batch lanes, several attention ranks)
   // and with what batch per attention rank.
   bool serves = false;
@@ -37,7 +38,7 @@ struct RunOptions {
 
   // --model, --expert-map, --policy, --seed, --deadline, --threads, --trace, --memory-per-rank,
   // --devices, --profile, --latency-model, --record-routing, --record-latency-samples,
-  // --attention-ranks, --micro-batches, --dense-ffn.
+  // --attention-ranks, --micro-batches, --dense-ffn, --lm-head-on-experts.
   void add_to(boost::program_options::options_description& opts);
 };
 

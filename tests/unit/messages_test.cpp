@@ -7,11 +7,12 @@
 namespace moe {
 
 TEST(Messages, WorkHeaderRoundTrips) {
-  WorkHeader h{9, 7, 3, -1, 1, {{0, 5}, {4, 2}}};
+  WorkHeader h{9, 7, 3, -1, 1, true, {{0, 5}, {4, 2}}};
   const auto back = decode_message<WorkHeader>(open_envelope(2, encode_message(h)));
   EXPECT_EQ(back.exchange, 9u);
   EXPECT_EQ(back.step, 7);
   EXPECT_EQ(back.moe_layer, 3);
+  EXPECT_TRUE(back.lm_head);
   ASSERT_EQ(back.segments.size(), 2u);
   EXPECT_EQ(back.segments[1].expert, 4);
   EXPECT_EQ(back.segments[1].rows, 2);
@@ -36,7 +37,7 @@ TEST(Messages, OtherProtocolVersionIsRejected) {
 }
 
 TEST(Messages, TruncatedPayloadIsMalformed) {
-  std::string bytes = encode_message(WorkHeader{0, 1, 2, -1, 0, {{0, 5}, {1, 6}}});
+  std::string bytes = encode_message(WorkHeader{0, 1, 2, -1, 0, false, {{0, 5}, {1, 6}}});
   bytes.resize(bytes.size() - 6);
   try {
     decode_message<WorkHeader>(open_envelope(3, bytes));
