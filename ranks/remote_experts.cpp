@@ -84,14 +84,19 @@ void ExpertExchanges::start_sparse(int lane, int64_t step, int moe_layer, const 
   launch(x, headers, step, lane);
 }
 
-void ExpertExchanges::start_dense(int lane, int64_t step, int dense_layer, int rank, int rows,
-                                  const float* x_rows) {
+ExpertExchanges::InFlight& ExpertExchanges::begin_unrouted(int lane) {
   InFlight& x = *lanes_.at(lane);
   MOE_CHECK(!x.active, "lane ", lane, " started an exchange before finishing its last one");
-  const int N = world_.size(), d = options_.d_model;
   x.t_dispatch = now_us();
   x.stats.policy_us = 0;
-  x.stats.rows_per_rank.assign(N, 0);
+  x.stats.rows_per_rank.assign(world_.size(), 0);
+  return x;
+}
+
+void ExpertExchanges::start_dense(int lane, int64_t step, int dense_layer, int rank, int rows,
+                                  const float* x_rows) {
+  InFlight& x = begin_unrouted(lane);
+  const int N = world_.size(), d = options_.d_model;
   x.stats.rows_per_rank[rank] = rows;
   x.rank_of_row.assign(rows, rank);
   x.slot_of_row.resize(rows);
@@ -107,12 +112,8 @@ void ExpertExchanges::start_dense(int lane, int64_t step, int dense_layer, int r
 }
 
 void ExpertExchanges::start_lm_head(int lane, int64_t step, int rows, const float* states) {
-  InFlight& x = *lanes_.at(lane);
-  MOE_CHECK(!x.active, "lane ", lane, " started an exchange before finishing its last one");
+  InFlight& x = begin_unrouted(lane);
   const int N = world_.size(), d = options_.d_model;
-  x.t_dispatch = now_us();
-  x.stats.policy_us = 0;
-  x.stats.rows_per_rank.assign(N, 0);
   x.rank_of_row.clear();
   x.slot_of_row.clear();
   std::vector<WorkHeader> headers(N);

@@ -72,6 +72,8 @@ class ExpertExchanges {
 
  private:
   struct InFlight;
+  // The lane's exchange, ready for rows that no policy places (a dense FFN's, the lm_head's).
+  InFlight& begin_unrouted(int lane);
   // The ready exchange done with (its wait traced, its sends complete, the policy told); returns
   // when its combine began, for finished().
   double complete(int lane, DispatchPolicy* policy);
