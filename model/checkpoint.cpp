@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -21,8 +22,10 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return out.str();
 }
 
-// The shard files of a checkpoint directory, in a stable order.
-std::vector<std::string> shard_paths(const std::string& dir) {
+// The shard files of a checkpoint directory, in a stable order; with an index, the shard path
+// that it names for each tensor too.
+std::vector<std::string> shard_paths(const std::string& dir,
+                                     std::map<std::string, std::string>& indexed) {
   const fs::path index = fs::path(dir) / "model.safetensors.index.json";
   std::vector<std::string> paths;
   if (fs::exists(index)) {
@@ -39,7 +42,13 @@ std::vector<std::string> shard_paths(const std::string& dir) {
     for (const auto& [tensor, file] : j["weight_map"].items()) {
       MOE_CHECK(file.is_string(), index.string(), ": weight_map entry for '", tensor,
                 "' is not a file name");
-      names.insert(file.get<std::string>());
+      // Shards live in the model directory: a path elsewhere ("../x", "/etc/x") is refused.
+      const std::string name = file.get<std::string>();
+      MOE_CHECK(!name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos,
+                index.string(), ": weight_map entry for '", tensor, "' names '", name,
+                "', which is not a file name in the model directory");
+      names.insert(name);
+      indexed[tensor] = (fs::path(dir) / name).string();
     }
     for (const auto& name : names) {
       const fs::path p = fs::path(dir) / name;
@@ -60,7 +69,8 @@ std::vector<std::string> shard_paths(const std::string& dir) {
 Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   MOE_CHECK(fs::is_directory(dir), dir, ": model directory does not exist");
   config_ = load_model_config((fs::path(dir) / "config.json").string());
-  for (const auto& path : shard_paths(dir)) {
+  std::map<std::string, std::string> indexed;
+  for (const auto& path : shard_paths(dir, indexed)) {
     auto file = std::make_shared<SafetensorsFile>(path);
     for (const auto& name : file->names()) {
       auto [it, inserted] = file_of_.emplace(name, file.get());
@@ -68,6 +78,12 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
     }
     owner_[file.get()] = file;
     files_.push_back(std::move(file));
+  }
+  for (const auto& [tensor, path] : indexed) {
+    const auto it = file_of_.find(tensor);
+    MOE_CHECK(it != file_of_.end() && it->second->path() == path, dir,
+              "/model.safetensors.index.json: puts tensor '", tensor, "' in ", path, ", but ",
+              it == file_of_.end() ? "no shard holds it" : "it is in " + it->second->path());
   }
 }
 

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
@@ -113,7 +114,16 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
               " exceeds the file size ", map_bytes_, " (truncated or not safetensors)");
     nlohmann::json header;
     try {
-      header = nlohmann::json::parse(base + 8, base + 8 + header_bytes);
+      // A tensor named twice would silently take the last entry: refused instead.
+      std::set<std::string> names;
+      const auto refuse_duplicates = [&](int depth, nlohmann::json::parse_event_t event,
+                                         nlohmann::json& parsed) {
+        if (depth == 1 && event == nlohmann::json::parse_event_t::key)
+          MOE_CHECK(names.insert(parsed.get<std::string>()).second, path, ": header names '",
+                    parsed.get<std::string>(), "' twice");
+        return true;
+      };
+      header = nlohmann::json::parse(base + 8, base + 8 + header_bytes, refuse_duplicates);
     } catch (const nlohmann::json::parse_error& e) {
       MOE_FAIL(path, ": header is not valid JSON: ", e.what());
     }
@@ -146,7 +156,11 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       MOE_CHECK(info.begin <= info.end && info.end <= data_bytes, where, ": data_offsets [",
                 info.begin, ", ", info.end, "] lie beyond the data section (", data_bytes,
                 " bytes; file truncated or corrupt)");
-      const size_t expected = size_t(info.numel()) * dtype_bytes(info.dtype);
+      // Checked: a shape like [2^62, 4] must not wrap around to a size that matches the data.
+      uint64_t expected = dtype_bytes(info.dtype);
+      for (int64_t d : info.shape)
+        MOE_CHECK(!__builtin_mul_overflow(expected, uint64_t(d), &expected), where, ": shape ",
+                  entry["shape"].dump(), " needs more bytes than any file holds");
       MOE_CHECK(info.end - info.begin == expected, where, ": holds ", info.end - info.begin,
                 " bytes but dtype ", dtype_name(info.dtype), " and its shape need ", expected);
       ranges.emplace_back(info.begin, info.end);

@@ -9,19 +9,6 @@
 #include "runtime/rank_stats.hpp"
 
 namespace moe {
-namespace {
-
-uint64_t available_memory_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key, unit;
-  uint64_t kib = 0;
-  while (meminfo >> key >> kib >> unit)
-    if (key == "MemAvailable:") return kib * 1024;
-  return 0;
-}
-
-}  // namespace
-
 ProfileResult time_experts(const ProfileRequest& request,
                            const std::vector<const SparseFfnWeights*>& layers, Device& device,
                            const ModelConfig& c, int rank, const std::string& device_spec) {

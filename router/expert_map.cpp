@@ -42,9 +42,11 @@ ExpertMap parse_expert_map(const nlohmann::json& j, const std::string& source, i
   for (const auto& entry : j["layers"]) {
     MOE_CHECK(entry.is_object() && entry.contains("layer") && entry["layer"].is_number_integer(),
               source, ": every entry of 'layers' needs an integer 'layer'");
-    const int layer = entry["layer"].get<int>();
-    MOE_CHECK(layer >= 0 && layer < num_layers, source, ": layer ", layer,
+    // Read wide and checked before narrowing: 4294967299 must not pass as layer 3.
+    const int64_t wide_layer = entry["layer"].get<int64_t>();
+    MOE_CHECK(wide_layer >= 0 && wide_layer < num_layers, source, ": layer ", entry["layer"].dump(),
               " does not exist (the model has ", num_layers, " sparse layers)");
+    const int layer = int(wide_layer);
     MOE_CHECK(seen_layers.insert(layer).second, source, ": layer ", layer, " is listed twice");
     MOE_CHECK(entry.contains("experts") && entry["experts"].is_array() &&
                   int(entry["experts"].size()) == num_experts,
@@ -58,10 +60,11 @@ ExpertMap parse_expert_map(const nlohmann::json& j, const std::string& source, i
       for (const auto& r : ranks) {
         MOE_CHECK(r.is_number_integer(), source, ": layer ", layer, " expert ", e,
                   ": rank must be an integer, got ", r.dump());
-        const int rank = r.get<int>();
-        MOE_CHECK(rank >= first_rank && rank < world_size, source, ": layer ", layer, " expert ", e,
-                  " is placed on rank ", rank, ", but the expert ranks are ", first_rank, "..",
-                  world_size - 1);
+        const int64_t wide_rank = r.get<int64_t>();
+        MOE_CHECK(wide_rank >= first_rank && wide_rank < world_size, source, ": layer ", layer,
+                  " expert ", e, " is placed on rank ", r.dump(), ", but the expert ranks are ",
+                  first_rank, "..", world_size - 1);
+        const int rank = int(wide_rank);
         MOE_CHECK(distinct.insert(rank).second, source, ": layer ", layer, " expert ", e,
                   " lists rank ", rank, " twice");
         map.replicas[layer][e].push_back(rank);

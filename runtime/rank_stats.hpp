@@ -19,6 +19,9 @@ double process_cpu_us();
 // Resident memory of this process, from /proc/self/statm.
 uint64_t resident_bytes();
 
+// The machine's available memory (MemAvailable of /proc/meminfo), or 0 when unknown.
+uint64_t available_memory_bytes();
+
 class RankRecorder {
  public:
   RankRecorder(int rank, std::string host, std::string device, int num_moe_layers, bool trace);

@@ -7,6 +7,7 @@
 #include "model/safetensors.hpp"
 #include "ranks/commands/commands.hpp"
 #include "ranks/commands/requests.hpp"
+#include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {
@@ -45,6 +46,8 @@ class ForwardCommand final : public DistributedCommand {
   }
 
   void prepare(const World&, const ModelConfig& c) override {
+    check_output_path(output_);
+    check_output_is_not(output_, input_);
     auto tokenizer =
         load_tokenizer_if_present(run_options_.model_dir, c.eos_token_id, c.pad_token_id);
     requests_ = read_requests(input_, c, tokenizer.get());

@@ -4,15 +4,19 @@
 // the answers in input order, with per-request latencies.
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
+#include <cmath>
 #include <cstdio>
 
 #include "ranks/commands/commands.hpp"
 #include "ranks/commands/requests.hpp"
 #include "ranks/serving.hpp"
 #include "router/statistics.hpp"
+#include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
 #include "runtime/mpi/control_plane.hpp"
+#include "runtime/rank_stats.hpp"
 
 namespace moe {
 namespace po = boost::program_options;
@@ -29,6 +33,8 @@ class GenerateCommand final : public DistributedCommand {
         ("max-new-tokens", po::value(&options_.max_new_tokens)->default_value(32), "tokens to generate at most")
         ("batch-size", po::value(&options_.batch_size)->default_value(8),
          "sequences decoding at once per attention rank (continuous batching)")
+        ("max-input-tokens", po::value(&max_input_tokens_)->default_value(512),
+         "longest prompt accepted, in tokens (longer ones are refused before any work)")
         ("quiet", po::bool_switch(&quiet_), "do not print each answer");
     // clang-format on
   }
@@ -36,9 +42,14 @@ class GenerateCommand final : public DistributedCommand {
   void prepare(const World&, const ModelConfig& c) override {
     MOE_CHECK(options_.max_new_tokens >= 1, "--max-new-tokens must be >= 1");
     MOE_CHECK(options_.batch_size >= 1, "--batch-size must be >= 1");
+    if (!output_.empty()) {  // before any work: a refused output would lose all of it
+      check_output_path(output_);
+      check_output_is_not(output_, input_);
+    }
     const auto tokenizer =
         load_tokenizer_if_present(run_options_.model_dir, c.eos_token_id, c.pad_token_id);
     requests_ = read_requests(input_, c, tokenizer.get());
+    check_limits(c);
     run_options_.serves = true;
     run_options_.batch_size = options_.batch_size;
   }
@@ -46,6 +57,7 @@ class GenerateCommand final : public DistributedCommand {
   int coordinate(Coordinator& coordinator) override;
 
  private:
+  void check_limits(const ModelConfig& c) const;
   std::vector<GenerationResult> serve_all(Coordinator& coordinator);
   nlohmann::json answer(const GenerationResult& r, const Tokenizer* tokenizer) const;
   void print(const GenerationResult& r, const Tokenizer* tokenizer) const;
@@ -55,8 +67,38 @@ class GenerateCommand final : public DistributedCommand {
   std::string input_, output_;
   ServeOptions options_;
   bool quiet_ = false;
+  int max_input_tokens_ = 512;
   std::vector<Request> requests_;
 };
+
+// Bytes that serving `batch` sequences takes beyond the weights, with inputs of `input` tokens
+// and `new_tokens` to generate: each sequence's key/value caches, and one encoder pass (its
+// position bias, projections and FFN rows).
+double serving_bytes(const ModelConfig& c, int batch, int input, int new_tokens) {
+  const double inner = c.inner_dim(), S = input;
+  const double caches = double(c.num_decoder_layers) * inner * 2 * (double(new_tokens) + 1 + S);
+  const double encoder = S * (c.num_heads * S + 4 * inner + 3.0 * c.d_model + c.d_ff);
+  return 4.0 * batch * (caches + encoder);
+}
+
+// Limits named before any work: a prompt too long, or a batch whose caches cannot fit.
+void GenerateCommand::check_limits(const ModelConfig& c) const {
+  MOE_CHECK(max_input_tokens_ >= 1, "--max-input-tokens must be >= 1");
+  size_t longest = 0;
+  for (const auto& r : requests_) {
+    MOE_CHECK(r.input_ids.size() <= size_t(max_input_tokens_), input_, ":", r.line, ": ",
+              r.input_ids.size(), " input tokens, more than --max-input-tokens ",
+              max_input_tokens_);
+    longest = std::max(longest, r.input_ids.size());
+  }
+  const double need = serving_bytes(c, options_.batch_size, int(longest), options_.max_new_tokens);
+  const double available = double(available_memory_bytes());
+  const auto gib = [](double bytes) { return std::round(bytes / (1 << 30) * 10) / 10; };
+  MOE_CHECK(available == 0 || need <= available, "a batch of ", options_.batch_size,
+            " with inputs of up to ", longest, " tokens and --max-new-tokens ",
+            options_.max_new_tokens, " needs about ", gib(need), " GiB beyond the weights; ",
+            gib(available), " GiB are available: lower --batch-size or --max-new-tokens");
+}
 
 // Rank 0 deals the requests round-robin over the attention ranks, serves its own share and
 // gathers the others'; another attention rank serves the share it is handed.

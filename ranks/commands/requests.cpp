@@ -48,6 +48,7 @@ std::vector<Request> read_requests(const std::string& path, const ModelConfig& c
     }
     MOE_CHECK(j.is_object(), where, ": expected a JSON object");
     Request r;
+    r.line = number;
     r.id = j.contains("id") ? j["id"] : nlohmann::json(requests.size());
     if (j.contains("input_ids")) {
       r.input_ids = read_ids(j["input_ids"], "input_ids", where, config.vocab_size);

@@ -14,6 +14,7 @@ namespace moe {
 
 struct Request {
   nlohmann::json id;
+  int line = 0;      // in the input, for messages
   std::string text;  // when given as text
   std::vector<int> input_ids;
   std::vector<int> decoder_input_ids;  // empty unless given

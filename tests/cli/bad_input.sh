@@ -8,6 +8,8 @@ trap 'rm -rf "$work"' EXIT
 cp -r "$fixture" "$work/model"
 weights="$work/model/model.safetensors"
 echo '{"id": "a", "input_ids": [5, 6, 7, 1]}' >"$work/in.jsonl"
+output=$work/out.jsonl
+extra=()
 
 case $case in
   truncated_safetensors)
@@ -28,16 +30,37 @@ case $case in
   token_out_of_vocab)
     echo '{"id": "b", "input_ids": [5, 100000, 1]}' >"$work/in.jsonl"
     expect="in.jsonl:1: field 'input_ids' has token id 100000 outside the vocabulary" ;;
+  prompt_too_long)  # refused before any work, naming the line and the limit
+    echo '{"id": "b", "input_ids": [5, 6, 1]}' >>"$work/in.jsonl"
+    python3 -c "import json; print(json.dumps({'id': 'c', 'input_ids': [5] * 600 + [1]}))" >>"$work/in.jsonl"
+    expect="in.jsonl:3: 601 input tokens, more than --max-input-tokens 512" ;;
+  max_new_tokens_huge)
+    extra=(--max-new-tokens 1000000000)
+    expect="--max-new-tokens 1000000000 needs about .* GiB beyond the weights; .* GiB are available" ;;
+  output_is_input)
+    output=$work/in.jsonl
+    expect="in.jsonl: is the input file too; refusing to overwrite it" ;;
+  output_is_symlink)
+    echo kept >"$work/elsewhere.txt"
+    ln -s "$work/elsewhere.txt" "$work/link.jsonl"
+    output=$work/link.jsonl
+    expect="link.jsonl: refusing to write the output over a symbolic link" ;;
   *) echo "unknown case $case"; exit 2 ;;
 esac
 
-"$moe" generate --model "$work/model" --input "$work/in.jsonl" --output "$work/out.jsonl" \
+"$moe" generate --model "$work/model" --input "$work/in.jsonl" --output "$output" "${extra[@]}" \
   >"$work/stdout" 2>"$work/stderr"
 status=$?
 lines=$(wc -l <"$work/stderr")
 echo "exit $status; stderr: $(cat "$work/stderr")"
 [[ $status -ne 0 ]] || { echo "FAIL: exit status 0"; exit 1; }
 [[ $lines -eq 1 ]] || { echo "FAIL: $lines lines on stderr, expected 1"; exit 1; }
-grep -Eq "$expect" "$work/stderr" || { echo "FAIL: stderr does not match: $expect"; exit 1; }
+grep -Eq -e "$expect" "$work/stderr" || { echo "FAIL: stderr does not match: $expect"; exit 1; }
 [[ ! -e "$work/out.jsonl" ]] || { echo "FAIL: an output file was left behind"; exit 1; }
+! ls "$work" | grep -q partial || { echo "FAIL: a temporary file was left behind"; exit 1; }
+case $case in  # nothing the refused output named was touched
+  output_is_input) grep -q '"input_ids": \[5, 6, 7, 1\]' "$work/in.jsonl" || { echo "FAIL: input changed"; exit 1; } ;;
+  output_is_symlink) [[ -L $work/link.jsonl && $(cat "$work/elsewhere.txt") == kept ]] ||
+    { echo "FAIL: the link or its target changed"; exit 1; } ;;
+esac
 echo "ok: $case"

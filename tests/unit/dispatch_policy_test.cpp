@@ -117,6 +117,15 @@ TEST(ExpertMap, JsonRoundTripsAndBadMapsAreNamed) {
   short_layer["layers"][1]["experts"].erase(3);
   EXPECT_NE(error_of(short_layer).find("layer 1 must list ranks for each of its 4 experts"),
             std::string::npos);
+  // Numbers past int's range are refused, not truncated (2^32 + 1 to rank 1, 2^32 + 1 to layer 1).
+  auto wide_rank = json;
+  wide_rank["layers"][0]["experts"][2] = {int64_t(4294967297)};
+  EXPECT_NE(error_of(wide_rank).find("is placed on rank 4294967297"), std::string::npos)
+      << error_of(wide_rank);
+  auto wide_layer = json;
+  wide_layer["layers"][1]["layer"] = int64_t(4294967297);
+  EXPECT_NE(error_of(wide_layer).find("layer 4294967297 does not exist"), std::string::npos)
+      << error_of(wide_layer);
 }
 
 TEST(ExpertMap, MemoryBudgetIsEnforcedPerRank) {

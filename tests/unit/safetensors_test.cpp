@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "model/checkpoint.hpp"
 #include "runtime/error.hpp"
 #include "test_files.hpp"
 
@@ -29,7 +30,46 @@ std::string raw_file(const std::string& header, size_t data_bytes) {
   return bytes + header + std::string(data_bytes, '\0');
 }
 
+// A copy of the sharded fixture whose index has `from` replaced by `to`; the checkpoint's error.
+std::string sharded_index_error(const std::string& from, const std::string& to) {
+  const auto dir = test::temp_dir() / "model";
+  std::filesystem::copy(test::fixture_dir("switch8_bf16_sharded") + "/model", dir);
+  const auto index = dir / "model.safetensors.index.json";
+  std::string text = test::read_bytes(index);
+  const size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  text.replace(at, from.size(), to);
+  test::write_bytes(index, text);
+  try {
+    Checkpoint checkpoint(dir.string());
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 }  // namespace
+
+TEST(Safetensors, ShardIndexPathsStayInTheModelDirectory) {
+  const std::string entry = R"("decoder.block.0.layer.0.SelfAttention.k.weight": )";
+  for (const char* outside : {"../../../../etc/passwd", "/etc/passwd", ".."}) {
+    const std::string error = sharded_index_error(entry + R"("model-00002-of-00003.safetensors")",
+                                                  entry + '"' + outside + '"');
+    EXPECT_NE(error.find("names '" + std::string(outside) +
+                         "', which is not a file name in the model directory"),
+              std::string::npos)
+        << error;
+  }
+}
+
+TEST(Safetensors, ShardIndexNamingTheWrongShardIsRefused) {
+  const std::string entry = R"("decoder.block.0.layer.0.SelfAttention.k.weight": )";
+  const std::string error = sharded_index_error(entry + R"("model-00002-of-00003.safetensors")",
+                                                entry + R"("model-00001-of-00003.safetensors")");
+  EXPECT_NE(error.find("puts tensor 'decoder.block.0.layer.0.SelfAttention.k.weight' in"),
+            std::string::npos)
+      << error;
+}
 
 TEST(Safetensors, WrittenTensorsReadBackExactly) {
   const auto path = test::temp_dir() / "t.safetensors";
@@ -96,6 +136,25 @@ TEST(Safetensors, OverlappingTensorsAreRejected) {
                                 R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
                                 12));
   EXPECT_NE(open_error(p).find("overlap"), std::string::npos);
+}
+
+TEST(Safetensors, ShapeWhoseSizeOverflowsIsNamed) {
+  // 2^62 + 1024 rows of 4 bytes wrap to 4096 bytes in 64 bits: exactly the data given.
+  const auto p = test::temp_dir() / "overflow.safetensors";
+  test::write_bytes(p, raw_file(R"({"w":{"dtype":"F32","shape":[4611686018427388928,1],)"
+                                R"("data_offsets":[0,4096]}})",
+                                4096));
+  EXPECT_NE(open_error(p).find("tensor 'w': shape [4611686018427388928,1] needs more bytes"),
+            std::string::npos)
+      << open_error(p);
+}
+
+TEST(Safetensors, TensorNamedTwiceIsRefused) {
+  const auto p = test::temp_dir() / "twice.safetensors";
+  test::write_bytes(p, raw_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                                R"("w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                                8));
+  EXPECT_NE(open_error(p).find("header names 'w' twice"), std::string::npos) << open_error(p);
 }
 
 TEST(Safetensors, HeaderThatIsNotJsonIsNamed) {
