@@ -47,6 +47,14 @@ void check_output_path(const std::string& path) {
             "; give the path of a regular file");
 }
 
+void check_output_path_writable(const std::string& path) {
+  check_output_path(path);
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  const std::string dir = parent.empty() ? "." : parent.string();
+  MOE_CHECK(::access(dir.c_str(), W_OK | X_OK) == 0, path, ": cannot write into ", dir, ": ",
+            std::strerror(errno));
+}
+
 void check_output_is_not(const std::string& output, const std::string& input) {
   std::error_code ec;
   MOE_CHECK(!std::filesystem::equivalent(output, input, ec), output,

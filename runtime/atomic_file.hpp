@@ -15,6 +15,9 @@ namespace moe {
 // Throws naming `path` when it exists and is not a regular file.
 void check_output_path(const std::string& path);
 
+// As check_output_path, and throws naming `path` when its directory cannot take a new file.
+void check_output_path_writable(const std::string& path);
+
 // Throws naming both when `output` is the same file as `input` (which must not be overwritten).
 void check_output_is_not(const std::string& output, const std::string& input);
 

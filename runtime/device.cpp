@@ -1,5 +1,7 @@
 #include "runtime/device.hpp"
 
+#include <thread>
+
 #include "runtime/cpu/cpu_device.hpp"
 #include "runtime/cpu/cpu_quota.hpp"
 #include "runtime/error.hpp"
@@ -20,14 +22,22 @@ int parse_index(const std::string& spec, size_t prefix, const char* what) {
   MOE_FAIL("device '", spec, "': expected ", what);
 }
 
+// cpu:THREADS means that many busy cores: more than the machine has only fight each other.
+int cpu_threads(const std::string& spec) {
+  const int threads = parse_index(spec, 4, "cpu:THREADS");
+  const int cpus = int(std::thread::hardware_concurrency());
+  MOE_CHECK(threads >= 1 && (cpus == 0 || threads <= cpus), "device '", spec, "': ", threads,
+            " thread(s), but this machine has ", cpus, " CPU(s)");
+  return threads;
+}
+
 }  // namespace
 
 std::unique_ptr<Device> make_device(const std::string& spec_with_quota) {
   double quota = 0;
   const std::string spec = strip_cpu_quota(spec_with_quota, &quota);
   if (spec == "cpu") return std::make_unique<CpuDevice>(1);
-  if (spec.rfind("cpu:", 0) == 0)
-    return std::make_unique<CpuDevice>(parse_index(spec, 4, "cpu:THREADS"));
+  if (spec.rfind("cpu:", 0) == 0) return std::make_unique<CpuDevice>(cpu_threads(spec));
   if (spec.rfind("cuda:", 0) == 0) {
 #ifdef MOE_WITH_CUDA
     const size_t colon = spec.find(':', 5);
@@ -54,6 +64,7 @@ void make_device_spec_check(const std::string& spec_with_quota) {
   double quota = 0;
   const std::string spec = resolve_local_device(strip_cpu_quota(spec_with_quota, &quota), 0);
   if (spec == "cpu" || spec.rfind("cpu:", 0) == 0) {
+    // The thread count is checked on the rank's own machine (make_device): nodes may differ.
     if (spec != "cpu") parse_index(spec, 4, "cpu:THREADS");
     return;
   }

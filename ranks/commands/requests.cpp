@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
@@ -36,6 +37,7 @@ std::vector<Request> read_requests(const std::string& path, const ModelConfig& c
   }
   std::istream& in = path == "-" ? std::cin : file;
   std::vector<Request> requests;
+  std::map<std::string, int> line_of_id;  // answers are matched to prompts by id: one each
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -50,6 +52,9 @@ std::vector<Request> read_requests(const std::string& path, const ModelConfig& c
     Request r;
     r.line = number;
     r.id = j.contains("id") ? j["id"] : nlohmann::json(requests.size());
+    const auto [seen, fresh] = line_of_id.emplace(r.id.dump(), number);
+    MOE_CHECK(fresh, where, ": id ", r.id.dump(), " was given on line ", seen->second,
+              " too (a missing id is the request's position, from 0)");
     if (j.contains("input_ids")) {
       r.input_ids = read_ids(j["input_ids"], "input_ids", where, config.vocab_size);
     } else {

@@ -2,10 +2,12 @@
 
 #include <boost/program_options.hpp>
 #include <filesystem>
+#include <thread>
 
 #include "model/weights.hpp"
 #include "ranks/commands/command_line.hpp"
 #include "router/policy_factory.hpp"
+#include "runtime/atomic_file.hpp"
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
 #include "runtime/mpi/transport_factory.hpp"
@@ -137,7 +139,13 @@ ModelConfig load_run_config(const RunOptions& o) {
 
 CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
   MOE_CHECK(o.deadline_seconds > 0, "--deadline must be > 0");
-  MOE_CHECK(o.threads >= 1, "--threads must be >= 1");
+  const int cpus = int(std::thread::hardware_concurrency());
+  MOE_CHECK(o.threads >= 1 && (cpus == 0 || o.threads <= cpus), "--threads ", o.threads,
+            ": must be from 1 to the machine's ", cpus, " CPU(s)");
+  // Every file the run writes at its end is checked now, not after the answers are computed.
+  for (const std::string* path :
+       {&o.trace_path, &o.record_routing_path, &o.record_latency_samples_path})
+    if (!path->empty()) check_output_path_writable(*path);
   check_dispatch_policy_name(o.policy);
   CheckedRun run;
   RunPlan& plan = run.plan;

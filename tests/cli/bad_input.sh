@@ -37,6 +37,15 @@ case $case in
   max_new_tokens_huge)
     extra=(--max-new-tokens 1000000000)
     expect="--max-new-tokens 1000000000 needs about .* GiB beyond the weights; .* GiB are available" ;;
+  duplicate_id)
+    echo '{"id": "a", "input_ids": [8, 1]}' >>"$work/in.jsonl"
+    expect='in.jsonl:2: id "a" was given on line 1 too' ;;
+  too_many_threads)
+    extra=(--threads 100000)
+    expect="--threads 100000: must be from 1 to the machine's [0-9]+ CPU\(s\)" ;;
+  trace_unwritable)
+    extra=(--trace "$work/no-such-dir/trace.json")
+    expect="no-such-dir/trace.json: cannot write into .*no-such-dir" ;;
   output_is_input)
     output=$work/in.jsonl
     expect="in.jsonl: is the input file too; refusing to overwrite it" ;;
