@@ -39,10 +39,29 @@ static void chunk_bounds(int n, int chunks, int c, int* begin, int* end) {
   *end = int(int64_t(n) * (c + 1) / chunks);
 }
 
+namespace {
+
+// Spins until done() or for at most `limit`.
+template <class Done>
+void spin_until(const Done& done, std::chrono::microseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!done() && std::chrono::steady_clock::now() < until) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();  // lets the sibling hyper-thread run
+#endif
+  }
+}
+
+}  // namespace
+
 void ThreadPool::worker(int index, long seen) {
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+    const auto woken = [&] { return stopping_ || generation_ != seen; };
+    lock.unlock();
+    spin_until(woken, kSpin);
+    lock.lock();
+    wake_.wait(lock, woken);
     if (stopping_) return;
     seen = generation_;
     if (index >= chunks_) continue;  // fewer chunks than threads this time
@@ -85,6 +104,7 @@ void ThreadPool::parallel_for(int n, const std::function<void(int, int)>& body) 
   } catch (...) {
     failure = std::current_exception();
   }
+  spin_until([&] { return pending_ == 0; }, kSpin);
   std::unique_lock<std::mutex> lock(mutex_);
   done_.wait(lock, [&] { return pending_ == 0; });
   if (!failure) failure = failure_;

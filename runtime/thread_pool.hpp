@@ -1,10 +1,14 @@
 // The process's one pool of CPU threads: every parallel region of a rank (GEMM columns, expert
 // groups, attention heads, norms, row copies) runs on it, so `--threads T` means T busy cores and
 // no more — no second pool (OpenMP's, OpenBLAS's) spinning beside it. The caller works too: a pool
-// of T threads has T - 1 workers, which sleep on a condition variable between regions (they never
-// spin, so a rank that waits leaves its cores to the ranks that compute).
+// of T threads has T - 1 workers, which sleep on a condition variable between regions. Before
+// sleeping, a worker (and the caller waiting for the workers) spins for at most kSpin: within a
+// decode step the next region starts a few microseconds later, and a sleep and wake-up cost tens.
+// Past that a rank that waits leaves its cores to the ranks that compute.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -29,6 +33,7 @@ class ThreadPool {
   void parallel_for(int n, const std::function<void(int begin, int end)>& body);
 
  private:
+  static constexpr std::chrono::microseconds kSpin{100};
   ThreadPool() = default;
   void worker(int index, long seen);
   void stop_workers();
@@ -39,9 +44,10 @@ class ThreadPool {
   std::condition_variable wake_, done_;
   const std::function<void(int, int)>* body_ = nullptr;
   int n_ = 0, chunks_ = 0;
-  long generation_ = 0;  // bumped per region: a worker runs each region once
-  int pending_ = 0;      // workers still running this region's chunks
-  bool stopping_ = false;
+  // Written under mutex_; read without it only while spinning.
+  std::atomic<long> generation_{0};  // bumped per region: a worker runs each region once
+  std::atomic<int> pending_{0};      // workers still running this region's chunks
+  std::atomic<bool> stopping_{false};
   std::exception_ptr failure_;
 };
 
