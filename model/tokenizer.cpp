@@ -10,6 +10,7 @@ namespace moe {
 
 Tokenizer::Tokenizer(const std::string& path, int eos_token_id, int pad_token_id)
     : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()),
+      path_(path),
       eos_(eos_token_id),
       pad_(pad_token_id) {
   const auto status = sp_->Load(path);
@@ -21,7 +22,7 @@ Tokenizer::~Tokenizer() = default;
 std::vector<int> Tokenizer::encode(const std::string& text) const {
   std::vector<int> ids;
   const auto status = sp_->Encode(text, &ids);
-  MOE_CHECK(status.ok(), "tokenizer: cannot encode text: ", status.ToString());
+  MOE_CHECK(status.ok(), path_, ": cannot encode text: ", status.ToString());
   ids.push_back(eos_);
   return ids;
 }
@@ -32,7 +33,8 @@ std::string Tokenizer::decode(const std::vector<int>& ids) const {
     if (id != eos_ && id != pad_) kept.push_back(id);
   std::string text;
   const auto status = sp_->Decode(kept, &text);
-  MOE_CHECK(status.ok(), "tokenizer: cannot decode ids: ", status.ToString());
+  MOE_CHECK(status.ok(), path_, ": cannot decode ids (", sp_->GetPieceSize(),
+            " pieces; a truncated or foreign SentencePiece model?): ", status.ToString());
   return text;
 }
 

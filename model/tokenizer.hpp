@@ -23,6 +23,7 @@ class Tokenizer {
 
  private:
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  std::string path_;  // for messages
   int eos_, pad_;
 };
 

@@ -54,9 +54,10 @@ class ForwardCommand final : public DistributedCommand {
     const size_t per_batch = this->per_batch();
     for (size_t i = 0; i < requests_.size(); ++i) {
       const auto& first = requests_[i - i % per_batch];
-      MOE_CHECK(!requests_[i].decoder_input_ids.empty() &&
-                    requests_[i].decoder_input_ids.size() == first.decoder_input_ids.size(),
-                input_, ": request ", requests_[i].id.dump(),
+      MOE_CHECK(!requests_[i].decoder_input_ids.empty(), input_, ":", requests_[i].line,
+                ": moe forward needs 'decoder_input_ids' (the decoder's inputs to score)");
+      MOE_CHECK(requests_[i].decoder_input_ids.size() == first.decoder_input_ids.size(), input_,
+                ": request ", requests_[i].id.dump(),
                 " needs decoder_input_ids of the same length as the others in its batch");
     }
   }

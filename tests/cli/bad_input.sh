@@ -10,6 +10,7 @@ weights="$work/model/model.safetensors"
 echo '{"id": "a", "input_ids": [5, 6, 7, 1]}' >"$work/in.jsonl"
 output=$work/out.jsonl
 extra=()
+command=generate
 
 case $case in
   truncated_safetensors)
@@ -46,6 +47,10 @@ case $case in
   trace_unwritable)
     extra=(--trace "$work/no-such-dir/trace.json")
     expect="no-such-dir/trace.json: cannot write into .*no-such-dir" ;;
+  forward_without_decoder_ids)
+    command=forward
+    output=$work/out.safetensors
+    expect="in.jsonl:1: moe forward needs 'decoder_input_ids'" ;;
   output_is_input)
     output=$work/in.jsonl
     expect="in.jsonl: is the input file too; refusing to overwrite it" ;;
@@ -57,7 +62,7 @@ case $case in
   *) echo "unknown case $case"; exit 2 ;;
 esac
 
-"$moe" generate --model "$work/model" --input "$work/in.jsonl" --output "$output" "${extra[@]}" \
+"$moe" "$command" --model "$work/model" --input "$work/in.jsonl" --output "$output" "${extra[@]}" \
   >"$work/stdout" 2>"$work/stderr"
 status=$?
 lines=$(wc -l <"$work/stderr")
@@ -65,7 +70,8 @@ echo "exit $status; stderr: $(cat "$work/stderr")"
 [[ $status -ne 0 ]] || { echo "FAIL: exit status 0"; exit 1; }
 [[ $lines -eq 1 ]] || { echo "FAIL: $lines lines on stderr, expected 1"; exit 1; }
 grep -Eq -e "$expect" "$work/stderr" || { echo "FAIL: stderr does not match: $expect"; exit 1; }
-[[ ! -e "$work/out.jsonl" ]] || { echo "FAIL: an output file was left behind"; exit 1; }
+[[ ! -e "$work/out.jsonl" && ! -e "$work/out.safetensors" ]] ||
+  { echo "FAIL: an output file was left behind"; exit 1; }
 ! ls "$work" | grep -q partial || { echo "FAIL: a temporary file was left behind"; exit 1; }
 case $case in  # nothing the refused output named was touched
   output_is_input) grep -q '"input_ids": \[5, 6, 7, 1\]' "$work/in.jsonl" || { echo "FAIL: input changed"; exit 1; } ;;
