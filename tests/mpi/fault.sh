@@ -40,7 +40,11 @@ pid_of_rank() {
 # Many prompts, one per batch, answers printed as they finish: the run is in full swing once the
 # first answer appears.
 long_run() {
-  for i in $(seq 1 400); do sed -n "$(( (i % 3) + 1 ))p" "$work/in.jsonl"; done >"$work/many.jsonl"
+  # The fixture's requests over and over, each with an id of its own (ids must be unique).
+  python3 -c 'import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+for i in range(400):
+    print(json.dumps(dict(lines[i % len(lines)], id=i)))' "$work/in.jsonl" >"$work/many.jsonl"
   mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/many.jsonl" \
     --output "$work/out.jsonl" --batch-size 1 --max-new-tokens 64 --deadline "$1" \
     >"$work/stdout" 2>"$work/stderr" &
