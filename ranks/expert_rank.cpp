@@ -4,6 +4,8 @@
 #include <cstring>
 #include <deque>
 #include <limits>
+#include <optional>
+#include <sstream>
 #include <thread>
 
 #include "model/checkpoint.hpp"
@@ -32,6 +34,12 @@ size_t weight_bytes_of(const ModelWeights& w, const ModelConfig& c, int lm_head_
     }
   return (ffns * size_t(2) * c.d_ff + size_t(lm_head_columns)) * c.d_model * sizeof(float);
 }
+
+// The attention ranks went silent while serving: nobody is left to report to, so the rank ends
+// the run itself at once.
+struct AttentionSilent : Error {
+  using Error::Error;
+};
 
 // A work header from one attention rank, as it arrived.
 struct Arrived {
@@ -123,12 +131,33 @@ ExpertRank::ExpertRank(const World& world, const RunPlan& plan)
 }
 
 void ExpertRank::serve() {
+  bool serving = false;  // from the first work header on, while an attention rank may send more
   for (;;) {
     const double t_idle = now_us();
-    // Idle between requests is normal; the deadline only catches attention ranks that vanished.
-    const Envelope e =
-        receive_control(world_, kAnySource, Deadline::after(plan_.deadline_seconds * 10),
-                        "expert rank " + std::to_string(rank_) + " waiting for work");
+    // While serving, exchanges follow each other within a layer's attention: an attention rank
+    // silent for the deadline has stopped or hung. Before the first one (loading, profiling,
+    // another rank's turn) long idle is normal, and only a vanished rank is caught.
+    serving = serving && std::find(active_.begin(), active_.end(), 1) != active_.end();
+    const double limit = serving ? plan_.deadline_seconds : plan_.deadline_seconds * 10;
+    const Deadline deadline = Deadline::after(limit);
+    std::optional<Envelope> got;
+    try {
+      got = receive_control(world_, kAnySource, deadline,
+                            "expert rank " + std::to_string(rank_) + " waiting for work");
+    } catch (const Error&) {
+      if (!serving || !deadline.expired()) throw;
+      std::string silent;
+      for (size_t a = 0; a < active_.size(); ++a)
+        if (active_[a])
+          silent += (silent.empty() ? "" : ", ") + std::to_string(a) + " (host " +
+                    world_.host_of(int(a)) + ")";
+      std::ostringstream what;
+      what << "no work from attention rank(s) " << silent << " for " << plan_.deadline_seconds
+           << " s while serving: stopped or hung";
+      throw AttentionSilent(what.str());
+    }
+    const Envelope& e = *got;
+    if (e.type == static_cast<uint32_t>(MessageType::kWorkHeader)) serving = true;
     recorder_->report().wait_us += now_us() - t_idle;
     if (!take(e)) break;
     serve_ready_exchanges();
@@ -377,6 +406,10 @@ int run_expert_rank(const World& world, const RunPlan& plan) {
   try {
     ExpertRank(world, plan).serve();
     return 0;
+  } catch (const AttentionSilent& e) {
+    std::fprintf(stderr, "moe: error: rank %d (host %s): %s\n", world.rank(), world.host().c_str(),
+                 e.what());
+    world.abort(1);
   } catch (const std::exception& e) {
     // Tell rank 0, which names this rank in its one-line error and ends the run; if it does not
     // within the deadline, end the run from here.

@@ -94,10 +94,14 @@ case $case in
   expert_rank_killed)
     long_run 10
     kill -9 "$(pid_of_rank 2)"
-    wait_failure "rank 0 \(host .*\) terminated by the launcher while (waiting for rank\(s\) .*2 \(host [^)]*\) at (sparse layer|dense FFN) [0-9]+, step [0-9]+|.*(sparse layer|dense FFN) [0-9]+)" 10 ;;
+    wait_failure "rank 0 \(host .*\) terminated by the launcher while (waiting for rank\(s\) .*2 \(host [^)]*\) at (sparse layer [0-9]+|dense FFN [0-9]+|the lm_head), step [0-9]+|.*(sparse layer|dense FFN) [0-9]+|.*the lm_head)" 10 ;;
   expert_rank_silent)
     long_run 3
     kill -STOP "$(pid_of_rank 2)"
-    wait_failure "(deadline passed with no answer while waiting for rank\(s\) 2 \(host [^)]*\)|rank 2 \(host [^)]*\) did not complete a data transfer before the deadline while).* (sparse layer|dense FFN) [0-9]+, step [0-9]+" 15 ;;
+    wait_failure "(deadline passed with no answer while waiting for rank\(s\) 2 \(host [^)]*\)|rank 2 \(host [^)]*\) did not complete a data transfer before the deadline while).* (sparse layer [0-9]+|dense FFN [0-9]+|the lm_head), step [0-9]+" 15 ;;
+  coordinator_silent)  # every rank ends within the deadline (+1 s), naming rank 0
+    long_run 3
+    kill -STOP "$(pid_of_rank 0)"
+    wait_failure "rank [12] \\(host [^)]*\\): no work from attention rank\\(s\\) 0 \\(host [^)]*\\) for 3 s while serving: stopped or hung" 5 ;;
   *) echo "unknown case $case"; exit 2 ;;
 esac
