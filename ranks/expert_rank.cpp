@@ -134,10 +134,12 @@ void ExpertRank::serve() {
   bool serving = false;  // from the first work header on, while an attention rank may send more
   for (;;) {
     const double t_idle = now_us();
-    // While serving, exchanges follow each other within a layer's attention: an attention rank
-    // silent for the deadline has stopped or hung. Before the first one (loading, profiling,
-    // another rank's turn) long idle is normal, and only a vanished rank is caught.
-    serving = serving && std::find(active_.begin(), active_.end(), 1) != active_.end();
+    // While `moe generate` serves, exchanges follow each other within a layer's attention: an
+    // attention rank silent for the deadline has stopped or hung. Before the first one (loading)
+    // and in other commands (profiling takes the ranks in turns) long idle is normal, and only a
+    // vanished rank is caught.
+    serving =
+        serving && plan_.serves && std::find(active_.begin(), active_.end(), 1) != active_.end();
     const double limit = serving ? plan_.deadline_seconds : plan_.deadline_seconds * 10;
     const Deadline deadline = Deadline::after(limit);
     std::optional<Envelope> got;

@@ -24,6 +24,7 @@ struct RunPlan {
   std::string model_dir;
   int attention_ranks = 1;
   int micro_batches = 1;  // per attention rank, taking turns at the expert ranks
+  bool serves = false;    // moe generate: exchanges follow each other without long gaps
   // Per dense block (by its index among the model's dense blocks): the expert rank that runs its
   // FFN, or -1 where the attention rank runs it; empty: all on the attention ranks.
   std::vector<int> dense_ranks;
@@ -41,9 +42,9 @@ struct RunPlan {
 
   template <class A>
   void serialize(A& ar) {
-    ar(model_dir, attention_ranks, micro_batches, dense_ranks, lm_head_on_experts, expert_map,
-       devices, policy, profile_path, latency_model_path, seed, deadline_seconds, trace, transport,
-       error);
+    ar(model_dir, attention_ranks, micro_batches, serves, dense_ranks, lm_head_on_experts,
+       expert_map, devices, policy, profile_path, latency_model_path, seed, deadline_seconds, trace,
+       transport, error);
   }
   bool is_attention_rank(int rank) const { return rank < attention_ranks; }
   int first_expert_rank() const { return attention_ranks; }

@@ -88,6 +88,7 @@ void plan_roles(const RunOptions& o, const ModelConfig& c, int N, RunPlan& plan)
   MOE_CHECK(N == 1 ? o.attention_ranks == 1 : o.attention_ranks < N, "--attention-ranks ",
             o.attention_ranks, " leaves no expert rank among ", N, " rank(s)");
   plan.attention_ranks = o.attention_ranks;
+  plan.serves = o.serves;
   const bool distributed = N > 1;
   // Two micro-batches hide the expert ranks' time behind attention and back. Below a batch of 16
   // a CPU's GEMMs are weight-bandwidth bound: each micro-batch re-reads every weight, which costs
