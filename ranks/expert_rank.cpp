@@ -1,7 +1,6 @@
 #include "ranks/expert_rank.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <deque>
 #include <limits>
 #include <optional>
@@ -148,11 +147,8 @@ void ExpertRank::serve() {
                             "expert rank " + std::to_string(rank_) + " waiting for work");
     } catch (const Error&) {
       if (!serving || !deadline.expired()) throw;
-      std::string silent;
-      for (size_t a = 0; a < active_.size(); ++a)
-        if (active_[a])
-          silent += (silent.empty() ? "" : ", ") + std::to_string(a) + " (host " +
-                    world_.host_of(int(a)) + ")";
+      const std::string silent =
+          world_.ranks_with_hosts([&](int r) { return r < int(active_.size()) && active_[r]; });
       std::ostringstream what;
       what << "no work from attention rank(s) " << silent << " for " << plan_.deadline_seconds
            << " s while serving: stopped or hung";
@@ -293,7 +289,7 @@ void ExpertRank::serve_exchange(std::vector<Part>& parts) {
   for (auto& p : parts) {
     for (const auto& seg : p.work.header.segments) p.rows += seg.rows;
     p.in.resize(size_t(p.rows) * d);
-    p.out.resize(p.work.header.lm_head ? size_t(p.rows) * 2 : p.in.size());
+    p.out.resize(p.work.header.lm_head ? size_t(p.rows) * kBestLogitFloats : p.in.size());
     recvs.push_back({p.work.sender, p.in.data(), p.in.size()});
     if (!p.work.header.lm_head) total += p.rows;
     recorder_->report().bytes_received += uint64_t(p.in.size()) * sizeof(float);
@@ -395,9 +391,7 @@ double ExpertRank::serve_lm_head(Part& p) {
     const int best = columns > 0 ? greedy_token(logits_.data() + size_t(r) * columns, columns) : 0;
     const float logit =
         columns > 0 ? logits_[size_t(r) * columns + best] : -std::numeric_limits<float>::infinity();
-    const int id = first + best;
-    p.out[size_t(r) * 2] = logit;
-    std::memcpy(&p.out[size_t(r) * 2 + 1], &id, sizeof(int));  // the id's bits, not its value
+    put_best_logit(p.out.data(), size_t(r), {logit, first + best});
   }
   return recorder_->event("lm_head", start);
 }

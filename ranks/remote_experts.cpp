@@ -143,8 +143,9 @@ void ExpertExchanges::launch(InFlight& x, std::vector<WorkHeader>& headers, int6
   x.replies_missing = N - first;
   std::vector<RecvBlock> recvs;
   for (int r = first; r < N; ++r) {
-    // The lm_head's reply is each row's (largest logit, its id): two floats' room per row.
-    x.recv[r].resize(x.lm_head ? size_t(x.stats.rows_per_rank[r]) * 2 : x.send[r].size());
+    // The lm_head's reply is each row's largest logit and its id.
+    x.recv[r].resize(x.lm_head ? size_t(x.stats.rows_per_rank[r]) * kBestLogitFloats
+                               : x.send[r].size());
     recvs.push_back({r, x.recv[r].data(), x.recv[r].size()});
   }
   x.recvs = transport_.start({}, recvs);
@@ -212,12 +213,8 @@ void ExpertExchanges::progress() {
 }
 
 std::string ExpertExchanges::not_replied(const InFlight& x) const {
-  std::string ranks;
-  for (int r = options_.first_expert_rank; r < world_.size(); ++r)
-    if (!x.replied[r])
-      ranks +=
-          (ranks.empty() ? "" : ", ") + std::to_string(r) + " (host " + world_.host_of(r) + ")";
-  return ranks;
+  return world_.ranks_with_hosts(
+      [&](int r) { return r >= options_.first_expert_rank && !x.replied[r]; });
 }
 
 void ExpertExchanges::wait(int lane, Lanes* lanes) {
@@ -280,10 +277,10 @@ void ExpertExchanges::finish_lm_head(int lane, std::vector<float>& best_logit,
   // with a strictly larger logit, so that equal ones go to the lowest id.
   for (int r = first; r < world_.size(); ++r)
     for (int row = 0; row < rows; ++row) {
-      const float logit = x.recv[r][size_t(row) * 2];
-      if (r > first && !(logit > best_logit[row])) continue;
-      best_logit[row] = logit;
-      std::memcpy(&best_id[row], &x.recv[r][size_t(row) * 2 + 1], sizeof(int));
+      const BestLogit best = best_logit_at(x.recv[r].data(), size_t(row));
+      if (r > first && !(best.logit > best_logit[row])) continue;
+      best_logit[row] = best.logit;
+      best_id[row] = best.id;
     }
   finished(lane, t_combine);
 }

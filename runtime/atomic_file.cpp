@@ -9,7 +9,6 @@
 #include <cstring>
 #include <ext/stdio_filebuf.h>
 #include <filesystem>
-#include <vector>
 
 #include "runtime/error.hpp"
 
@@ -64,13 +63,10 @@ void check_output_is_not(const std::string& output, const std::string& input) {
 void write_file_atomically(const std::string& path,
                            const std::function<void(std::ostream&)>& write) {
   check_output_path(path);
-  std::vector<char> name(path.begin(), path.end());
-  const std::string suffix = ".partial.XXXXXX";
-  name.insert(name.end(), suffix.begin(), suffix.end());
-  name.push_back('\0');
+  std::string name = path + ".partial.XXXXXX";
   const int fd = ::mkstemp(name.data());  // created exclusively, mode 0600
   MOE_CHECK(fd >= 0, path, ": cannot create a temporary file beside it: ", std::strerror(errno));
-  Temporary temporary{name.data()};
+  Temporary temporary{name};
   {
     // The buffer owns fd from here and closes it.
     __gnu_cxx::stdio_filebuf<char> buffer(fd, std::ios::out | std::ios::binary);

@@ -6,6 +6,7 @@
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,23 @@ struct WorkHeader {
     ar(exchange, step, moe_layer, dense_layer, micro_batch, lm_head, segments);
   }
 };
+
+// The result block of lm_head work: per row, the largest logit over the rank's columns and that
+// column's vocabulary id (the int's bits in a float's room, so that any id travels exactly).
+struct BestLogit {
+  float logit = 0;
+  int32_t id = 0;
+};
+constexpr size_t kBestLogitFloats = 2;  // per row
+inline void put_best_logit(float* block, size_t row, const BestLogit& best) {
+  block[row * kBestLogitFloats] = best.logit;
+  std::memcpy(&block[row * kBestLogitFloats + 1], &best.id, sizeof(best.id));
+}
+inline BestLogit best_logit_at(const float* block, size_t row) {
+  BestLogit best{block[row * kBestLogitFloats], 0};
+  std::memcpy(&best.id, &block[row * kBestLogitFloats + 1], sizeof(best.id));
+  return best;
+}
 
 struct WorkReply {
   uint64_t exchange = 0;

@@ -22,6 +22,15 @@ class World {
   int size() const { return size_; }
   const std::string& host() const { return hosts_[rank_]; }
   const std::string& host_of(int rank) const { return hosts_.at(rank); }
+  // "1 (host a), 3 (host b)": the ranks for which named(rank) holds, for messages.
+  template <class Named>
+  std::string ranks_with_hosts(const Named& named) const {
+    std::string out;
+    for (int r = 0; r < size_; ++r)
+      if (named(r))
+        out += (out.empty() ? "" : ", ") + std::to_string(r) + " (host " + host_of(r) + ")";
+    return out;
+  }
   // This process's index among the ranks on its node (Open MPI, SLURM or PMIx variables).
   int local_rank() const { return local_rank_; }
   // Ends every rank of the run at once (after a one-line error has been printed).

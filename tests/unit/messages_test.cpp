@@ -18,6 +18,15 @@ TEST(Messages, WorkHeaderRoundTrips) {
   EXPECT_EQ(back.segments[1].rows, 2);
 }
 
+TEST(Messages, BestLogitCarriesAnyIdExactly) {
+  // Ids past 2^24 have no exact float: the id travels as the int's bits.
+  std::vector<float> block(3 * kBestLogitFloats);
+  put_best_logit(block.data(), 2, {-1.5f, 16777217});
+  const BestLogit back = best_logit_at(block.data(), 2);
+  EXPECT_EQ(back.logit, -1.5f);
+  EXPECT_EQ(back.id, 16777217);
+}
+
 TEST(Messages, UnexpectedTypeNamesSenderAndTypes) {
   const auto e = open_envelope(4, encode_message(Shutdown{}));
   try {
