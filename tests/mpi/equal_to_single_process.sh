@@ -17,6 +17,7 @@ moe=$build/moe tool=$build/tests/fixture_tool
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 source "$(dirname "$0")/../../launch/mpirun_flags.sh"
+mpirun=${MOE_MPIRUN:-mpirun}  # tests/multinode/mpirun.sh runs the same across two hosts
 
 "$tool" requests "$fixture" >"$work/in.jsonl"
 extra=()
@@ -29,7 +30,7 @@ devices=()
 distributed=(--policy "$policy" "${devices[@]}")
 if [[ $policy == latency-aware ]]; then
   echo "+ mpirun -np $np moe profile ... --record-latency-samples; moe train-latency-model"
-  mpirun "${MPIRUN_FLAGS[@]}" -np "$np" "$moe" profile --model "$fixture/model" "${extra[@]}" --deadline 60 \
+  "$mpirun" "${MPIRUN_FLAGS[@]}" -np "$np" "$moe" profile --model "$fixture/model" "${extra[@]}" --deadline 60 \
     "${devices[@]}" --out "$work/profile.json" --token-counts 1,2,4,8 --repeats 2 --max-experts 2 \
     --record-latency-samples "$work/samples.csv" $( ((np >= 3)) && echo --contention 2) >"$work/profile.log"
   if ((np >= 3)); then
@@ -41,7 +42,7 @@ fi
 run() {  # run NP OUT_PREFIX
   local launcher=() flags=("${extra[@]}")
   if (($1 > 1)); then
-    launcher=(mpirun "${MPIRUN_FLAGS[@]}" -np "$1")
+    launcher=("$mpirun" "${MPIRUN_FLAGS[@]}" -np "$1")
     flags+=("${distributed[@]}")
   fi
   echo "+ ${launcher[*]} moe forward ... ${flags[*]}"

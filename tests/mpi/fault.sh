@@ -8,6 +8,8 @@ moe=$build/moe tool=$build/tests/fixture_tool
 work=$(mktemp -d)
 trap 'rm -rf "$work"; [[ -n ${job:-} ]] && kill -9 $job 2>/dev/null' EXIT
 source "$(dirname "$0")/../../launch/mpirun_flags.sh"
+mpirun=${MOE_MPIRUN:-mpirun}  # tests/multinode/mpirun.sh runs the same across two hosts
+host2=${MOE_RANK2_HOST:-[^)]*}  # the host rank 2 must be named with (any, unless given)
 "$tool" requests "$fixture" >"$work/in.jsonl"
 model=$fixture/model
 
@@ -45,7 +47,7 @@ long_run() {
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 for i in range(400):
     print(json.dumps(dict(lines[i % len(lines)], id=i)))' "$work/in.jsonl" >"$work/many.jsonl"
-  mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/many.jsonl" \
+  "$mpirun" "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/many.jsonl" \
     --output "$work/out.jsonl" --batch-size 1 --max-new-tokens 64 --deadline "$1" \
     >"$work/stdout" 2>"$work/stderr" &
   job=$!
@@ -80,25 +82,25 @@ case $case in
   map_missing_rank)
     map "${layers/\[\[1\]/[[7]}"
     expect_failure "map.json: layer 0 expert 0 is placed on rank 7, but the expert ranks are 1..2" 30 -- \
-      mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/in.jsonl" \
+      "$mpirun" "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/in.jsonl" \
       --output "$work/out.jsonl" --expert-map "$work/map.json" ;;
   map_unplaced_expert)
     map "${layers/\[\[1\]/[[]}"
     expect_failure "map.json: layer 0 expert 0 is not placed on any rank" 30 -- \
-      mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/in.jsonl" \
+      "$mpirun" "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/in.jsonl" \
       --output "$work/out.jsonl" --expert-map "$work/map.json" ;;
   map_over_memory)
     expect_failure "rank 1 would hold .* experts .* but has a budget of 0 MiB" 30 -- \
-      mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/in.jsonl" \
+      "$mpirun" "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/in.jsonl" \
       --output "$work/out.jsonl" --memory-per-rank 1000 ;;
   expert_rank_killed)
     long_run 10
     kill -9 "$(pid_of_rank 2)"
-    wait_failure "rank 0 \(host .*\) terminated by the launcher while (waiting for rank\(s\) .*2 \(host [^)]*\) at (sparse layer [0-9]+|dense FFN [0-9]+|the lm_head), step [0-9]+|.*(sparse layer|dense FFN) [0-9]+|.*the lm_head)" 10 ;;
+    wait_failure "rank 0 \(host .*\) terminated by the launcher while (waiting for rank\(s\) .*2 \(host $host2\) at (sparse layer [0-9]+|dense FFN [0-9]+|the lm_head), step [0-9]+|.*(sparse layer|dense FFN) [0-9]+|.*the lm_head)" 10 ;;
   expert_rank_silent)
     long_run 3
     kill -STOP "$(pid_of_rank 2)"
-    wait_failure "(deadline passed with no answer while waiting for rank\(s\) 2 \(host [^)]*\)|rank 2 \(host [^)]*\) did not complete a data transfer before the deadline while).* (sparse layer [0-9]+|dense FFN [0-9]+|the lm_head), step [0-9]+" 15 ;;
+    wait_failure "(deadline passed with no answer while waiting for rank\(s\) 2 \(host $host2\)|rank 2 \(host $host2\) did not complete a data transfer before the deadline while).* (sparse layer [0-9]+|dense FFN [0-9]+|the lm_head), step [0-9]+" 15 ;;
   coordinator_silent)  # every rank ends within the deadline (+1 s), naming rank 0
     long_run 3
     kill -STOP "$(pid_of_rank 0)"

@@ -13,6 +13,7 @@ moe=$build/moe tool=$build/tests/fixture_tool
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 source "$(dirname "$0")/../../launch/mpirun_flags.sh"
+mpirun=${MOE_MPIRUN:-mpirun}  # tests/multinode/mpirun.sh runs the same across two hosts
 common=(--model "$model" --input "$requests" --max-new-tokens 12 --quiet --deadline 60 "$@")
 "$moe" generate "${common[@]}" --batch-size 4 --output "$work/single.jsonl" >/dev/null
 "$moe" generate "${common[@]}" --batch-size 1 --output "$work/one-at-a-time.jsonl" >/dev/null
@@ -25,7 +26,7 @@ for layout in $layouts; do
   if [[ $policy == latency-aware && ! -f $work/latency-$np.bin ]]; then
     # Profiled as one coordinator and M+N-1 expert ranks: the run's expert ranks are among them.
     "$tool" replicated-map "$model" "$np" 1 >"$work/profile-map.json"
-    mpirun "${MPIRUN_FLAGS[@]}" -np "$np" "$moe" profile --model "$model" --expert-map "$work/profile-map.json" \
+    "$mpirun" "${MPIRUN_FLAGS[@]}" -np "$np" "$moe" profile --model "$model" --expert-map "$work/profile-map.json" \
       --out "$work/profile-$np.json" --token-counts 1,2,4,8 --repeats 2 --max-experts 2 \
       --record-latency-samples "$work/samples.csv" --deadline 60 >"$work/profile.log" 2>&1
     "$moe" train-latency-model --samples "$work/samples.csv" --out "$work/latency-$np.bin" \
@@ -34,7 +35,7 @@ for layout in $layouts; do
   [[ $policy == latency-aware ]] &&
     extra+=(--profile "$work/profile-$np.json" --latency-model "$work/latency-$np.bin")
   echo "+ mpirun -np $np moe generate ... ${extra[*]}"
-  mpirun "${MPIRUN_FLAGS[@]}" -np "$np" "$moe" generate "${common[@]}" --batch-size 4 "${extra[@]}" \
+  "$mpirun" "${MPIRUN_FLAGS[@]}" -np "$np" "$moe" generate "${common[@]}" --batch-size 4 "${extra[@]}" \
     --output "$work/multi.jsonl" >"$work/multi.log"
   "$tool" compare "$work/single.jsonl" "$work/multi.jsonl" 0 | sed "s/^/M=$M N=$N m=$m $policy: /"
 done
