@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Two hosts on one machine: network namespaces ID-node1 and ID-node2 joined by a veth pair
-# (10.77.0.1 and 10.77.0.2 on a /24 that exists only between them), each with a private hosts file
-# naming both (ip netns exec bind-mounts /etc/netns/NS/hosts over /etc/hosts) and, for every
-# process started on it, its own hostname (a UTS namespace per command). Nothing is routed to
-# any other network.
+# (10.77.0.1 and 10.77.0.2 on a /24 that exists only between them). Every command started on a
+# node enters its network namespace with a mount and UTS namespace of its own: the node's hostname,
+# and a private hosts file naming both nodes bound over /etc/hosts (everything else, /sys and its
+# cgroups included, as on the host). Nothing is routed to any other network.
 #
 #   nodes.sh up ID          create both nodes; a guard process reaps them when the caller (the
 #                           shell that ran `nodes.sh up`) dies, even by SIGKILL
@@ -23,6 +23,7 @@ shift 2
 NODES=(node1 node2)
 declare -A ADDRESS=([node1]=10.77.0.1 [node2]=10.77.0.2)
 ns() { echo "moe$id-$1"; }
+files=/run/moe-nodes-$id  # the hosts file
 
 down() {
   local node pids
@@ -36,9 +37,8 @@ down() {
       done
       ip netns del "$(ns "$node")" 2>/dev/null
     fi
-    rm -rf "/etc/netns/$(ns "$node")"
   done
-  rmdir /etc/netns 2>/dev/null  # only when no other namespace has files there
+  rm -rf "$files"
   return 0
 }
 
@@ -60,8 +60,8 @@ left() {
       echo "namespace $(ns "$node"): processes $(ip netns pids "$(ns "$node")" | tr '\n' ' ')"
       found=1
     fi
-    [[ -e /etc/netns/$(ns "$node") ]] && { echo "file /etc/netns/$(ns "$node")"; found=1; }
   done
+  [[ -e $files ]] && { echo "files $files"; found=1; }
   ip -o link show | grep -q "mv$id" && { echo "links: $(ip -o link show | grep "mv$id")"; found=1; }
   return $found
 }
@@ -74,13 +74,13 @@ up() {
   fi
   down
   local node
+  mkdir -p "$files"
+  {
+    echo "127.0.0.1 localhost"
+    for node in "${NODES[@]}"; do echo "${ADDRESS[$node]} $node"; done
+  } >"$files/hosts"
   for node in "${NODES[@]}"; do
     ip netns add "$(ns "$node")" || return 1
-    mkdir -p "/etc/netns/$(ns "$node")"
-    {
-      echo "127.0.0.1 localhost"
-      for n in "${NODES[@]}"; do echo "${ADDRESS[$n]} $n"; done
-    } >"/etc/netns/$(ns "$node")/hosts"
     ip -n "$(ns "$node")" link set lo up
   done
   ip link add "mv${id}a" netns "$(ns node1)" type veth peer name "mv${id}b" netns "$(ns node2)" || return 1
@@ -99,8 +99,8 @@ on() {
   local node=$1
   shift
   [[ -n ${ADDRESS[$node]:-} ]] || { echo "nodes.sh: no node '$node' (node1, node2)" >&2; return 2; }
-  exec ip netns exec "$(ns "$node")" unshare --uts bash -c 'hostname "$1" && shift && exec "$@"' \
-    nodes "$node" "$@"
+  exec nsenter --net="/run/netns/$(ns "$node")" unshare --mount --uts --propagation private \
+    bash -c 'mount --bind "$2" /etc/hosts && hostname "$1" && shift 2 && exec "$@"' nodes "$node" "$files/hosts" "$@"
 }
 
 case $cmd in
