@@ -11,7 +11,6 @@ set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-tiny=$root/configs/models/switch-tiny
 start=$SECONDS
 step() { echo "[$((SECONDS - start))s] $*"; }
 export MOE_NODES_ID=${MOE_NODES_ID:-s$(printf %x $$)}
@@ -44,11 +43,7 @@ cfg["mca"] = {"btl": "self,vader,tcp", "btl_tcp_if_include": "10.77.0.0/24", "oo
 json.dump(cfg, open(target, "w"), indent=1)
 PY
 
-source "$root/launch/mpirun_flags.sh"
-direct=(mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$build/moe" generate --model "$tiny" --input "$tiny/prompts.jsonl"
-  --batch-size 8 --max-new-tokens 24 --output "$work/direct.jsonl")
-step "+ ${direct[*]}"
-"${direct[@]}" >"$work/direct.out"
+run_direct
 
 expect_two_nodes_equal_to_direct() {
   ((job_status == 0)) || { echo "FAIL: job $job did not complete"; exit 1; }

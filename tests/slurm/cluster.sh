@@ -8,7 +8,7 @@
 #   NODES=(name ...) ADDRESSES=(address ...)   the nodes (the first runs slurmctld and the clients)
 #   on_node NODE COMMAND...                   a function that runs COMMAND on NODE
 #   build root step                           as in the tests (build folder, checkout, a logger)
-# and calls cluster_stop from its EXIT trap (cluster_stop returns the status to exit with).
+# and calls cluster_stop from its EXIT trap; run_direct runs the default job without SLURM (cluster_stop returns the status to exit with).
 deadline=90  # seconds a job may take, from submission to its end
 daemon_pids=()
 
@@ -154,6 +154,15 @@ EOF
     sleep 0.1
   done
   step "nodes idle: $(slurm sinfo --noheader --format='%P %D %t %c %N')"
+}
+
+run_direct() {  # the default job (configs/runs/default.json's workload) by mpirun on this host
+  source "$root/launch/mpirun_flags.sh"
+  local tiny=$root/configs/models/switch-tiny
+  local direct=(mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$build/moe" generate --model "$tiny" --input "$tiny/prompts.jsonl"
+    --batch-size 8 --max-new-tokens 24 --output "$work/direct.jsonl")
+  step "+ ${direct[*]}"
+  "${direct[@]}" >"$work/direct.out"
 }
 
 submit() {  # submit CONFIG [submit options]: sets $job and $job_status (0: COMPLETED)

@@ -13,7 +13,6 @@
 set -euo pipefail
 build=$(cd "$1" && pwd)
 root=$(cd "$(dirname "$0")/../.." && pwd)
-tiny=$root/configs/models/switch-tiny
 start=$SECONDS
 step() { echo "[$((SECONDS - start))s] $*"; }
 source "$root/tests/slurm/cluster.sh"
@@ -27,11 +26,7 @@ trap 'exit 130' INT TERM
 cluster_start
 
 # --- jobs --------------------------------------------------------------------------------------
-source "$root/launch/mpirun_flags.sh"
-direct=(mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$build/moe" generate --model "$tiny" --input "$tiny/prompts.jsonl"
-  --batch-size 8 --max-new-tokens 24 --output "$work/direct.jsonl")
-step "+ ${direct[*]}"
-"${direct[@]}" >"$work/direct.out"
+run_direct
 
 expect_equal_to_direct() {
   ((job_status == 0)) || { echo "FAIL: job $job did not complete"; exit 1; }
