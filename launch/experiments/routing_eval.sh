@@ -14,10 +14,12 @@
 # simulation with --cluster) with round-robin, random and fastest-class maps on hetero, placed from
 # the trace and measured on a held-out one. Then live generation per policy on hetero.
 # Usage: routing_eval.sh [--work DIR] [--moe BIN] [--repeats N] [--settings homo,homo-balanced,hetero]
-#                        [--hetero-devices cpu:1,cpu:1,cpu:1@0.4]      (~7 minutes on 2 cores)
+#                        [--hetero-devices cpu:1,cpu:1,cpu:1@0.4] [--mpirun LAUNCHER]  (~7 minutes on 2 cores)
 # --hetero-devices: the hetero setting's devices, e.g. cpu:1,cuda:0,cpu:4 for a GPU rank beside a
-# CPU rank; --settings: the routing settings to run (placement and live generation run on hetero,
-# wherever it is named). The table is printed and written to DIR/table.md.
+# CPU rank; --mpirun: what starts the ranks, given mpirun's arguments (default mpirun; e.g.
+# tests/multinode/mpirun.sh, rank 2 on another node); --settings: the routing settings to run
+# (placement and live generation run on hetero, wherever it is named). The table is printed and
+# written to DIR/table.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 W=/tmp/moe-routing-eval
@@ -25,6 +27,7 @@ moe=$root/build/moe
 repeats=3
 settings=homo,homo-balanced,hetero
 hetero_devices=cpu:1,cpu:1,cpu:1@0.4
+launcher=mpirun
 while (($#)); do
   case $1 in
     --work) W=$2; shift 2 ;;
@@ -32,7 +35,8 @@ while (($#)); do
     --repeats) repeats=$2; shift 2 ;;
     --settings) settings=$2; shift 2 ;;
     --hetero-devices) hetero_devices=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --mpirun) launcher=$2; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "routing_eval.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -50,14 +54,14 @@ tool=$root/launch/experiments/maps_and_compare.py
 mkdir -p "$W"
 source "$root/launch/mpirun_flags.sh"
 run() { echo "+ $*" >&2; "$@"; }
-mpi() { run mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" "$@"; }
+mpi() { run "$launcher" "${MPIRUN_FLAGS[@]}" -np 3 "$moe" "$@"; }
 table() { grep -v '^done\|^rank\|^[0-9] \|^total\|^checkpoint'; }
 devices_of() { [[ $1 == hetero ]] && echo "$hetero_devices" || echo cpu:1,cpu:1,cpu:1; }
 profile_of() { [[ $1 == hetero ]] && echo "$W/hetero-profile.json" || echo "$W/homo-profile.json"; }
 trace_of() { [[ $1 == homo-balanced ]] && echo "$W/balanced.jsonl" || echo "$W/trace.jsonl"; }
 BASELINES=static,random,round-robin,uniform
 ALL=$BASELINES,latency-aware
-echo "# $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "commit unknown"), settings $settings, hetero devices $hetero_devices"
+echo "# $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "commit unknown"), settings $settings, hetero devices $hetero_devices, launcher $launcher"
 
 # make_wide_model.py writes the checkpoint with numpy and safetensors: install them where missing.
 python3 -c 'import numpy, safetensors' 2>/dev/null || run python3 -m pip install --quiet numpy safetensors
