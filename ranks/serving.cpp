@@ -78,8 +78,10 @@ void Server::step(SwitchModel& m, std::vector<Active>& active) {
     GenerationResult r{a.request->index, std::move(a.output), Ms(a.admitted - arrival).count(),
                        Ms(a.first_token - arrival).count(),
                        n > 1 ? Ms(now - a.first_token).count() / double(n - 1) : 0.0};
-    if (on_result) on_result(r);
-    results.push_back(std::move(r));
+    if (on_result)
+      on_result(r);
+    else
+      results.push_back(std::move(r));
   }
   active = std::move(going_on);
 }

@@ -44,11 +44,13 @@ struct RequestShare {
     ar(requests);
   }
 };
+// Results go back as they finish, in shares of a few; `last` marks the rank's final share.
 struct ResultShare {
   std::vector<GenerationResult> results;
+  bool last = false;
   template <class A>
   void serialize(A& ar) {
-    ar(results);
+    ar(results, last);
   }
 };
 template <>
@@ -65,8 +67,9 @@ struct ServeOptions {
   int max_new_tokens = 32;
 };
 
-// Generates every request (all arrived at the call) on this attention rank's lanes; each result
-// also goes to on_result as it finishes. Returns them in the order they finished.
+// Generates every request (all arrived at the call) on this attention rank's lanes. Each result
+// goes to on_result as it finishes, when one is given (and is not kept: a long job's memory stays
+// flat); otherwise they are returned in the order they finished.
 std::vector<GenerationResult> serve_requests(
     Coordinator& coordinator, const std::vector<GenerationRequest>& requests,
     const ServeOptions& options,

@@ -1,13 +1,17 @@
 // moe generate: greedy generation for every prompt of a JSONL file, alone or under mpirun. Rank 0
 // reads the prompts and hands every attention rank its share; each serves its share by
-// continuous batching over its micro-batch lanes (ranks/serving.hpp); rank 0 collects and writes
-// the answers in input order, with per-request latencies.
+// continuous batching over its micro-batch lanes (ranks/serving.hpp) and streams its answers back
+// as they finish; rank 0 writes them in input order, with per-request latencies, to
+// OUTPUT.partial as they come (renamed to OUTPUT at the end), so that memory stays flat however
+// many prompts, and a job that stopped can be resumed where it stopped.
 #include <unistd.h>
 
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <memory>
 
 #include "ranks/commands/commands.hpp"
 #include "ranks/commands/requests.hpp"
@@ -16,6 +20,7 @@
 #include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
 #include "runtime/mpi/control_plane.hpp"
+#include "runtime/partial_file.hpp"
 #include "runtime/rank_stats.hpp"
 
 namespace moe {
@@ -29,7 +34,10 @@ class GenerateCommand final : public DistributedCommand {
     // clang-format off
     opts.add_options()
         ("input", po::value(&input_)->required(), "JSONL: {\"id\", \"input_ids\"|\"text\"} per line (- : standard input)")
-        ("output", po::value(&output_), "JSONL results (written complete or not at all)")
+        ("output", po::value(&output_),
+         "JSONL results in input order, written to OUTPUT.partial as they finish and renamed to OUTPUT at the end")
+        ("resume", po::bool_switch(&resume_),
+         "continue a job that stopped: keep the answers OUTPUT.partial holds and skip their prompts")
         ("max-new-tokens", po::value(&options_.max_new_tokens)->default_value(32), "tokens to generate at most")
         ("batch-size", po::value(&options_.batch_size)->default_value(8),
          "sequences decoding at once per attention rank (continuous batching)")
@@ -50,6 +58,15 @@ class GenerateCommand final : public DistributedCommand {
         load_tokenizer_if_present(run_options_.model_dir, c.eos_token_id, c.pad_token_id);
     requests_ = read_requests(input_, c, tokenizer.get());
     check_limits(c);
+    MOE_CHECK(!resume_ || !output_.empty(), "--resume needs --output");
+    if (!output_.empty()) {
+      out_ = std::make_unique<PartialFile>(
+          output_, resume_, [&](std::string_view line, long n) { check_kept(line, n); });
+      next_ = out_->lines_kept();
+      if (out_->lines_kept() > 0)
+        std::printf("resuming %s: %ld of %zu prompts answered before\n",
+                    out_->partial_path().c_str(), out_->lines_kept(), requests_.size());
+    }
     run_options_.serves = true;
     run_options_.batch_size = options_.batch_size;
   }
@@ -58,18 +75,50 @@ class GenerateCommand final : public DistributedCommand {
 
  private:
   void check_limits(const ModelConfig& c) const;
-  std::vector<GenerationResult> serve_all(Coordinator& coordinator);
+  void check_kept(std::string_view line, long number) const;
+  void serve_all(Coordinator& coordinator);
+  void take(const GenerationResult& r, const Tokenizer* tokenizer);
   nlohmann::json answer(const GenerationResult& r, const Tokenizer* tokenizer) const;
   void print(const GenerationResult& r, const Tokenizer* tokenizer) const;
-  void summarise(const std::vector<GenerationResult>& results, double seconds,
-                 int attention_ranks) const;
+  void summarise(double seconds, int attention_ranks) const;
+
+  // Answers per share an attention rank streams back to rank 0 (or fewer, every kShareSeconds).
+  static constexpr size_t kResultsPerShare = 64;
+  static constexpr double kShareSeconds = 0.2;
 
   std::string input_, output_;
+  bool resume_ = false;
   ServeOptions options_;
   bool quiet_ = false;
   int max_input_tokens_ = 512;
   std::vector<Request> requests_;
+  // Rank 0's output: answers wait here until every earlier one is written.
+  std::unique_ptr<PartialFile> out_;
+  std::map<int64_t, std::string> waiting_;
+  int64_t next_ = 0;  // the input index of the next answer to write (those before are written)
+  int64_t generated_ = 0, answered_ = 0;
+  StreamQuantiles ttft_, tpot_;
 };
+
+// A line of the partial output being resumed must answer the prompt on the same line of the
+// input: otherwise it belongs to another job.
+void GenerateCommand::check_kept(std::string_view line, long number) const {
+  const std::string& partial = output_ + ".partial";
+  nlohmann::json answer;
+  try {
+    answer = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception& e) {
+    MOE_FAIL(partial, ":", number, ": not an answer line (", e.what(), ")");
+  }
+  MOE_CHECK(size_t(number) <= requests_.size(), partial, " holds more answers than ", input_,
+            " has prompts (", requests_.size(), "): not a run of this input");
+  const Request& asked = requests_[size_t(number) - 1];
+  MOE_CHECK(answer.is_object() && answer.contains("id") && answer["id"] == asked.id, partial, ":",
+            number, ": answers id ",
+            answer.is_object() ? answer.value("id", nlohmann::json()).dump() : "?",
+            ", but the prompt on line ", asked.line, " of ", input_, " has id ", asked.id.dump(),
+            ": not a run of this input");
+}
 
 // Bytes that serving `batch` sequences takes beyond the weights, with inputs of `input` tokens
 // and `new_tokens` to generate: each sequence's key/value caches, and one encoder pass (its
@@ -100,36 +149,73 @@ void GenerateCommand::check_limits(const ModelConfig& c) const {
             gib(available), " GiB are available: lower --batch-size or --max-new-tokens");
 }
 
-// Rank 0 deals the requests round-robin over the attention ranks, serves its own share and
-// gathers the others'; another attention rank serves the share it is handed.
-std::vector<GenerationResult> GenerateCommand::serve_all(Coordinator& c) {
+// Rank 0 deals the requests not yet answered round-robin over the attention ranks, serves its
+// own share and takes the others' answers as they stream in (between its own, and at the end);
+// another attention rank serves the share it is handed and streams its answers back.
+void GenerateCommand::serve_all(Coordinator& c) {
   const int M = c.plan().attention_ranks;
-  const Deadline idle = Deadline::after(c.plan().deadline_seconds * 10);
+  const double wait_s = c.plan().deadline_seconds * 10;
   if (!c.is_lead()) {
-    const auto share = decode_message<RequestShare>(receive_control(
-        c.world(), 0, idle, "waiting for rank 0 to hand out the requests", kShareTag));
-    send_control(0, ResultShare{serve_requests(c, share.requests, options_)}, kShareTag);
-    return {};
+    const auto share = decode_message<RequestShare>(
+        receive_control(c.world(), 0, Deadline::after(wait_s),
+                        "waiting for rank 0 to hand out the requests", kShareTag));
+    BackgroundSends sends(c.world());
+    ResultShare chunk;
+    auto since = Clock::now();
+    const auto send = [&](bool last) {
+      chunk.last = last;
+      sends.send(0, chunk, kShareTag);
+      chunk.results.clear();
+      since = Clock::now();
+    };
+    serve_requests(c, share.requests, options_, [&](const GenerationResult& r) {
+      chunk.results.push_back(r);
+      if (chunk.results.size() >= kResultsPerShare || seconds_since(since) >= kShareSeconds)
+        send(false);
+    });
+    send(true);
+    sends.wait_all(Deadline::after(wait_s), "handing rank 0 the answers");
+    return;
   }
   std::vector<RequestShare> shares(M);
-  for (size_t i = 0; i < requests_.size(); ++i)
-    shares[i % M].requests.push_back({int64_t(i), requests_[i].input_ids});
-  for (int a = 1; a < M; ++a) send_control(a, shares[a], kShareTag);
-  // Answers are printed as they finish: rank 0's own at once, the others' as their shares come.
-  const auto show = [&](const GenerationResult& r) { print(r, c.tokenizer()); };
-  std::vector<GenerationResult> results = serve_requests(c, shares[0].requests, options_, show);
+  for (size_t i = size_t(next_); i < requests_.size(); ++i)
+    shares[(i - size_t(next_)) % M].requests.push_back({int64_t(i), requests_[i].input_ids});
   for (int a = 1; a < M; ++a) {
-    auto more = decode_message<ResultShare>(receive_control(
-        c.world(), a, Deadline::after(c.plan().deadline_seconds * 10),
-        "waiting for attention rank " + std::to_string(a) + "'s answers", kShareTag));
-    for (auto& r : more.results) {
-      show(r);
-      results.push_back(std::move(r));
-    }
+    send_control(a, shares[a], kShareTag);
+    shares[a] = {};
   }
-  std::sort(results.begin(), results.end(),
-            [](const auto& a, const auto& b) { return a.index < b.index; });
-  return results;
+  int streaming = M - 1;  // attention ranks whose last share has not come
+  const auto take_share = [&](const Envelope& e) {
+    const auto share = decode_message<ResultShare>(e);
+    for (const auto& r : share.results) take(r, c.tokenizer());
+    if (share.last) --streaming;
+  };
+  serve_requests(c, shares[0].requests, options_, [&](const GenerationResult& r) {
+    take(r, c.tokenizer());
+    while (streaming > 0) {
+      const auto e = try_receive_control(c.world(), kAnySource, kShareTag);
+      if (!e) break;
+      take_share(*e);
+    }
+  });
+  while (streaming > 0)
+    take_share(receive_control(c.world(), kAnySource, Deadline::after(wait_s),
+                               "waiting for the other attention ranks' answers", kShareTag));
+}
+
+// An answer that finished (on rank 0): printed at once, counted, and written once every earlier
+// one is.
+void GenerateCommand::take(const GenerationResult& r, const Tokenizer* tokenizer) {
+  print(r, tokenizer);
+  generated_ += int64_t(r.output_ids.size());
+  ++answered_;
+  ttft_.add(r.ttft_ms);
+  if (r.output_ids.size() > 1) tpot_.add(r.tpot_ms);
+  if (!out_) return;
+  waiting_.emplace(r.index, answer(r, tokenizer).dump());
+  for (auto it = waiting_.begin(); it != waiting_.end() && it->first == next_;
+       it = waiting_.erase(it), ++next_)
+    out_->append(it->second);
 }
 
 void GenerateCommand::print(const GenerationResult& r, const Tokenizer* tokenizer) const {
@@ -158,39 +244,45 @@ nlohmann::json GenerateCommand::answer(const GenerationResult& r,
   return line;
 }
 
-void GenerateCommand::summarise(const std::vector<GenerationResult>& results, double seconds,
-                                int attention_ranks) const {
-  int64_t generated = 0;
-  std::vector<double> ttft, tpot;
-  for (const auto& r : results) {
-    generated += int64_t(r.output_ids.size());
-    ttft.push_back(r.ttft_ms);
-    if (r.output_ids.size() > 1) tpot.push_back(r.tpot_ms);
-  }
+void GenerateCommand::summarise(double seconds, int attention_ranks) const {
   std::printf(
-      "generated %lld tokens for %zu prompts in %.3f s: %.1f tokens/s (batch %d per attention "
+      "generated %lld tokens for %lld prompts in %.3f s: %.1f tokens/s (batch %d per attention "
       "rank, %d attention rank(s))\n",
-      static_cast<long long>(generated), results.size(), seconds,
-      generated / std::max(seconds, 1e-9), options_.batch_size, attention_ranks);
+      static_cast<long long>(generated_), static_cast<long long>(answered_), seconds,
+      double(generated_) / std::max(seconds, 1e-9), options_.batch_size, attention_ranks);
+  if (out_ && out_->lines_kept() > 0)
+    std::printf("resumed: %ld prompts answered by the run before are in %s too\n",
+                out_->lines_kept(), output_.c_str());
   std::printf(
       "time to first token p50 %.1f ms, p99 %.1f ms; time per output token p50 %.2f ms, p99 "
       "%.2f ms\n",
-      median(ttft), percentile(ttft, 0.99), median(tpot), percentile(tpot, 0.99));
+      ttft_.quantile(0.5), ttft_.quantile(0.99), tpot_.quantile(0.5), tpot_.quantile(0.99));
 }
 
 int GenerateCommand::coordinate(Coordinator& coordinator) {
   const auto start = Clock::now();
-  const std::vector<GenerationResult> results = serve_all(coordinator);
-  const double seconds = seconds_since(start);
-  int64_t generated = 0;
-  for (const auto& r : results) generated += int64_t(r.output_ids.size());
-  if (coordinator.is_lead()) {
-    std::vector<nlohmann::json> lines;
-    for (const auto& r : results) lines.push_back(answer(r, coordinator.tokenizer()));
-    if (!output_.empty()) write_jsonl(output_, lines);
-    summarise(results, seconds, coordinator.plan().attention_ranks);
+  try {
+    serve_all(coordinator);
+  } catch (...) {
+    if (out_) {
+      out_->flush();
+      const long kept = out_->lines_kept() + out_->lines_written();
+      if (kept > 0)
+        std::fprintf(stderr,
+                     "moe generate: %ld answers are kept in %s; the same command with --resume "
+                     "continues the job\n",
+                     kept, out_->partial_path().c_str());
+    }
+    throw;
   }
-  coordinator.finish(generated, seconds);
+  const double seconds = seconds_since(start);
+  if (coordinator.is_lead()) {
+    MOE_CHECK(!out_ || (waiting_.empty() && size_t(next_) == requests_.size()),
+              "internal: ", waiting_.size(), " answers wait for earlier ones at the end");
+    if (out_) out_->finish();
+    summarise(seconds, coordinator.plan().attention_ranks);
+  }
+  coordinator.finish(generated_, seconds);
   return 0;
 }
 

@@ -77,10 +77,4 @@ std::vector<Request> read_requests(const std::string& path, const ModelConfig& c
   return requests;
 }
 
-void write_jsonl(const std::string& path, const std::vector<nlohmann::json>& lines) {
-  write_file_atomically(path, [&](std::ostream& out) {
-    for (const auto& line : lines) out << line.dump() << "\n";
-  });
-}
-
 }  // namespace moe

@@ -23,7 +23,4 @@ struct Request {
 std::vector<Request> read_requests(const std::string& path, const ModelConfig& config,
                                    const Tokenizer* tokenizer);
 
-// Writes lines to `path.partial`, renamed to `path` only when complete.
-void write_jsonl(const std::string& path, const std::vector<nlohmann::json>& lines);
-
 }  // namespace moe

@@ -55,6 +55,51 @@ Envelope receive_control(const World& world, int source, const Deadline& deadlin
   return receive_probed(status, tag);
 }
 
+struct BackgroundSends::Pending {
+  int dest;
+  std::string bytes;
+  MPI_Request request = MPI_REQUEST_NULL;
+};
+
+BackgroundSends::BackgroundSends(const World& world) : world_(world) {}
+
+BackgroundSends::~BackgroundSends() {
+  for (auto& p : pending_) {
+    MPI_Cancel(&p->request);
+    MPI_Request_free(&p->request);
+  }
+}
+
+void BackgroundSends::forget_delivered() {
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    int done = 0;
+    MPI_CHECK(MPI_Test(&(*it)->request, &done, MPI_STATUS_IGNORE));
+    it = done ? pending_.erase(it) : std::next(it);
+  }
+}
+
+void BackgroundSends::send_bytes(int dest, std::string bytes, int tag) {
+  forget_delivered();
+  auto p = std::make_unique<Pending>(Pending{dest, std::move(bytes)});
+  MPI_CHECK(MPI_Isend(p->bytes.data(), int(p->bytes.size()), MPI_BYTE, dest, tag, MPI_COMM_WORLD,
+                      &p->request));
+  pending_.push_back(std::move(p));
+}
+
+void BackgroundSends::wait_all(const Deadline& deadline, const std::string& doing) {
+  const bool delivered = poll_until(
+      [&] {
+        forget_delivered();
+        return pending_.empty();
+      },
+      deadline);
+  if (!delivered) {
+    const int dest = pending_.front()->dest;
+    MOE_FAIL("rank ", dest, " (host ", world_.host_of(dest),
+             ") did not take a message before the deadline while ", doing);
+  }
+}
+
 std::string broadcast_bytes(const std::string& bytes_on_root) {
   std::string bytes = bytes_on_root;
   unsigned long long size = bytes.size();

@@ -4,6 +4,8 @@
 // never takes them.
 #pragma once
 
+#include <list>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -32,6 +34,31 @@ Envelope receive_control(const World& world, int source, const Deadline& deadlin
 
 // The next control message from `source` (or any rank) if one has arrived; does not wait.
 std::optional<Envelope> try_receive_control(const World& world, int source, int tag = kControlTag);
+
+// Control messages sent without waiting for the receiver to take them: for a stream of messages
+// to a rank that takes them only between its own work, so that neither waits on the other. Each
+// message keeps its bytes until it is delivered.
+class BackgroundSends {
+ public:
+  explicit BackgroundSends(const World& world);
+  ~BackgroundSends();  // what was not delivered is cancelled
+  BackgroundSends(const BackgroundSends&) = delete;
+  BackgroundSends& operator=(const BackgroundSends&) = delete;
+
+  template <class T>
+  void send(int dest, const T& message, int tag = kControlTag) {
+    send_bytes(dest, encode_message(message), tag);
+  }
+  void send_bytes(int dest, std::string bytes, int tag);
+  // Waits until every message is delivered; on expiry throws naming the receiver and `doing`.
+  void wait_all(const Deadline& deadline, const std::string& doing);
+
+ private:
+  struct Pending;
+  void forget_delivered();
+  const World& world_;
+  std::list<std::unique_ptr<Pending>> pending_;
+};
 
 // Rank 0's bytes go to every rank (size first, then bytes); collective.
 std::string broadcast_bytes(const std::string& bytes_on_root);

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
+
 namespace moe {
 namespace {
 
@@ -22,6 +25,27 @@ TEST(Statistics, PercentileTakesTheValueAtFloorQN) {
   EXPECT_DOUBLE_EQ(percentile(v, 0.99), 100);
   EXPECT_DOUBLE_EQ(percentile(v, 0.5), 51);
   EXPECT_DOUBLE_EQ(percentile({7}, 0.99), 7);
+}
+
+TEST(Statistics, StreamQuantilesAgreeWithPercentileWithinTheBucketWidth) {
+  StreamQuantiles stream;
+  std::vector<double> values;
+  uint64_t x = 12345;
+  for (int i = 0; i < 20000; ++i) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    const double v = 0.01 * std::exp(double(x >> 40) / double(1 << 24) * 12);  // 0.01 .. 1.6e3
+    values.push_back(v);
+    stream.add(v);
+  }
+  EXPECT_EQ(stream.count(), 20000);
+  for (double q : {0.0, 0.5, 0.9, 0.99, 1.0}) {
+    const double exact = percentile(values, q);
+    EXPECT_NEAR(stream.quantile(q), exact, exact * 5.1e-4) << "q " << q;
+  }
+  StreamQuantiles empty;
+  EXPECT_EQ(empty.quantile(0.5), 0);
+  empty.add(0);
+  EXPECT_EQ(empty.quantile(0.5), 0);
 }
 
 TEST(Statistics, ImbalanceIsMaxOverMeanOfTheRangeOnly) {

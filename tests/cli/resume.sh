@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# A batch job that is killed and resumed gives the answers of a run that was never interrupted:
+# `moe generate` on the default model, NP ranks (1: a single process), 2,000 prompts, rank 0
+# killed (SIGKILL) at random points — each after a random share of the answers is written to
+# OUT.jsonl.partial — then run again with --resume, until it completes. The final file must hold
+# the same ids and output ids, line for line, as the uninterrupted run; a partial file is refused
+# without --resume, and one from another input is refused with it.
+# Usage: resume.sh BUILD_DIR NP [KILLS [GENERATE ARGUMENTS...]]
+#        (RANDOM_SEED, if set, makes the kill points repeatable)
+set -uo pipefail
+build=$1 np=$2 kills=${3:-3}
+shift $(($# < 3 ? $# : 3))
+more=("$@")
+root=$(cd "$(dirname "$0")/../.." && pwd)
+moe=$build/moe model=$root/configs/models/switch-tiny
+work=$(mktemp -d)
+trap 'kill -9 $job 2>/dev/null; rm -rf "$work"' EXIT
+source "$root/launch/mpirun_flags.sh"
+RANDOM=${RANDOM_SEED:-$$}
+python3 "$root/launch/experiments/make_prompts.py" --count 2000 --out "$work/in.jsonl" 2>/dev/null
+launcher=()
+((np > 1)) && launcher=(mpirun "${MPIRUN_FLAGS[@]}" -np "$np")
+generate() {  # generate OUTPUT [more arguments]
+  local out=$1
+  shift
+  "${launcher[@]}" "$moe" generate --model "$model" --input "$work/in.jsonl" --output "$out" \
+    --max-new-tokens 16 --batch-size 8 --quiet --deadline 30 "${more[@]}" "$@"
+}
+fail() { echo "FAIL: $*"; exit 1; }
+
+# Rank 0 of the job writing the partial file (the process itself for a single process).
+rank0() {
+  local p
+  for p in $(pgrep -f "$moe generate"); do
+    if ((np == 1)) || { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=0"; then
+      echo "$p"
+      return
+    fi
+  done
+}
+
+generate "$work/whole.jsonl" >"$work/whole.log" 2>&1 || { cat "$work/whole.log"; fail "the uninterrupted run"; }
+echo "uninterrupted: $(grep '^generated' "$work/whole.log")"
+
+partial=$work/out.jsonl.partial
+for k in $(seq 1 "$kills"); do
+  done_lines=$( [[ -f $partial ]] && wc -l <"$partial" || echo 0)
+  target=$((done_lines + 1 + RANDOM % ((2000 - done_lines) / 2)))
+  generate "$work/out.jsonl" --resume >"$work/run-$k.log" 2>&1 &
+  job=$!
+  for _ in $(seq 1 600); do
+    [[ -f $partial ]] && (($(wc -l <"$partial") >= target)) && break
+    kill -0 $job 2>/dev/null || break
+    sleep 0.02
+  done
+  kill -0 $job 2>/dev/null || { cat "$work/run-$k.log"; fail "run $k ended before it could be killed"; }
+  pid=$(rank0)
+  kill -9 "$pid"
+  wait $job
+  echo "run $k: rank 0 killed after $(wc -l <"$partial") of 2000 answers (aimed at $target); $(grep -c . "$work/run-$k.log") log lines"
+  [[ ! -e $work/out.jsonl ]] || fail "run $k left a complete-looking output"
+done
+
+generate "$work/out.jsonl" >"$work/refused.log" 2>&1 && fail "a run without --resume wrote over the partial file"
+grep -q "out.jsonl.partial: exists: .*--resume" "$work/refused.log" || { cat "$work/refused.log"; fail "no refusal line"; }
+echo "ok: without --resume the partial file is refused: $(grep -o 'out.jsonl.partial: exists.*' "$work/refused.log")"
+
+head -n 1000 "$work/in.jsonl" | tail -n 999 >"$work/other.jsonl"
+"${launcher[@]}" "$moe" generate --model "$model" --input "$work/other.jsonl" --output "$work/out.jsonl" --resume \
+  --quiet --deadline 30 >"$work/other.log" 2>&1 && fail "a partial file of another input was resumed"
+grep -q "out.jsonl.partial:1: answers id .* but the prompt on line 1 of .* has id .*: not a run of this input" "$work/other.log" ||
+  { cat "$work/other.log"; fail "no refusal line for another input"; }
+echo "ok: another input's resume is refused"
+
+generate "$work/out.jsonl" --resume >"$work/last.log" 2>&1 || { cat "$work/last.log"; fail "the last resume"; }
+grep '^resum' "$work/last.log"
+[[ ! -e $partial ]] || fail "the partial file is still there"
+python3 - "$work/whole.jsonl" "$work/out.jsonl" <<'EOF' || exit 1
+import json, sys
+whole, resumed = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
+key = lambda a: (a["id"], a["output_ids"], a.get("text"))
+assert len(whole) == len(resumed) == 2000, (len(whole), len(resumed))
+differ = [i for i, (a, b) in enumerate(zip(whole, resumed)) if key(a) != key(b)]
+assert not differ, f"{len(differ)} answers differ, first on line {differ[0] + 1}"
+print("ok: the resumed job's 2000 answers equal the uninterrupted run's, line for line")
+EOF
