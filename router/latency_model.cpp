@@ -5,12 +5,14 @@
 #include <cereal/types/string.hpp>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <sstream>
 
 #include "runtime/atomic_file.hpp"
+#include "runtime/bounded_archive.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {
@@ -294,8 +296,10 @@ LatencyModel LatencyModel::load(const std::string& path) {
   in.read(magic.data(), std::streamsize(magic.size()));
   MOE_CHECK(in.good() && magic == kMagic, path, ": not a latency model file");
   uint32_t version = 0;
+  // Sizes in the file are checked against its length before anything is allocated for them.
+  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   try {
-    cereal::BinaryInputArchive ar(in);
+    BoundedBinaryInputArchive ar(bytes);
     ar(version);
     MOE_CHECK(version == kVersion, path, ": latency model version ", version, ", this build reads ",
               kVersion);

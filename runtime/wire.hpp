@@ -6,6 +6,7 @@
 #include <sstream>
 #include <string>
 
+#include "runtime/bounded_archive.hpp"
 #include "runtime/error.hpp"
 #include "runtime/messages.hpp"
 
@@ -31,7 +32,7 @@ struct Envelope {
 };
 
 // Throws naming the sender and type when the version or type is not the expected one, or when
-// the payload does not decode.
+// the payload does not decode (sizes it claims are checked against its length before use).
 template <class T>
 T decode_message(const Envelope& e) {
   const uint32_t want = static_cast<uint32_t>(MessageTypeOf<T>::value);
@@ -41,8 +42,7 @@ T decode_message(const Envelope& e) {
             message_type_name(e.type), ", expected ", message_type_name(want));
   T message;
   try {
-    std::istringstream in(e.bytes.substr(8));
-    cereal::BinaryInputArchive archive(in);
+    BoundedBinaryInputArchive archive(std::string_view(e.bytes).substr(8));
     archive(message);
   } catch (const std::exception& ex) {
     MOE_FAIL("malformed ", message_type_name(e.type), " message from rank ", e.sender, ": ",

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <random>
 
 #include "runtime/error.hpp"
@@ -134,6 +136,36 @@ TEST(LatencyModel, SavesAndLoadsTheSamePredictions) {
     EXPECT_EQ(model.predict_us(samples[i].x), back.predict_us(samples[i].x));
   test::write_bytes(path, "not a model");
   EXPECT_THROW(LatencyModel::load(path), Error);
+}
+
+// A latency model file whose weight vector claims 2^56 entries: refused as corrupt, never
+// allocated (the sizes in the file are checked against its length).
+TEST(LatencyModel, AClaimedSizeBeyondTheFileIsCorruptNotAllocated) {
+  TrainOptions options;
+  options.epochs = 1;
+  const auto path = (test::temp_dir() / "model.bin").string();
+  LatencyModel::train(synthetic_samples(50, 3), options, nullptr).save(path);
+  std::string bytes = test::read_bytes(path);
+  // The size tag of the first weights (hidden width x features, the default width 32).
+  bool replaced = false;
+  for (size_t at = 0; at + 8 <= bytes.size() && !replaced; ++at) {
+    uint64_t size = 0;
+    std::memcpy(&size, bytes.data() + at, 8);
+    if (size == uint64_t(TrainOptions{}.hidden) * kLatencyFeatures) {
+      const uint64_t huge = uint64_t(1) << 56;
+      std::memcpy(bytes.data() + at, &huge, 8);
+      replaced = true;
+    }
+  }
+  ASSERT_TRUE(replaced) << "no weight vector size found in the file";
+  test::write_bytes(path, bytes);
+  try {
+    LatencyModel::load(path);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("corrupt latency model: claims"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace moe

@@ -2,6 +2,9 @@
 // type.
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <cstring>
+
 #include "runtime/wire.hpp"
 
 namespace moe {
@@ -56,6 +59,33 @@ TEST(Messages, TruncatedPayloadIsMalformed) {
               std::string::npos);
   }
   EXPECT_THROW(open_envelope(3, "abc"), Error);
+}
+
+// Found by tests/fuzz/fuzz_messages (under UBSan): an empty container's data pointer is null, and
+// was passed to memcpy.
+TEST(Messages, EmptyContainersRoundTrip) {
+  ProfileRequest sent;
+  sent.max_experts = 3;
+  const auto back = decode_message<ProfileRequest>(open_envelope(1, encode_message(sent)));
+  EXPECT_TRUE(back.token_counts.empty());
+  EXPECT_EQ(back.max_experts, 3);
+}
+
+// Found by tests/fuzz/fuzz_messages: a container that claims more elements than the message has
+// bytes was allocated before it was read (2^56 ExpertSegments: memory exhausted).
+TEST(Messages, AClaimedSizeBeyondTheMessageIsMalformedNotAllocated) {
+  std::string bytes = encode_message(WorkHeader{0, 1, 2, -1, 0, false, {{0, 5}}});
+  const uint64_t huge = uint64_t(1) << 56;
+  const size_t at = bytes.size() - 8 - sizeof(uint64_t);  // the segments' size tag
+  std::memcpy(bytes.data() + at, &huge, sizeof(huge));
+  try {
+    decode_message<WorkHeader>(open_envelope(2, bytes));
+    FAIL();
+  } catch (const Error& err) {
+    const std::string what = err.what();
+    EXPECT_NE(what.find("malformed WorkHeader message from rank 2"), std::string::npos) << what;
+    EXPECT_NE(what.find("claims 72057594037927936 elements"), std::string::npos) << what;
+  }
 }
 
 }  // namespace moe
