@@ -8,17 +8,7 @@ build_dir=${1:-build}
 packages=(cmake g++ make pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libcereal-dev
   libboost-program-options-dev nlohmann-json3-dev libsentencepiece-dev libgtest-dev
   libbenchmark-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "+ apt-get install ${missing[*]}"
-  sudo_cmd=""
-  [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+launch/install-missing.sh "${packages[@]}"
 
 cuda_flag=()
 [[ -n "${MOE_WITH_CUDA:-}" ]] && cuda_flag=(-DMOE_WITH_CUDA="$MOE_WITH_CUDA")

@@ -44,12 +44,28 @@ void relative_position_bias(const float* table, const ModelConfig& c, bool bidir
 
 namespace {
 
+// ThreadSanitizer instruments the resolver that target_clones generates, and the resolver runs
+// while the program is relocated, before TSan's runtime is up (a crash at start): one version
+// there.
+#if defined(__SANITIZE_THREAD__)
+#define MOE_NO_TARGET_CLONES 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MOE_NO_TARGET_CLONES 1
+#endif
+#endif
+#ifdef MOE_NO_TARGET_CLONES
+#define MOE_SIMD_CLONES
+#else
+#define MOE_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+
 // One head's attention for one query over keys 0..visible-1: ctx = softmax(q·k + bias) · v.
 // Compiled for AVX-512, AVX2 and the baseline, chosen at load time from the CPU's features;
 // the sums over d_kv are vectorised (their order differs from a plain loop by rounding).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void attend_one(
-    int d_kv, int visible, const float* q, const float* k, const float* v, int kv_stride,
-    const float* bias, const uint8_t* key_valid, float* scores, float* ctx) {
+MOE_SIMD_CLONES void attend_one(int d_kv, int visible, const float* q, const float* k,
+                                const float* v, int kv_stride, const float* bias,
+                                const uint8_t* key_valid, float* scores, float* ctx) {
   float max_score = -std::numeric_limits<float>::infinity();
   for (int j = 0; j < visible; ++j) {
     if (key_valid && !key_valid[j]) {

@@ -8,24 +8,14 @@
 #   NODES=(name ...) ADDRESSES=(address ...)   the nodes (the first runs slurmctld and the clients)
 #   on_node NODE COMMAND...                   a function that runs COMMAND on NODE
 #   build root step                           as in the tests (build folder, checkout, a logger)
-# and calls cluster_stop from its EXIT trap; run_direct runs the default job without SLURM (cluster_stop returns the status to exit with).
+# and calls cluster_stop from its EXIT trap (cluster_stop returns the status to exit with);
+# run_direct runs the default job without SLURM.
 deadline=90  # seconds a job may take, from submission to its end
 daemon_pids=()
 
 cluster_install() {
   # libpmix2 (Open MPI's PMIx, installed with it) is what slurm's mpi/pmix plugin loads for srun.
-  local packages=(slurm-wlm munge libpmix2) missing=() p
-  for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    local sudo_cmd=()
-    (($(id -u) == 0)) || sudo_cmd=(sudo)
-    step "+ apt-get install ${missing[*]}"
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null
-  fi
+  "$root/launch/install-missing.sh" --no-install-recommends slurm-wlm munge libpmix2
   (($(id -u) == 0)) || { echo "this test starts slurmd, which needs root"; exit 1; }
 }
 
