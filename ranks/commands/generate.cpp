@@ -103,7 +103,7 @@ class GenerateCommand final : public DistributedCommand {
 // A line of the partial output being resumed must answer the prompt on the same line of the
 // input: otherwise it belongs to another job.
 void GenerateCommand::check_kept(std::string_view line, long number) const {
-  const std::string& partial = output_ + ".partial";
+  const std::string partial = output_ + ".partial";
   nlohmann::json answer;
   try {
     answer = nlohmann::json::parse(line);
