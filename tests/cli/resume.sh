@@ -28,10 +28,11 @@ generate() {  # generate OUTPUT [more arguments]
 }
 fail() { echo "FAIL: $*"; exit 1; }
 
-# Rank 0 of the job writing the partial file (the process itself for a single process).
+# Rank 0 of this job (the process itself for a single process): only processes reading this
+# test's input, as other tests may run theirs beside it.
 rank0() {
   local p
-  for p in $(pgrep -f "$moe generate"); do
+  for p in $(pgrep -f -- "--input $work/in.jsonl"); do
     if ((np == 1)) || { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=0"; then
       echo "$p"
       return
