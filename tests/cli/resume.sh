@@ -44,9 +44,23 @@ generate "$work/whole.jsonl" >"$work/whole.log" 2>&1 || { cat "$work/whole.log";
 echo "uninterrupted: $(grep '^generated' "$work/whole.log")"
 
 partial=$work/out.jsonl.partial
+refusals() {  # with a partial file there: without --resume, and of another input, it is refused
+  generate "$work/out.jsonl" >"$work/refused.log" 2>&1 && fail "a run without --resume wrote over the partial file"
+  grep -q "out.jsonl.partial: exists: .*--resume" "$work/refused.log" || { cat "$work/refused.log"; fail "no refusal line"; }
+  echo "ok: without --resume the partial file is refused: $(grep -o 'out.jsonl.partial: exists.*' "$work/refused.log")"
+  head -n 1000 "$work/in.jsonl" | tail -n 999 >"$work/other.jsonl"
+  "${launcher[@]}" "$moe" generate --model "$model" --input "$work/other.jsonl" --output "$work/out.jsonl" --resume \
+    --quiet --deadline 30 >"$work/other.log" 2>&1 && fail "a partial file of another input was resumed"
+  grep -q "out.jsonl.partial:1: answers id .* but the prompt on line 1 of .* has id .*: not a run of this input" \
+    "$work/other.log" || { cat "$work/other.log"; fail "no refusal line for another input"; }
+  echo "ok: another input's resume is refused"
+}
+# Each kill aims at a random point in the second quarter of what is left (answers reach the
+# partial file in bursts, every 0.5 s or 64 KB); a run too near its end to be killed ends it.
 for k in $(seq 1 "$kills"); do
   done_lines=$( [[ -f $partial ]] && wc -l <"$partial" || echo 0)
-  target=$((done_lines + 1 + RANDOM % ((2000 - done_lines) / 2)))
+  left=$((2000 - done_lines))
+  target=$((done_lines + left / 4 + RANDOM % (left / 4 + 1)))
   generate "$work/out.jsonl" --resume >"$work/run-$k.log" 2>&1 &
   job=$!
   for _ in $(seq 1 600); do
@@ -54,27 +68,24 @@ for k in $(seq 1 "$kills"); do
     kill -0 $job 2>/dev/null || break
     sleep 0.02
   done
-  kill -0 $job 2>/dev/null || { cat "$work/run-$k.log"; fail "run $k ended before it could be killed"; }
+  if ! kill -0 $job 2>/dev/null; then
+    wait $job || { cat "$work/run-$k.log"; fail "run $k failed"; }
+    ((k > 1)) || fail "the first run ended before it could be killed"
+    echo "run $k: completed before its kill point ($target of 2000)"
+    break
+  fi
   pid=$(rank0)
   kill -9 "$pid"
   wait $job
   echo "run $k: rank 0 killed after $(wc -l <"$partial") of 2000 answers (aimed at $target); $(grep -c . "$work/run-$k.log") log lines"
   [[ ! -e $work/out.jsonl ]] || fail "run $k left a complete-looking output"
+  ((k > 1)) || refusals
 done
 
-generate "$work/out.jsonl" >"$work/refused.log" 2>&1 && fail "a run without --resume wrote over the partial file"
-grep -q "out.jsonl.partial: exists: .*--resume" "$work/refused.log" || { cat "$work/refused.log"; fail "no refusal line"; }
-echo "ok: without --resume the partial file is refused: $(grep -o 'out.jsonl.partial: exists.*' "$work/refused.log")"
-
-head -n 1000 "$work/in.jsonl" | tail -n 999 >"$work/other.jsonl"
-"${launcher[@]}" "$moe" generate --model "$model" --input "$work/other.jsonl" --output "$work/out.jsonl" --resume \
-  --quiet --deadline 30 >"$work/other.log" 2>&1 && fail "a partial file of another input was resumed"
-grep -q "out.jsonl.partial:1: answers id .* but the prompt on line 1 of .* has id .*: not a run of this input" "$work/other.log" ||
-  { cat "$work/other.log"; fail "no refusal line for another input"; }
-echo "ok: another input's resume is refused"
-
-generate "$work/out.jsonl" --resume >"$work/last.log" 2>&1 || { cat "$work/last.log"; fail "the last resume"; }
-grep '^resum' "$work/last.log"
+if [[ -e $partial ]]; then
+  generate "$work/out.jsonl" --resume >"$work/last.log" 2>&1 || { cat "$work/last.log"; fail "the last resume"; }
+  grep '^resum' "$work/last.log"
+fi
 [[ ! -e $partial ]] || fail "the partial file is still there"
 python3 - "$work/whole.jsonl" "$work/out.jsonl" <<'EOF' || exit 1
 import json, sys
