@@ -31,13 +31,9 @@ fail() { echo "FAIL: $*"; exit 1; }
 # Rank 0 of this job (the process itself for a single process): only processes reading this
 # test's input, as other tests may run theirs beside it.
 rank0() {
-  local p
-  for p in $(pgrep -f -- "--input $work/in.jsonl"); do
-    if ((np == 1)) || { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=0"; then
-      echo "$p"
-      return
-    fi
-  done
+  local rank=()
+  ((np == 1)) || rank=(OMPI_COMM_WORLD_RANK=0)
+  "$root/tests/pids_with_env.sh" "${rank[@]}" --cmdline "--input $work/in.jsonl" | head -n 1
 }
 
 generate "$work/whole.jsonl" >"$work/whole.log" 2>&1 || { cat "$work/whole.log"; fail "the uninterrupted run"; }

@@ -31,12 +31,7 @@ expect_failure() {  # expect_failure REGEX SECONDS_LIMIT -- command...
 
 # Pid of the process that is rank $1 of the job (Open MPI puts the rank in each environment).
 pid_of_rank() {
-  for p in $(pgrep -f "$moe generate"); do
-    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
-      echo "$p"
-      return
-    fi
-  done
+  "$(dirname "$0")/../pids_with_env.sh" "OMPI_COMM_WORLD_RANK=$1" --cmdline "$moe generate" | head -n 1
 }
 
 # Many prompts, one per batch, answers printed as they finish: the run is in full swing once the

@@ -100,9 +100,7 @@ EOF
       sleep 0.1
     done
     "$here/nodes.sh" left "$victim" || { echo "FAIL: left behind after 10 s (above)"; exit 1; }
-    left=$(for p in /proc/[0-9]*; do
-      { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qx "MOE_NODES_ID=$victim" && echo "${p#/proc/}"
-    done)
+    left=$("$root/tests/pids_with_env.sh" "MOE_NODES_ID=$victim")
     [[ -z $left ]] || { echo "FAIL: processes of the killed case still run: $left"; exit 1; }
     echo "ok: nothing of the killed case is left"
     ;;

@@ -43,13 +43,9 @@ down() {
 }
 
 reap() {
-  local p mine=" $$ $BASHPID " pids=()
-  for p in /proc/[0-9]*; do
-    p=${p#/proc/}
-    [[ $mine == *" $p "* ]] && continue
-    { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qx "MOE_NODES_ID=$id" && pids+=("$p")
-  done
-  ((${#pids[@]})) && kill -KILL "${pids[@]}" 2>/dev/null
+  local pids
+  pids=$("$(dirname "$0")/../pids_with_env.sh" "MOE_NODES_ID=$id")
+  [[ -n $pids ]] && kill -KILL $pids 2>/dev/null
   down
 }
 

@@ -23,14 +23,7 @@ cluster_install() {
 slurm() { on_node "${NODES[0]}" "$@"; }
 
 # Pids of every process that carries our SLURM_CONF: the daemons, job steps and ranks.
-ours() {
-  local p
-  for p in /proc/[0-9]*; do
-    p=${p#/proc/}
-    [[ $p != "$$" && $p != "$BASHPID" ]] || continue
-    { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qx "SLURM_CONF=$SLURM_CONF" && echo "$p"
-  done
-}
+ours() { "$root/tests/pids_with_env.sh" "SLURM_CONF=$SLURM_CONF"; }
 
 wait_gone() {  # wait_gone TENTHS PID...: waits until none of the PIDs is alive
   local tenths=$1 p alive
