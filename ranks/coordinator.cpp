@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "model/device_weights.hpp"
 #include "model/weights.hpp"
 #include "router/latency_policy.hpp"
 #include "router/policy_factory.hpp"
@@ -62,6 +63,7 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
   if (world.distributed()) selection.expert_wanted = [](int, int) { return false; };
   weights_ = load_weights(*checkpoint_, selection);
   device_ = make_device(resolve_local_device(plan.devices[rank], world.local_rank()));
+  prepare_weights(*device_, weights_, c, 0, c.vocab_size);
   tokenizer_ = load_tokenizer_if_present(plan.model_dir, c.eos_token_id, c.pad_token_id);
   recorder_ = std::make_unique<RankRecorder>(rank, world.host(), plan.devices[rank],
                                              weights_.num_moe_layers, plan.trace);

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "model/checkpoint.hpp"
+#include "model/device_weights.hpp"
 #include "model/generation.hpp"
 #include "model/weights.hpp"
 #include "ranks/expert_timing.hpp"
@@ -115,6 +116,7 @@ ExpertRank::ExpertRank(const World& world, const RunPlan& plan)
         dense_layers_.push_back(&block.dense);
     }
   device_ = make_device(resolve_local_device(plan.devices.at(rank_), world.local_rank()));
+  prepare_weights(*device_, weights_, c_, lm_head_columns_.first, lm_head_columns_.second);
   recorder_ = std::make_unique<RankRecorder>(rank_, world.host(), plan.devices.at(rank_),
                                              int(layers_.size()), plan.trace);
   RankReport& report = recorder_->report();

@@ -1,5 +1,6 @@
 #include "runtime/device.hpp"
 
+#include <algorithm>
 #include <thread>
 
 #include "runtime/cpu/cpu_device.hpp"
@@ -22,13 +23,29 @@ int parse_index(const std::string& spec, size_t prefix, const char* what) {
   MOE_FAIL("device '", spec, "': expected ", what);
 }
 
+struct CpuSpec {
+  int threads = 1;
+  WeightFormat format = WeightFormat::kF32;
+};
+
+// "cpu", "cpu:THREADS" or "cpu:THREADS:FORMAT".
+CpuSpec parse_cpu_spec(const std::string& spec) {
+  CpuSpec parsed;
+  if (spec == "cpu") return parsed;
+  const size_t colon = spec.find(':', 4);
+  parsed.threads = parse_index(spec.substr(0, colon), 4, "cpu:THREADS[:f32|bf16|int8]");
+  if (colon != std::string::npos)
+    parsed.format = parse_weight_format(spec.substr(colon + 1), "device '" + spec + "'");
+  return parsed;
+}
+
 // cpu:THREADS means that many busy cores: more than the machine has only fight each other.
-int cpu_threads(const std::string& spec) {
-  const int threads = parse_index(spec, 4, "cpu:THREADS");
+std::unique_ptr<Device> make_cpu_device(const std::string& spec) {
+  const CpuSpec parsed = parse_cpu_spec(spec);
   const int cpus = int(std::thread::hardware_concurrency());
-  MOE_CHECK(threads >= 1 && (cpus == 0 || threads <= cpus), "device '", spec, "': ", threads,
-            " thread(s), but this machine has ", cpus, " CPU(s)");
-  return threads;
+  MOE_CHECK(parsed.threads >= 1 && (cpus == 0 || parsed.threads <= cpus), "device '", spec,
+            "': ", parsed.threads, " thread(s), but this machine has ", cpus, " CPU(s)");
+  return std::make_unique<CpuDevice>(parsed.threads, parsed.format);
 }
 
 }  // namespace
@@ -36,8 +53,7 @@ int cpu_threads(const std::string& spec) {
 std::unique_ptr<Device> make_device(const std::string& spec_with_quota) {
   double quota = 0;
   const std::string spec = strip_cpu_quota(spec_with_quota, &quota);
-  if (spec == "cpu") return std::make_unique<CpuDevice>(1);
-  if (spec.rfind("cpu:", 0) == 0) return std::make_unique<CpuDevice>(cpu_threads(spec));
+  if (spec == "cpu" || spec.rfind("cpu:", 0) == 0) return make_cpu_device(spec);
   if (spec.rfind("cuda:", 0) == 0) {
 #ifdef MOE_WITH_CUDA
     const size_t colon = spec.find(':', 5);
@@ -49,7 +65,7 @@ std::unique_ptr<Device> make_device(const std::string& spec_with_quota) {
              "': this build has no CUDA support (configure with MOE_WITH_CUDA=ON)");
 #endif
   }
-  MOE_FAIL("device '", spec, "': unknown device (expected cpu:THREADS or cuda:INDEX)");
+  MOE_FAIL("device '", spec, "': unknown device (expected cpu:THREADS[:FORMAT] or cuda:INDEX)");
 }
 
 }  // namespace moe
@@ -65,7 +81,7 @@ void make_device_spec_check(const std::string& spec_with_quota) {
   const std::string spec = resolve_local_device(strip_cpu_quota(spec_with_quota, &quota), 0);
   if (spec == "cpu" || spec.rfind("cpu:", 0) == 0) {
     // The thread count is checked on the rank's own machine (make_device): nodes may differ.
-    if (spec != "cpu") parse_index(spec, 4, "cpu:THREADS");
+    parse_cpu_spec(spec);
     return;
   }
   if (spec.rfind("cuda:", 0) == 0) {
@@ -79,6 +95,16 @@ void make_device_spec_check(const std::string& spec_with_quota) {
              "': this build has no CUDA support (configure with MOE_WITH_CUDA=ON)");
 #endif
   }
-  MOE_FAIL("device '", spec, "': unknown device (expected cpu:THREADS[@CORES] or cuda:INDEX)");
+  MOE_FAIL("device '", spec,
+           "': unknown device (expected cpu:THREADS[:FORMAT][@CORES] or cuda:INDEX)");
+}
+
+std::string with_weight_format(const std::string& spec, const std::string& format) {
+  if (format == "f32") return spec;
+  const size_t at = spec.find('@');
+  const std::string base = spec.substr(0, at),
+                    quota = at == std::string::npos ? "" : spec.substr(at);
+  if (std::count(base.begin(), base.end(), ':') >= 2) return spec;
+  return (base == "cpu" ? "cpu:1" : base) + ":" + format + quota;
 }
 }  // namespace moe

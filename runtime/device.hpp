@@ -35,9 +35,18 @@ class Device {
   // first_row of x and written at first_row of y. scratch holds max_rows * d_ff floats.
   virtual void expert_ffn(const std::vector<ExpertGroup>& groups, const float* x, float* y,
                           int d_model, int d_ff) = 0;
+
+  // Offers the device a weight matrix w[rows, cols] that later calls will pass (by this pointer,
+  // or a pointer to one of its rows with fewer rows): a device with a compact weight format
+  // ("cpu:T:bf16", "cpu:T:int8") keeps its own converted copy and reads that instead. Matrices
+  // never offered (the router's, whose choices must stay exact) are used in float32.
+  virtual void prepare_weight(const float* /*w*/, int /*rows*/, int /*cols*/) {}
+  // Bytes of the converted copies prepare_weight made.
+  virtual size_t prepared_weight_bytes() const { return 0; }
 };
 
-// "cpu" or "cpu:THREADS"; a CUDA device is named "cuda:INDEX".
+// "cpu", "cpu:THREADS" or "cpu:THREADS:FORMAT" (FORMAT f32, bf16 or int8: how the device stores
+// the weights offered to prepare_weight); a CUDA device is named "cuda:INDEX[:bf16]".
 std::unique_ptr<Device> make_device(const std::string& spec);
 
 }  // namespace moe
@@ -48,4 +57,8 @@ void make_device_spec_check(const std::string& spec);
 // "cuda:local[:bf16]" names the GPU of this rank's index on its node (from Open MPI, SLURM or
 // PMIx): one config fits any node shape. Other specs pass unchanged.
 std::string resolve_local_device(const std::string& spec, int local_rank);
+// The spec with `format` as its weight format where it names none ("cpu:1" → "cpu:1:int8",
+// "cpu:1@0.5" → "cpu:1:int8@0.5", "cuda:0" → "cuda:0:bf16"); one that names one keeps it, and
+// "f32" changes nothing.
+std::string with_weight_format(const std::string& spec, const std::string& format);
 }  // namespace moe

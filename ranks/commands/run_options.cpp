@@ -8,6 +8,7 @@
 #include "ranks/commands/command_line.hpp"
 #include "router/policy_factory.hpp"
 #include "runtime/atomic_file.hpp"
+#include "runtime/cpu/weight_matrix.hpp"
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
 #include "runtime/mpi/transport_factory.hpp"
@@ -117,7 +118,9 @@ void RunOptions::add_to(po::options_description& opts) {
       ("memory-per-rank", po::value(&memory_per_rank_bytes)->default_value(0),
        "bytes of expert weights each expert rank may hold (0: no limit)")
       ("devices", po::value(&devices),
-       "device of each rank, comma-separated: cpu:THREADS[@CORES] (a CPU quota), cuda:INDEX[:bf16] or cuda:local[:bf16] (the GPU of the node-local rank)")
+       "device of each rank, comma-separated: cpu:THREADS[:FORMAT][@CORES] (FORMAT f32, bf16 or int8: how it stores the weight matrices; @CORES: a CPU quota), cuda:INDEX[:bf16] or cuda:local[:bf16] (the GPU of the node-local rank)")
+      ("weights", po::value(&weights)->default_value("f32"),
+       "weight format of the large matrices (attention, FFNs, experts, lm_head; the router stays f32) on every device that names none: f32, bf16 (half the bytes) or int8 (per-row scales, a quarter)")
       ("profile", po::value(&profile_path), "profile.json from `moe profile` (for latency-aware routing and latency samples)")
       ("latency-model", po::value(&latency_model_path), "latency model from `moe train-latency-model` (for latency-aware)")
       ("record-routing", po::value(&record_routing_path), "write every sparse-layer call's routing (JSONL)")
@@ -174,6 +177,11 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
               " rank(s)");
     for (const auto& spec : given) make_device_spec_check(spec);
     plan.devices = given;
+  }
+  parse_weight_format(o.weights, "--weights");
+  for (auto& spec : plan.devices) {
+    spec = with_weight_format(spec, o.weights);
+    make_device_spec_check(spec);
   }
   plan.transport = transport_for(plan.devices);
   if (o.policy == "latency-aware" || !o.record_latency_samples_path.empty())

@@ -22,6 +22,7 @@ struct RunOptions {
   std::string trace_path;
   size_t memory_per_rank_bytes = 0;  // 0: no budget check beyond the machine's memory
   std::string devices;               // comma-separated per rank, e.g. "cpu:1,cpu:1,cpu:1@0.5"
+  std::string weights = "f32";       // weight format of every device that names none
   std::string profile_path;          // profile.json (latency-aware policy, latency samples)
   std::string latency_model_path;    // model.bin (latency-aware policy)
   std::string record_routing_path;   // JSONL routing trace of every sparse-layer call
@@ -37,7 +38,7 @@ struct RunOptions {
   int batch_size = 1;
 
   // --model, --expert-map, --policy, --seed, --deadline, --threads, --trace, --memory-per-rank,
-  // --devices, --profile, --latency-model, --record-routing, --record-latency-samples,
+  // --devices, --weights, --profile, --latency-model, --record-routing, --record-latency-samples,
   // --attention-ranks, --micro-batches, --dense-ffn, --lm-head-on-experts.
   void add_to(boost::program_options::options_description& opts);
 };

@@ -1,6 +1,7 @@
 // The CPU device: skinny_gemm for the few rows of decode, OpenBLAS sgemm for more.
 #pragma once
 
+#include <map>
 #include <vector>
 
 #include "runtime/cpu/skinny_gemm.hpp"
@@ -10,18 +11,29 @@ namespace moe {
 
 class CpuDevice final : public Device {
  public:
-  explicit CpuDevice(int threads);
+  explicit CpuDevice(int threads, WeightFormat format = WeightFormat::kF32);
   std::string name() const override;
   void linear(const float* x, const float* w, float* y, int M, int N, int K,
               bool accumulate) override;
   void expert_ffn(const std::vector<ExpertGroup>& groups, const float* x, float* y, int d_model,
                   int d_ff) override;
+  void prepare_weight(const float* w, int rows, int cols) override;
+  size_t prepared_weight_bytes() const override { return prepared_bytes_; }
 
  private:
-  void sgemm(const float* x, const float* w, float* y, int M, int N, int K, bool accumulate);
+  struct Prepared {
+    StoredWeight stored;
+    int cols;
+  };
+  // The prepared copy of rows [w, w + N) (K columns) when there is one, else w as float32.
+  WeightMatrix weights_at(const float* w, int N, int K) const;
+  void sgemm(const float* x, const WeightMatrix& w, float* y, int M, int N, int K, bool accumulate);
 
   int threads_;
+  WeightFormat format_;
   SimdLevel simd_;
+  std::map<const float*, Prepared> prepared_;  // by the float32 matrix's first element
+  size_t prepared_bytes_ = 0;
   std::vector<float> hidden_;  // [rows, d_ff] of the largest group seen, reused across calls
   std::vector<float> padded_in_, padded_out_;  // a group's rows padded to a multiple of 4
 };

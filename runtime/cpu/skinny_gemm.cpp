@@ -8,10 +8,10 @@
 namespace moe {
 
 // One entry point per SIMD level, each compiled with its own target flags (runtime/CMakeLists.txt).
-#define DECLARE_LEVEL(ns)                                                                          \
-  namespace ns {                                                                                   \
-  void skinny_gemm(const float* x, const float* w, float* y, int M, int N, int K, bool accumulate, \
-                   bool relu, int n_begin, int n_end);                                             \
+#define DECLARE_LEVEL(ns)                                                                \
+  namespace ns {                                                                         \
+  void skinny_gemm(const float* x, const WeightMatrix& w, float* y, int M, int N, int K, \
+                   bool accumulate, bool relu, int n_begin, int n_end);                  \
   }
 DECLARE_LEVEL(skinny_avx512)
 DECLARE_LEVEL(skinny_avx2)
@@ -40,8 +40,8 @@ const char* simd_level_name(SimdLevel level) {
   return "?";
 }
 
-void skinny_gemm(SimdLevel level, const float* x, const float* w, float* y, int M, int N, int K,
-                 bool accumulate, bool relu, bool parallel) {
+void skinny_gemm(SimdLevel level, const float* x, const WeightMatrix& w, float* y, int M, int N,
+                 int K, bool accumulate, bool relu, bool parallel) {
   MOE_CHECK(level <= best_simd_level(), "skinny_gemm: this CPU cannot run the ",
             simd_level_name(level), " kernel");
   if (M == 0 || N == 0) return;

@@ -14,6 +14,8 @@
 
 #include <string>
 
+#include "runtime/cpu/weight_matrix.hpp"
+
 namespace moe {
 
 enum class SimdLevel { kBaseline, kAvx2, kAvx512 };
@@ -24,7 +26,12 @@ const char* simd_level_name(SimdLevel level);
 
 // y = x · w^T (+ y when accumulate), then max(y, 0) when relu. Rows of x and y are K and N floats
 // apart. When parallel, the N outputs are split over the process's ThreadPool (the same bits).
-void skinny_gemm(SimdLevel level, const float* x, const float* w, float* y, int M, int N, int K,
-                 bool accumulate, bool relu, bool parallel = true);
+void skinny_gemm(SimdLevel level, const float* x, const WeightMatrix& w, float* y, int M, int N,
+                 int K, bool accumulate, bool relu, bool parallel = true);
+inline void skinny_gemm(SimdLevel level, const float* x, const float* w, float* y, int M, int N,
+                        int K, bool accumulate, bool relu, bool parallel = true) {
+  skinny_gemm(level, x, WeightMatrix{WeightFormat::kF32, w, nullptr}, y, M, N, K, accumulate, relu,
+              parallel);
+}
 
 }  // namespace moe

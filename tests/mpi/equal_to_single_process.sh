@@ -27,6 +27,8 @@ if [[ $replicas == replicas ]]; then
 fi
 devices=()
 [[ -n ${MOE_DEVICES:-} ]] && devices=(--devices "$MOE_DEVICES")
+weights=()  # MOE_WEIGHTS=bf16|int8: both runs store their weights so
+[[ -n ${MOE_WEIGHTS:-} ]] && weights=(--weights "$MOE_WEIGHTS")
 distributed=(--policy "$policy" "${devices[@]}")
 if [[ $policy == latency-aware ]]; then
   echo "+ mpirun -np $np moe profile ... --record-latency-samples; moe train-latency-model"
@@ -40,7 +42,7 @@ if [[ $policy == latency-aware ]]; then
   distributed+=(--profile "$work/profile.json" --latency-model "$work/latency.bin")
 fi
 run() {  # run NP OUT_PREFIX
-  local launcher=() flags=("${extra[@]}")
+  local launcher=() flags=("${extra[@]}" "${weights[@]}")
   if (($1 > 1)); then
     launcher=("$mpirun" "${MPIRUN_FLAGS[@]}" -np "$1")
     flags+=("${distributed[@]}")

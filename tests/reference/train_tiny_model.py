@@ -32,7 +32,7 @@ import time
 
 # The tasks and their generator, shared with launch/experiments/make_prompts.py.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../launch/experiments"))
-from tiny_tasks import TASKS, WORDS, make_example  # noqa: E402
+from tiny_tasks import TASKS, WORDS, heldout_examples, make_example  # noqa: E402
 
 # Kept small so that the whole directory stays under 3 MB (float32).
 D_MODEL, D_FF, D_KV, NUM_HEADS = 64, 96, 16, 4
@@ -76,19 +76,8 @@ def main():
           f"batch={args.batch_size} lr={args.lr} threads={args.threads}")
 
     # ---- held-out set (fixed by the seed, never trained on) ----------------------------------
-    rng_eval = random.Random(args.seed + 1)
-    heldout = []  # (task, prompt, answer)
-    seen = set()
-    for task in TASKS:
-        n = 0
-        while n < args.heldout:
-            prompt, answer = make_example(rng_eval, task)
-            if prompt in seen:
-                continue
-            seen.add(prompt)
-            heldout.append((task, prompt, answer))
-            n += 1
-    heldout_prompts = seen
+    heldout = heldout_examples(args.seed, args.heldout)  # (task, prompt, answer)
+    heldout_prompts = {prompt for _, prompt, _ in heldout}
 
     # ---- 1. SentencePiece ------------------------------------------------------------------
     rng_corpus = random.Random(args.seed + 2)

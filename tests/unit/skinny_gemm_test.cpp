@@ -1,15 +1,17 @@
-// skinny_gemm at every SIMD level this CPU runs: equal to a double-precision product (with the
-// odd shapes that exercise the tails: rows past a block, weight rows past a block, K past a
-// vector), and a row's bits independent of the other rows in the call.
+// skinny_gemm at every SIMD level this CPU runs and in every weight format: equal to a
+// double-precision product with the weights as stored (with the odd shapes that exercise the
+// tails: rows past a block, weight rows past a block, K past a vector), and a row's bits
+// independent of the other rows in the call.
 #include "runtime/cpu/skinny_gemm.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
+#include <memory>
 #include <vector>
 
 #include "runtime/thread_pool.hpp"
+#include "tests/unit/random_floats.hpp"
 
 namespace moe {
 namespace {
@@ -21,46 +23,48 @@ std::vector<SimdLevel> runnable_levels() {
   return levels;
 }
 
-std::vector<float> random_floats(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
-
-TEST(SkinnyGemm, EqualsDoublePrecisionProductAtEveryLevel) {
+TEST(SkinnyGemm, EqualsDoublePrecisionProductAtEveryLevelAndFormat) {
   struct Shape {
     int M, N, K;
   };
   const Shape shapes[] = {{1, 1, 1},   {1, 37, 19},   {2, 8, 64},   {3, 13, 100}, {5, 29, 771},
                           {6, 4, 768}, {7, 33, 3072}, {13, 96, 48}, {32, 40, 768}};
-  for (SimdLevel level : runnable_levels())
-    for (const Shape& s : shapes)
-      for (int mode = 0; mode < 4; ++mode) {
-        const bool accumulate = mode & 1, relu = mode & 2;
-        const auto x = random_floats(size_t(s.M) * s.K, 1);
-        const auto w = random_floats(size_t(s.N) * s.K, 2);
-        const auto y0 = random_floats(size_t(s.M) * s.N, 3);
-        auto y = y0;
-        for (int threads : {1, 2}) {
-          y = y0;
-          ThreadPool::instance().resize(threads);
-          skinny_gemm(level, x.data(), w.data(), y.data(), s.M, s.N, s.K, accumulate, relu);
-          for (int m = 0; m < s.M; ++m)
-            for (int n = 0; n < s.N; ++n) {
-              double want = accumulate ? y0[size_t(m) * s.N + n] : 0.0;
-              for (int k = 0; k < s.K; ++k)
-                want += double(x[size_t(m) * s.K + k]) * w[size_t(n) * s.K + k];
-              if (relu) want = std::max(want, 0.0);
-              ASSERT_NEAR(y[size_t(m) * s.N + n], want, 1e-5 * std::sqrt(double(s.K)) + 1e-6)
-                  << simd_level_name(level) << " M=" << s.M << " N=" << s.N << " K=" << s.K
-                  << " accumulate=" << accumulate << " relu=" << relu << " threads=" << threads
-                  << " at (" << m << ", " << n << ")";
-            }
-        }
-        ThreadPool::instance().resize(1);
+  for (WeightFormat format : {WeightFormat::kF32, WeightFormat::kBf16, WeightFormat::kInt8})
+    for (const Shape& s : shapes) {
+      const auto x = random_floats(size_t(s.M) * s.K, 1);
+      const auto w = random_floats(size_t(s.N) * s.K, 2);
+      const auto y0 = random_floats(size_t(s.M) * s.N, 3);
+      std::unique_ptr<StoredWeight> stored;
+      WeightMatrix matrix{WeightFormat::kF32, w.data(), nullptr};
+      if (format != WeightFormat::kF32) {
+        stored = std::make_unique<StoredWeight>(format, w.data(), s.N, s.K);
+        matrix = stored->view();
       }
+      std::vector<float> as_stored(w.size());  // what the kernel multiplies by
+      matrix.widen(0, s.N, s.K, as_stored.data());
+      for (SimdLevel level : runnable_levels())
+        for (int mode = 0; mode < 4; ++mode) {
+          const bool accumulate = mode & 1, relu = mode & 2;
+          for (int threads : {1, 2}) {
+            auto y = y0;
+            ThreadPool::instance().resize(threads);
+            skinny_gemm(level, x.data(), matrix, y.data(), s.M, s.N, s.K, accumulate, relu);
+            for (int m = 0; m < s.M; ++m)
+              for (int n = 0; n < s.N; ++n) {
+                double want = accumulate ? y0[size_t(m) * s.N + n] : 0.0;
+                for (int k = 0; k < s.K; ++k)
+                  want += double(x[size_t(m) * s.K + k]) * as_stored[size_t(n) * s.K + k];
+                if (relu) want = std::max(want, 0.0);
+                ASSERT_NEAR(y[size_t(m) * s.N + n], want, 1e-5 * std::sqrt(double(s.K)) + 1e-6)
+                    << simd_level_name(level) << " " << weight_format_name(format) << " M=" << s.M
+                    << " N=" << s.N << " K=" << s.K << " accumulate=" << accumulate
+                    << " relu=" << relu << " threads=" << threads << " at (" << m << ", " << n
+                    << ")";
+              }
+          }
+          ThreadPool::instance().resize(1);
+        }
+    }
 }
 
 TEST(SkinnyGemm, RowResultDoesNotDependOnTheOtherRows) {

@@ -1,0 +1,111 @@
+#include "runtime/cpu/weight_matrix.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "runtime/error.hpp"
+
+namespace moe {
+
+WeightFormat parse_weight_format(const std::string& name, const std::string& what) {
+  if (name == "f32") return WeightFormat::kF32;
+  if (name == "bf16") return WeightFormat::kBf16;
+  if (name == "int8") return WeightFormat::kInt8;
+  MOE_FAIL(what, ": unknown weight format '", name, "' (expected f32, bf16 or int8)");
+}
+
+const char* weight_format_name(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::kF32:
+      return "f32";
+    case WeightFormat::kBf16:
+      return "bf16";
+    case WeightFormat::kInt8:
+      return "int8";
+  }
+  return "?";
+}
+
+uint16_t to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if (std::isnan(f)) return uint16_t((bits >> 16) | 0x40);  // stays a (quiet) NaN
+  bits += 0x7fff + ((bits >> 16) & 1);
+  return uint16_t(bits >> 16);
+}
+
+WeightMatrix WeightMatrix::rows_from(size_t n, size_t K) const {
+  WeightMatrix v = *this;
+  switch (format) {
+    case WeightFormat::kF32:
+      v.data = static_cast<const float*>(data) + n * K;
+      break;
+    case WeightFormat::kBf16:
+      v.data = static_cast<const uint16_t*>(data) + n * K;
+      break;
+    case WeightFormat::kInt8:
+      v.data = static_cast<const int8_t*>(data) + n * K;
+      v.scales = scales + n;
+      break;
+  }
+  return v;
+}
+
+void WeightMatrix::widen(size_t n0, size_t n1, size_t K, float* out) const {
+  const size_t count = (n1 - n0) * K;
+  switch (format) {
+    case WeightFormat::kF32:
+      std::memcpy(out, static_cast<const float*>(data) + n0 * K, count * 4);
+      return;
+    case WeightFormat::kBf16: {
+      const uint16_t* in = static_cast<const uint16_t*>(data) + n0 * K;
+      for (size_t i = 0; i < count; ++i) out[i] = from_bf16(in[i]);
+      return;
+    }
+    case WeightFormat::kInt8:
+      for (size_t n = n0; n < n1; ++n) {
+        const int8_t* in = static_cast<const int8_t*>(data) + n * K;
+        const float s = scales[n];
+        float* row = out + (n - n0) * K;
+        for (size_t k = 0; k < K; ++k) row[k] = s * float(in[k]);
+      }
+      return;
+  }
+}
+
+StoredWeight::StoredWeight(WeightFormat format, const float* w, size_t N, size_t K)
+    : format_(format), N_(N) {
+  switch (format) {
+    case WeightFormat::kF32:
+      MOE_FAIL("StoredWeight: float32 weights are used where they are, not copied");
+    case WeightFormat::kBf16:
+      bf16_.resize(N * K);
+      for (size_t i = 0; i < N * K; ++i) bf16_[i] = to_bf16(w[i]);
+      return;
+    case WeightFormat::kInt8:
+      int8_.resize(N * K);
+      scales_.resize(N);
+      for (size_t n = 0; n < N; ++n) {
+        const float* row = w + n * K;
+        float largest = 0;
+        for (size_t k = 0; k < K; ++k) largest = std::max(largest, std::fabs(row[k]));
+        MOE_CHECK(std::isfinite(largest), "int8 weights: row ", n,
+                  " of a weight matrix holds a non-finite value (use f32 or bf16)");
+        // A row of zeros keeps scale 0 (every q is 0).
+        const float scale = largest / 127.0f;
+        scales_[n] = scale;
+        const float inverse = scale > 0 ? 1.0f / scale : 0.0f;
+        for (size_t k = 0; k < K; ++k)
+          int8_[n * K + k] = int8_t(std::clamp(std::nearbyint(row[k] * inverse), -127.0f, 127.0f));
+      }
+      return;
+  }
+}
+
+const void* StoredWeight::data() const {
+  return format_ == WeightFormat::kBf16 ? static_cast<const void*>(bf16_.data())
+                                        : static_cast<const void*>(int8_.data());
+}
+
+}  // namespace moe

@@ -1,0 +1,60 @@
+// A weight matrix w[N, K] (Hugging Face's Linear layout) in one of the storage formats the CPU
+// kernels read: float32 as loaded, bfloat16 (the upper half of each float32, rounded to nearest
+// even: half the bytes), or int8 with one float32 scale per output row (symmetric, w ≈ scale[n] ·
+// q[n, k]: a quarter of the bytes). The kernels widen each element to float32 in registers and
+// accumulate in float32; int8 sums x · q and multiplies by the row's scale at the end.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace moe {
+
+enum class WeightFormat { kF32, kBf16, kInt8 };
+
+// "f32", "bf16", "int8" (anything else is a moe::Error naming `what`).
+WeightFormat parse_weight_format(const std::string& name, const std::string& what);
+const char* weight_format_name(WeightFormat format);
+
+// A view: rows of `data` are K elements apart; `scales` (int8 only) holds one float per row.
+struct WeightMatrix {
+  WeightFormat format = WeightFormat::kF32;
+  const void* data = nullptr;
+  const float* scales = nullptr;
+
+  // The view from row `n` on (a block of output rows, e.g. a slice of the lm_head).
+  WeightMatrix rows_from(size_t n, size_t K) const;
+  // Rows [n0, n1) widened to float32 into out[(n1 - n0) * K].
+  void widen(size_t n0, size_t n1, size_t K, float* out) const;
+};
+
+// A converted copy of a float32 matrix that owns its storage.
+class StoredWeight {
+ public:
+  StoredWeight(WeightFormat format, const float* w, size_t N, size_t K);
+  WeightMatrix view() const { return {format_, data(), scales_.data()}; }
+  size_t rows() const { return N_; }
+  size_t bytes() const { return bf16_.size() * 2 + int8_.size() + scales_.size() * 4; }
+
+ private:
+  const void* data() const;
+  WeightFormat format_;
+  size_t N_;
+  std::vector<uint16_t> bf16_;
+  std::vector<int8_t> int8_;
+  std::vector<float> scales_;
+};
+
+// The bfloat16 of a float, rounded to nearest even (NaN stays NaN).
+uint16_t to_bf16(float f);
+inline float from_bf16(uint16_t h) {
+  const uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+}  // namespace moe

@@ -1,0 +1,136 @@
+// Weight formats of the CPU device: bf16 rounding, int8 scales, and CpuDevice reading the copy
+// prepare_weight made — for whole matrices and row blocks of them, on the skinny kernel and on
+// the sgemm path, in linear and expert_ffn — while matrices never prepared stay float32.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "runtime/cpu/cpu_device.hpp"
+#include "runtime/cpu/weight_matrix.hpp"
+#include "runtime/device.hpp"
+#include "runtime/error.hpp"
+#include "tests/unit/random_floats.hpp"
+
+namespace moe {
+namespace {
+
+// y = x · w^T in double, w widened from `matrix` (rows [0, N)).
+std::vector<double> product(const std::vector<float>& x, const WeightMatrix& matrix, int M, int N,
+                            int K) {
+  std::vector<float> w(size_t(N) * K);
+  matrix.widen(0, N, K, w.data());
+  std::vector<double> y(size_t(M) * N);
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n)
+      for (int k = 0; k < K; ++k)
+        y[size_t(m) * N + n] += double(x[size_t(m) * K + k]) * w[size_t(n) * K + k];
+  return y;
+}
+
+TEST(WeightFormat, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(from_bf16(to_bf16(-2.5f)), -2.5f);
+  // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1).
+  EXPECT_EQ(to_bf16(1.0f + std::ldexp(1.0f, -8)), 0x3f80);
+  EXPECT_EQ(to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3f82);  // tie, rounds up to even
+  EXPECT_EQ(to_bf16(1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -12)), 0x3f81);
+  EXPECT_TRUE(std::isnan(from_bf16(to_bf16(NAN))));
+  EXPECT_TRUE(std::isinf(from_bf16(to_bf16(INFINITY))));
+}
+
+TEST(WeightFormat, Int8KeepsEachRowWithinHalfAStep) {
+  constexpr int N = 9, K = 300;
+  auto w = random_floats(size_t(N) * K, 7);
+  for (int k = 0; k < K; ++k) w[size_t(4) * K + k] = 0;  // a row of zeros
+  w[size_t(2) * K + 5] = 40;                             // a row with one outlier
+  const StoredWeight stored(WeightFormat::kInt8, w.data(), N, K);
+  const WeightMatrix m = stored.view();
+  std::vector<float> back(w.size());
+  m.widen(0, N, K, back.data());
+  for (int n = 0; n < N; ++n) {
+    float largest = 0;
+    for (int k = 0; k < K; ++k) largest = std::max(largest, std::fabs(w[size_t(n) * K + k]));
+    EXPECT_FLOAT_EQ(m.scales[n], largest / 127) << "row " << n;
+    for (int k = 0; k < K; ++k)
+      ASSERT_LE(std::fabs(back[size_t(n) * K + k] - w[size_t(n) * K + k]),
+                m.scales[n] / 2 * 1.0001f)
+          << "(" << n << ", " << k << ")";
+  }
+  EXPECT_EQ(stored.bytes(), size_t(N) * K + N * sizeof(float));
+  auto bad = w;
+  bad[size_t(3) * K] = INFINITY;
+  EXPECT_THROW(StoredWeight(WeightFormat::kInt8, bad.data(), N, K), Error);
+}
+
+TEST(WeightFormat, CpuDeviceReadsPreparedCopiesOnEveryPath) {
+  constexpr int N = 200, K = 96;
+  const auto w = random_floats(size_t(N) * K, 11);
+  const auto router = random_floats(size_t(8) * K, 12);
+  for (WeightFormat format : {WeightFormat::kBf16, WeightFormat::kInt8}) {
+    CpuDevice device(1, format);
+    device.prepare_weight(w.data(), N, K);
+    const StoredWeight stored(format, w.data(), N, K);
+    EXPECT_EQ(device.prepared_weight_bytes(), stored.bytes());
+    for (int M : {1, 3, 31, 64}) {  // the skinny kernel, then the widened sgemm path
+      const auto x = random_floats(size_t(M) * K, M);
+      // The whole matrix, and the block of rows [50, 50 + 70) through a pointer into it.
+      for (int first : {0, 50}) {
+        const int rows = first ? 70 : N;
+        std::vector<float> y(size_t(M) * rows);
+        device.linear(x.data(), w.data() + size_t(first) * K, y.data(), M, rows, K, false);
+        const auto want = product(x, stored.view().rows_from(first, K), M, rows, K);
+        for (size_t i = 0; i < y.size(); ++i)
+          ASSERT_NEAR(y[i], want[i], 1e-4)
+              << weight_format_name(format) << " M=" << M << " first=" << first << " at " << i;
+      }
+      // A matrix never prepared (a router) gives float32's bits.
+      std::vector<float> y(size_t(M) * 8), y32(size_t(M) * 8);
+      device.linear(x.data(), router.data(), y.data(), M, 8, K, false);
+      CpuDevice(1).linear(x.data(), router.data(), y32.data(), M, 8, K, false);
+      EXPECT_EQ(y, y32) << weight_format_name(format) << " M=" << M;
+    }
+  }
+}
+
+TEST(WeightFormat, ExpertFfnUsesPreparedCopies) {
+  constexpr int d_model = 64, d_ff = 96, rows = 40;
+  const auto wi = random_floats(size_t(d_ff) * d_model, 21);
+  const auto wo = random_floats(size_t(d_model) * d_ff, 22);
+  const auto x = random_floats(size_t(rows) * d_model, 23);
+  for (WeightFormat format : {WeightFormat::kBf16, WeightFormat::kInt8}) {
+    CpuDevice device(1, format);
+    device.prepare_weight(wi.data(), d_ff, d_model);
+    device.prepare_weight(wo.data(), d_model, d_ff);
+    const StoredWeight si(format, wi.data(), d_ff, d_model), so(format, wo.data(), d_model, d_ff);
+    // Groups of 3 rows (skinny kernel) and 37 rows (sgemm), as one call.
+    std::vector<float> y(size_t(rows) * d_model);
+    device.expert_ffn({{{wi.data(), wo.data()}, 0, 3}, {{wi.data(), wo.data()}, 3, 37}}, x.data(),
+                      y.data(), d_model, d_ff);
+    auto hidden = product(x, si.view(), rows, d_ff, d_model);
+    std::vector<float> h(hidden.size());
+    for (size_t i = 0; i < h.size(); ++i) h[i] = float(std::max(hidden[i], 0.0));
+    const auto want = product(h, so.view(), rows, d_model, d_ff);
+    for (size_t i = 0; i < y.size(); ++i)
+      ASSERT_NEAR(y[i], want[i], 1e-3) << weight_format_name(format) << " at " << i;
+  }
+}
+
+TEST(WeightFormat, DeviceSpecs) {
+  EXPECT_EQ(make_device("cpu:1:int8")->name(), "cpu:1:int8");
+  EXPECT_EQ(make_device("cpu:1:bf16")->name(), "cpu:1:bf16");
+  EXPECT_EQ(make_device("cpu:1:f32")->name(), "cpu:1");
+  EXPECT_THROW(make_device("cpu:1:fp8"), Error);
+  EXPECT_THROW(make_device_spec_check("cpu:1:int4"), Error);
+  EXPECT_EQ(with_weight_format("cpu:1", "int8"), "cpu:1:int8");
+  EXPECT_EQ(with_weight_format("cpu", "bf16"), "cpu:1:bf16");
+  EXPECT_EQ(with_weight_format("cpu:2@0.5", "int8"), "cpu:2:int8@0.5");
+  EXPECT_EQ(with_weight_format("cpu:1:bf16", "int8"), "cpu:1:bf16");  // named: kept
+  EXPECT_EQ(with_weight_format("cuda:0", "bf16"), "cuda:0:bf16");
+  EXPECT_EQ(with_weight_format("cuda:local", "bf16"), "cuda:local:bf16");
+  EXPECT_EQ(with_weight_format("cpu:1", "f32"), "cpu:1");
+  EXPECT_THROW(parse_weight_format("fp16", "--weights"), Error);
+}
+
+}  // namespace
+}  // namespace moe
