@@ -1,5 +1,6 @@
 // The decode products on the CPU: skinny_gemm (runtime/cpu/skinny_gemm.hpp) at each SIMD level
-// this CPU runs against OpenBLAS's sgemm (the peer; sgemv too at one row), one thread, on
+// this CPU runs and in each weight format (float32, bfloat16, int8 with row scales) against
+// OpenBLAS's sgemm on float32 weights (the peer; sgemv too at one row), one thread, on
 // switch-base-8's shapes — attention projection 768×768, expert/dense wi 3072×768, wo 768×3072,
 // lm_head 32128×768 — at 1 to 256 rows. The weights cycle through copies that together exceed the
 // last-level cache (≥ 96 MB), so every call streams its weights from memory, as in a decode step.
@@ -10,8 +11,12 @@
 // rate as a share of the memory's read bandwidth measured in the same binary (best of the sweeps
 // of summing 512 MiB with the widest vectors): at few rows the limit is that bandwidth.
 //
-// Correctness: each level's output is checked against sgemm's before timing (|diff| ≤ 1e-4 ·
-// sqrt(K)); a mismatch aborts the run. Usage: bench_skinny_gemm [--sweeps=N]
+// A compact format reads fewer bytes per weight: its GB/s are the bytes it stores (int8: one per
+// weight plus a scale per row), so "of limit" is how close it streams to the memory's bandwidth.
+// Correctness: each level's output is checked against sgemm's on the same weights as stored,
+// widened to float32, before timing (|diff| ≤ 1e-4 · sqrt(K)); a mismatch aborts the run.
+// Usage: bench_skinny_gemm [--sweeps=N] [--formats=f32,bf16,int8] [--levels=all|best]
+//                          [--rows=1,2,4,8,16,32,64,128,256]
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -27,6 +32,7 @@
 #include <vector>
 
 #include "runtime/cpu/skinny_gemm.hpp"
+#include "runtime/cpu/weight_matrix.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -43,7 +49,7 @@ constexpr Shape kShapes[] = {{"attention 768x768", 768, 768},
                              {"wi 3072x768", 3072, 768},
                              {"wo 768x3072", 768, 3072},
                              {"lm_head 32128x768", 32128, 768}};
-constexpr int kRows[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+std::vector<int> g_row_counts = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -53,29 +59,48 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
-// Enough copies of one shape's weights to stream from memory, and rows of x and y for 256 rows.
+// Enough copies of one shape's weights in one format to stream from memory (≥ kStreamBytes as
+// stored), and rows of x and y for 256 rows.
 struct Weights {
-  std::vector<std::vector<float>> copies;
-  std::vector<float> x, y, peer_y;
-  explicit Weights(const Shape& s) {
+  std::vector<std::vector<float>> copies;    // float32
+  std::vector<StoredWeight> stored;          // the compact format's copies
+  std::vector<float> x, y, peer_y, widened;  // widened: copy 0 as the kernel sees it
+  Weights(const Shape& s, WeightFormat format) {
     std::mt19937 rng(7);
     std::normal_distribution<float> dist(0.0f, 1.0f);
     const size_t n = size_t(s.N) * s.K;
-    const int count = std::max(2, int(std::ceil(kStreamBytes / (n * sizeof(float)))));
-    for (int c = 0; c < count; ++c) {
+    const double stored_bytes = format == WeightFormat::kF32    ? 4
+                                : format == WeightFormat::kBf16 ? 2
+                                                                : 1;
+    const int count = std::max(2, int(std::ceil(kStreamBytes / (n * stored_bytes))));
+    const int float_copies = format == WeightFormat::kF32 ? count : 1;
+    for (int c = 0; c < float_copies; ++c) {
       copies.emplace_back(n);
       for (float& v : copies.back()) v = 0.03f * dist(rng);
     }
+    if (format != WeightFormat::kF32)
+      for (int c = 0; c < count; ++c) stored.emplace_back(format, copies[0].data(), s.N, s.K);
+    widened.resize(n);
+    matrix(0).widen(0, s.N, s.K, widened.data());
     x.resize(size_t(256) * s.K);
     for (float& v : x) v = dist(rng);
     y.resize(size_t(256) * s.N);
     peer_y.resize(y.size());
   }
+  // Each call takes the next copy in the cycle, carried across benchmarks: a copy is read again
+  // only after all others (≥ kStreamBytes later), never from the cache.
+  size_t next = 0;
+  WeightMatrix matrix(size_t c) const {
+    if (stored.empty()) return {WeightFormat::kF32, copies[c % copies.size()].data(), nullptr};
+    return stored[c % stored.size()].view();
+  }
+  const float* float_copy(size_t c) const { return copies[c % copies.size()].data(); }
 };
-Weights& weights(int shape) {
-  static std::map<int, Weights> all;
-  auto it = all.find(shape);
-  if (it == all.end()) it = all.emplace(shape, Weights(kShapes[shape])).first;
+Weights& weights(int shape, WeightFormat format) {
+  static std::map<std::pair<int, WeightFormat>, Weights> all;
+  const auto key = std::make_pair(shape, format);
+  auto it = all.find(key);
+  if (it == all.end()) it = all.emplace(key, Weights(kShapes[shape], format)).first;
   return it->second;
 }
 
@@ -95,36 +120,39 @@ void peer(const Shape& s, const float* w, Weights& b, int M) {
                 0.0f, b.peer_y.data(), s.N);
 }
 
-void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level) {
+void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, WeightFormat format) {
   const Shape& s = kShapes[shape];
-  Weights& b = weights(shape);
+  Weights& b = weights(shape, format);
   openblas_set_num_threads(1);
-  skinny_gemm(level, b.x.data(), b.copies[0].data(), b.y.data(), M, s.N, s.K, false, false, 1);
-  peer(s, b.copies[0].data(), b, M);
+  skinny_gemm(level, b.x.data(), b.matrix(0), b.y.data(), M, s.N, s.K, false, false, 1);
+  peer(s, b.widened.data(), b, M);
   for (size_t i = 0; i < size_t(M) * s.N; ++i)
     if (!(std::abs(b.y[i] - b.peer_y[i]) <= 1e-4 * std::sqrt(double(s.K)))) {
-      std::fprintf(stderr, "bench_skinny_gemm: %s %s M=%d: output %zu is %g, sgemm says %g\n",
-                   simd_level_name(level), s.name, M, i, b.y[i], b.peer_y[i]);
+      std::fprintf(stderr, "bench_skinny_gemm: %s %s %s M=%d: output %zu is %g, sgemm says %g\n",
+                   simd_level_name(level), weight_format_name(format), s.name, M, i, b.y[i],
+                   b.peer_y[i]);
       std::exit(1);
     }
   std::vector<double> ours, theirs;
-  size_t c = 0;
+  Weights& f32 = weights(shape, WeightFormat::kF32);
   for (auto _ : state) {
-    const float* w = b.copies[c++ % b.copies.size()].data();
+    const WeightMatrix w = b.matrix(b.next++);
     double t0 = now_s();
     skinny_gemm(level, b.x.data(), w, b.y.data(), M, s.N, s.K, false, false, 1);
     const double t = now_s() - t0;
     state.SetIterationTime(t);
     ours.push_back(t);
-    w = b.copies[c++ % b.copies.size()].data();
+    // The peer streams float32 copies in every row: a compact format is compared with the
+    // float32 sgemm it replaces.
+    const float* wf = f32.float_copy(f32.next++);
     t0 = now_s();
-    peer(s, w, b, M);
+    peer(s, wf, b, M);
     theirs.push_back(now_s() - t0);
   }
   benchmark::DoNotOptimize(b.y.data());
   benchmark::DoNotOptimize(b.peer_y.data());
-  const std::string name =
-      std::string(s.name) + " M=" + std::to_string(M) + " " + simd_level_name(level);
+  const std::string name = std::string(s.name) + " M=" + std::to_string(M) + " " +
+                           simd_level_name(level) + " " + weight_format_name(format);
   if (!g_rows.count(name)) g_order.push_back(name);
   g_rows[name].ours.push_back(median(ours));
   g_rows[name].peer.push_back(median(theirs));
@@ -148,7 +176,7 @@ void BM_ReadBandwidth(benchmark::State& state) {
 
 void print_table() {
   std::printf("\nread bandwidth (one thread, best of sweeps): %.1f GB/s\n", g_bandwidth);
-  std::printf("%-34s %9s %9s %9s %8s %8s\n", "shape rows level", "ours GF/s", "peer GF/s",
+  std::printf("%-39s %9s %9s %9s %8s %8s\n", "shape rows level format", "ours GF/s", "peer GF/s",
               "ours GB/s", "of limit", "peer/us");
   for (const auto& name : g_order) {
     const Samples& r = g_rows.at(name);
@@ -159,8 +187,11 @@ void print_table() {
     std::vector<double> ratio;
     for (size_t i = 0; i < r.ours.size(); ++i) ratio.push_back(r.peer[i] / r.ours[i]);
     const double t = median(r.ours), tp = median(r.peer);
-    const double flops = 2.0 * M * s.N * s.K, bytes = 4.0 * s.N * s.K;
-    std::printf("%-34s %9.1f %9.1f %9.1f %7.0f%% %8.2f\n", name.c_str(), flops / t / 1e9,
+    const double per_weight = name.find(" bf16") != std::string::npos   ? 2
+                              : name.find(" int8") != std::string::npos ? 1 + 4.0 / s.K
+                                                                        : 4;
+    const double flops = 2.0 * M * s.N * s.K, bytes = per_weight * s.N * s.K;
+    std::printf("%-39s %9.1f %9.1f %9.1f %7.0f%% %8.2f\n", name.c_str(), flops / t / 1e9,
                 flops / tp / 1e9, bytes / t / 1e9, 100 * bytes / t / 1e9 / g_bandwidth,
                 median(ratio));
   }
@@ -169,27 +200,60 @@ void print_table() {
 }  // namespace
 }  // namespace moe
 
+std::vector<std::string> split(const char* list) {
+  std::vector<std::string> out;
+  for (const char* p = list; *p;) {
+    const char* end = std::strchr(p, ',');
+    out.emplace_back(p, end ? end : p + std::strlen(p));
+    p = end ? end + 1 : p + std::strlen(p);
+  }
+  return out;
+}
+
 int main(int argc, char** argv) {
   using namespace moe;
   int sweeps = 3;
-  for (int i = 1; i < argc; ++i)
+  std::vector<WeightFormat> formats = {WeightFormat::kF32, WeightFormat::kBf16,
+                                       WeightFormat::kInt8};
+  std::vector<SimdLevel> levels = {SimdLevel::kAvx512, SimdLevel::kAvx2, SimdLevel::kBaseline};
+  for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--sweeps=", 9) == 0) sweeps = std::atoi(argv[i] + 9);
+    if (std::strncmp(argv[i], "--formats=", 10) == 0) {
+      formats.clear();
+      for (const auto& f : split(argv[i] + 10))
+        formats.push_back(parse_weight_format(f, "--formats"));
+    }
+    if (std::strcmp(argv[i], "--levels=best") == 0) levels = {best_simd_level()};
+    if (std::strncmp(argv[i], "--rows=", 7) == 0) {
+      g_row_counts.clear();
+      for (const auto& r : split(argv[i] + 7)) g_row_counts.push_back(std::atoi(r.c_str()));
+    }
+  }
   for (int sweep = 0; sweep < sweeps; ++sweep) {
     benchmark::RegisterBenchmark("read_bandwidth", BM_ReadBandwidth)
         ->Iterations(3)
         ->UseManualTime();
     for (int shape = 0; shape < int(std::size(kShapes)); ++shape)
-      for (int M : kRows)
-        for (SimdLevel level : {SimdLevel::kAvx512, SimdLevel::kAvx2, SimdLevel::kBaseline}) {
-          if (level > best_simd_level()) continue;
-          benchmark::RegisterBenchmark((std::string(kShapes[shape].name) +
-                                        "/M:" + std::to_string(M) + "/" + simd_level_name(level))
-                                           .c_str(),
-                                       BM_Skinny, shape, M, level)
-              ->Iterations(kIterations)
-              ->UseManualTime();
-        }
+      for (int M : g_row_counts)
+        for (WeightFormat format : formats)
+          for (SimdLevel level : levels) {
+            if (level > best_simd_level()) continue;
+            benchmark::RegisterBenchmark(
+                (std::string(kShapes[shape].name) + "/M:" + std::to_string(M) + "/" +
+                 simd_level_name(level) + "/" + weight_format_name(format))
+                    .c_str(),
+                BM_Skinny, shape, M, level, format)
+                ->Iterations(kIterations)
+                ->UseManualTime();
+          }
   }
+  // Unknown flags (e.g. --formats=) are ours: keep Google Benchmark from seeing them.
+  int kept = 1;
+  for (int i = 1; i < argc; ++i)
+    if (std::strncmp(argv[i], "--sweeps=", 9) && std::strncmp(argv[i], "--formats=", 10) &&
+        std::strncmp(argv[i], "--levels=", 9) && std::strncmp(argv[i], "--rows=", 7))
+      argv[kept++] = argv[i];
+  argc = kept;
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   print_table();
