@@ -78,6 +78,18 @@ case $case in
     grep -q -- "--hostfile $work/hosts --rankfile" "$work/err"
     grep -q -- "-np 1 -x OPENBLAS_NUM_THREADS=1 -x OMP_NUM_THREADS=1 .* : -np 1 -x OPENBLAS_NUM_THREADS=2 .* --devices cpu:1,cpu:2,cpu:4,cpu:1" "$work/err"
     echo "ok: disjoint cores per rank" ;;
+  weight_formats)
+    # A weight format per rank reaches moe as --devices, never folded into --threads.
+    config '["cpu:1:int8", "cpu:1:int8", "cpu:1:bf16@0.5"]' "$tiny" '"oversubscribe": true,'
+    "$launcher" "$work/run.json" --moe "$build/moe" --dry-run 2>&1 | tee "$work/err"
+    grep -q -- "--devices cpu:1:int8,cpu:1:int8,cpu:1:bf16@0.5" "$work/err"
+    config '["cpu:1:int8", "cpu:1:int8"]'
+    "$launcher" "$work/run.json" --moe "$build/moe" --dry-run 2>&1 | tee "$work/err"
+    grep -q -- "--devices cpu:1:int8,cpu:1:int8" "$work/err"
+    echo "ok: formats passed per rank" ;;
+  bad_weight_format)
+    config '["cpu:1:fp8", "cpu:1"]'
+    reject 'ranks\[0\]: unknown device "cpu:1:fp8"' ;;
   bad_unknown_device)
     config '["cpu:1", "gpu:0"]'
     reject 'ranks\[1\]: unknown device "gpu:0"' ;;
