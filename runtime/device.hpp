@@ -39,7 +39,8 @@ class Device {
   // Offers the device a weight matrix w[rows, cols] that later calls will pass (by this pointer,
   // or a pointer to one of its rows with fewer rows): a device with a compact weight format
   // ("cpu:T:bf16", "cpu:T:int8") keeps its own converted copy and reads that instead. Matrices
-  // never offered (the router's, whose choices must stay exact) are used in float32.
+  // never offered (the router's, whose choices must stay exact) are used in float32. A float32
+  // CPU device maps the matrix's pages in now, so that the first step does not fault them in.
   virtual void prepare_weight(const float* /*w*/, int /*rows*/, int /*cols*/) {}
   // Bytes of the converted copies prepare_weight made.
   virtual size_t prepared_weight_bytes() const { return 0; }
