@@ -105,7 +105,8 @@ void map_in(const void* data, size_t bytes) {
   if (madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ) == 0) return;
 #endif
   unsigned char sum = 0;  // kernels without MADV_POPULATE_READ: touch every page
-  for (uintptr_t p = begin; p < end; p += page) sum += *reinterpret_cast<volatile unsigned char*>(p);
+  for (uintptr_t p = begin; p < end; p += page)
+    sum += *reinterpret_cast<volatile unsigned char*>(p);
   (void)sum;
 }
 
