@@ -66,6 +66,8 @@ class Coordinator {
   std::unique_ptr<Device> device_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<RankRecorder> recorder_;
+  double load_seconds_ = 0;   // this rank's checkpoint, weights and device preparation
+  double ready_seconds_ = 0;  // until every rank is ready to serve
   std::unique_ptr<DataTransport> transport_;
   std::unique_ptr<DispatchPolicy> policy_;
   std::unique_ptr<ExpertExchanges> exchanges_;

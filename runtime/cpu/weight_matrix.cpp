@@ -30,9 +30,10 @@ const char* weight_format_name(WeightFormat format) {
 uint16_t to_bf16(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, 4);
-  if (std::isnan(f)) return uint16_t((bits >> 16) | 0x40);  // stays a (quiet) NaN
-  bits += 0x7fff + ((bits >> 16) & 1);
-  return uint16_t(bits >> 16);
+  // Branch-free, so that conversion loops vectorise: NaN keeps its sign and top bits, made quiet.
+  const uint32_t rounded = (bits + 0x7fff + ((bits >> 16) & 1)) >> 16;
+  const bool nan = (bits & 0x7fffffff) > 0x7f800000;
+  return uint16_t(nan ? (bits >> 16) | 0x40 : rounded);
 }
 
 WeightMatrix WeightMatrix::rows_from(size_t n, size_t K) const {
@@ -96,8 +97,11 @@ StoredWeight::StoredWeight(WeightFormat format, const float* w, size_t N, size_t
         const float scale = largest / 127.0f;
         scales_[n] = scale;
         const float inverse = scale > 0 ? 1.0f / scale : 0.0f;
-        for (size_t k = 0; k < K; ++k)
-          int8_[n * K + k] = int8_t(std::clamp(std::nearbyint(row[k] * inverse), -127.0f, 127.0f));
+        int8_t* q = int8_.data() + n * K;
+        for (size_t k = 0; k < K; ++k) {  // to nearest, halves away from zero; |q| <= 127
+          const float v = std::min(std::fabs(row[k]) * inverse + 0.5f, 127.0f);
+          q[k] = int8_t(row[k] < 0 ? -int(v) : int(v));
+        }
       }
       return;
   }
