@@ -33,6 +33,13 @@ bool read_bool_or(const json& j, const std::string& source, const char* field, b
   return j.at(field).get<bool>();
 }
 
+std::string read_string_or(const json& j, const std::string& source, const char* field,
+                           const std::string& fallback) {
+  if (!j.contains(field) || j.at(field).is_null()) return fallback;
+  MOE_CHECK(j.at(field).is_string(), source, ": field '", field, "' must be a string");
+  return j.at(field).get<std::string>();
+}
+
 // HF derives the sparse step from num_sparse_*_layers unless config.json states it explicitly.
 int sparse_step(const json& j, const std::string& source, const char* step_field,
                 const char* count_field, int layers) {
@@ -53,12 +60,27 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   c.num_heads = read_int(j, source, "num_heads", 1);
   c.num_layers = read_int(j, source, "num_layers", 1);
   c.num_decoder_layers = read_int_or(j, source, "num_decoder_layers", c.num_layers, 1);
-  c.num_experts = read_int(j, source, "num_experts", 1);
-  c.expert_capacity = read_int(j, source, "expert_capacity", 1);
-  c.encoder_sparse_step =
-      sparse_step(j, source, "encoder_sparse_step", "num_sparse_encoder_layers", c.num_layers);
-  c.decoder_sparse_step = sparse_step(j, source, "decoder_sparse_step", "num_sparse_decoder_layers",
-                                      c.num_decoder_layers);
+  const std::string model_type = read_string_or(j, source, "model_type", "switch_transformers");
+  MOE_CHECK(model_type == "switch_transformers" || model_type == "t5", source,
+            ": field 'model_type' = '", model_type,
+            "' is not supported (switch_transformers, or t5 with relu)");
+  if (model_type == "t5") {
+    // T5 v1.0: every block's FFN is dense. v1.1 and FLAN-T5 gate theirs (gelu(wi_0 x) * wi_1 x),
+    // which the dense FFN here (wo(relu(wi x))) does not compute.
+    c.family = ModelFamily::t5;
+    const std::string proj = read_string_or(j, source, "feed_forward_proj", "relu");
+    MOE_CHECK(proj.rfind("gated-", 0) != 0, source, ": field 'feed_forward_proj' = '", proj,
+              "' is not supported: gated FFNs (T5 v1.1, FLAN-T5) are not implemented, only relu");
+    MOE_CHECK(proj == "relu", source, ": field 'feed_forward_proj' = '", proj,
+              "' is not supported (only relu)");
+  } else {
+    c.num_experts = read_int(j, source, "num_experts", 1);
+    c.expert_capacity = read_int(j, source, "expert_capacity", 1);
+    c.encoder_sparse_step =
+        sparse_step(j, source, "encoder_sparse_step", "num_sparse_encoder_layers", c.num_layers);
+    c.decoder_sparse_step = sparse_step(j, source, "decoder_sparse_step",
+                                        "num_sparse_decoder_layers", c.num_decoder_layers);
+  }
   c.relative_attention_num_buckets = read_int(j, source, "relative_attention_num_buckets", 2);
   c.relative_attention_max_distance =
       read_int_or(j, source, "relative_attention_max_distance", 128, 1);
@@ -71,16 +93,22 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   c.layer_norm_epsilon = static_cast<float>(eps);
   c.router_bias = read_bool_or(j, source, "router_bias", false);
   c.tie_word_embeddings = read_bool_or(j, source, "tie_word_embeddings", true);
+  // HF's T5Config takes the rescale from tie_word_embeddings unless scale_decoder_outputs is given
+  // (transformers 5.x writes it, with tie_word_embeddings always true); Switch always from the tie.
+  c.scale_decoder_output =
+      c.family == ModelFamily::t5
+          ? read_bool_or(j, source, "scale_decoder_outputs", c.tie_word_embeddings)
+          : c.tie_word_embeddings;
   c.pad_token_id = read_int_or(j, source, "pad_token_id", 0, 0);
   c.eos_token_id = read_int_or(j, source, "eos_token_id", 1, 0);
   c.decoder_start_token_id = read_int_or(j, source, "decoder_start_token_id", c.pad_token_id, 0);
 
-  const std::string act = j.value("dense_act_fn", std::string("relu"));
+  const std::string act = read_string_or(j, source, "dense_act_fn", "relu");
   MOE_CHECK(act == "relu", source, ": field 'dense_act_fn' = '", act,
             "' is not supported (only relu)");
   MOE_CHECK(!read_bool_or(j, source, "is_gated_act", false), source,
             ": field 'is_gated_act' = true is not supported");
-  const std::string router_dtype = j.value("router_dtype", std::string("float32"));
+  const std::string router_dtype = read_string_or(j, source, "router_dtype", "float32");
   MOE_CHECK(router_dtype == "float32", source, ": field 'router_dtype' = '", router_dtype,
             "' is not supported (only float32)");
   for (int id : {c.pad_token_id, c.eos_token_id, c.decoder_start_token_id})

@@ -132,7 +132,7 @@ void decode_states(SwitchModel& m, const std::vector<SequenceCache*>& seqs,
   }
   for (auto* s : seqs) s->length += n;
 
-  // Final norm on the rows we need logits for, rescaled when tied (as HF does).
+  // Final norm on the rows we need logits for, rescaled as HF does (when tied, for Switch).
   const int rows = last_only ? B : T;
   std::vector<float> picked(size_t(rows) * d);
   for (int r = 0; r < rows; ++r) {
@@ -141,7 +141,7 @@ void decode_states(SwitchModel& m, const std::vector<SequenceCache*>& seqs,
   }
   states.resize(size_t(rows) * d);
   rms_norm(picked.data(), w.decoder_final_norm.get(), c.layer_norm_epsilon, rows, d, states.data());
-  if (c.tie_word_embeddings) {
+  if (c.scale_decoder_output) {
     const float scale = static_cast<float>(std::pow(double(d), -0.5));
     for (float& v : states) v *= scale;
   }

@@ -27,7 +27,7 @@ struct Loader {
     if (!block.sparse) {
       block.dense_layer = dense_layer++;
       if (sel.dense || (sel.dense_ffn_wanted && sel.dense_ffn_wanted(block.dense_layer)))
-        block.dense = ffn(p + ".mlp");
+        block.dense = ffn(p + (c.family == ModelFamily::t5 ? ".DenseReluDense" : ".mlp"));
       return;
     }
     SparseFfnWeights& moe = block.moe;
@@ -42,6 +42,13 @@ struct Loader {
         moe.experts[e] = ffn(p + ".mlp.experts.expert_" + std::to_string(e));
   }
 };
+
+// HF 5.x ties the lm_head to shared.weight unless the checkpoint holds an lm_head.weight of its
+// own (it then keeps that one, whatever tie_word_embeddings says); untied, one must be there.
+std::string lm_head_name(const Checkpoint& ckpt) {
+  return ckpt.has("lm_head.weight") || !ckpt.config().tie_word_embeddings ? "lm_head.weight"
+                                                                          : "shared.weight";
+}
 
 }  // namespace
 
@@ -85,10 +92,10 @@ ModelWeights load_weights(const Checkpoint& ckpt, const LoadSelection& sel) {
               {c.relative_attention_num_buckets, c.num_heads});
     w.encoder_final_norm = L.get("encoder.final_layer_norm.weight", {d});
     w.decoder_final_norm = L.get("decoder.final_layer_norm.weight", {d});
-    w.lm_head = c.tie_word_embeddings ? shared : L.get("lm_head.weight", {c.vocab_size, d});
-  } else if (sel.lm_head) {
     w.lm_head =
-        L.get(c.tie_word_embeddings ? "shared.weight" : "lm_head.weight", {c.vocab_size, d});
+        lm_head_name(ckpt) == "shared.weight" ? shared : L.get("lm_head.weight", {c.vocab_size, d});
+  } else if (sel.lm_head) {
+    w.lm_head = L.get(lm_head_name(ckpt), {c.vocab_size, d});
   }
   int moe_layer = 0, dense_layer = 0;
   w.encoder.resize(c.num_layers);

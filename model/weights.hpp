@@ -1,6 +1,6 @@
-// Every weight of a Switch Transformer, loaded and shape-checked from a Checkpoint. A rank may load
-// only some parts: the dense model (attention, norms, routers, embeddings) and/or a chosen subset
-// of experts.
+// Every weight of a Switch Transformer (or a dense T5: no sparse block), loaded and shape-checked
+// from a Checkpoint. A rank may load only some parts: the dense model (attention, norms, routers,
+// embeddings) and/or a chosen subset of experts.
 #pragma once
 
 #include <functional>
@@ -52,7 +52,7 @@ struct ModelWeights {
   std::vector<BlockWeights> encoder;
   std::vector<BlockWeights> decoder;
   Weight encoder_final_norm, decoder_final_norm;
-  Weight lm_head;  // [vocab, d_model]; the shared embedding when tied
+  Weight lm_head;  // [vocab, d_model]; the shared embedding when tied and none is stored
   int num_moe_layers = 0;
 };
 

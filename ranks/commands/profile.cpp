@@ -9,6 +9,7 @@
 #include <boost/program_options.hpp>
 #include <cstdio>
 
+#include "model/weights.hpp"
 #include "ranks/commands/command_line.hpp"
 #include "ranks/commands/commands.hpp"
 #include "ranks/profiler.hpp"
@@ -45,9 +46,12 @@ class ProfileCommand final : public DistributedCommand {
     // clang-format on
   }
 
-  void prepare(const World& world, const ModelConfig&) override {
+  void prepare(const World& world, const ModelConfig& c) override {
     MOE_CHECK(world.size() >= 2,
               "moe profile needs expert ranks: run it under mpirun -np 2 or more");
+    MOE_CHECK(count_moe_layers(c) > 0, run_options_.model_dir,
+              "/config.json: the model has no sparse layer (every block dense), so no expert to "
+              "profile");
     MOE_CHECK(repeats_ >= 1 && max_experts_ >= 0, "--repeats must be >= 1 and --max-experts >= 0");
     MOE_CHECK(concurrency_ >= 0, "--concurrency must be >= 0");
     MOE_CHECK(contention_ == 0 || (contention_ >= 2 && contention_ < world.size()),

@@ -1,20 +1,35 @@
 #!/usr/bin/env python3
-"""End-to-end greedy generation: `build/moe generate` (ours) vs Hugging Face `model.generate` (peer).
+"""End-to-end greedy generation: `build/moe generate` (ours) vs Hugging Face `model.generate` (peer),
+and, on the dense T5 model, CTranslate2 (`ctranslate2.Translator`, float32 and int8) as a second peer.
 
-For each model (a randomly initialised switch-base-8-shaped checkpoint, built once and cached
-under --work, and the trained default model configs/models/switch-tiny) and each batch size, runs
-ours and HF side by side in one run, alternating ours / HF per repeat so that machine noise hits
-both alike: same prompts (token ids, so no tokenizer is timed), same max_new_tokens, greedy, same
-thread count (`--threads T` for ours, torch.set_num_threads(T) for HF; each T of --threads).
-Prints tokens/s for both (median of --repeats repeats after one warm-up repeat that is not
-counted), the ratio ours / HF, and whether the generated ids agree.
+Models (--models): a randomly initialised switch-base-8-shaped checkpoint and a randomly initialised
+t5-base-shaped one (T5ForConditionalGeneration v1.0: relu, tied, no sparse layer; which `moe`
+loads as a Switch model with every block dense), each built once and cached under --work, and the
+trained default model configs/models/switch-tiny. For t5-base the same saved checkpoint is
+converted once with `ctranslate2.converters.TransformersConverter` to float32 and to int8 (a
+word-level tokenizer whose token i is id i is saved beside it, as the converter needs a vocabulary;
+CTranslate2 is given those token strings, so every engine sees the same ids).
 
-What is timed, for both: generation only (encoder + greedy decoder), not loading. Ours is a fresh
-process per repeat; its time is the serving time `moe generate` prints (loading excluded). HF is one warm process (model loaded once), timed around each generate() call.
-Tokens counted: every generated id up to and including eos (the decoder start token is not one).
+For each model, thread count and batch size, every engine runs side by side in one run, in turn
+per repeat (ours for each --weights, HF, CT2 float32, CT2 int8) so that machine noise hits all
+alike: same prompts (token ids, so no tokenizer is timed), same max_new_tokens, greedy, same thread
+count (`--threads T` for ours, torch.set_num_threads(T) for HF, intra_threads=T and
+inter_threads=1 for CT2). --weights W (a list, default f32) runs ours once per W, given to the
+binary as `--weights W` unless W is f32; its rows are labelled by W.
 
-Needs torch and transformers (CPU); sentencepiece for the default model's prompts. Installs
-nothing. Every command run is printed with a leading '+'.
+Prints, per engine, tokens/s (median of --repeats repeats after one warm-up repeat that is not
+counted), the ratio to HF, and whether the generated ids agree with HF's (whole sequences, and
+tokens up to the first difference).
+
+What is timed: generation only (encoder + greedy decoder), not loading. Ours is a fresh process per
+repeat; its time is the serving time `moe generate` prints (loading excluded). HF and CT2 are warm
+in this process (model loaded once), timed around each generate() / translate_batch() call, one
+call per batch of prompts, in prompt order. Tokens counted: every generated id up to and including
+eos (the decoder start token is not one); CT2 is asked for the end token and min_decoding_length 0,
+as HF's defaults are.
+
+Needs torch and transformers (CPU); sentencepiece for the default model's prompts; ctranslate2
+for the CT2 rows (with t5-base). Installs nothing. Every command run is printed with a leading '+'.
 """
 
 import argparse
@@ -39,30 +54,83 @@ BASE8 = dict(vocab_size=32128, d_model=768, d_ff=3072, d_kv=64, num_heads=12, nu
              relative_attention_num_buckets=32, relative_attention_max_distance=128,
              dropout_rate=0.1, router_jitter_noise=0.01, layer_norm_epsilon=1e-6,
              dense_act_fn="relu", pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD)
-BASE8_SEED = 8
+# google-t5/t5-base's shapes (its config.json): T5Config, v1.0 (relu, tied).
+T5BASE = dict(vocab_size=32128, d_model=768, d_ff=3072, d_kv=64, num_heads=12, num_layers=12,
+              num_decoder_layers=12, feed_forward_proj="relu", tie_word_embeddings=True,
+              relative_attention_num_buckets=32, relative_attention_max_distance=128,
+              dropout_rate=0.1, layer_norm_epsilon=1e-6,
+              pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD)
+# The random checkpoints: name -> (transformers config and model classes, overrides, seed, scale of
+# shared.weight). With std-1 tied embeddings a random T5 only repeats the pad it starts from;
+# shrunk, the blocks matter and the ids vary (as the reference fixtures do).
+RANDOM = {"switch-base-8": ("SwitchTransformersConfig", "SwitchTransformersForConditionalGeneration", BASE8, 8, 1.0),
+          "t5-base": ("T5Config", "T5ForConditionalGeneration", T5BASE, 5, 0.01)}
+CT2_TYPES = ("float32", "int8")
 
 
 def say(cmd):
     print("+ " + (cmd if isinstance(cmd, str) else shlex.join(str(c) for c in cmd)), flush=True)
 
 
-def build_base8(out: Path):
-    """A random switch-base-8-shaped checkpoint in float32 safetensors, once (marker: .complete)."""
-    if (out / ".complete").exists():
-        print(f"[e2e] cached checkpoint {out}")
+def token(i):
+    """The token string of id i in the word-level vocabulary saved for CTranslate2."""
+    return {PAD: "<pad>", EOS: "</s>", 2: "<unk>"}.get(i, f"w{i}")
+
+
+def cached(out: Path, marker: str):
+    """Whether `out` was built from what `marker` says (its .complete file holds the marker)."""
+    if (out / ".complete").exists() and (out / ".complete").read_text() == marker:
+        print(f"[e2e] cached {out}")
+        return True
+    return False
+
+
+def build_random(name: str, out: Path):
+    """A random checkpoint of `name`'s shape in float32 safetensors, once (marker: .complete)."""
+    config_class, model_class, overrides, seed, embed_scale = RANDOM[name]
+    marker = json.dumps(overrides) + (f" shared.weight * {embed_scale}" if embed_scale != 1 else "") + "\n"
+    if cached(out, marker):
         return
     import torch
-    from transformers import SwitchTransformersConfig, SwitchTransformersForConditionalGeneration
-    say(f"python: SwitchTransformersForConditionalGeneration(SwitchTransformersConfig(**{BASE8})) "
-        f"seed {BASE8_SEED}, float32, save_pretrained('{out}', safe_serialization=True)")
+    import transformers
+    say(f"python: {model_class}({config_class}(**{overrides})) seed {seed}, shared.weight * {embed_scale}, "
+        f"float32, save_pretrained('{out}', safe_serialization=True)")
     t0 = time.time()
-    torch.manual_seed(BASE8_SEED)
-    model = SwitchTransformersForConditionalGeneration(SwitchTransformersConfig(**BASE8)).float().eval()
+    torch.manual_seed(seed)
+    config = getattr(transformers, config_class)(**overrides)
+    model = getattr(transformers, model_class)(config).float().eval()
+    if embed_scale != 1:
+        with torch.no_grad():
+            model.shared.weight.mul_(embed_scale)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
-    (out / ".complete").write_text(json.dumps(BASE8) + "\n")
+    if name == "t5-base":  # a vocabulary for CTranslate2's converter: token i <-> id i
+        from tokenizers import Tokenizer, models, pre_tokenizers
+        from transformers import PreTrainedTokenizerFast
+        vocab = {token(i): i for i in range(overrides["vocab_size"])}
+        tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                unk_token="<unk>").save_pretrained(out)
+    (out / ".complete").write_text(marker)
     print(f"[e2e] built {out} in {time.time() - t0:.0f} s "
           f"({sum(p.numel() for p in model.parameters()) / 1e6:.0f} M parameters)")
+
+
+def convert_ct2(model_dir: Path, out: Path, quantization: str):
+    """The HF checkpoint converted by CTranslate2's converter, once (marker: .complete, which
+    names the checkpoint's own marker)."""
+    marker = quantization + " " + (model_dir / ".complete").read_text()
+    if cached(out, marker):
+        return
+    import ctranslate2
+    say(f"python: ctranslate2.converters.TransformersConverter('{model_dir}')"
+        f".convert('{out}', quantization='{quantization}', force=True)")
+    t0 = time.time()
+    ctranslate2.converters.TransformersConverter(str(model_dir)).convert(
+        str(out), quantization=quantization, force=True)
+    (out / ".complete").write_text(marker)
+    print(f"[e2e] converted {out} in {time.time() - t0:.0f} s")
 
 
 def prompts_for(name: str, count: int, model_dir: Path):
@@ -73,7 +141,7 @@ def prompts_for(name: str, count: int, model_dir: Path):
         texts = [json.loads(line)["text"] for line in open(model_dir / "prompts.jsonl")]
         return [sp.encode(texts[i % len(texts)]) + [EOS] for i in range(count)]
     rng = random.Random(1234)  # random ids of random length: the weights are random too
-    return [[rng.randrange(3, BASE8["vocab_size"]) for _ in range(rng.randint(12, 40))] + [EOS]
+    return [[rng.randrange(3, RANDOM[name][2]["vocab_size"]) for _ in range(rng.randint(12, 40))] + [EOS]
             for _ in range(count)]
 
 
@@ -83,7 +151,11 @@ def write_jsonl(path: Path, prompts):
             f.write(json.dumps({"id": i, "input_ids": ids}) + "\n")
 
 
-def run_ours(args, model_dir, prompts, batch, max_new, threads, tag):
+def cut_at_eos(row):
+    return row[:row.index(EOS) + 1] if EOS in row else row
+
+
+def run_ours(args, model_dir, prompts, batch, max_new, threads, weights, tag):
     """One `moe generate` process over the prompts (continuous batching). → (tokens/s, ids).
     The rate is the one `moe generate` prints: serving time, model loading excluded."""
     work = Path(args.work)
@@ -91,6 +163,8 @@ def run_ours(args, model_dir, prompts, batch, max_new, threads, tag):
     write_jsonl(inp, prompts)
     cmd = [args.moe, "generate", "--model", model_dir, "--input", inp, "--output", out,
            "--max-new-tokens", max_new, "--batch-size", batch, "--threads", threads, "--quiet"]
+    if weights != "f32":
+        cmd += ["--weights", weights]
     env = dict(os.environ, **dict(kv.split("=", 1) for kv in args.ours_env.split()))
     say((["env", *args.ours_env.split()] if args.ours_env else []) + cmd)
     text = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True, env=env).stdout
@@ -111,45 +185,78 @@ def run_hf(model, prompts, batch, max_new):
             out = model.generate(input_ids=ids, attention_mask=(ids != PAD).long(),
                                  max_new_tokens=max_new, do_sample=False, num_beams=1)
             seconds += time.perf_counter() - t0
-        for row in out.tolist():
-            row = row[1:]  # the decoder start token
-            ids_out.append(row[:row.index(EOS) + 1] if EOS in row else row)
+        ids_out += [cut_at_eos(row[1:]) for row in out.tolist()]  # without the decoder start token
     return sum(len(r) for r in ids_out) / seconds, ids_out
 
 
-def agreement(ours, hf):
-    same = sum(a == b for a, b in zip(ours, hf))
+def run_ct2(translator, prompts, batch, max_new):
+    """CTranslate2 greedy translate_batch over the prompts in batches, as HF's. → (tokens/s, ids)."""
+    ids_out, seconds = [], 0.0
+    for first in range(0, len(prompts), batch):
+        source = [[token(i) for i in p] for p in prompts[first:first + batch]]
+        t0 = time.perf_counter()
+        results = translator.translate_batch(source, beam_size=1, max_decoding_length=max_new,
+                                             min_decoding_length=0, return_end_token=True)
+        seconds += time.perf_counter() - t0
+        for r in results:
+            words = r.hypotheses[0]
+            ids_out.append(cut_at_eos([EOS if w == "</s>" else PAD if w == "<pad>" else int(w[1:])
+                                       for w in words]))
+    return sum(len(r) for r in ids_out) / seconds, ids_out
+
+
+def agreement(ids, hf):
+    same = sum(a == b for a, b in zip(ids, hf))
     # Tokens up to the first difference: after one flips, the rest legitimately diverge.
     prefix = 0
-    for a, b in zip(ours, hf):
+    for a, b in zip(ids, hf):
         n = 0
         while n < min(len(a), len(b)) and a[n] == b[n]:
             n += 1
         prefix += n
-    total = sum(max(len(a), len(b)) for a, b in zip(ours, hf))
-    return same, len(ours), prefix, total
+    total = sum(max(len(a), len(b)) for a, b in zip(ids, hf))
+    return same, len(ids), prefix, total
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--moe", default=str(ROOT / "build" / "moe"), help="the moe binary (default: build/moe)")
-    p.add_argument("--work", default="/tmp/moe-e2e-bench", help="cache of the random checkpoint and run files")
-    p.add_argument("--threads", default="1,2", help="thread counts, each for ours and for torch (default 1,2)")
+    p.add_argument("--work", default="/tmp/moe-e2e-bench", help="cache of the random checkpoints and run files")
+    p.add_argument("--threads", default="1,2", help="thread counts, each for ours and for the peers (default 1,2)")
     p.add_argument("--repeats", type=int, default=3, help="measured repeats per row (median); plus one warm-up")
     p.add_argument("--batches", default="1,8", help="batch sizes (default 1,8)")
-    p.add_argument("--models", default="switch-base-8,switch-tiny", help="which models (default both)")
+    p.add_argument("--models", default="switch-base-8,t5-base,switch-tiny",
+                   help="which models (default all three: switch-base-8,t5-base,switch-tiny)")
+    p.add_argument("--weights", default="f32",
+                   help="ours' weight precisions, comma-separated: each runs as `moe generate --weights W` "
+                        "(not passed for f32; default f32)")
+    p.add_argument("--no-ct2", action="store_true", help="leave CTranslate2 out (it runs on t5-base only)")
     p.add_argument("--prompts", type=int, default=8, help="prompts per repeat at batch > 1 (default 8)")
     p.add_argument("--prompts-batch1", type=int, default=2, help="prompts per repeat at batch 1 (default 2)")
     p.add_argument("--prompts-tiny", type=int, default=16, help="prompts per repeat for switch-tiny, any batch (default 16)")
-    p.add_argument("--max-new-tokens-base", type=int, default=32, help="for switch-base-8 (default 32)")
+    p.add_argument("--max-new-tokens-base", type=int, default=32,
+                   help="for switch-base-8 and t5-base (default 32)")
     p.add_argument("--max-new-tokens-tiny", type=int, default=24, help="for switch-tiny (default 24)")
     p.add_argument("--ours-env", default="", help="extra environment for ours only, e.g. OMP_WAIT_POLICY=passive")
-    p.add_argument("--build-only", action="store_true", help="only build the random checkpoint")
+    p.add_argument("--build-only", action="store_true", help="only build the random checkpoints (and CT2 models)")
     args = p.parse_args()
+    models = args.models.split(",")
+    for name in models:
+        if name not in RANDOM and name != "switch-tiny":
+            sys.exit(f"--models: unknown model '{name}' (switch-base-8, t5-base, switch-tiny)")
+    weights = args.weights.split(",")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    base8_dir = work / "switch-base-8-random"
-    build_base8(base8_dir)
+    model_dirs = {name: work / f"{name}-random" for name in models if name in RANDOM}
+    model_dirs["switch-tiny"] = TINY
+    ct2_dirs = {}
+    for name in models:
+        if name in RANDOM:
+            build_random(name, model_dirs[name])
+        if name == "t5-base" and not args.no_ct2:
+            for q in CT2_TYPES:
+                ct2_dirs[q] = work / f"{name}-random-ct2-{q}"
+                convert_ct2(model_dirs[name], ct2_dirs[q], q)
     if args.build_only:
         return 0
     if not Path(args.moe).exists():
@@ -157,50 +264,66 @@ def main():
 
     import torch
     import transformers
-    from transformers import SwitchTransformersForConditionalGeneration
-    print(f"[e2e] torch {torch.__version__}, transformers {transformers.__version__}, nproc {os.cpu_count()}, "
-          f"repeats {args.repeats} + 1 warm-up; load average {os.getloadavg()[0]:.2f}")
+    versions = f"torch {torch.__version__}, transformers {transformers.__version__}"
+    if ct2_dirs:
+        import ctranslate2
+        versions += f", ctranslate2 {ctranslate2.__version__}"
+    print(f"[e2e] {versions}, nproc {os.cpu_count()}, repeats {args.repeats} + 1 warm-up; "
+          f"load average {os.getloadavg()[0]:.2f}")
 
-    rows = []
-    for name in args.models.split(","):
-        model_dir = base8_dir if name == "switch-base-8" else TINY
-        max_new = args.max_new_tokens_base if name == "switch-base-8" else args.max_new_tokens_tiny
-        say(f"python: SwitchTransformersForConditionalGeneration.from_pretrained('{model_dir}', dtype=float32)")
-        model = SwitchTransformersForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
+    rows = []  # (model, engine, threads, batch, prompts, max_new, tokens, rates, hf rates, agreement)
+    for name in models:
+        model_dir = model_dirs[name]
+        max_new = args.max_new_tokens_tiny if name == "switch-tiny" else args.max_new_tokens_base
+        model_class = RANDOM.get(name, RANDOM["switch-base-8"])[1]  # switch-tiny: a Switch model
+        say(f"python: {model_class}.from_pretrained('{model_dir}', dtype=float32)")
+        model = getattr(transformers, model_class).from_pretrained(model_dir, dtype=torch.float32).eval()
         for threads in [int(t) for t in args.threads.split(",")]:
             torch.set_num_threads(threads)
+            # engine label -> run(prompts, batch, tag) -> (tokens/s, ids); HF is the reference
+            engines = {f"ours {w}": (lambda pr, b, tag, w=w: run_ours(args, model_dir, pr, b, max_new,
+                                                                       threads, w, f"{tag}.{w}"))
+                       for w in weights}
+            engines["HF f32"] = lambda pr, b, tag: run_hf(model, pr, b, max_new)
+            if name == "t5-base":
+                for q, d in ct2_dirs.items():
+                    say(f"python: ctranslate2.Translator('{d}', device='cpu', intra_threads={threads}, "
+                        f"inter_threads=1)")
+                    translator = ctranslate2.Translator(str(d), device="cpu", intra_threads=threads,
+                                                        inter_threads=1)
+                    engines[f"CT2 {q}"] = lambda pr, b, tag, t=translator: run_ct2(t, pr, b, max_new)
             for batch in [int(b) for b in args.batches.split(",")]:
                 count = args.prompts_tiny if name == "switch-tiny" else args.prompts_batch1 if batch == 1 else args.prompts
                 prompts = prompts_for(name, count, model_dir)
-                ours_rates, hf_rates = [], []
+                rates = {e: [] for e in engines}
+                ids = {}
                 for rep in range(args.repeats + 1):
-                    tag = f"{name}.t{threads}.b{batch}.r{rep}"
-                    o_rate, o_ids = run_ours(args, model_dir, prompts, batch, max_new, threads, tag)
-                    h_rate, h_ids = run_hf(model, prompts, batch, max_new)
+                    for engine, run in engines.items():
+                        rate, ids[engine] = run(prompts, batch, f"{name}.t{threads}.b{batch}.r{rep}")
+                        if rep > 0:
+                            rates[engine].append(rate)
                     kind = "warm-up" if rep == 0 else f"repeat {rep}"
-                    print(f"[e2e] {name} threads {threads} batch {batch} {kind}: ours {o_rate:.1f} tok/s, "
-                          f"HF {h_rate:.1f} tok/s", flush=True)
-                    if rep > 0:
-                        ours_rates.append(o_rate)
-                        hf_rates.append(h_rate)
-                same, n, prefix, total = agreement(o_ids, h_ids)
-                tokens = sum(len(r) for r in o_ids)
-                rows.append((name, threads, batch, len(prompts), max_new, tokens, statistics.median(ours_rates),
-                             statistics.median(hf_rates), same, n, prefix, total, ours_rates, hf_rates))
+                    print(f"[e2e] {name} threads {threads} batch {batch} {kind}: " +
+                          ", ".join(f"{e} {r[-1] if rep else 0:.1f}" for e, r in rates.items()) + " tok/s",
+                          flush=True)
+                for engine in engines:
+                    rows.append((name, engine, threads, batch, len(prompts), max_new,
+                                 sum(len(r) for r in ids[engine]), rates[engine], rates["HF f32"],
+                                 agreement(ids[engine], ids["HF f32"])))
         del model
 
     print(f"\ntokens/s = generated ids (to eos, at most max_new per prompt) / generation seconds; "
           f"median of {args.repeats}; load average now {os.getloadavg()[0]:.2f}")
-    print("| model | threads | batch | prompts x max_new | tokens | ours tok/s | HF tok/s | ours/HF "
-          "| same sequences | same-prefix tokens |")
+    print("| model | engine | threads | batch | prompts x max_new | tokens | tok/s | vs HF "
+          "| same sequences as HF | same-prefix tokens |")
     print("|" + "---|" * 10)
-    for name, threads, batch, n_prompts, max_new, tokens, o, h, same, n, prefix, total, _, _ in rows:
-        print(f"| {name} | {threads} | {batch} | {n_prompts} x {max_new} | {tokens} | {o:.1f} | {h:.1f} | "
+    for name, engine, threads, batch, n_prompts, max_new, tokens, r, hf, (same, n, prefix, total) in rows:
+        o, h = statistics.median(r), statistics.median(hf)
+        print(f"| {name} | {engine} | {threads} | {batch} | {n_prompts} x {max_new} | {tokens} | {o:.1f} | "
               f"{o / h:.2f} | {same}/{n} | {prefix}/{total} |")
     print("\nall repeats (tok/s):")
-    for name, threads, batch, *_, ours_rates, hf_rates in rows:
-        print(f"  {name} threads {threads} batch {batch}: ours {[round(x, 1) for x in ours_rates]}  "
-              f"HF {[round(x, 1) for x in hf_rates]}")
+    for name, engine, threads, batch, *_, r, _, _ in rows:
+        print(f"  {name} {engine} threads {threads} batch {batch}: {[round(x, 1) for x in r]}")
     return 0
 
 

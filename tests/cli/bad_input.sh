@@ -25,6 +25,12 @@ case $case in
   config_missing_field)
     sed -i 's/"d_model"/"d_model_renamed"/' "$work/model/config.json"
     expect="config.json: missing field 'd_model'" ;;
+  t5_gated_ffn)  # a T5 v1.1 / FLAN-T5 config on the T5 fixture
+    sed -i 's/"feed_forward_proj": *"relu"/"feed_forward_proj": "gated-gelu"/' "$work/model/config.json"
+    expect="config.json: field 'feed_forward_proj' = 'gated-gelu' is not supported: gated FFNs" ;;
+  t5_missing_dense_tensor)  # on the T5 fixture
+    sed -i 's/decoder\.block\.1\.layer\.2\.DenseReluDense\.wi\.weight/decoder.block.1.layer.2.DenseReluDense.wX.weight/' "$weights"
+    expect="missing tensor 'decoder.block.1.layer.2.DenseReluDense.wi.weight'" ;;
   config_impossible_value)
     sed -i 's/"num_heads": *[0-9]*/"num_heads": 0/' "$work/model/config.json"
     expect="config.json: field 'num_heads' = 0 is out of range" ;;

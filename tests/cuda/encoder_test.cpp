@@ -101,7 +101,8 @@ TEST_P(CudaEndToEnd, GreedyGenerationOnCudaDeviceEqualsCpuDevice) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaEndToEnd,
-                         ::testing::Values("switch8_f32", "switch4_drop_f32"),
+                         ::testing::Values("switch8_f32", "switch4_drop_f32", "t5_dense_f32",
+                                           "t5_untied_f32"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

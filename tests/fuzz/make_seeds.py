@@ -40,6 +40,7 @@ write("checkpoint_index", "outside", json.dumps({"weight_map": {"shared.weight":
 
 write("config", "switch-tiny", open(os.path.join(ROOT, "configs/models/switch-tiny/config.json"), "rb").read())
 write("config", "fixture", open(os.path.join(ROOT, "tests/reference/fixtures/switch8_f32/model/config.json"), "rb").read())
+write("config", "t5", open(os.path.join(ROOT, "tests/reference/fixtures/t5_dense_f32/model/config.json"), "rb").read())
 
 layers = [{"layer": l, "experts": [[1 + (l * 8 + e) % 4] for e in range(8)]} for l in range(4)]
 write("expert_map", "round-robin", json.dumps({"layers": layers}))

@@ -2,7 +2,8 @@
 """Build the Hugging Face reference fixtures for the Switch Transformer model.
 
 For each fixture this script builds a small, randomly initialised
-SwitchTransformersForConditionalGeneration (fixed seed), saves it with
+SwitchTransformersForConditionalGeneration (or a dense T5ForConditionalGeneration,
+v1.0 relu: a Switch model without sparse layers) with a fixed seed, saves it with
 save_pretrained (safetensors), reloads it in float32 and writes what HF computes
 into expected.safetensors: encoder output, logits, per-sparse-layer router logits,
 expert index and kept flags, and greedy generation. Seeds whose router or greedy
@@ -23,7 +24,8 @@ from pathlib import Path
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import SwitchTransformersConfig, SwitchTransformersForConditionalGeneration
+from transformers import (SwitchTransformersConfig, SwitchTransformersForConditionalGeneration,
+                          T5Config, T5ForConditionalGeneration)
 
 ROUTER_MARGIN = 1e-3   # top-1 minus top-2 router logit, every token of every sparse layer (logits are ~10)
 GREEDY_MARGIN = 1e-3   # top-1 minus top-2 vocabulary logit, every greedy step of an unfinished row
@@ -49,11 +51,30 @@ FIXTURES = [
     dict(name="switch8_f16", seed=4000, dtype=torch.float16, shard=None,
          cfg=dict(SMALL, router_bias=True),
          dec_len=5, new_tokens=8, want_drops=False, want_eos=False, random_router_bias=True, embed_scale=0.3),
+    # Dense T5 (v1.0, relu): every block's FFN is `DenseReluDense`, no router.
+    dict(name="t5_dense_f32", arch="t5", seed=5000, dtype=torch.float32, shard=None,
+         cfg=dict(vocab_size=128, d_model=32, d_ff=64, d_kv=8, num_heads=4,
+                  num_layers=4, num_decoder_layers=4, tie_word_embeddings=True),
+         dec_len=6, new_tokens=10, want_drops=False, want_eos=True, random_router_bias=False, embed_scale=0.2),
+    # Untied T5: transformers 5.x saves tie_word_embeddings true beside scale_decoder_outputs false
+    # (no rescale) and keeps a stored lm_head.weight that differs from shared.weight.
+    dict(name="t5_untied_f32", arch="t5", seed=6000, dtype=torch.float32, shard=None,
+         cfg=dict(vocab_size=100, d_model=48, d_ff=64, d_kv=16, num_heads=2,  # inner dim 32 != d_model
+                  num_layers=2, num_decoder_layers=2, tie_word_embeddings=False),
+         dec_len=7, new_tokens=9, want_drops=False, want_eos=False, random_router_bias=False, embed_scale=1.0,
+         separate_lm_head=True),
 ]
 
 COMMON = dict(relative_attention_num_buckets=32, relative_attention_max_distance=128,
               dropout_rate=0.0, router_jitter_noise=0.0, layer_norm_epsilon=1e-6,
               dense_act_fn="relu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+T5_COMMON = dict(relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                 dropout_rate=0.0, layer_norm_epsilon=1e-6, feed_forward_proj="relu",
+                 pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+
+
+def model_class(spec):
+    return T5ForConditionalGeneration if spec.get("arch") == "t5" else SwitchTransformersForConditionalGeneration
 
 
 class RouterTaps:
@@ -64,7 +85,7 @@ class RouterTaps:
         self.handles = []
         for stack in ("encoder", "decoder"):
             for i, block in enumerate(getattr(model, stack).block):
-                if not block.is_sparse:
+                if not getattr(block, "is_sparse", False):  # T5 blocks are all dense
                     continue
                 mlp = block.layer[-1].mlp
                 key = (stack, i)
@@ -114,9 +135,14 @@ def top2_gap(x):
 
 
 def build_model(spec, seed):
-    cfg = SwitchTransformersConfig(**COMMON, **spec["cfg"])
+    if spec.get("arch") == "t5":
+        cfg = T5Config(**T5_COMMON, **spec["cfg"])
+    else:
+        cfg = SwitchTransformersConfig(**COMMON, **spec["cfg"])
     torch.manual_seed(seed)
-    model = SwitchTransformersForConditionalGeneration(cfg).eval()
+    model = model_class(spec)(cfg).eval()
+    if spec.get("separate_lm_head"):  # T5 ties lm_head to shared at init; give it its own values
+        model.lm_head.weight = torch.nn.Parameter(torch.randn(cfg.vocab_size, cfg.d_model))
     if spec["embed_scale"] != 1.0:
         # A random model with std-1 tied embeddings just repeats its input token; shrinking the
         # embedding lets the blocks matter, so greedy output varies (still just a random model).
@@ -142,8 +168,9 @@ def run_reference(model, spec, seed):
     n_new = spec["new_tokens"]
     taps = RouterTaps(model)
     try:
+        routed = {} if spec.get("arch") == "t5" else {"output_router_logits": True}
         out = model(input_ids=input_ids, attention_mask=attention_mask,
-                    decoder_input_ids=decoder_input_ids, output_router_logits=True)
+                    decoder_input_ids=decoder_input_ids, **routed)
         fwd = {k: list(v[0]) for k, v in taps.calls.items()}
         taps.reset()
         gen = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=n_new,
@@ -158,7 +185,7 @@ def run_reference(model, spec, seed):
          "encoder_last_hidden_state": out.encoder_last_hidden_state.float(),
          "logits": out.logits.float()}
     stats = {"dropped_real": {"encoder": 0, "decoder": 0}, "dropped_all": {"encoder": 0, "decoder": 0}}
-    hf_logits = {"encoder": list(out.encoder_router_logits), "decoder": list(out.decoder_router_logits)}
+    hf_logits = {s: list(getattr(out, f"{s}_router_logits", None) or ()) for s in ("encoder", "decoder")}
     for stack in ("encoder", "decoder"):
         keys = sorted(k for k in fwd if k[0] == stack)
         assert len(keys) == len(hf_logits[stack]), "sparse layer count mismatch"
@@ -227,6 +254,20 @@ def save_model(model, spec, model_dir):
     to_save.save_pretrained(model_dir, safe_serialization=True, **kwargs)
 
 
+def save_expected(tensors, path, metadata):
+    """save_file, with the metadata's keys sorted: safetensors writes them in hash-map order, which
+    changes from run to run, and a rerun must give the same bytes."""
+    save_file(tensors, str(path), metadata=metadata)
+    raw = bytearray(path.read_bytes())
+    size = int.from_bytes(raw[:8], "little")
+    written = json.loads(raw[8:8 + size])["__metadata__"]
+    compact = lambda m: json.dumps({"__metadata__": m}, separators=(",", ":"))[1:-1].encode()
+    at = raw.find(compact(written), 8, 8 + size)
+    assert at > 0, "metadata not found in the safetensors header"
+    raw[at:at + len(compact(written))] = compact(dict(sorted(written.items())))
+    path.write_bytes(raw)
+
+
 def make_fixture(spec, out_dir):
     name = spec["name"]
     print(f"== {name}: {spec['dtype']}, config {spec['cfg']}")
@@ -249,7 +290,9 @@ def make_fixture(spec, out_dir):
     # Save the float32 model, cast to the fixture's dtype by save_model.
     save_model(build_model(dict(spec, dtype=torch.float32), seed), spec, model_dir)
     # Reference numbers come from the saved files, reloaded in float32.
-    reloaded = SwitchTransformersForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
+    reloaded = model_class(spec).from_pretrained(model_dir, dtype=torch.float32).eval()
+    if spec.get("separate_lm_head"):
+        assert not torch.equal(reloaded.lm_head.weight, reloaded.shared.weight), "lm_head was tied on reload"
     tensors2, problem, _ = run_reference(reloaded, spec, seed)
     assert problem is None, f"reloaded model fails the checks: {problem}"
     for k, v in tensors.items():  # floats may differ in the last bits (memory layout of loaded weights)
@@ -260,7 +303,7 @@ def make_fixture(spec, out_dir):
 
     meta = {"seed": str(seed), "torch": torch.__version__, "transformers": transformers.__version__,
             "saved_dtype": str(spec["dtype"]).replace("torch.", "")}
-    save_file({k: v.contiguous() for k, v in tensors2.items()}, str(fdir / "expected.safetensors"), metadata=meta)
+    save_expected({k: v.contiguous() for k, v in tensors2.items()}, fdir / "expected.safetensors", meta)
     shapes = {k: list(v.shape) for k, v in tensors2.items()
               if not k.split(".")[0].endswith(("expert_index", "router_kept"))}
     print(f"   seed {seed}: accepted; dropped (real tokens) {stats['dropped_real']}, "

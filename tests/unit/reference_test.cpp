@@ -193,9 +193,27 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, Reference, ::testing::ValuesIn(fixture_names(
                          [](const auto& info) { return info.param; });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Reference);
 
-TEST(ReferenceFixtures, AllFourConfigsArePresent) {
-  // A missing fixture must fail loudly, not shrink the suite.
-  EXPECT_GE(fixture_names().size(), 4u);
+TEST(ReferenceFixtures, AllSixFixturesArePresent) {
+  // A missing fixture must fail loudly, not shrink the suite: four Switch, two dense T5.
+  EXPECT_GE(fixture_names().size(), 6u);
+}
+
+// The T5 fixtures load as models whose every block is dense, and the untied one's lm_head is its
+// own stored tensor, not the shared embedding.
+TEST(ReferenceFixtures, T5CheckpointsLoadWithNoSparseLayer) {
+  for (const std::string name : {"t5_dense_f32", "t5_untied_f32"}) {
+    SCOPED_TRACE(name);
+    const Checkpoint checkpoint(test::fixture_dir(name) + "/model");
+    const ModelWeights w = load_weights(checkpoint);
+    EXPECT_EQ(checkpoint.config().family, ModelFamily::t5);
+    EXPECT_EQ(w.num_moe_layers, 0);
+    for (const auto* stack : {&w.encoder, &w.decoder})
+      for (const BlockWeights& b : *stack) {
+        EXPECT_FALSE(b.sparse);
+        EXPECT_NE(b.dense.wi, nullptr);
+      }
+    EXPECT_EQ(w.lm_head == w.decoder_embedding, name == "t5_dense_f32");
+  }
 }
 
 }  // namespace
