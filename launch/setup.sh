@@ -7,7 +7,7 @@ build_dir=${1:-build}
 
 packages=(cmake g++ make pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libcereal-dev
   libboost-program-options-dev nlohmann-json3-dev libsentencepiece-dev libgtest-dev
-  libbenchmark-dev)
+  libbenchmark-dev libdnnl-dev)
 launch/install-missing.sh "${packages[@]}"
 
 cuda_flag=()

@@ -1,9 +1,11 @@
 #include "model/attention.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "runtime/cpu/sgemm.hpp"
 #include "runtime/thread_pool.hpp"
 
 namespace moe {
@@ -96,11 +98,70 @@ MOE_SIMD_CLONES void attend_one(int d_kv, int visible, const float* q, const flo
   }
 }
 
+// softmax(scores + bias) in place over one query's keys 0..visible-1 (masked keys and keys past
+// `visible` get 0), the sum in double as attend_one does.
+MOE_SIMD_CLONES void softmax_row(int keys, int visible, const float* bias, const uint8_t* key_valid,
+                                 float* scores) {
+  float max_score = -std::numeric_limits<float>::infinity();
+  for (int j = 0; j < keys; ++j) {
+    const bool seen = j < visible && (!key_valid || key_valid[j]);
+    scores[j] =
+        seen ? scores[j] + (bias ? bias[j] : 0.0f) : -std::numeric_limits<float>::infinity();
+    max_score = std::max(max_score, scores[j]);
+  }
+  double sum = 0.0;
+  for (int j = 0; j < keys; ++j) {
+    scores[j] = std::exp(scores[j] - max_score);
+    sum += scores[j];
+  }
+  const float inv = float(1.0 / sum);
+  for (int j = 0; j < keys; ++j) scores[j] *= inv;
+}
+
+// Many queries at once (a prefill, a teacher-forced decoder): per head, the scores q·kᵀ and the
+// context p·v are two GEMMs, in place of a dot product per (query, key) pair, each summed across
+// vector lanes. Only keys up to the last valid one take part, so a sequence's result does not
+// depend on how far its batch is padded.
+void attend_many(const AttentionShape& s, const float* q, int q_stride, const float* k,
+                 const float* v, int kv_stride, const float* bias, const uint8_t* key_valid,
+                 float* ctx, int ctx_stride) {
+  int keys = s.causal ? std::min(s.keys, s.first_query + s.queries) : s.keys;
+  if (key_valid)
+    while (keys > 0 && !key_valid[keys - 1]) --keys;
+  parallel_for(s.heads, [&](int first, int last) {
+    std::vector<float> scores(size_t(s.queries) * std::max(keys, 1));
+    for (int h = first; h < last; ++h) {
+      float* out = ctx + h * s.d_kv;
+      if (keys == 0) {  // nothing to attend to: HF's softmax over all -inf gives NaN; so does this
+        for (int i = 0; i < s.queries; ++i)
+          for (int x = 0; x < s.d_kv; ++x)
+            out[size_t(i) * ctx_stride + x] = std::numeric_limits<float>::quiet_NaN();
+        continue;
+      }
+      sgemm_one_thread(true, s.queries, keys, s.d_kv, q + h * s.d_kv, q_stride, k + h * s.d_kv,
+                       kv_stride, 0.0f, scores.data(), keys);
+      for (int i = 0; i < s.queries; ++i) {
+        const int visible = s.causal ? std::min(keys, s.first_query + i + 1) : keys;
+        softmax_row(keys, visible, bias ? bias + (size_t(h) * s.queries + i) * s.keys : nullptr,
+                    key_valid, scores.data() + size_t(i) * keys);
+      }
+      sgemm_one_thread(false, s.queries, s.d_kv, keys, scores.data(), keys, v + h * s.d_kv,
+                       kv_stride, 0.0f, out, ctx_stride);
+    }
+  });
+}
+
 }  // namespace
+
+// Queries from which attention runs as GEMMs: a decode step's one query per sequence stays with
+// attend_one (its keys are read once either way).
+constexpr int kGemmQueries = 8;
 
 void attend(const AttentionShape& s, const float* q, int q_stride, const float* k, const float* v,
             int kv_stride, const float* bias, const uint8_t* key_valid, float* ctx,
             int ctx_stride) {
+  if (s.queries >= kGemmQueries)
+    return attend_many(s, q, q_stride, k, v, kv_stride, bias, key_valid, ctx, ctx_stride);
   parallel_for(s.heads * s.queries, [&](int first, int last) {
     std::vector<float> scores(s.keys);
     for (int hi = first; hi < last; ++hi) {

@@ -1,6 +1,5 @@
 #include "runtime/cpu/cpu_device.hpp"
 
-#include <cblas.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -8,11 +7,10 @@
 #include <cstdint>
 #include <string>
 
+#include "runtime/cpu/sgemm.hpp"
 #include "runtime/cpu/skinny_gemm.hpp"
 #include "runtime/error.hpp"
 #include "runtime/thread_pool.hpp"
-
-extern "C" void openblas_set_num_threads(int);
 
 namespace moe {
 
@@ -36,7 +34,6 @@ int skinny_max_rows(SimdLevel level, int K) {
 CpuDevice::CpuDevice(int threads, WeightFormat format)
     : threads_(threads), format_(format), simd_(best_simd_level()) {
   MOE_CHECK(threads >= 1, "cpu device: thread count must be >= 1, got ", threads);
-  openblas_set_num_threads(1);  // OpenBLAS runs on the pool's threads, one sgemm slice each
   ThreadPool::instance().resize(threads);
 }
 
@@ -96,10 +93,12 @@ WeightMatrix CpuDevice::weights_at(const float* w, int N, int K) const {
   return p.stored.view().rows_from(offset / K, K);
 }
 
-// sgemm with the N outputs split over the pool: each thread one single-threaded sgemm on its
-// columns (whole multiples of 16, so every slice but the last keeps OpenBLAS's full kernel).
-// Compact weights are widened to float32 a block of rows at a time (a block that stays in the
-// second-level cache), one sgemm per block.
+// The GEMM of many rows, its N outputs split over the pool: each thread one single-threaded GEMM
+// on its columns (whole multiples of 16). oneDNN's kernels follow the CPU's vector units (AVX-512
+// where there is AVX-512), where OpenBLAS picks its kernel by CPU model and falls back to AVX2 on
+// models it does not know (measured: half the rate; docs/BENCHMARKS.md, section 8). Compact
+// weights are widened to float32 a block of rows at a time (a block that stays in the
+// second-level cache), one GEMM per block.
 void CpuDevice::sgemm(const float* x, const WeightMatrix& w, float* y, int M, int N, int K,
                       bool accumulate) {
   constexpr int kColumnsPerChunk = 16;
@@ -108,8 +107,8 @@ void CpuDevice::sgemm(const float* x, const WeightMatrix& w, float* y, int M, in
   parallel_for(chunks, [&](int begin, int end) {
     const int n0 = begin * kColumnsPerChunk, n1 = std::min(N, end * kColumnsPerChunk);
     if (w.format == WeightFormat::kF32) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, n1 - n0, K, 1.0f, x, K,
-                  static_cast<const float*>(w.data) + size_t(n0) * K, K, beta, y + n0, N);
+      sgemm_one_thread(true, M, n1 - n0, K, x, K,
+                       static_cast<const float*>(w.data) + size_t(n0) * K, K, beta, y + n0, N);
       return;
     }
     constexpr size_t kBlockBytes = 256 << 10;
@@ -120,8 +119,7 @@ void CpuDevice::sgemm(const float* x, const WeightMatrix& w, float* y, int M, in
     for (int b = n0; b < n1; b += block) {
       const int rows = std::min(block, n1 - b);
       w.widen(b, b + rows, K, widened.data());
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, rows, K, 1.0f, x, K, widened.data(),
-                  K, beta, y + b, N);
+      sgemm_one_thread(true, M, rows, K, x, K, widened.data(), K, beta, y + b, N);
     }
   });
 }
@@ -140,18 +138,13 @@ void CpuDevice::linear(const float* x, const float* w, float* y, int M, int N, i
   sgemm(x, weights, y, M, N, K, accumulate);
 }
 
-// The kernel per expert group: few rows by skinny_gemm (ReLU fused into the first product);
-// more by sgemm over the rows padded with zero rows to a multiple of 4, which avoids OpenBLAS's
-// slower tail passes (a zero row stays zero through ReLU; its outputs are dropped). Figures:
-// docs/BENCHMARKS.md, sections 1 and 5.
-constexpr int kRowMultiple = 4;
-int padded_rows(int rows) { return (rows + kRowMultiple - 1) / kRowMultiple * kRowMultiple; }
-
+// The kernel per expert group: few rows by skinny_gemm (ReLU fused into the first product), more
+// by the many-row GEMM. Figures: docs/BENCHMARKS.md, sections 1, 5 and 8.
 void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* x, float* y,
                            int d_model, int d_ff) {
   int max_rows = 0;
   for (const auto& g : groups) max_rows = std::max(max_rows, g.rows);
-  const size_t hidden_floats = size_t(padded_rows(max_rows)) * d_ff;
+  const size_t hidden_floats = size_t(max_rows) * d_ff;
   if (hidden_.size() < hidden_floats) hidden_.resize(hidden_floats);
   for (const auto& g : groups) {
     if (g.rows == 0) continue;
@@ -164,19 +157,10 @@ void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* 
       skinny_gemm(simd_, hidden_.data(), wo, yg, g.rows, d_model, d_ff, false, /*relu=*/false);
       continue;
     }
-    const int M = padded_rows(g.rows);
-    if (M != g.rows) {  // the group's rows and zero rows in a padded copy
-      padded_in_.assign(size_t(M) * d_model, 0.0f);
-      std::copy(xg, xg + size_t(g.rows) * d_model, padded_in_.begin());
-      padded_out_.resize(size_t(M) * d_model);
-      xg = padded_in_.data();
-    }
-    float* out = M != g.rows ? padded_out_.data() : yg;
-    sgemm(xg, wi, hidden_.data(), M, d_ff, d_model, false);
-    const size_t n = size_t(M) * d_ff;
+    sgemm(xg, wi, hidden_.data(), g.rows, d_ff, d_model, false);
+    const size_t n = size_t(g.rows) * d_ff;
     for (size_t i = 0; i < n; ++i) hidden_[i] = std::max(hidden_[i], 0.0f);
-    sgemm(hidden_.data(), wo, out, M, d_model, d_ff, false);
-    if (M != g.rows) std::copy(out, out + size_t(g.rows) * d_model, yg);
+    sgemm(hidden_.data(), wo, yg, g.rows, d_model, d_ff, false);
   }
 }
 

@@ -1,4 +1,4 @@
-// The CPU device: skinny_gemm for the few rows of decode, OpenBLAS sgemm for more.
+// The CPU device: skinny_gemm for the few rows of decode, oneDNN's sgemm for more.
 #pragma once
 
 #include <map>
@@ -35,7 +35,6 @@ class CpuDevice final : public Device {
   std::map<const float*, Prepared> prepared_;  // by the float32 matrix's first element
   size_t prepared_bytes_ = 0;
   std::vector<float> hidden_;  // [rows, d_ff] of the largest group seen, reused across calls
-  std::vector<float> padded_in_, padded_out_;  // a group's rows padded to a multiple of 4
 };
 
 }  // namespace moe

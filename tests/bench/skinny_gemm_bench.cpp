@@ -1,13 +1,15 @@
 // The decode products on the CPU: skinny_gemm (runtime/cpu/skinny_gemm.hpp) at each SIMD level
-// this CPU runs and in each weight format (float32, bfloat16, int8 with row scales) against
-// OpenBLAS's sgemm on float32 weights (the peer; sgemv too at one row), one thread, on
+// this CPU runs and in each weight format (float32, bfloat16, int8 with row scales) against two
+// peers on float32 weights: oneDNN's sgemm (what CpuDevice uses above the crossover) and
+// OpenBLAS's (sgemv at one row), one thread, on
 // switch-base-8's shapes — attention projection 768×768, expert/dense wi 3072×768, wo 768×3072,
 // lm_head 32128×768 — at 1 to 256 rows. The weights cycle through copies that together exceed the
 // last-level cache (≥ 96 MB), so every call streams its weights from memory, as in a decode step.
 //
-// Timed side by side (ours, peer, ours, peer, …: a noisy machine slows both alike); the whole sweep
-// is registered --sweeps times (default 3). The table at the end gives per row the median over
-// sweeps of GFLOP/s and of the weights' read rate (GB/s), the ratio peer time / ours, and the read
+// Timed side by side (ours, oneDNN, OpenBLAS, ours, …: a noisy machine slows all alike); the whole
+// sweep is registered --sweeps times (default 3). The table at the end gives per row the median
+// over sweeps of GFLOP/s and of the weights' read rate (GB/s), the ratio oneDNN time / ours, and
+// the read
 // rate as a share of the memory's read bandwidth measured in the same binary (best of the sweeps
 // of summing 512 MiB with the widest vectors): at few rows the limit is that bandwidth.
 //
@@ -31,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/cpu/sgemm.hpp"
 #include "runtime/cpu/skinny_gemm.hpp"
 #include "runtime/cpu/weight_matrix.hpp"
 
@@ -105,19 +108,22 @@ Weights& weights(int shape, WeightFormat format) {
 }
 
 struct Samples {
-  std::vector<double> ours, peer;
+  std::vector<double> ours, peer, openblas;
 };
 std::map<std::string, Samples> g_rows;
 std::vector<std::string> g_order;
 double g_bandwidth = 0;  // best GB/s over sweeps
 
-void peer(const Shape& s, const float* w, Weights& b, int M) {
+void openblas(const Shape& s, const float* w, Weights& b, int M) {
   if (M == 1)
     cblas_sgemv(CblasRowMajor, CblasNoTrans, s.N, s.K, 1.0f, w, s.K, b.x.data(), 1, 0.0f,
                 b.peer_y.data(), 1);
   else
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, s.N, s.K, 1.0f, b.x.data(), s.K, w, s.K,
                 0.0f, b.peer_y.data(), s.N);
+}
+void peer(const Shape& s, const float* w, Weights& b, int M) {
+  sgemm_one_thread(true, M, s.N, s.K, b.x.data(), s.K, w, s.K, 0.0f, b.peer_y.data(), s.N);
 }
 
 void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, WeightFormat format) {
@@ -133,7 +139,7 @@ void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, Weigh
                    b.peer_y[i]);
       std::exit(1);
     }
-  std::vector<double> ours, theirs;
+  std::vector<double> ours, theirs, blas;
   Weights& f32 = weights(shape, WeightFormat::kF32);
   for (auto _ : state) {
     const WeightMatrix w = b.matrix(b.next++);
@@ -148,6 +154,10 @@ void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, Weigh
     t0 = now_s();
     peer(s, wf, b, M);
     theirs.push_back(now_s() - t0);
+    wf = f32.float_copy(f32.next++);
+    t0 = now_s();
+    openblas(s, wf, b, M);
+    blas.push_back(now_s() - t0);
   }
   benchmark::DoNotOptimize(b.y.data());
   benchmark::DoNotOptimize(b.peer_y.data());
@@ -156,6 +166,7 @@ void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, Weigh
   if (!g_rows.count(name)) g_order.push_back(name);
   g_rows[name].ours.push_back(median(ours));
   g_rows[name].peer.push_back(median(theirs));
+  g_rows[name].openblas.push_back(median(blas));
 }
 
 // The read bandwidth: summing 512 MiB with 8 independent vector sums (as wide as this build's
@@ -176,8 +187,8 @@ void BM_ReadBandwidth(benchmark::State& state) {
 
 void print_table() {
   std::printf("\nread bandwidth (one thread, best of sweeps): %.1f GB/s\n", g_bandwidth);
-  std::printf("%-39s %9s %9s %9s %8s %8s\n", "shape rows level format", "ours GF/s", "peer GF/s",
-              "ours GB/s", "of limit", "peer/us");
+  std::printf("%-39s %9s %9s %9s %9s %8s %9s\n", "shape rows level format", "ours GF/s", "onednn",
+              "openblas", "ours GB/s", "of limit", "onednn/us");
   for (const auto& name : g_order) {
     const Samples& r = g_rows.at(name);
     int shape = 0;
@@ -186,14 +197,14 @@ void print_table() {
     const int M = std::atoi(name.c_str() + name.find("M=") + 2);
     std::vector<double> ratio;
     for (size_t i = 0; i < r.ours.size(); ++i) ratio.push_back(r.peer[i] / r.ours[i]);
-    const double t = median(r.ours), tp = median(r.peer);
+    const double t = median(r.ours), tp = median(r.peer), tb = median(r.openblas);
     const double per_weight = name.find(" bf16") != std::string::npos   ? 2
                               : name.find(" int8") != std::string::npos ? 1 + 4.0 / s.K
                                                                         : 4;
     const double flops = 2.0 * M * s.N * s.K, bytes = per_weight * s.N * s.K;
-    std::printf("%-39s %9.1f %9.1f %9.1f %7.0f%% %8.2f\n", name.c_str(), flops / t / 1e9,
-                flops / tp / 1e9, bytes / t / 1e9, 100 * bytes / t / 1e9 / g_bandwidth,
-                median(ratio));
+    std::printf("%-39s %9.1f %9.1f %9.1f %9.1f %7.0f%% %9.2f\n", name.c_str(), flops / t / 1e9,
+                flops / tp / 1e9, flops / tb / 1e9, bytes / t / 1e9,
+                100 * bytes / t / 1e9 / g_bandwidth, median(ratio));
   }
 }
 

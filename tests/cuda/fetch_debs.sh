@@ -13,7 +13,7 @@ dir=${1:-.debs}
 project=(libopenblas-dev libopenblas-pthread-dev libopenblas0-pthread libopenblas0 libgfortran5
   libgtest-dev libbenchmark-dev libbenchmark1debian nlohmann-json3-dev libcereal-dev
   libsentencepiece-dev libsentencepiece0 libprotobuf-lite32 libboost-program-options1.74-dev
-  libboost-program-options1.74.0 libboost1.74-dev)
+  libboost-program-options1.74.0 libboost1.74-dev libdnnl-dev libdnnl2)
 # Open MPI 4.1 (mpirun, the headers and wrappers for CMake's FindMPI, the help texts) and what its
 # libraries and components link (ldd of libmpi, orted and every MCA component, by package).
 openmpi=(openmpi-bin openmpi-common libopenmpi3 libopenmpi-dev libpmix2 libhwloc15
