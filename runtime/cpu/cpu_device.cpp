@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "runtime/cpu/int8_gemm.hpp"
 #include "runtime/cpu/sgemm.hpp"
 #include "runtime/cpu/skinny_gemm.hpp"
 #include "runtime/error.hpp"
@@ -14,15 +15,16 @@
 
 namespace moe {
 
-// Up to how many rows skinny_gemm beats OpenBLAS's sgemm for a product over K: it reads each
-// weight once and packs nothing, so it wins while the weights' bandwidth bounds the call; sgemm's
-// packed kernel wins once the rows make it compute-bound, and sooner for long rows (K = 3072: x's
-// rows no longer stay in the first-level cache). Crossovers measured by bench_skinny_gemm on one
-// thread (docs/BENCHMARKS.md, section 5).
+// Up to how many rows skinny_gemm beats the many-row GEMM (oneDNN's) for a product over K: it
+// reads each weight once and packs nothing, so it wins while the weights' bandwidth bounds the
+// call; the GEMM's packed kernel wins once the rows make it compute-bound, and sooner for long
+// rows (K = 3072: x's rows no longer stay in the first-level cache). AVX-512: measured by
+// bench_skinny_gemm on one thread against oneDNN (docs/BENCHMARKS.md, section 8); the others were
+// measured against OpenBLAS on AVX2 machines (section 5) and kept.
 int skinny_max_rows(SimdLevel level, int K) {
   switch (level) {
     case SimdLevel::kAvx512:
-      return K <= 1024 ? 32 : 16;
+      return K <= 1024 ? 48 : 32;
     case SimdLevel::kAvx2:
       return 8;
     case SimdLevel::kBaseline:
@@ -129,17 +131,36 @@ std::string CpuDevice::name() const {
   return format_ == WeightFormat::kF32 ? base : base + ":" + weight_format_name(format_);
 }
 
+// One product by the kernel that suits it: int8 weights on a CPU with VNNI by the int8 kernel at
+// every row count (each row's activations quantised on its own, so a row's result does not depend
+// on the call's other rows); otherwise skinny_gemm up to the measured crossover, the many-row GEMM
+// above it (ReLU then as a pass of its own).
+void CpuDevice::product(const float* x, const WeightMatrix& w, float* y, int M, int N, int K,
+                        bool accumulate, bool relu) {
+  if (w.format == WeightFormat::kInt8 && int8_vnni_available()) {
+    quantize_rows(x, M, K, quantized_);
+    const int8_t* q = static_cast<const int8_t*>(w.data);
+    constexpr int kColumnsPerChunk = 64;
+    parallel_for((N + kColumnsPerChunk - 1) / kColumnsPerChunk, [&](int begin, int end) {
+      int8_gemm_vnni(quantized_, q, w.scales, w.sums, y, N, accumulate, relu,
+                     begin * kColumnsPerChunk, std::min(N, end * kColumnsPerChunk));
+    });
+    return;
+  }
+  if (M <= skinny_max_rows(simd_, K)) return skinny_gemm(simd_, x, w, y, M, N, K, accumulate, relu);
+  sgemm(x, w, y, M, N, K, accumulate);
+  if (relu)
+    for (size_t i = 0, n = size_t(M) * N; i < n; ++i) y[i] = std::max(y[i], 0.0f);
+}
+
 void CpuDevice::linear(const float* x, const float* w, float* y, int M, int N, int K,
                        bool accumulate) {
   if (M == 0 || N == 0) return;
-  const WeightMatrix weights = weights_at(w, N, K);
-  if (M <= skinny_max_rows(simd_, K))
-    return skinny_gemm(simd_, x, weights, y, M, N, K, accumulate, /*relu=*/false);
-  sgemm(x, weights, y, M, N, K, accumulate);
+  product(x, weights_at(w, N, K), y, M, N, K, accumulate, /*relu=*/false);
 }
 
-// The kernel per expert group: few rows by skinny_gemm (ReLU fused into the first product), more
-// by the many-row GEMM. Figures: docs/BENCHMARKS.md, sections 1, 5 and 8.
+// Per expert group: hidden = relu(x · wiᵀ), y = hidden · woᵀ. Figures: docs/BENCHMARKS.md,
+// sections 1, 5 and 8.
 void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* x, float* y,
                            int d_model, int d_ff) {
   int max_rows = 0;
@@ -150,17 +171,10 @@ void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* 
     if (g.rows == 0) continue;
     const float* xg = x + size_t(g.first_row) * d_model;
     float* yg = y + size_t(g.first_row) * d_model;
-    const WeightMatrix wi = weights_at(g.weights.wi, d_ff, d_model);
-    const WeightMatrix wo = weights_at(g.weights.wo, d_model, d_ff);
-    if (g.rows <= std::min(skinny_max_rows(simd_, d_model), skinny_max_rows(simd_, d_ff))) {
-      skinny_gemm(simd_, xg, wi, hidden_.data(), g.rows, d_ff, d_model, false, /*relu=*/true);
-      skinny_gemm(simd_, hidden_.data(), wo, yg, g.rows, d_model, d_ff, false, /*relu=*/false);
-      continue;
-    }
-    sgemm(xg, wi, hidden_.data(), g.rows, d_ff, d_model, false);
-    const size_t n = size_t(g.rows) * d_ff;
-    for (size_t i = 0; i < n; ++i) hidden_[i] = std::max(hidden_[i], 0.0f);
-    sgemm(hidden_.data(), wo, yg, g.rows, d_model, d_ff, false);
+    product(xg, weights_at(g.weights.wi, d_ff, d_model), hidden_.data(), g.rows, d_ff, d_model,
+            false, /*relu=*/true);
+    product(hidden_.data(), weights_at(g.weights.wo, d_model, d_ff), yg, g.rows, d_model, d_ff,
+            false, /*relu=*/false);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <map>
 #include <vector>
 
+#include "runtime/cpu/int8_gemm.hpp"
 #include "runtime/cpu/skinny_gemm.hpp"
 #include "runtime/device.hpp"
 
@@ -27,6 +28,8 @@ class CpuDevice final : public Device {
   };
   // The prepared copy of rows [w, w + N) (K columns) when there is one, else w as float32.
   WeightMatrix weights_at(const float* w, int N, int K) const;
+  void product(const float* x, const WeightMatrix& w, float* y, int M, int N, int K,
+               bool accumulate, bool relu);
   void sgemm(const float* x, const WeightMatrix& w, float* y, int M, int N, int K, bool accumulate);
 
   int threads_;
@@ -35,6 +38,7 @@ class CpuDevice final : public Device {
   std::map<const float*, Prepared> prepared_;  // by the float32 matrix's first element
   size_t prepared_bytes_ = 0;
   std::vector<float> hidden_;  // [rows, d_ff] of the largest group seen, reused across calls
+  QuantizedRows quantized_;    // the int8 kernel's activations, reused across calls
 };
 
 }  // namespace moe

@@ -48,6 +48,7 @@ WeightMatrix WeightMatrix::rows_from(size_t n, size_t K) const {
     case WeightFormat::kInt8:
       v.data = static_cast<const int8_t*>(data) + n * K;
       v.scales = scales + n;
+      v.sums = sums ? sums + n : nullptr;
       break;
   }
   return v;
@@ -87,10 +88,10 @@ StoredWeight::StoredWeight(WeightFormat format, const float* w, size_t N, size_t
     case WeightFormat::kInt8:
       int8_.resize(N * K);
       scales_.resize(N);
+      sums_.resize(N);
       for (size_t n = 0; n < N; ++n) {
         const float* row = w + n * K;
-        float largest = 0;
-        for (size_t k = 0; k < K; ++k) largest = std::max(largest, std::fabs(row[k]));
+        const float largest = largest_magnitude(row, K);
         MOE_CHECK(std::isfinite(largest), "int8 weights: row ", n,
                   " of a weight matrix holds a non-finite value (use f32 or bf16)");
         // A row of zeros keeps scale 0 (every q is 0).
@@ -102,6 +103,9 @@ StoredWeight::StoredWeight(WeightFormat format, const float* w, size_t N, size_t
           const float v = std::min(std::fabs(row[k]) * inverse + 0.5f, 127.0f);
           q[k] = int8_t(row[k] < 0 ? -int(v) : int(v));
         }
+        int32_t sum = 0;
+        for (size_t k = 0; k < K; ++k) sum += q[k];
+        sums_[n] = sum;
       }
       return;
   }

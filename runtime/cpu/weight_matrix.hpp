@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@ struct WeightMatrix {
   WeightFormat format = WeightFormat::kF32;
   const void* data = nullptr;
   const float* scales = nullptr;
+  const int32_t* sums = nullptr;  // int8: each row's sum of weights (for int8 activations)
 
   // The view from row `n` on (a block of output rows, e.g. a slice of the lm_head).
   WeightMatrix rows_from(size_t n, size_t K) const;
@@ -31,22 +33,54 @@ struct WeightMatrix {
   void widen(size_t n0, size_t n1, size_t K, float* out) const;
 };
 
+// Storage aligned to cache lines: a kernel's 64-byte loads of a row then never straddle two lines
+// (std::vector's large blocks start 16 bytes into a page).
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) {
+    void* p = ::operator new(n * sizeof(T), std::align_val_t(64));
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  bool operator==(const CacheLineAllocator&) const { return true; }
+};
+template <class T>
+using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
+
 // A converted copy of a float32 matrix that owns its storage.
 class StoredWeight {
  public:
   StoredWeight(WeightFormat format, const float* w, size_t N, size_t K);
-  WeightMatrix view() const { return {format_, data(), scales_.data()}; }
+  WeightMatrix view() const { return {format_, data(), scales_.data(), sums_.data()}; }
   size_t rows() const { return N_; }
-  size_t bytes() const { return bf16_.size() * 2 + int8_.size() + scales_.size() * 4; }
+  size_t bytes() const {
+    return bf16_.size() * 2 + int8_.size() + scales_.size() * 4 + sums_.size() * 4;
+  }
 
  private:
   const void* data() const;
   WeightFormat format_;
   size_t N_;
-  std::vector<uint16_t> bf16_;
-  std::vector<int8_t> int8_;
+  AlignedVector<uint16_t> bf16_;
+  AlignedVector<int8_t> int8_;
   std::vector<float> scales_;
+  std::vector<int32_t> sums_;
 };
+
+// The largest |v| of n floats: NaN when any is NaN (once seen, it sticks), infinity when any is
+// infinite — the scale of a symmetric int8 quantisation, and how it learns the row is not finite.
+inline float largest_magnitude(const float* v, size_t n) {
+  float largest = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const float a = v[i] < 0 ? -v[i] : v[i];
+    largest = a > largest || a != a ? a : largest;
+  }
+  return largest;
+}
 
 // The bfloat16 of a float, rounded to nearest even (NaN stays NaN).
 uint16_t to_bf16(float f);

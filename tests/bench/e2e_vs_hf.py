@@ -28,6 +28,15 @@ call per batch of prompts, in prompt order. Tokens counted: every generated id u
 eos (the decoder start token is not one); CT2 is asked for the end token and min_decoding_length 0,
 as HF's defaults are.
 
+The limit: at a few rows a decode step is bound by streaming its weights from memory. Before the
+runs (and after, best of both) the read bandwidth of one core is probed (bench_skinny_gemm's
+read_bandwidth: one thread summing 512 MiB, beside the moe binary); a step reads the decoder's
+attention projections (self q, k, v, o and cross q, o: the cross keys and values are computed once
+per prompt), its FFNs (dense, or per sparse layer the experts the batch's tokens pick: with B tokens
+routed uniformly over E experts, E·(1 - (1 - 1/E)^B) of them on average) and the lm_head, at the
+engine's bytes per weight (f32 4, bf16 2, int8 1). "of limit" = tok/s / (B × bandwidth / bytes per
+step), printed for the random models (switch-tiny fits in the cache).
+
 Needs torch and transformers (CPU); sentencepiece for the default model's prompts; ctranslate2
 for the CT2 rows (with t5-base). Installs nothing. Every command run is printed with a leading '+'.
 """
@@ -218,6 +227,42 @@ def agreement(ids, hf):
     return same, len(ids), prefix, total
 
 
+def probe_bandwidth(moe):
+    """One core's read bandwidth in GB/s: bench_skinny_gemm's read_bandwidth, best of 3 sweeps."""
+    bench = Path(moe).parent / "tests" / "bench_skinny_gemm"
+    cmd = [str(bench), "--benchmark_filter=read_bandwidth", "--sweeps=3"]
+    say(cmd)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return float(out.split("read bandwidth (one thread, best of sweeps):")[1].split()[0])
+
+
+BYTES_PER_WEIGHT = {"f32": 4, "bf16": 2, "int8": 1, "float32": 4}
+
+
+def step_bytes(config, batch, bytes_per_weight):
+    """Bytes of weights one decode step of `batch` rows reads (see the docstring)."""
+    d, ff, inner = config["d_model"], config["d_ff"], config["num_heads"] * config["d_kv"]
+    layers = config.get("num_decoder_layers") or config["num_layers"]
+    experts = config.get("num_experts", 0)
+    step = config.get("decoder_sparse_step")
+    if step is None:  # as transformers derives it
+        sparse = config.get("num_sparse_decoder_layers", 0)
+        step = layers // sparse if sparse else 0
+    if config.get("model_type") == "t5":
+        step = 0
+    weights = config["vocab_size"] * d
+    for i in range(layers):
+        weights += 6 * d * inner
+        sparse = step > 0 and i % step == step - 1
+        picked = experts * (1 - (1 - 1 / experts) ** batch) if sparse else 1
+        weights += picked * 2 * d * ff
+    return weights * bytes_per_weight
+
+
+def engine_bytes(engine):
+    return BYTES_PER_WEIGHT.get(engine.split()[-1], 4)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--moe", default=str(ROOT / "build" / "moe"), help="the moe binary (default: build/moe)")
@@ -271,6 +316,8 @@ def main():
     print(f"[e2e] {versions}, nproc {os.cpu_count()}, repeats {args.repeats} + 1 warm-up; "
           f"load average {os.getloadavg()[0]:.2f}")
 
+    bandwidth = probe_bandwidth(args.moe)
+    print(f"[e2e] read bandwidth, one core: {bandwidth:.1f} GB/s")
     rows = []  # (model, engine, threads, batch, prompts, max_new, tokens, rates, hf rates, agreement)
     for name in models:
         model_dir = model_dirs[name]
@@ -312,15 +359,22 @@ def main():
                                  agreement(ids[engine], ids["HF f32"])))
         del model
 
+    bandwidth = max(bandwidth, probe_bandwidth(args.moe))
     print(f"\ntokens/s = generated ids (to eos, at most max_new per prompt) / generation seconds; "
-          f"median of {args.repeats}; load average now {os.getloadavg()[0]:.2f}")
+          f"median of {args.repeats}; load average now {os.getloadavg()[0]:.2f}; read bandwidth "
+          f"{bandwidth:.1f} GB/s (best of the probes before and after)")
     print("| model | engine | threads | batch | prompts x max_new | tokens | tok/s | vs HF "
-          "| same sequences as HF | same-prefix tokens |")
-    print("|" + "---|" * 10)
+          "| limit tok/s | of limit | same sequences as HF | same-prefix tokens |")
+    print("|" + "---|" * 12)
+    configs = {name: json.load(open(d / "config.json")) for name, d in model_dirs.items()}
     for name, engine, threads, batch, n_prompts, max_new, tokens, r, hf, (same, n, prefix, total) in rows:
         o, h = statistics.median(r), statistics.median(hf)
+        limit, share = "", ""
+        if name in RANDOM and threads == 1:  # the probe is one core's
+            lim = batch * bandwidth * 1e9 / step_bytes(configs[name], batch, engine_bytes(engine))
+            limit, share = f"{lim:.1f}", f"{100 * o / lim:.0f}%"
         print(f"| {name} | {engine} | {threads} | {batch} | {n_prompts} x {max_new} | {tokens} | {o:.1f} | "
-              f"{o / h:.2f} | {same}/{n} | {prefix}/{total} |")
+              f"{o / h:.2f} | {limit} | {share} | {same}/{n} | {prefix}/{total} |")
     print("\nall repeats (tok/s):")
     for name, engine, threads, batch, *_, r, _, _ in rows:
         print(f"  {name} {engine} threads {threads} batch {batch}: {[round(x, 1) for x in r]}")

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/cpu/int8_gemm.hpp"
 #include "runtime/cpu/sgemm.hpp"
 #include "runtime/cpu/skinny_gemm.hpp"
 #include "runtime/cpu/weight_matrix.hpp"
@@ -126,17 +127,40 @@ void peer(const Shape& s, const float* w, Weights& b, int M) {
   sgemm_one_thread(true, M, s.N, s.K, b.x.data(), s.K, w, s.K, 0.0f, b.peer_y.data(), s.N);
 }
 
-void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, WeightFormat format) {
+// Ours: skinny_gemm at `level`, or (vnni, int8 weights) the int8-activation kernel that
+// "--weights int8" runs on CPUs with AVX-512 VNNI, its activations quantised in the timed call.
+void run_ours(const Shape& s, const Weights& b, const WeightMatrix& w, float* y, int M,
+              SimdLevel level, bool vnni) {
+  if (!vnni) return skinny_gemm(level, b.x.data(), w, y, M, s.N, s.K, false, false, 1);
+  static QuantizedRows q;
+  quantize_rows(b.x.data(), M, s.K, q);
+  int8_gemm_vnni(q, static_cast<const int8_t*>(w.data), w.scales, w.sums, y, s.N, false, false, 0,
+                 s.N);
+}
+
+void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, WeightFormat format,
+               bool vnni) {
   const Shape& s = kShapes[shape];
   Weights& b = weights(shape, format);
   openblas_set_num_threads(1);
-  skinny_gemm(level, b.x.data(), b.matrix(0), b.y.data(), M, s.N, s.K, false, false, 1);
-  peer(s, b.widened.data(), b, M);
+  run_ours(s, b, b.matrix(0), b.y.data(), M, level, vnni);
+  if (vnni) {  // the reference multiplies x as quantised: s · (q - 128)
+    QuantizedRows q;
+    quantize_rows(b.x.data(), M, s.K, q);
+    std::vector<float> x(size_t(M) * s.K);
+    for (int m = 0; m < M; ++m)
+      for (int k = 0; k < s.K; ++k)
+        x[size_t(m) * s.K + k] = q.scale[m] * float(int(q.q[size_t(m) * q.stride + k]) - 128);
+    sgemm_one_thread(true, M, s.N, s.K, x.data(), s.K, b.widened.data(), s.K, 0.0f, b.peer_y.data(),
+                     s.N);
+  } else {
+    peer(s, b.widened.data(), b, M);
+  }
+  const char* level_name = vnni ? "vnni" : simd_level_name(level);
   for (size_t i = 0; i < size_t(M) * s.N; ++i)
     if (!(std::abs(b.y[i] - b.peer_y[i]) <= 1e-4 * std::sqrt(double(s.K)))) {
       std::fprintf(stderr, "bench_skinny_gemm: %s %s %s M=%d: output %zu is %g, sgemm says %g\n",
-                   simd_level_name(level), weight_format_name(format), s.name, M, i, b.y[i],
-                   b.peer_y[i]);
+                   level_name, weight_format_name(format), s.name, M, i, b.y[i], b.peer_y[i]);
       std::exit(1);
     }
   std::vector<double> ours, theirs, blas;
@@ -144,7 +168,7 @@ void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, Weigh
   for (auto _ : state) {
     const WeightMatrix w = b.matrix(b.next++);
     double t0 = now_s();
-    skinny_gemm(level, b.x.data(), w, b.y.data(), M, s.N, s.K, false, false, 1);
+    run_ours(s, b, w, b.y.data(), M, level, vnni);
     const double t = now_s() - t0;
     state.SetIterationTime(t);
     ours.push_back(t);
@@ -161,8 +185,8 @@ void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, Weigh
   }
   benchmark::DoNotOptimize(b.y.data());
   benchmark::DoNotOptimize(b.peer_y.data());
-  const std::string name = std::string(s.name) + " M=" + std::to_string(M) + " " +
-                           simd_level_name(level) + " " + weight_format_name(format);
+  const std::string name = std::string(s.name) + " M=" + std::to_string(M) + " " + level_name +
+                           " " + weight_format_name(format);
   if (!g_rows.count(name)) g_order.push_back(name);
   g_rows[name].ours.push_back(median(ours));
   g_rows[name].peer.push_back(median(theirs));
@@ -249,13 +273,18 @@ int main(int argc, char** argv) {
         for (WeightFormat format : formats)
           for (SimdLevel level : levels) {
             if (level > best_simd_level()) continue;
-            benchmark::RegisterBenchmark(
-                (std::string(kShapes[shape].name) + "/M:" + std::to_string(M) + "/" +
-                 simd_level_name(level) + "/" + weight_format_name(format))
-                    .c_str(),
-                BM_Skinny, shape, M, level, format)
+            const std::string base = std::string(kShapes[shape].name) + "/M:" + std::to_string(M) +
+                                     "/" + simd_level_name(level) + "/" +
+                                     weight_format_name(format);
+            benchmark::RegisterBenchmark(base.c_str(), BM_Skinny, shape, M, level, format, false)
                 ->Iterations(kIterations)
                 ->UseManualTime();
+            if (format == WeightFormat::kInt8 && level == best_simd_level() &&
+                int8_vnni_available())
+              benchmark::RegisterBenchmark((base + "/vnni").c_str(), BM_Skinny, shape, M, level,
+                                           format, true)
+                  ->Iterations(kIterations)
+                  ->UseManualTime();
           }
   }
   // Unknown flags (e.g. --formats=) are ours: keep Google Benchmark from seeing them.

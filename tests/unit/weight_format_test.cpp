@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/cpu/cpu_device.hpp"
+#include "runtime/cpu/int8_gemm.hpp"
 #include "runtime/cpu/weight_matrix.hpp"
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
@@ -15,9 +16,16 @@
 namespace moe {
 namespace {
 
-// y = x · w^T in double, w widened from `matrix` (rows [0, N)).
-std::vector<double> product(const std::vector<float>& x, const WeightMatrix& matrix, int M, int N,
-                            int K) {
+// y = x · w^T in double, w widened from `matrix` (rows [0, N)); where the device runs int8
+// weights with int8 activations (VNNI), x as quantize_rows makes it: s · (q - 128) per row.
+std::vector<double> product(std::vector<float> x, const WeightMatrix& matrix, int M, int N, int K) {
+  if (matrix.format == WeightFormat::kInt8 && int8_vnni_available()) {
+    QuantizedRows q;
+    quantize_rows(x.data(), M, K, q);
+    for (int m = 0; m < M; ++m)
+      for (int k = 0; k < K; ++k)
+        x[size_t(m) * K + k] = q.scale[m] * float(int(q.q[size_t(m) * q.stride + k]) - 128);
+  }
   std::vector<float> w(size_t(N) * K);
   matrix.widen(0, N, K, w.data());
   std::vector<double> y(size_t(M) * N);
@@ -26,6 +34,85 @@ std::vector<double> product(const std::vector<float>& x, const WeightMatrix& mat
       for (int k = 0; k < K; ++k)
         y[size_t(m) * N + n] += double(x[size_t(m) * K + k]) * w[size_t(n) * K + k];
   return y;
+}
+
+TEST(WeightFormat, QuantizedRowsStayWithinHalfAStep) {
+  constexpr int M = 5, K = 130;  // K past one 64-byte step
+  auto x = random_floats(size_t(M) * K, 31);
+  for (int k = 0; k < K; ++k) x[size_t(2) * K + k] = 0;  // a row of zeros
+  x[size_t(3) * K + 7] = NAN;                            // a row with a NaN
+  QuantizedRows q;
+  quantize_rows(x.data(), M, K, q);
+  ASSERT_EQ(q.stride, 192);
+  for (int m = 0; m < M; ++m) {
+    if (m == 3) {
+      EXPECT_TRUE(std::isnan(q.scale[m]));
+      continue;
+    }
+    for (int k = 0; k < q.stride; ++k) {
+      const int v = int(q.q[size_t(m) * q.stride + k]) - 128;
+      if (k >= K) {
+        ASSERT_EQ(v, 0) << "padding (" << m << ", " << k << ")";
+        continue;
+      }
+      ASSERT_LE(std::abs(v), 127);
+      ASSERT_LE(std::fabs(q.scale[m] * v - x[size_t(m) * K + k]), q.scale[m] / 2 * 1.0001f)
+          << "(" << m << ", " << k << ")";
+    }
+  }
+}
+
+TEST(WeightFormat, Int8VnniKernelEqualsIntegerProduct) {
+  if (!int8_vnni_available()) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
+  struct Shape {
+    int M, N, K;
+  };
+  // Rows past a block of 6, weight rows past blocks of 4 and 8, K past 64-byte steps.
+  const Shape shapes[] = {{1, 1, 1},    {1, 37, 63},   {2, 9, 64},   {3, 13, 65},
+                          {7, 33, 130}, {13, 96, 768}, {6, 8, 3072}, {40, 21, 200}};
+  for (const Shape& s : shapes) {
+    const auto x = random_floats(size_t(s.M) * s.K, 41);
+    const auto w = random_floats(size_t(s.N) * s.K, 42);
+    const auto y0 = random_floats(size_t(s.M) * s.N, 43);
+    const StoredWeight stored(WeightFormat::kInt8, w.data(), s.N, s.K);
+    const WeightMatrix m = stored.view();
+    QuantizedRows q;
+    quantize_rows(x.data(), s.M, s.K, q);
+    for (int mode = 0; mode < 4; ++mode) {
+      const bool accumulate = mode & 1, relu = mode & 2;
+      auto y = y0;
+      // In two column ranges, as the pool splits them.
+      const int half = s.N / 2;
+      int8_gemm_vnni(q, static_cast<const int8_t*>(m.data), m.scales, m.sums, y.data(), s.N,
+                     accumulate, relu, 0, half);
+      int8_gemm_vnni(q, static_cast<const int8_t*>(m.data), m.scales, m.sums, y.data(), s.N,
+                     accumulate, relu, half, s.N);
+      for (int r = 0; r < s.M; ++r)
+        for (int n = 0; n < s.N; ++n) {
+          int64_t dot = 0;
+          for (int k = 0; k < s.K; ++k)
+            dot += int64_t(int(q.q[size_t(r) * q.stride + k]) - 128) *
+                   static_cast<const int8_t*>(m.data)[size_t(n) * s.K + k];
+          double want = double(q.scale[r]) * m.scales[n] * double(dot);
+          if (accumulate) want += y0[size_t(r) * s.N + n];
+          if (relu) want = std::max(want, 0.0);
+          ASSERT_NEAR(y[size_t(r) * s.N + n], want, 1e-5 * (1 + std::fabs(want)))
+              << "M=" << s.M << " N=" << s.N << " K=" << s.K << " mode " << mode << " at (" << r
+              << ", " << n << ")";
+        }
+    }
+    // A row's result alone equals its result among the others.
+    for (int r = 0; r < s.M; ++r) {
+      QuantizedRows one;
+      quantize_rows(x.data() + size_t(r) * s.K, 1, s.K, one);
+      std::vector<float> alone(s.N), all(size_t(s.M) * s.N);
+      int8_gemm_vnni(one, static_cast<const int8_t*>(m.data), m.scales, m.sums, alone.data(), s.N,
+                     false, false, 0, s.N);
+      int8_gemm_vnni(q, static_cast<const int8_t*>(m.data), m.scales, m.sums, all.data(), s.N,
+                     false, false, 0, s.N);
+      for (int n = 0; n < s.N; ++n) ASSERT_EQ(alone[n], all[size_t(r) * s.N + n]);
+    }
+  }
 }
 
 TEST(WeightFormat, Bf16RoundsToNearestEven) {
@@ -57,9 +144,12 @@ TEST(WeightFormat, Int8KeepsEachRowWithinHalfAStep) {
                 m.scales[n] / 2 * 1.0001f)
           << "(" << n << ", " << k << ")";
   }
-  EXPECT_EQ(stored.bytes(), size_t(N) * K + N * sizeof(float));
+  EXPECT_EQ(stored.bytes(), size_t(N) * K + N * (sizeof(float) + sizeof(int32_t)));
   auto bad = w;
   bad[size_t(3) * K] = INFINITY;
+  EXPECT_THROW(StoredWeight(WeightFormat::kInt8, bad.data(), N, K), Error);
+  bad[size_t(3) * K] = 1;
+  bad[size_t(5) * K + 9] = NAN;
   EXPECT_THROW(StoredWeight(WeightFormat::kInt8, bad.data(), N, K), Error);
 }
 
@@ -72,7 +162,7 @@ TEST(WeightFormat, CpuDeviceReadsPreparedCopiesOnEveryPath) {
     device.prepare_weight(w.data(), N, K);
     const StoredWeight stored(format, w.data(), N, K);
     EXPECT_EQ(device.prepared_weight_bytes(), stored.bytes());
-    for (int M : {1, 3, 31, 64}) {  // the skinny kernel, then the widened sgemm path
+    for (int M : {1, 3, 31, 64}) {  // the skinny or int8 kernel, then the widened sgemm path
       const auto x = random_floats(size_t(M) * K, M);
       // The whole matrix, and the block of rows [50, 50 + 70) through a pointer into it.
       for (int first : {0, 50}) {

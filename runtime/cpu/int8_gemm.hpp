@@ -1,0 +1,36 @@
+// y[M, N] = x[M, K] · w[N, K]^T with int8 weights and int8 activations: the product that
+// "--weights int8" runs where the CPU has AVX-512 VNNI (vpdpbusd: 64 byte products summed into 16
+// 32-bit lanes per instruction, four times the multiply-adds of a float32 FMA).
+//
+// Each row of x is quantised on the fly, symmetric per row: q = round(x / s) with s = max|x| / 127,
+// stored as q + 128 (unsigned, as vpdpbusd takes it); w holds int8 weights with one scale per
+// output row (runtime/cpu/weight_matrix.hpp) and each row's sum of weights, so that
+//   y[m, n] = s_x[m] · s_w[n] · (Σ_k (q[m, k] + 128) · w[n, k] − 128 · Σ_k w[n, k]).
+// The sums are exact in int32, so a row's result depends on that row alone (never on the other
+// rows of the call, nor on how the columns are split over threads).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace moe {
+
+// True where this CPU runs the VNNI kernel (AVX-512 F, BW and VNNI).
+bool int8_vnni_available();
+
+// Rows of x quantised for the kernel: K rounded up to 64 bytes per row (padding holds the zero
+// point 128, which meets zero weights), and one scale per row.
+struct QuantizedRows {
+  int M = 0, K = 0, stride = 0;
+  std::vector<uint8_t> q;
+  std::vector<float> scale;
+};
+void quantize_rows(const float* x, int M, int K, QuantizedRows& out);
+
+// Columns [n_begin, n_end) of y = x · w^T (+ y when accumulate, then max(y, 0) when relu), w int8
+// [N, K] with per-row scales and sums. Needs int8_vnni_available().
+void int8_gemm_vnni(const QuantizedRows& x, const int8_t* w, const float* w_scales,
+                    const int32_t* w_sums, float* y, int N, bool accumulate, bool relu, int n_begin,
+                    int n_end);
+
+}  // namespace moe
