@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "runtime/cpu/bf16_gemm.hpp"
 #include "runtime/cpu/int8_gemm.hpp"
 #include "runtime/cpu/sgemm.hpp"
 #include "runtime/cpu/skinny_gemm.hpp"
@@ -37,6 +38,12 @@ CpuDevice::CpuDevice(int threads, WeightFormat format)
     : threads_(threads), format_(format), simd_(best_simd_level()) {
   MOE_CHECK(threads >= 1, "cpu device: thread count must be >= 1, got ", threads);
   ThreadPool::instance().resize(threads);
+  // oneDNN builds its GEMM kernels on the first call (20 ms measured): here, at load, rather than
+  // in the first request's time to first token.
+  const float a[4] = {}, b[4] = {};
+  float c[4];
+  sgemm_one_thread(true, 2, 2, 2, a, 2, b, 2, 0.0f, c, 2);
+  sgemm_one_thread(false, 2, 2, 2, a, 2, b, 2, 0.0f, c, 2);
 }
 
 namespace {
@@ -131,17 +138,28 @@ std::string CpuDevice::name() const {
   return format_ == WeightFormat::kF32 ? base : base + ":" + weight_format_name(format_);
 }
 
-// One product by the kernel that suits it: int8 weights on a CPU with VNNI by the int8 kernel at
-// every row count (each row's activations quantised on its own, so a row's result does not depend
-// on the call's other rows); otherwise skinny_gemm up to the measured crossover, the many-row GEMM
-// above it (ReLU then as a pass of its own).
+// One product by the kernel that suits it: int8 weights on a CPU with VNNI by the int8 kernel and
+// bf16 weights on a CPU with AVX-512 BF16 by the bf16 kernel, at every row count (each row's
+// activations quantised or rounded on their own, so a row's result does not depend on the call's
+// other rows); otherwise skinny_gemm up to the measured crossover, the many-row GEMM above it
+// (ReLU then as a pass of its own).
 void CpuDevice::product(const float* x, const WeightMatrix& w, float* y, int M, int N, int K,
                         bool accumulate, bool relu) {
+  constexpr int kColumnsPerChunk = 64;  // threads take whole runs of blocks
+  const int chunks = (N + kColumnsPerChunk - 1) / kColumnsPerChunk;
+  if (w.format == WeightFormat::kBf16 && bf16_dot_available()) {
+    round_rows_to_bf16(x, M, K, rounded_);
+    const uint16_t* b = static_cast<const uint16_t*>(w.data);
+    parallel_for(chunks, [&](int begin, int end) {
+      bf16_gemm_dot(rounded_, b, y, N, accumulate, relu, begin * kColumnsPerChunk,
+                    std::min(N, end * kColumnsPerChunk));
+    });
+    return;
+  }
   if (w.format == WeightFormat::kInt8 && int8_vnni_available()) {
     quantize_rows(x, M, K, quantized_);
     const int8_t* q = static_cast<const int8_t*>(w.data);
-    constexpr int kColumnsPerChunk = 64;
-    parallel_for((N + kColumnsPerChunk - 1) / kColumnsPerChunk, [&](int begin, int end) {
+    parallel_for(chunks, [&](int begin, int end) {
       int8_gemm_vnni(quantized_, q, w.scales, w.sums, y, N, accumulate, relu,
                      begin * kColumnsPerChunk, std::min(N, end * kColumnsPerChunk));
     });

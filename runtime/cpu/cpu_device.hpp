@@ -4,6 +4,7 @@
 #include <map>
 #include <vector>
 
+#include "runtime/cpu/bf16_gemm.hpp"
 #include "runtime/cpu/int8_gemm.hpp"
 #include "runtime/cpu/skinny_gemm.hpp"
 #include "runtime/device.hpp"
@@ -39,6 +40,7 @@ class CpuDevice final : public Device {
   size_t prepared_bytes_ = 0;
   std::vector<float> hidden_;  // [rows, d_ff] of the largest group seen, reused across calls
   QuantizedRows quantized_;    // the int8 kernel's activations, reused across calls
+  Bf16Rows rounded_;           // the bf16 kernel's activations, reused across calls
 };
 
 }  // namespace moe

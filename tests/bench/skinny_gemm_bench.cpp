@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/cpu/bf16_gemm.hpp"
 #include "runtime/cpu/int8_gemm.hpp"
 #include "runtime/cpu/sgemm.hpp"
 #include "runtime/cpu/skinny_gemm.hpp"
@@ -127,36 +128,55 @@ void peer(const Shape& s, const float* w, Weights& b, int M) {
   sgemm_one_thread(true, M, s.N, s.K, b.x.data(), s.K, w, s.K, 0.0f, b.peer_y.data(), s.N);
 }
 
-// Ours: skinny_gemm at `level`, or (vnni, int8 weights) the int8-activation kernel that
-// "--weights int8" runs on CPUs with AVX-512 VNNI, its activations quantised in the timed call.
+// Ours: skinny_gemm at `level`, or (dot) the kernel of the format's own dot product that the
+// device runs where the CPU has it: int8 activations on AVX-512 VNNI for int8 weights, bf16
+// activations on AVX-512 BF16 for bf16 weights — the activations quantised or rounded in the timed
+// call.
 void run_ours(const Shape& s, const Weights& b, const WeightMatrix& w, float* y, int M,
-              SimdLevel level, bool vnni) {
-  if (!vnni) return skinny_gemm(level, b.x.data(), w, y, M, s.N, s.K, false, false, 1);
+              SimdLevel level, bool dot) {
+  if (!dot) return skinny_gemm(level, b.x.data(), w, y, M, s.N, s.K, false, false, 1);
+  if (w.format == WeightFormat::kBf16) {
+    static Bf16Rows rows;
+    round_rows_to_bf16(b.x.data(), M, s.K, rows);
+    return bf16_gemm_dot(rows, static_cast<const uint16_t*>(w.data), y, s.N, false, false, 0, s.N);
+  }
   static QuantizedRows q;
   quantize_rows(b.x.data(), M, s.K, q);
   int8_gemm_vnni(q, static_cast<const int8_t*>(w.data), w.scales, w.sums, y, s.N, false, false, 0,
                  s.N);
 }
 
+// x as the dot kernels see it: bf16-rounded, or s · (q - 128).
+std::vector<float> activations_as_used(const Weights& b, int M, int K, WeightFormat format) {
+  std::vector<float> x(b.x.begin(), b.x.begin() + size_t(M) * K);
+  if (format == WeightFormat::kBf16) {
+    for (float& v : x) v = from_bf16(to_bf16(v));
+    return x;
+  }
+  QuantizedRows q;
+  quantize_rows(b.x.data(), M, K, q);
+  for (int m = 0; m < M; ++m)
+    for (int k = 0; k < K; ++k)
+      x[size_t(m) * K + k] = q.scale[m] * float(int(q.q[size_t(m) * q.stride + k]) - 128);
+  return x;
+}
+
 void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, WeightFormat format,
-               bool vnni) {
+               bool dot) {
   const Shape& s = kShapes[shape];
   Weights& b = weights(shape, format);
   openblas_set_num_threads(1);
-  run_ours(s, b, b.matrix(0), b.y.data(), M, level, vnni);
-  if (vnni) {  // the reference multiplies x as quantised: s · (q - 128)
-    QuantizedRows q;
-    quantize_rows(b.x.data(), M, s.K, q);
-    std::vector<float> x(size_t(M) * s.K);
-    for (int m = 0; m < M; ++m)
-      for (int k = 0; k < s.K; ++k)
-        x[size_t(m) * s.K + k] = q.scale[m] * float(int(q.q[size_t(m) * q.stride + k]) - 128);
+  run_ours(s, b, b.matrix(0), b.y.data(), M, level, dot);
+  if (dot) {  // the reference multiplies x as the kernel sees it
+    const auto x = activations_as_used(b, M, s.K, format);
     sgemm_one_thread(true, M, s.N, s.K, x.data(), s.K, b.widened.data(), s.K, 0.0f, b.peer_y.data(),
                      s.N);
   } else {
     peer(s, b.widened.data(), b, M);
   }
-  const char* level_name = vnni ? "vnni" : simd_level_name(level);
+  const char* level_name = !dot                            ? simd_level_name(level)
+                           : format == WeightFormat::kInt8 ? "vnni"
+                                                           : "bf16dot";
   for (size_t i = 0; i < size_t(M) * s.N; ++i)
     if (!(std::abs(b.y[i] - b.peer_y[i]) <= 1e-4 * std::sqrt(double(s.K)))) {
       std::fprintf(stderr, "bench_skinny_gemm: %s %s %s M=%d: output %zu is %g, sgemm says %g\n",
@@ -168,7 +188,7 @@ void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, Weigh
   for (auto _ : state) {
     const WeightMatrix w = b.matrix(b.next++);
     double t0 = now_s();
-    run_ours(s, b, w, b.y.data(), M, level, vnni);
+    run_ours(s, b, w, b.y.data(), M, level, dot);
     const double t = now_s() - t0;
     state.SetIterationTime(t);
     ours.push_back(t);
@@ -279,9 +299,10 @@ int main(int argc, char** argv) {
             benchmark::RegisterBenchmark(base.c_str(), BM_Skinny, shape, M, level, format, false)
                 ->Iterations(kIterations)
                 ->UseManualTime();
-            if (format == WeightFormat::kInt8 && level == best_simd_level() &&
-                int8_vnni_available())
-              benchmark::RegisterBenchmark((base + "/vnni").c_str(), BM_Skinny, shape, M, level,
+            const bool dot = (format == WeightFormat::kInt8 && int8_vnni_available()) ||
+                             (format == WeightFormat::kBf16 && bf16_dot_available());
+            if (dot && level == best_simd_level())
+              benchmark::RegisterBenchmark((base + "/dot").c_str(), BM_Skinny, shape, M, level,
                                            format, true)
                   ->Iterations(kIterations)
                   ->UseManualTime();

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "runtime/cpu/bf16_gemm.hpp"
 #include "runtime/cpu/cpu_device.hpp"
 #include "runtime/cpu/int8_gemm.hpp"
 #include "runtime/cpu/weight_matrix.hpp"
@@ -17,8 +18,11 @@ namespace moe {
 namespace {
 
 // y = x · w^T in double, w widened from `matrix` (rows [0, N)); where the device runs int8
-// weights with int8 activations (VNNI), x as quantize_rows makes it: s · (q - 128) per row.
+// weights with int8 activations (VNNI), x as quantize_rows makes it: s · (q - 128) per row; where
+// it runs bf16 weights with bf16 activations (AVX-512 BF16), x rounded to bf16.
 std::vector<double> product(std::vector<float> x, const WeightMatrix& matrix, int M, int N, int K) {
+  if (matrix.format == WeightFormat::kBf16 && bf16_dot_available())
+    for (float& v : x) v = from_bf16(to_bf16(v));
   if (matrix.format == WeightFormat::kInt8 && int8_vnni_available()) {
     QuantizedRows q;
     quantize_rows(x.data(), M, K, q);
@@ -110,6 +114,50 @@ TEST(WeightFormat, Int8VnniKernelEqualsIntegerProduct) {
                      false, false, 0, s.N);
       int8_gemm_vnni(q, static_cast<const int8_t*>(m.data), m.scales, m.sums, all.data(), s.N,
                      false, false, 0, s.N);
+      for (int n = 0; n < s.N; ++n) ASSERT_EQ(alone[n], all[size_t(r) * s.N + n]);
+    }
+  }
+}
+
+TEST(WeightFormat, Bf16DotKernelEqualsProductOfRoundedRows) {
+  if (!bf16_dot_available()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+  struct Shape {
+    int M, N, K;
+  };
+  const Shape shapes[] = {{1, 1, 1},    {1, 37, 31},   {2, 9, 32},   {3, 13, 33},
+                          {7, 33, 130}, {13, 96, 768}, {6, 8, 3072}, {40, 21, 200}};
+  for (const Shape& s : shapes) {
+    const auto x = random_floats(size_t(s.M) * s.K, 51);
+    const auto w = random_floats(size_t(s.N) * s.K, 52);
+    const auto y0 = random_floats(size_t(s.M) * s.N, 53);
+    const StoredWeight stored(WeightFormat::kBf16, w.data(), s.N, s.K);
+    const uint16_t* wb = static_cast<const uint16_t*>(stored.view().data);
+    Bf16Rows rows;
+    round_rows_to_bf16(x.data(), s.M, s.K, rows);
+    for (int mode = 0; mode < 4; ++mode) {
+      const bool accumulate = mode & 1, relu = mode & 2;
+      auto y = y0;
+      const int half = s.N / 2;
+      bf16_gemm_dot(rows, wb, y.data(), s.N, accumulate, relu, 0, half);
+      bf16_gemm_dot(rows, wb, y.data(), s.N, accumulate, relu, half, s.N);
+      for (int r = 0; r < s.M; ++r)
+        for (int n = 0; n < s.N; ++n) {
+          double want = accumulate ? y0[size_t(r) * s.N + n] : 0.0;
+          for (int k = 0; k < s.K; ++k)
+            want += double(from_bf16(to_bf16(x[size_t(r) * s.K + k]))) *
+                    from_bf16(wb[size_t(n) * s.K + k]);
+          if (relu) want = std::max(want, 0.0);
+          ASSERT_NEAR(y[size_t(r) * s.N + n], want, 1e-5 * std::sqrt(double(s.K)) + 1e-6)
+              << "M=" << s.M << " N=" << s.N << " K=" << s.K << " mode " << mode << " at (" << r
+              << ", " << n << ")";
+        }
+    }
+    for (int r = 0; r < s.M; ++r) {  // a row alone gives the bits it gives among the others
+      Bf16Rows one;
+      round_rows_to_bf16(x.data() + size_t(r) * s.K, 1, s.K, one);
+      std::vector<float> alone(s.N), all(size_t(s.M) * s.N);
+      bf16_gemm_dot(one, wb, alone.data(), s.N, false, false, 0, s.N);
+      bf16_gemm_dot(rows, wb, all.data(), s.N, false, false, 0, s.N);
       for (int n = 0; n < s.N; ++n) ASSERT_EQ(alone[n], all[size_t(r) * s.N + n]);
     }
   }
