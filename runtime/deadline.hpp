@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <thread>
@@ -23,12 +24,26 @@ struct Deadline {
   bool expired() const { return Clock::now() >= at; }
 };
 
+// The longest time between two consecutive looks of this thread's last poll_until: the process
+// was not running then (stopped, e.g. by SIGSTOP, or starved of CPU). A wait that expired with a
+// long pause of its own is not evidence against the peer it waited for.
+inline double& longest_pause_of_last_wait() {
+  thread_local double seconds = 0;
+  return seconds;
+}
+
 // Polls `done` until it returns true or the deadline passes; returns false on expiry.
 inline bool poll_until(const std::function<bool()>& done, const Deadline& deadline) {
   int polls = 0;
   auto nap = std::chrono::microseconds(10);
+  double& longest = longest_pause_of_last_wait();
+  longest = 0;
+  auto last = Clock::now();
   while (!done()) {
-    if (deadline.expired()) return false;
+    const auto now = Clock::now();
+    longest = std::max(longest, std::chrono::duration<double>(now - last).count());
+    last = now;
+    if (now >= deadline.at) return false;
     if (++polls < 64) {
       sched_yield();
       continue;
@@ -37,6 +52,19 @@ inline bool poll_until(const std::function<bool()>& done, const Deadline& deadli
     nap = std::min(nap * 2, std::chrono::microseconds(500));
   }
   return true;
+}
+
+// "" or, after an expired wait in which this process itself did not run for a second or more,
+// a note for the error that names the peer: the peer may have given up on this rank.
+inline std::string own_pause_note() {
+  const double pause = longest_pause_of_last_wait();
+  if (pause < 1.0) return "";
+  char text[200];
+  std::snprintf(text, sizeof(text),
+                " (but this rank itself did not run for %.1f s of that wait: it was stopped, e.g. "
+                "by SIGSTOP, or starved of CPU, and the other rank may have given up on it)",
+                pause);
+  return text;
 }
 
 inline double seconds_since(Clock::time_point start) {

@@ -37,7 +37,7 @@ struct NcclTransport::State {
     if (!done || async != ncclSuccess) {
       ncclCommAbort(comm);
       comm = nullptr;
-      if (!done) MOE_FAIL("NCCL: the deadline passed while ", doing);
+      if (!done) MOE_FAIL("NCCL: the deadline passed while ", doing, own_pause_note());
       MOE_FAIL("NCCL: ", ncclGetErrorString(async), " while ", doing);
     }
   }

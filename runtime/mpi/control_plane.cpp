@@ -48,9 +48,10 @@ Envelope receive_control(const World& world, int source, const Deadline& deadlin
       },
       deadline);
   if (!arrived) {
-    if (source == kAnySource) MOE_FAIL("deadline passed with no answer while ", doing);
+    if (source == kAnySource)
+      MOE_FAIL("deadline passed with no answer while ", doing, own_pause_note());
     MOE_FAIL("rank ", source, " (host ", world.host_of(source),
-             ") did not answer before the deadline while ", doing);
+             ") did not answer before the deadline while ", doing, own_pause_note());
   }
   return receive_probed(status, tag);
 }
@@ -96,7 +97,7 @@ void BackgroundSends::wait_all(const Deadline& deadline, const std::string& doin
   if (!delivered) {
     const int dest = pending_.front()->dest;
     MOE_FAIL("rank ", dest, " (host ", world_.host_of(dest),
-             ") did not take a message before the deadline while ", doing);
+             ") did not take a message before the deadline while ", doing, own_pause_note());
   }
 }
 

@@ -62,13 +62,14 @@ bool MpiTransport::test(Ticket ticket) {
 
 void MpiTransport::wait(Ticket ticket, const Deadline& deadline, const std::string& doing) {
   if (poll_until([&] { return test(ticket); }, deadline)) return;
+  const std::string pause = own_pause_note();
   InFlight& f = find(ticket);
   for (size_t i = 0; i < f.requests.size(); ++i) {
     int one = 0;
     MPI_Test(&f.requests[i], &one, MPI_STATUS_IGNORE);
     if (!one)
       MOE_FAIL("rank ", f.peers[i], " (host ", world_.host_of(f.peers[i]),
-               ") did not complete a data transfer before the deadline while ", doing);
+               ") did not complete a data transfer before the deadline while ", doing, pause);
   }
   in_flight_.erase(ticket);
 }

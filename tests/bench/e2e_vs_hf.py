@@ -37,6 +37,10 @@ routed uniformly over E experts, E·(1 - (1 - 1/E)^B) of them on average) and th
 engine's bytes per weight (f32 4, bf16 2, int8 1). "of limit" = tok/s / (B × bandwidth / bytes per
 step), printed for the random models (switch-tiny fits in the cache).
 
+--prefill N measures the prefill instead: prompts of N tokens, one new token each, and the rate is
+prompt tokens per second up to the last prompt's first token (ours: its ttft_ms; HF and CT2: the
+generate() / translate_batch() call).
+
 Needs torch and transformers (CPU); sentencepiece for the default model's prompts; ctranslate2
 for the CT2 rows (with t5-base). Installs nothing. Every command run is printed with a leading '+'.
 """
@@ -142,15 +146,16 @@ def convert_ct2(model_dir: Path, out: Path, quantization: str):
     print(f"[e2e] converted {out} in {time.time() - t0:.0f} s")
 
 
-def prompts_for(name: str, count: int, model_dir: Path):
-    """Token-id prompts (each ends with eos, as T5Tokenizer does)."""
+def prompts_for(name: str, count: int, model_dir: Path, length: int = 0):
+    """Token-id prompts (each ends with eos, as T5Tokenizer does); of `length` tokens when given."""
     if name == "switch-tiny":
         import sentencepiece as spm
         sp = spm.SentencePieceProcessor(model_file=str(model_dir / "spiece.model"))
         texts = [json.loads(line)["text"] for line in open(model_dir / "prompts.jsonl")]
         return [sp.encode(texts[i % len(texts)]) + [EOS] for i in range(count)]
     rng = random.Random(1234)  # random ids of random length: the weights are random too
-    return [[rng.randrange(3, RANDOM[name][2]["vocab_size"]) for _ in range(rng.randint(12, 40))] + [EOS]
+    return [[rng.randrange(3, RANDOM[name][2]["vocab_size"])
+             for _ in range(length - 1 if length else rng.randint(12, 40))] + [EOS]
             for _ in range(count)]
 
 
@@ -166,7 +171,8 @@ def cut_at_eos(row):
 
 def run_ours(args, model_dir, prompts, batch, max_new, threads, weights, tag):
     """One `moe generate` process over the prompts (continuous batching). → (tokens/s, ids).
-    The rate is the one `moe generate` prints: serving time, model loading excluded."""
+    The rate is the one `moe generate` prints: serving time, model loading excluded. With
+    --prefill, prompt tokens per second up to the last prompt's first token instead."""
     work = Path(args.work)
     inp, out = work / f"{tag}.in.jsonl", work / f"{tag}.out.jsonl"
     write_jsonl(inp, prompts)
@@ -178,10 +184,13 @@ def run_ours(args, model_dir, prompts, batch, max_new, threads, weights, tag):
     say((["env", *args.ours_env.split()] if args.ours_env else []) + cmd)
     text = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True, env=env).stdout
     rate = float(text.split(" tokens/s")[0].rsplit(" ", 1)[1])
-    return rate, [json.loads(line)["output_ids"] for line in open(out)]
+    rows = [json.loads(line) for line in open(out)]
+    if args.prefill:
+        rate = sum(len(p) for p in prompts) / (max(r["ttft_ms"] for r in rows) / 1e3)
+    return rate, [r["output_ids"] for r in rows]
 
 
-def run_hf(model, prompts, batch, max_new):
+def run_hf(model, prompts, batch, max_new, prefill=False):
     """HF greedy generate over the prompts in batches (right-padded, attention mask). → (tokens/s, ids)."""
     import torch
     ids_out, seconds = [], 0.0
@@ -195,10 +204,11 @@ def run_hf(model, prompts, batch, max_new):
                                  max_new_tokens=max_new, do_sample=False, num_beams=1)
             seconds += time.perf_counter() - t0
         ids_out += [cut_at_eos(row[1:]) for row in out.tolist()]  # without the decoder start token
-    return sum(len(r) for r in ids_out) / seconds, ids_out
+    done = sum(len(p) for p in prompts) if prefill else sum(len(r) for r in ids_out)
+    return done / seconds, ids_out
 
 
-def run_ct2(translator, prompts, batch, max_new):
+def run_ct2(translator, prompts, batch, max_new, prefill=False):
     """CTranslate2 greedy translate_batch over the prompts in batches, as HF's. → (tokens/s, ids)."""
     ids_out, seconds = [], 0.0
     for first in range(0, len(prompts), batch):
@@ -211,7 +221,8 @@ def run_ct2(translator, prompts, batch, max_new):
             words = r.hypotheses[0]
             ids_out.append(cut_at_eos([EOS if w == "</s>" else PAD if w == "<pad>" else int(w[1:])
                                        for w in words]))
-    return sum(len(r) for r in ids_out) / seconds, ids_out
+    done = sum(len(p) for p in prompts) if prefill else sum(len(r) for r in ids_out)
+    return done / seconds, ids_out
 
 
 def agreement(ids, hf):
@@ -284,6 +295,9 @@ def main():
     p.add_argument("--max-new-tokens-tiny", type=int, default=24, help="for switch-tiny (default 24)")
     p.add_argument("--ours-env", default="", help="extra environment for ours only, e.g. OMP_WAIT_POLICY=passive")
     p.add_argument("--build-only", action="store_true", help="only build the random checkpoints (and CT2 models)")
+    p.add_argument("--prefill", type=int, default=0,
+                   help="measure the prefill instead: prompts of this many tokens, one new token, "
+                        "rate = prompt tokens / seconds to the last first token (e.g. 128)")
     args = p.parse_args()
     models = args.models.split(",")
     for name in models:
@@ -322,6 +336,8 @@ def main():
     for name in models:
         model_dir = model_dirs[name]
         max_new = args.max_new_tokens_tiny if name == "switch-tiny" else args.max_new_tokens_base
+        if args.prefill:
+            max_new = 1
         model_class = RANDOM.get(name, RANDOM["switch-base-8"])[1]  # switch-tiny: a Switch model
         say(f"python: {model_class}.from_pretrained('{model_dir}', dtype=float32)")
         model = getattr(transformers, model_class).from_pretrained(model_dir, dtype=torch.float32).eval()
@@ -331,17 +347,18 @@ def main():
             engines = {f"ours {w}": (lambda pr, b, tag, w=w: run_ours(args, model_dir, pr, b, max_new,
                                                                        threads, w, f"{tag}.{w}"))
                        for w in weights}
-            engines["HF f32"] = lambda pr, b, tag: run_hf(model, pr, b, max_new)
+            engines["HF f32"] = lambda pr, b, tag: run_hf(model, pr, b, max_new, args.prefill > 0)
             if name == "t5-base":
                 for q, d in ct2_dirs.items():
                     say(f"python: ctranslate2.Translator('{d}', device='cpu', intra_threads={threads}, "
                         f"inter_threads=1)")
                     translator = ctranslate2.Translator(str(d), device="cpu", intra_threads=threads,
                                                         inter_threads=1)
-                    engines[f"CT2 {q}"] = lambda pr, b, tag, t=translator: run_ct2(t, pr, b, max_new)
+                    engines[f"CT2 {q}"] = lambda pr, b, tag, t=translator: run_ct2(t, pr, b, max_new,
+                                                                                  args.prefill > 0)
             for batch in [int(b) for b in args.batches.split(",")]:
                 count = args.prompts_tiny if name == "switch-tiny" else args.prompts_batch1 if batch == 1 else args.prompts
-                prompts = prompts_for(name, count, model_dir)
+                prompts = prompts_for(name, count, model_dir, args.prefill)
                 rates = {e: [] for e in engines}
                 ids = {}
                 for rep in range(args.repeats + 1):
@@ -360,7 +377,9 @@ def main():
         del model
 
     bandwidth = max(bandwidth, probe_bandwidth(args.moe))
-    print(f"\ntokens/s = generated ids (to eos, at most max_new per prompt) / generation seconds; "
+    measure = (f"prompt tokens ({args.prefill} per prompt) / seconds to the last prompt's first token"
+               if args.prefill else "generated ids (to eos, at most max_new per prompt) / generation seconds")
+    print(f"\ntokens/s = {measure}; "
           f"median of {args.repeats}; load average now {os.getloadavg()[0]:.2f}; read bandwidth "
           f"{bandwidth:.1f} GB/s (best of the probes before and after)")
     print("| model | engine | threads | batch | prompts x max_new | tokens | tok/s | vs HF "
@@ -370,7 +389,7 @@ def main():
     for name, engine, threads, batch, n_prompts, max_new, tokens, r, hf, (same, n, prefix, total) in rows:
         o, h = statistics.median(r), statistics.median(hf)
         limit, share = "", ""
-        if name in RANDOM and threads == 1:  # the probe is one core's
+        if name in RANDOM and threads == 1 and not args.prefill:  # the probe is one core's
             lim = batch * bandwidth * 1e9 / step_bytes(configs[name], batch, engine_bytes(engine))
             limit, share = f"{lim:.1f}", f"{100 * o / lim:.0f}%"
         print(f"| {name} | {engine} | {threads} | {batch} | {n_prompts} x {max_new} | {tokens} | {o:.1f} | "
