@@ -1,5 +1,7 @@
 #include "ranks/serving.hpp"
 
+#include <algorithm>
+
 #include "model/decoder.hpp"
 #include "model/generation.hpp"
 #include "runtime/error.hpp"
@@ -90,8 +92,12 @@ void Server::lane(int lane) {
   SwitchModel& m = coordinator.model(lane);
   std::vector<Active> active;
   const int room = capacity(lane);
+  constexpr int kAdmissionSteps = 4;  // the default: a lane fills up over 8 steps
+  const int per_step = options.admit_per_step > 0
+                           ? options.admit_per_step
+                           : std::max(1, (room + kAdmissionSteps - 1) / kAdmissionSteps);
   for (;;) {
-    admit(m, room - int(active.size()), active);
+    admit(m, std::min(per_step, room - int(active.size())), active);
     if (active.empty()) return;
     step(m, active);
   }

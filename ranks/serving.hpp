@@ -1,8 +1,8 @@
 // Greedy generation as a server: an attention rank's requests wait in a queue; each micro-batch
 // lane keeps up to its share of the batch decoding, and as soon as a sequence finishes a waiting
 // request takes its place (its encoder pass runs as a micro-batch of its own, between the lane's
-// decode steps). Every sequence decodes at its own position, so outputs equal one request at a
-// time.
+// decode steps; a few requests per step, see ServeOptions::admit_per_step). Every sequence decodes
+// at its own position, so outputs equal one request at a time.
 #pragma once
 
 #include <cereal/types/vector.hpp>
@@ -65,6 +65,11 @@ struct MessageTypeOf<ResultShare> {
 struct ServeOptions {
   int batch_size = 8;  // sequences decoding at once on this rank, over all its lanes
   int max_new_tokens = 32;
+  // Prompts a lane admits at most between two of its decode steps (0: an eighth of its share of
+  // the batch, at least one). Sequences that end together (equal lengths) would otherwise be
+  // replaced together, and the lane would alternate between whole-batch encoder passes and decode
+  // steps; spread over steps, admissions (and so endings) stay spread.
+  int admit_per_step = 0;
 };
 
 // Generates every request (all arrived at the call) on this attention rank's lanes. Each result

@@ -41,6 +41,8 @@ class GenerateCommand final : public DistributedCommand {
         ("max-new-tokens", po::value(&options_.max_new_tokens)->default_value(32), "tokens to generate at most")
         ("batch-size", po::value(&options_.batch_size)->default_value(8),
          "sequences decoding at once per attention rank (continuous batching)")
+        ("admit-per-step", po::value(&options_.admit_per_step)->default_value(0),
+         "prompts each micro-batch lane takes in at most between two decode steps (0: an eighth of its share of the batch)")
         ("max-input-tokens", po::value(&max_input_tokens_)->default_value(512),
          "longest prompt accepted, in tokens (longer ones are refused before any work)")
         ("quiet", po::bool_switch(&quiet_), "do not print each answer");
@@ -50,6 +52,7 @@ class GenerateCommand final : public DistributedCommand {
   void prepare(const World&, const ModelConfig& c) override {
     MOE_CHECK(options_.max_new_tokens >= 1, "--max-new-tokens must be >= 1");
     MOE_CHECK(options_.batch_size >= 1, "--batch-size must be >= 1");
+    MOE_CHECK(options_.admit_per_step >= 0, "--admit-per-step must be >= 0");
     if (!output_.empty()) {  // before any work: a refused output would lose all of it
       check_output_path(output_);
       check_output_is_not(output_, input_);

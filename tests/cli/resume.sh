@@ -71,8 +71,13 @@ for k in $(seq 1 "$kills"); do
     break
   fi
   pid=$(rank0)
-  kill -9 "$pid"
+  [[ -n $pid ]] && kill -9 "$pid" 2>/dev/null
   wait $job
+  if [[ -e $work/out.jsonl && ! -e $partial ]]; then  # it finished before the kill landed
+    ((k > 1)) || fail "the first run ended before it could be killed"
+    echo "run $k: completed before the kill landed ($target of 2000)"
+    break
+  fi
   echo "run $k: rank 0 killed after $(wc -l <"$partial") of 2000 answers (aimed at $target); $(grep -c . "$work/run-$k.log") log lines"
   [[ ! -e $work/out.jsonl ]] || fail "run $k left a complete-looking output"
   ((k > 1)) || refusals
