@@ -92,12 +92,14 @@ void Server::lane(int lane) {
   SwitchModel& m = coordinator.model(lane);
   std::vector<Active> active;
   const int room = capacity(lane);
-  constexpr int kAdmissionSteps = 4;  // the default: a lane fills up over 8 steps
+  constexpr int kAdmissionSteps = 4;  // the default: a lane refills over 4 steps
   const int per_step = options.admit_per_step > 0
                            ? options.admit_per_step
                            : std::max(1, (room + kAdmissionSteps - 1) / kAdmissionSteps);
-  for (;;) {
-    admit(m, std::min(per_step, room - int(active.size())), active);
+  // The lane's first admission takes its whole share (no ramp at the start of a job); later ones
+  // are spread.
+  for (bool first = true;; first = false) {
+    admit(m, first ? room : std::min(per_step, room - int(active.size())), active);
     if (active.empty()) return;
     step(m, active);
   }

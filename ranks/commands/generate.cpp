@@ -42,7 +42,7 @@ class GenerateCommand final : public DistributedCommand {
         ("batch-size", po::value(&options_.batch_size)->default_value(8),
          "sequences decoding at once per attention rank (continuous batching)")
         ("admit-per-step", po::value(&options_.admit_per_step)->default_value(0),
-         "prompts each micro-batch lane takes in at most between two decode steps (0: an eighth of its share of the batch)")
+         "prompts each micro-batch lane takes in at most between two decode steps, after its first batch (0: a quarter of its share of the batch)")
         ("max-input-tokens", po::value(&max_input_tokens_)->default_value(512),
          "longest prompt accepted, in tokens (longer ones are refused before any work)")
         ("quiet", po::bool_switch(&quiet_), "do not print each answer");
