@@ -1,9 +1,5 @@
 #include "model/checkpoint.hpp"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -91,27 +87,6 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   }
 }
 
-namespace {
-
-// Maps in the pages of a tensor viewed in the mapped file now, at load: left to the first decode
-// step, faulting the weights in (page by page, from the page cache) cost that step as much as
-// streaming them. Only this tensor's pages: a rank maps what it uses, not the whole file.
-void map_in(const void* data, size_t bytes) {
-  if (bytes == 0) return;
-  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = uintptr_t(data) / page * page;
-  const uintptr_t end = (uintptr_t(data) + bytes + page - 1) / page * page;
-#ifdef MADV_POPULATE_READ
-  if (madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ) == 0) return;
-#endif
-  unsigned char sum = 0;  // kernels without MADV_POPULATE_READ: touch every page
-  for (uintptr_t p = begin; p < end; p += page)
-    sum += *reinterpret_cast<volatile unsigned char*>(p);
-  (void)sum;
-}
-
-}  // namespace
-
 Weight Checkpoint::load(const std::string& name, const std::vector<int64_t>& shape) const {
   auto it = file_of_.find(name);
   MOE_CHECK(it != file_of_.end(), dir_, ": missing tensor '", name, "'");
@@ -121,10 +96,7 @@ Weight Checkpoint::load(const std::string& name, const std::vector<int64_t>& sha
             shape_text(info.shape), ", the config needs ", shape_text(shape));
   auto storage = std::make_shared<std::vector<float>>();
   const float* data = file.as_float32(info, *storage);
-  if (storage->empty()) {  // a view into the mapping
-    map_in(data, info.end - info.begin);
-    return Weight(owner_.at(&file), data);
-  }
+  if (storage->empty()) return Weight(owner_.at(&file), data);  // view into the mapping
   return Weight(storage, data);
 }
 

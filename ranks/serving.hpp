@@ -66,9 +66,9 @@ struct ServeOptions {
   int batch_size = 8;  // sequences decoding at once on this rank, over all its lanes
   int max_new_tokens = 32;
   // Prompts a lane admits at most between two of its decode steps, after its first admission
-  // (0: a quarter of its share of the batch, at least one). Sequences that end together (equal lengths) would otherwise be
-  // replaced together, and the lane would alternate between whole-batch encoder passes and decode
-  // steps; spread over steps, admissions (and so endings) stay spread.
+  // (0: a quarter of its share of the batch, at least one). Sequences that end together (equal
+  // lengths) would otherwise be replaced together, and the lane would alternate between whole-batch
+  // encoder passes and decode steps; spread over steps, admissions (and so endings) stay spread.
   int admit_per_step = 0;
 };
 
