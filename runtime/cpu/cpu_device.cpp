@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "runtime/cpu/bf16_gemm.hpp"
@@ -144,28 +145,35 @@ std::string CpuDevice::name() const {
 // other rows); otherwise skinny_gemm up to the measured crossover, the many-row GEMM above it
 // (ReLU then as a pass of its own).
 void CpuDevice::product(const float* x, const WeightMatrix& w, float* y, int M, int N, int K,
-                        bool accumulate, bool relu) {
+                        bool accumulate, bool relu, bool parallel) {
+  // Called inside a region of the pool (parallel false), a product keeps to its thread: its own
+  // activation buffers and all N columns (the same bits as a split: each output is summed alone).
+  thread_local QuantizedRows own_quantized;
+  thread_local Bf16Rows own_rounded;
+  QuantizedRows& quantized = parallel ? quantized_ : own_quantized;
+  Bf16Rows& rounded = parallel ? rounded_ : own_rounded;
   constexpr int kColumnsPerChunk = 64;  // threads take whole runs of blocks
-  const int chunks = (N + kColumnsPerChunk - 1) / kColumnsPerChunk;
-  if (w.format == WeightFormat::kBf16 && bf16_dot_available()) {
-    round_rows_to_bf16(x, M, K, rounded_);
-    const uint16_t* b = static_cast<const uint16_t*>(w.data);
-    parallel_for(chunks, [&](int begin, int end) {
-      bf16_gemm_dot(rounded_, b, y, N, accumulate, relu, begin * kColumnsPerChunk,
-                    std::min(N, end * kColumnsPerChunk));
+  const auto over_columns = [&](const std::function<void(int, int)>& columns) {
+    if (!parallel) return columns(0, N);
+    parallel_for((N + kColumnsPerChunk - 1) / kColumnsPerChunk, [&](int begin, int end) {
+      columns(begin * kColumnsPerChunk, std::min(N, end * kColumnsPerChunk));
     });
-    return;
+  };
+  if (w.format == WeightFormat::kBf16 && bf16_dot_available()) {
+    round_rows_to_bf16(x, M, K, rounded);
+    const uint16_t* b = static_cast<const uint16_t*>(w.data);
+    return over_columns(
+        [&](int n0, int n1) { bf16_gemm_dot(rounded, b, y, N, accumulate, relu, n0, n1); });
   }
   if (w.format == WeightFormat::kInt8 && int8_vnni_available()) {
-    quantize_rows(x, M, K, quantized_);
+    quantize_rows(x, M, K, quantized);
     const int8_t* q = static_cast<const int8_t*>(w.data);
-    parallel_for(chunks, [&](int begin, int end) {
-      int8_gemm_vnni(quantized_, q, w.scales, w.sums, y, N, accumulate, relu,
-                     begin * kColumnsPerChunk, std::min(N, end * kColumnsPerChunk));
+    return over_columns([&](int n0, int n1) {
+      int8_gemm_vnni(quantized, q, w.scales, w.sums, y, N, accumulate, relu, n0, n1);
     });
-    return;
   }
-  if (M <= skinny_max_rows(simd_, K)) return skinny_gemm(simd_, x, w, y, M, N, K, accumulate, relu);
+  if (M <= skinny_max_rows(simd_, K) || !parallel)
+    return skinny_gemm(simd_, x, w, y, M, N, K, accumulate, relu, parallel);
   sgemm(x, w, y, M, N, K, accumulate);
   if (relu)
     for (size_t i = 0, n = size_t(M) * N; i < n; ++i) y[i] = std::max(y[i], 0.0f);
@@ -177,23 +185,39 @@ void CpuDevice::linear(const float* x, const float* w, float* y, int M, int N, i
   product(x, weights_at(w, N, K), y, M, N, K, accumulate, /*relu=*/false);
 }
 
-// Per expert group: hidden = relu(x · wiᵀ), y = hidden · woᵀ. Figures: docs/BENCHMARKS.md,
+// Per expert group: hidden = relu(x · wiᵀ), y = hidden · woᵀ. Groups of a few rows (a decode
+// step's experts) are spread over the pool's threads, each group whole on one thread, in one
+// region per call: splitting the columns of every product of every group instead cost two waits
+// for the workers per group. Larger groups split their columns. Figures: docs/BENCHMARKS.md,
 // sections 1, 5 and 8.
 void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* x, float* y,
                            int d_model, int d_ff) {
-  int max_rows = 0;
-  for (const auto& g : groups) max_rows = std::max(max_rows, g.rows);
-  const size_t hidden_floats = size_t(max_rows) * d_ff;
-  if (hidden_.size() < hidden_floats) hidden_.resize(hidden_floats);
-  for (const auto& g : groups) {
-    if (g.rows == 0) continue;
+  const auto run = [&](const ExpertGroup& g, std::vector<float>& hidden, bool parallel) {
+    if (hidden.size() < size_t(g.rows) * d_ff) hidden.resize(size_t(g.rows) * d_ff);
     const float* xg = x + size_t(g.first_row) * d_model;
     float* yg = y + size_t(g.first_row) * d_model;
-    product(xg, weights_at(g.weights.wi, d_ff, d_model), hidden_.data(), g.rows, d_ff, d_model,
-            false, /*relu=*/true);
-    product(hidden_.data(), weights_at(g.weights.wo, d_model, d_ff), yg, g.rows, d_model, d_ff,
-            false, /*relu=*/false);
-  }
+    product(xg, weights_at(g.weights.wi, d_ff, d_model), hidden.data(), g.rows, d_ff, d_model,
+            false, /*relu=*/true, parallel);
+    product(hidden.data(), weights_at(g.weights.wo, d_model, d_ff), yg, g.rows, d_model, d_ff,
+            false, /*relu=*/false, parallel);
+  };
+  constexpr int kFewRows = 8;
+  const int few =
+      std::min({kFewRows, skinny_max_rows(simd_, d_model), skinny_max_rows(simd_, d_ff)});
+  small_groups_.clear();
+  for (const auto& g : groups)
+    if (g.rows > 0 && g.rows <= few && threads_ > 1) small_groups_.push_back(&g);
+  if (small_groups_.size() >= 2)
+    parallel_for(int(small_groups_.size()), [&](int begin, int end) {
+      thread_local std::vector<float> hidden;
+      for (int i = begin; i < end; ++i) run(*small_groups_[i], hidden, /*parallel=*/false);
+    });
+  else
+    small_groups_.clear();
+  for (const auto& g : groups)
+    if (g.rows > 0 &&
+        std::find(small_groups_.begin(), small_groups_.end(), &g) == small_groups_.end())
+      run(g, hidden_, /*parallel=*/true);
 }
 
 }  // namespace moe

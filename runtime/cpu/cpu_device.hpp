@@ -30,7 +30,7 @@ class CpuDevice final : public Device {
   // The prepared copy of rows [w, w + N) (K columns) when there is one, else w as float32.
   WeightMatrix weights_at(const float* w, int N, int K) const;
   void product(const float* x, const WeightMatrix& w, float* y, int M, int N, int K,
-               bool accumulate, bool relu);
+               bool accumulate, bool relu, bool parallel = true);
   void sgemm(const float* x, const WeightMatrix& w, float* y, int M, int N, int K, bool accumulate);
 
   int threads_;
@@ -41,6 +41,7 @@ class CpuDevice final : public Device {
   std::vector<float> hidden_;  // [rows, d_ff] of the largest group seen, reused across calls
   QuantizedRows quantized_;    // the int8 kernel's activations, reused across calls
   Bf16Rows rounded_;           // the bf16 kernel's activations, reused across calls
+  std::vector<const ExpertGroup*> small_groups_;  // expert_ffn's groups that run whole per thread
 };
 
 }  // namespace moe
