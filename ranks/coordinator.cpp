@@ -12,6 +12,7 @@
 #include "runtime/cpu/cpu_quota.hpp"
 #include "runtime/error.hpp"
 #include "runtime/mpi/control_plane.hpp"
+#include "runtime/mpi/rank_fence.hpp"
 #include "runtime/mpi/transport_factory.hpp"
 
 namespace moe {
@@ -94,7 +95,7 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
     exchanges_ = std::make_unique<ExpertExchanges>(
         world, *transport_,
         ExchangeOptions{c.d_model, plan.deadline_seconds, plan.first_expert_rank(),
-                        plan.micro_batches},
+                        plan.micro_batches, plan.continue_on_rank_failure, &run_.plan.expert_map},
         *recorder_);
   }
   make_lane_models();
@@ -181,8 +182,11 @@ void Coordinator::finish(int64_t generated_tokens, double wall_seconds) {
   mine.other_compute_us = std::max(0.0, wall_seconds * 1e6 - mine.wait_us - experts_us);
   if (world_.distributed() && !is_lead()) {
     done_with_experts();
-    const Envelope e = receive_control(world_, 0, Deadline::after(run_.plan.deadline_seconds * 10),
-                                       "waiting for rank 0 to end the run");
+    Envelope e;
+    do  // a rank another attention rank lost may still be announced
+      e = receive_control(world_, 0, Deadline::after(run_.plan.deadline_seconds * 10),
+                          "waiting for rank 0 to end the run");
+    while (exchanges_->take_notice(e));
     decode_message<Shutdown>(e);
     send_control(0, mine);
     return;
@@ -190,13 +194,23 @@ void Coordinator::finish(int64_t generated_tokens, double wall_seconds) {
   std::vector<RankReport> reports{mine};
   if (world_.distributed()) {
     done_with_experts();
-    for (int r = 1; r < world_.size(); ++r) send_control(r, Shutdown{});
+    std::vector<uint8_t> pending(world_.size(), 0);
+    for (int r = 1; r < world_.size(); ++r)
+      if (!exchanges_->is_lost(r)) {
+        send_control(r, Shutdown{});
+        pending[r] = 1;
+      }
     const std::string doing = "collecting the other ranks' reports";
-    for (int pending = world_.size() - 1; pending > 0; --pending) {
+    while (std::find(pending.begin(), pending.end(), 1) != pending.end()) {
       set_activity(doing);
       const Envelope e =
           receive_control(world_, kAnySource, Deadline::after(run_.plan.deadline_seconds), doing);
+      if (exchanges_->take_notice(e)) {  // lost after it was told to shut down: no report
+        for (int r : exchanges_->lost_ranks()) pending[r] = 0;
+        continue;
+      }
       reports.push_back(decode_message<RankReport>(e));
+      pending.at(e.sender) = 0;
     }
     std::sort(reports.begin(), reports.end(),
               [](const auto& a, const auto& b) { return a.rank < b.rank; });
@@ -211,6 +225,25 @@ void Coordinator::finish(int64_t generated_tokens, double wall_seconds) {
     write_chrome_trace(run_.trace_path, reports);
     std::printf("trace written to %s\n", run_.trace_path.c_str());
   }
+  if (exchanges_) end_without_lost_ranks();
+}
+
+void Coordinator::end_without_lost_ranks() {
+  if (exchanges_->lost_ranks().empty()) return;
+  std::printf("lost rank(s): %s; the run went on without them (--on-rank-failure continue)\n",
+              world_.ranks_with_hosts([&](int r) { return exchanges_->is_lost(r); }).c_str());
+  // No live rank shares such a rank's host, so none could stop it. A process that died is gone;
+  // one that is only paused holds the job (mpirun waits for every process, MPI_Finalize for every
+  // peer, and under --enable-recovery MPI_Abort does not end it either) until it is stopped there.
+  const auto live = [&](int r) { return !exchanges_->is_lost(r); };
+  const std::string unstoppable = world_.ranks_with_hosts(
+      [&](int r) { return exchanges_->is_lost(r) && !fenceable(world_, r, live); });
+  if (!unstoppable.empty())
+    std::printf(
+        "the answers are complete; no live rank shares a host with lost rank(s) %s: if "
+        "one is only paused, the job ends once it is stopped there\n",
+        unstoppable.c_str());
+  std::fflush(stdout);
 }
 
 }  // namespace moe

@@ -56,6 +56,9 @@ class Coordinator {
 
  private:
   void wait_for_expert_ranks();
+  // After a run that went on without lost ranks (--on-rank-failure continue): says so, and names
+  // those no live rank could stop.
+  void end_without_lost_ranks();
   void make_lane_models();
   void record_routing(const std::string& path);
 

@@ -16,6 +16,7 @@
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
 #include "runtime/mpi/control_plane.hpp"
+#include "runtime/mpi/rank_fence.hpp"
 #include "runtime/mpi/transport_factory.hpp"
 #include "runtime/rank_stats.hpp"
 
@@ -141,7 +142,10 @@ void ExpertRank::serve() {
     // vanished rank is caught.
     serving =
         serving && plan_.serves && std::find(active_.begin(), active_.end(), 1) != active_.end();
-    const double limit = serving ? plan_.deadline_seconds : plan_.deadline_seconds * 10;
+    // An attention rank that loses another expert rank waits one deadline for it before it sends
+    // again (--on-rank-failure continue).
+    const double silence = plan_.deadline_seconds * (plan_.continue_on_rank_failure ? 2 : 1);
+    const double limit = serving ? silence : plan_.deadline_seconds * 10;
     const Deadline deadline = Deadline::after(limit);
     std::optional<Envelope> got;
     try {
@@ -152,7 +156,7 @@ void ExpertRank::serve() {
       const std::string silent =
           world_.ranks_with_hosts([&](int r) { return r < int(active_.size()) && active_[r]; });
       std::ostringstream what;
-      what << "no work from attention rank(s) " << silent << " for " << plan_.deadline_seconds
+      what << "no work from attention rank(s) " << silent << " for " << silence
            << " s while serving: stopped or hung";
       throw AttentionSilent(what.str());
     }
@@ -183,6 +187,15 @@ bool ExpertRank::take(const Envelope& e) {
       echo(decode_message<Echo>(e));
       cpu_at_reply_ = process_cpu_us();
       return true;
+    case MessageType::kRankLost: {  // stop it if it runs here (it may only be paused)
+      const auto notice = decode_message<RankLost>(e);
+      MOE_CHECK(from_attention && notice.rank >= plan_.attention_ranks &&
+                    notice.rank < world_.size() && notice.rank != rank_,
+                "rank ", e.sender, " declared rank ", notice.rank, " lost, which it may not");
+      world_.note_rank_lost();
+      fence_if_local(world_, notice.rank);
+      return true;
+    }
     case MessageType::kAttentionDone:
       MOE_CHECK(from_attention, "rank ", e.sender, " is not an attention rank");
       active_[e.sender] = 0;

@@ -18,6 +18,7 @@
 #include "ranks/expert_rank.hpp"
 #include "ranks/run_plan.hpp"
 #include "runtime/error.hpp"
+#include "runtime/exit_status.hpp"
 #include "runtime/mpi/world.hpp"
 
 namespace {
@@ -86,8 +87,11 @@ int main(int argc, char** argv) {
   std::unique_ptr<moe::World> world;
   try {
     world = std::make_unique<moe::World>(&argc, &argv);
-    if (auto distributed = distributed_command(command))
-      return run_distributed(*world, *distributed, args, command);
+    if (auto distributed = distributed_command(command)) {
+      const int code = run_distributed(*world, *distributed, args, command);
+      if (world->rank() == 0) moe::record_exit_status(code);
+      return code;
+    }
     if (command == "place") return moe::run_place(*world, args);
     if (command == "train-latency-model") return moe::run_train_latency_model(*world, args);
     if (command == "simulate") return moe::run_simulate(*world, args);
@@ -98,6 +102,7 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const std::exception& e) {
     const bool usage_error = dynamic_cast<const boost::program_options::error*>(&e) != nullptr;
+    if (!world || world->rank() == 0) moe::record_exit_status(usage_error ? 2 : 1);
     if (world && world->distributed()) {
       std::fprintf(stderr, "moe %s: error: rank %d (host %s): %s\n", command.c_str(), world->rank(),
                    world->host().c_str(), e.what());

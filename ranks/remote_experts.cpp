@@ -1,11 +1,14 @@
 #include "ranks/remote_experts.hpp"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "ranks/lanes.hpp"
 #include "runtime/activity.hpp"
 #include "runtime/error.hpp"
 #include "runtime/mpi/control_plane.hpp"
+#include "runtime/mpi/rank_fence.hpp"
 
 namespace moe {
 
@@ -21,6 +24,12 @@ struct ExpertExchanges::InFlight {
   std::vector<std::vector<float>> send, recv;  // per rank
   DataTransport::Ticket sends = 0, recvs = 0;
   bool received = false;
+  bool sent = false;  // only tracked once retired
+  // A sparse layer's inputs, to start it again without a lost rank (they outlive the exchange).
+  const GateResult* gate = nullptr;
+  const ExpertDispatch* dispatch = nullptr;
+  const ExpertMap* map = nullptr;
+  DispatchPolicy* policy = nullptr;
   std::vector<uint8_t> replied;
   int replies_missing = 0;
   double t_dispatch = 0, t_wait = 0;
@@ -42,7 +51,11 @@ struct ExpertExchanges::InFlight {
 
 ExpertExchanges::ExpertExchanges(const World& world, DataTransport& transport,
                                  const ExchangeOptions& options, RankRecorder& recorder)
-    : world_(world), transport_(transport), options_(options), recorder_(recorder) {
+    : world_(world),
+      transport_(transport),
+      options_(options),
+      recorder_(recorder),
+      lost_(world.size(), 0) {
   for (int i = 0; i < options.lanes; ++i) {
     lanes_.push_back(std::make_unique<InFlight>());
     lanes_.back()->send.resize(world.size());
@@ -59,7 +72,11 @@ void ExpertExchanges::start_sparse(int lane, int64_t step, int moe_layer, const 
   MOE_CHECK(!x.active, "lane ", lane, " started an exchange before finishing its last one");
   const int N = world_.size(), d = options_.d_model;
   x.t_dispatch = now_us();
-  policy.assign(moe_layer, dispatch, gate, map, x.rank_of_row);
+  x.gate = &gate;
+  x.dispatch = &dispatch;
+  x.map = &map;
+  x.policy = &policy;
+  policy.assign(moe_layer, dispatch, gate, live(map), x.rank_of_row);
   x.stats.policy_us = now_us() - x.t_dispatch;
   // Per rank: segments in expert order, rows copied into one contiguous block.
   std::vector<WorkHeader> headers(N);
@@ -97,6 +114,8 @@ void ExpertExchanges::start_dense(int lane, int64_t step, int dense_layer, int r
                                   const float* x_rows) {
   InFlight& x = begin_unrouted(lane);
   const int N = world_.size(), d = options_.d_model;
+  MOE_CHECK(!is_lost(rank), "rank ", rank, " (host ", world_.host_of(rank),
+            ") was lost, and dense FFN ", dense_layer, " runs there only");
   x.stats.rows_per_rank[rank] = rows;
   x.rank_of_row.assign(rows, rank);
   x.slot_of_row.resize(rows);
@@ -114,6 +133,9 @@ void ExpertExchanges::start_dense(int lane, int64_t step, int dense_layer, int r
 void ExpertExchanges::start_lm_head(int lane, int64_t step, int rows, const float* states) {
   InFlight& x = begin_unrouted(lane);
   const int N = world_.size(), d = options_.d_model;
+  MOE_CHECK(lost_order_.empty(), "rank ", lost_order_.front(), " (host ",
+            world_.host_of(lost_order_.front()),
+            ") was lost, and part of the lm_head runs there only");
   x.rank_of_row.clear();
   x.slot_of_row.clear();
   std::vector<WorkHeader> headers(N);
@@ -140,9 +162,14 @@ void ExpertExchanges::launch(InFlight& x, std::vector<WorkHeader>& headers, int6
   x.received = false;
   x.stats.feedback.clear();
   x.replied.assign(N, 0);
-  x.replies_missing = N - first;
+  x.replies_missing = 0;
   std::vector<RecvBlock> recvs;
   for (int r = first; r < N; ++r) {
+    if (is_lost(r)) {  // it has no rows; nothing goes to it, no reply is awaited
+      x.replied[r] = 1;
+      continue;
+    }
+    ++x.replies_missing;
     // The lm_head's reply is each row's largest logit and its id.
     x.recv[r].resize(x.lm_head ? size_t(x.stats.rows_per_rank[r]) * kBestLogitFloats
                                : x.send[r].size());
@@ -151,6 +178,7 @@ void ExpertExchanges::launch(InFlight& x, std::vector<WorkHeader>& headers, int6
   x.recvs = transport_.start({}, recvs);
   std::vector<SendBlock> sends;
   for (int r = first; r < N; ++r) {
+    if (is_lost(r)) continue;
     WorkHeader& h = headers[r];
     h.exchange = x.exchange;
     h.step = step;
@@ -180,6 +208,7 @@ bool ExpertExchanges::ready(int lane) const {
 
 void ExpertExchanges::progress() {
   while (auto e = try_receive_control(world_, kAnySource)) {
+    if (take_notice(*e)) continue;
     if (e->type == static_cast<uint32_t>(MessageType::kError)) {
       const auto err = decode_message<ErrorMessage>(*e);
       std::string where = "work";
@@ -189,6 +218,10 @@ void ExpertExchanges::progress() {
     }
     const auto reply = decode_message<WorkReply>(*e);
     InFlight* x = find(reply.exchange);
+    const bool retired = std::any_of(retired_.begin(), retired_.end(),
+                                     [&](const auto& r) { return r->exchange == reply.exchange; });
+    if (x == nullptr && retired) continue;  // a live rank's answer to an exchange started again
+    if (is_lost(e->sender)) continue;       // a lost rank that was only paused
     MOE_CHECK(x != nullptr, "rank ", e->sender, " replied to exchange ", reply.exchange,
               ", which is not in flight");
     MOE_CHECK(e->sender >= options_.first_expert_rank && !x->replied[e->sender], "rank ", e->sender,
@@ -200,10 +233,30 @@ void ExpertExchanges::progress() {
                                  now_us() - x->t_dispatch, reply.compute_us, reply.queue_us,
                                  reply.other_cpu_us});
   }
-  for (auto& x : lanes_) {
+  for (auto& r : retired_) {  // their MPI requests are released as they complete
+    if (!r->received) r->received = transport_.test(r->recvs);
+    if (!r->sent) r->sent = transport_.test(r->sends);
+  }
+  for (size_t lane = 0; lane < lanes_.size(); ++lane) {
+    InFlight* x = lanes_[lane].get();
     if (!x->active || x->received) continue;
     if (x->replies_missing == 0) x->received = transport_.test(x->recvs);
     if (x->received || !x->deadline.expired()) continue;
+    if (options_.continue_on_rank_failure) {
+      // Every rank that has not answered, or whose results have not all come, is lost.
+      std::vector<int> late;
+      for (int r = options_.first_expert_rank; r < world_.size(); ++r)
+        if (!x->replied[r]) late.push_back(r);
+      if (late.empty()) late = transport_.unfinished_peers(x->recvs);
+      if (!late.empty()) {
+        char seconds[32];
+        std::snprintf(seconds, sizeof(seconds), "%g", options_.deadline_seconds);
+        const std::string why =
+            std::string("no answer within the ") + seconds + " s deadline at " + x->where();
+        for (int r : late) lose(r, why, true);
+        continue;  // lose() started the exchange again
+      }
+    }
     const std::string waiting = not_replied(*x);
     if (waiting.empty())
       transport_.wait(x->recvs, x->deadline, "receiving the results of " + x->where());
@@ -223,12 +276,14 @@ void ExpertExchanges::wait(int lane, Lanes* lanes) {
   if (lanes) {
     lanes->wait_until(lane, [this, lane] { return ready(lane); });
   } else {
-    poll_until(
+    // progress() throws at an exchange's deadline, or starts it again without a lost rank.
+    while (!poll_until(
         [&] {
           progress();
           return ready(lane);
         },
-        Deadline::after(options_.deadline_seconds * 2));
+        Deadline::after(options_.deadline_seconds * 2))) {
+    }
   }
 }
 
@@ -286,7 +341,91 @@ void ExpertExchanges::finish_lm_head(int lane, std::vector<float>& best_logit,
 }
 
 void ExpertExchanges::say_done() {
-  for (int r = options_.first_expert_rank; r < world_.size(); ++r) send_control(r, AttentionDone{});
+  for (int r = options_.first_expert_rank; r < world_.size(); ++r)
+    if (!is_lost(r)) send_control(r, AttentionDone{});
+}
+
+bool ExpertExchanges::take_notice(const Envelope& e) {
+  if (e.type != static_cast<uint32_t>(MessageType::kRankLost)) return false;
+  const auto notice = decode_message<RankLost>(e);
+  MOE_CHECK(notice.rank >= options_.first_expert_rank && notice.rank < world_.size(), "rank ",
+            e.sender, " declared rank ", notice.rank, " lost, which is not an expert rank");
+  MOE_CHECK(options_.continue_on_rank_failure, "rank ", e.sender, " declared rank ", notice.rank,
+            " lost, but this run does not continue after a lost rank");
+  lose(notice.rank, notice.reason + " (seen by rank " + std::to_string(e.sender) + ")", false);
+  return true;
+}
+
+void ExpertExchanges::lose(int rank, const std::string& why, bool tell) {
+  if (is_lost(rank)) return;
+  lost_[rank] = 1;
+  lost_order_.push_back(rank);
+  world_.note_rank_lost();
+  fence_if_local(world_, rank);
+  if (tell) {  // this rank found it: it says so, and tells the others
+    const bool stoppable = fenceable(world_, rank, [this](int r) { return !is_lost(r); });
+    std::fprintf(stderr,
+                 "moe: warning: rank %d (host %s) is lost: %s; %s and the run goes on without it "
+                 "(--on-rank-failure continue)\n",
+                 rank, world_.host_of(rank).c_str(), why.c_str(),
+                 stoppable ? "it is stopped" : "no live rank shares its host to stop it,");
+    std::fflush(stderr);
+    for (int r = 0; r < world_.size(); ++r)
+      if (r != world_.rank() && !is_lost(r)) send_control(r, RankLost{rank, why});
+  }
+  if (options_.expert_map) live(*options_.expert_map);  // fails at once if an expert is left out
+  for (size_t lane = 0; lane < lanes_.size(); ++lane)
+    if (lanes_[lane]->active && !lanes_[lane]->received) restart(int(lane));
+}
+
+const ExpertMap& ExpertExchanges::live(const ExpertMap& map) {
+  if (lost_order_.empty()) return map;
+  if (live_of_ == &map && live_lost_ == lost_order_.size()) return live_map_;
+  live_map_ = map;
+  for (size_t l = 0; l < live_map_.replicas.size(); ++l)
+    for (size_t e = 0; e < live_map_.replicas[l].size(); ++e) {
+      auto& ranks = live_map_.replicas[l][e];
+      std::erase_if(ranks, [&](int r) { return is_lost(r); });
+      if (!ranks.empty()) continue;
+      const std::vector<int>& held = map.replicas[l][e];
+      MOE_FAIL("rank(s) ", world_.ranks_with_hosts([&](int r) {
+        return std::find(held.begin(), held.end(), r) != held.end();
+      }),
+               " lost, and expert ", e, " of sparse layer ", l,
+               " has no other replica: the run cannot go on");
+    }
+  live_of_ = &map;
+  live_lost_ = lost_order_.size();
+  return live_map_;
+}
+
+void ExpertExchanges::restart(int lane) {
+  std::unique_ptr<InFlight> old = std::move(lanes_[lane]);
+  lanes_[lane] = std::make_unique<InFlight>();
+  lanes_[lane]->send.resize(world_.size());
+  lanes_[lane]->recv.resize(world_.size());
+  const auto lost = [this](int peer) { return is_lost(peer); };
+  transport_.abandon(old->recvs, lost);
+  transport_.abandon(old->sends, lost);
+  const int d = options_.d_model;
+  if (old->layer >= 0) {
+    // The rows in their first order again, from the blocks they were cut into.
+    std::vector<float> rows(old->rank_of_row.size() * size_t(d));
+    for (size_t i = 0; i < old->rank_of_row.size(); ++i)
+      std::memcpy(rows.data() + i * d,
+                  old->send[old->rank_of_row[i]].data() + size_t(old->slot_of_row[i]) * d,
+                  sizeof(float) * d);
+    start_sparse(lane, old->step, old->layer, *old->gate, *old->dispatch, rows.data(), *old->map,
+                 *old->policy);
+  } else if (old->lm_head) {
+    start_lm_head(lane, old->step, int(old->send[options_.first_expert_rank].size() / d),
+                  old->send[options_.first_expert_rank].data());
+  } else {
+    const int rank = old->rank_of_row.empty() ? options_.first_expert_rank : old->rank_of_row[0];
+    start_dense(lane, old->step, old->dense_layer, rank, int(old->rank_of_row.size()),
+                old->send[rank].data());
+  }
+  retired_.push_back(std::move(old));
 }
 
 void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,

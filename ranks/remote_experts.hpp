@@ -6,6 +6,12 @@
 // rank, which answers with the best logit of its lm_head columns. Every expert rank takes part in
 // every exchange, with zero rows if need be, so no rank is ever left waiting. Each micro-batch lane
 // has at most one exchange in flight; several lanes' exchanges are in flight at once.
+//
+// With --on-rank-failure continue, an expert rank that misses an exchange's deadline is declared
+// lost: it is fenced (rank_fence.hpp), the other ranks are told, and every exchange in flight is
+// started again on the live replicas (the old one is retired: its live ranks' results still land
+// in its buffers, in order, and are dropped). A lost rank that held the only replica of an expert
+// ends the run, naming both.
 #pragma once
 
 #include <functional>
@@ -18,6 +24,7 @@
 #include "runtime/mpi/world.hpp"
 #include "runtime/rank_stats.hpp"
 #include "runtime/transport.hpp"
+#include "runtime/wire.hpp"
 
 namespace moe {
 
@@ -28,6 +35,9 @@ struct ExchangeOptions {
   double deadline_seconds = 60;
   int first_expert_rank = 1;  // expert ranks are first_expert_rank..world size-1
   int lanes = 1;
+  bool continue_on_rank_failure = false;
+  const ExpertMap* expert_map =
+      nullptr;  // the run's: which experts a lost rank leaves without replica
 };
 
 // What one exchange measured, for the policy and the benchmarks.
@@ -69,6 +79,12 @@ class ExpertExchanges {
   void wait(int lane, Lanes* lanes);
   // The expert ranks are told that this attention rank sends no more work.
   void say_done();
+  // A control message that is not a reply (RankLost, sent by another attention rank, may come at
+  // any time): handled; false for anything else.
+  bool take_notice(const Envelope& e);
+  bool is_lost(int rank) const { return lost_.at(rank) != 0; }
+  // The ranks declared lost so far, in order.
+  const std::vector<int>& lost_ranks() const { return lost_order_; }
 
  private:
   struct InFlight;
@@ -80,6 +96,12 @@ class ExpertExchanges {
   void finished(int lane, double t_combine);
   void launch(InFlight& x, std::vector<WorkHeader>& headers, int64_t step, int lane);
   InFlight* find(uint64_t exchange);
+  // Declares `rank` lost (see above); `tell`: the other ranks have not heard of it yet.
+  void lose(int rank, const std::string& why, bool tell);
+  // Lane `lane`'s exchange, retired, started again without the lost ranks.
+  void restart(int lane);
+  // `map` without the lost ranks' replicas.
+  const ExpertMap& live(const ExpertMap& map);
   // "1 (host a), 3 (host b)": the expert ranks that have not replied to x yet.
   std::string not_replied(const InFlight& x) const;
 
@@ -89,6 +111,13 @@ class ExpertExchanges {
   RankRecorder& recorder_;
   uint64_t next_exchange_ = 0;
   std::vector<std::unique_ptr<InFlight>> lanes_;  // index = lane
+  std::vector<uint8_t> lost_;                     // index = rank
+  std::vector<int> lost_order_;
+  // Exchanges given up for a lost rank: kept (with their buffers) for the rest of the run.
+  std::vector<std::unique_ptr<InFlight>> retired_;
+  ExpertMap live_map_;
+  const ExpertMap* live_of_ = nullptr;
+  size_t live_lost_ = 0;  // how many lost ranks live_map_ leaves out
 };
 
 // One lane's expert executor: each sparse layer's experts (and, when offloaded, each dense FFN)

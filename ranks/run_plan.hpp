@@ -36,6 +36,9 @@ struct RunPlan {
   std::string profile_path, latency_model_path;  // for the policy of every attention rank
   uint64_t seed = 0;
   double deadline_seconds = 60;
+  // A lost expert rank (dead, or silent past the deadline) is fenced and the run goes on with the
+  // other replicas (--on-rank-failure continue), instead of ending.
+  bool continue_on_rank_failure = false;
   bool trace = false;
   std::string transport = "mpi";  // "nccl" when every rank has a GPU
   std::string error;              // non-empty: rank 0 rejected the run; every rank exits
@@ -43,8 +46,8 @@ struct RunPlan {
   template <class A>
   void serialize(A& ar) {
     ar(model_dir, attention_ranks, micro_batches, serves, dense_ranks, lm_head_on_experts,
-       expert_map, devices, policy, profile_path, latency_model_path, seed, deadline_seconds, trace,
-       transport, error);
+       expert_map, devices, policy, profile_path, latency_model_path, seed, deadline_seconds,
+       continue_on_rank_failure, trace, transport, error);
   }
   bool is_attention_rank(int rank) const { return rank < attention_ranks; }
   int first_expert_rank() const { return attention_ranks; }

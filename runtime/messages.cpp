@@ -30,6 +30,8 @@ const char* message_type_name(uint32_t type) {
       return "RequestShare";
     case MessageType::kResultShare:
       return "ResultShare";
+    case MessageType::kRankLost:
+      return "RankLost";
   }
   return "unknown-type";
 }

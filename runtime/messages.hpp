@@ -13,7 +13,7 @@
 namespace moe {
 
 // Raised whenever a message or the run plan changes shape (2: WorkHeader::lm_head).
-constexpr uint32_t kProtocolVersion = 2;
+constexpr uint32_t kProtocolVersion = 3;
 
 enum class MessageType : uint32_t {
   kRunPlan = 1,
@@ -29,6 +29,7 @@ enum class MessageType : uint32_t {
   kAttentionDone = 11,
   kRequestShare = 12,
   kResultShare = 13,
+  kRankLost = 14,
 };
 const char* message_type_name(uint32_t type);
 
@@ -161,6 +162,17 @@ struct Shutdown {
   void serialize(A&) {}
 };
 
+// An attention rank declared `rank` lost (--on-rank-failure continue): the other attention ranks
+// stop routing to it; a rank on its host stops the process (it may only be paused).
+struct RankLost {
+  int32_t rank = 0;
+  std::string reason;
+  template <class A>
+  void serialize(A& ar) {
+    ar(rank, reason);
+  }
+};
+
 struct TraceEvent {
   std::string name;
   double start_us = 0;
@@ -215,6 +227,10 @@ struct MessageTypeOf<AttentionDone> {
 template <>
 struct MessageTypeOf<Shutdown> {
   static constexpr MessageType value = MessageType::kShutdown;
+};
+template <>
+struct MessageTypeOf<RankLost> {
+  static constexpr MessageType value = MessageType::kRankLost;
 };
 template <>
 struct MessageTypeOf<Ready> {

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,14 @@ class DataTransport {
   virtual bool test(Ticket ticket) = 0;
   // Waits for the ticket; on expiry throws naming the first peer outstanding and `doing`.
   virtual void wait(Ticket ticket, const Deadline& deadline, const std::string& doing) = 0;
+
+  // The peers of the ticket's blocks that have not moved yet (none where start() moves them).
+  virtual std::vector<int> unfinished_peers(Ticket) { return {}; }
+  // Gives up the ticket's blocks with peers that `lost` names (a rank declared lost): their
+  // receives are cancelled, and neither they nor their sends are waited for again. Their buffers
+  // must outlive the process's communication (a cancel may not take effect). The blocks with the
+  // other peers go on, and test() still tells when they have moved.
+  virtual void abandon(Ticket, const std::function<bool(int peer)>& /*lost*/) {}
 
   // Moves all blocks; returns when every send and receive has completed.
   void exchange(const std::vector<SendBlock>& sends, const std::vector<RecvBlock>& recvs,

@@ -44,7 +44,9 @@ class GenerateCommand final : public DistributedCommand {
         ("admit-per-step", po::value(&options_.admit_per_step)->default_value(0),
          "prompts each micro-batch lane takes in at most between two decode steps, after its first batch (0: a quarter of its share of the batch)")
         ("max-input-tokens", po::value(&max_input_tokens_)->default_value(512),
-         "longest prompt accepted, in tokens (longer ones are refused before any work)")
+         "longest prompt accepted, in tokens (longer ones are refused before any work, or cut with --truncate-input)")
+        ("truncate-input", po::bool_switch(&truncate_input_),
+         "cut prompts longer than --max-input-tokens to their first tokens (keeping a final end-of-sequence token) instead of refusing them")
         ("quiet", po::bool_switch(&quiet_), "do not print each answer");
     // clang-format on
   }
@@ -60,6 +62,7 @@ class GenerateCommand final : public DistributedCommand {
     const auto tokenizer =
         load_tokenizer_if_present(run_options_.model_dir, c.eos_token_id, c.pad_token_id);
     requests_ = read_requests(input_, c, tokenizer.get());
+    if (truncate_input_) truncate_inputs(c.eos_token_id);
     check_limits(c);
     MOE_CHECK(!resume_ || !output_.empty(), "--resume needs --output");
     if (!output_.empty()) {
@@ -77,6 +80,7 @@ class GenerateCommand final : public DistributedCommand {
   int coordinate(Coordinator& coordinator) override;
 
  private:
+  void truncate_inputs(int eos_token_id);
   void check_limits(const ModelConfig& c) const;
   void check_kept(std::string_view line, long number) const;
   void serve_all(Coordinator& coordinator);
@@ -94,6 +98,7 @@ class GenerateCommand final : public DistributedCommand {
   ServeOptions options_;
   bool quiet_ = false;
   int max_input_tokens_ = 512;
+  bool truncate_input_ = false;
   std::vector<Request> requests_;
   // Rank 0's output: answers wait here until every earlier one is written.
   std::unique_ptr<PartialFile> out_;
@@ -131,6 +136,24 @@ double serving_bytes(const ModelConfig& c, int batch, int input, int new_tokens)
   const double caches = double(c.num_decoder_layers) * inner * 2 * (double(new_tokens) + 1 + S);
   const double encoder = S * (c.num_heads * S + 4 * inner + 3.0 * c.d_model + c.d_ff);
   return 4.0 * batch * (caches + encoder);
+}
+
+// Prompts longer than the limit keep their first tokens, and end with end-of-sequence where they
+// did (as a tokenizer truncating to a maximum length does).
+void GenerateCommand::truncate_inputs(int eos_token_id) {
+  MOE_CHECK(max_input_tokens_ >= 1, "--max-input-tokens must be >= 1");
+  const size_t limit = size_t(max_input_tokens_);
+  size_t cut = 0;
+  for (auto& r : requests_) {
+    if (r.input_ids.size() <= limit) continue;
+    const bool ended = r.input_ids.back() == eos_token_id;
+    r.input_ids.resize(limit);
+    if (ended) r.input_ids.back() = eos_token_id;
+    ++cut;
+  }
+  if (cut > 0)
+    std::printf("--truncate-input: %zu of %zu prompts cut to %zu tokens\n", cut, requests_.size(),
+                limit);
 }
 
 // Limits named before any work: a prompt too long, or a batch whose caches cannot fit.

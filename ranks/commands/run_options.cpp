@@ -1,6 +1,7 @@
 #include "ranks/commands/run_options.hpp"
 
 #include <boost/program_options.hpp>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -46,9 +47,16 @@ ExpertMap run_expert_map(const RunOptions& o, const ModelConfig& c, int N) {
 // 8d² (d_ff = 4d): the expert ranks take every FFN to level the sides. Keeping every other encoder
 // dense FFN on the attention rank (which levels the encoder's sides on paper) measured no gain at
 // batch 64 (docs/BENCHMARKS.md, section 3).
+// A dense FFN has one rank, no replica: a run that goes on after losing an expert rank keeps them.
 void plan_dense_ranks(const RunOptions& o, const ModelConfig& c, int N, RunPlan& plan) {
   plan.dense_ranks.clear();
   if (N == 1 || o.dense_ffn == "attention") return;
+  if (o.on_rank_failure == "continue") {
+    MOE_CHECK(o.dense_ffn == "auto",
+              "--dense-ffn experts gives each dense FFN one expert rank, with no replica to go on "
+              "with when it is lost: not with --on-rank-failure continue");
+    return;
+  }
   int dense = 0;
   for (int i = 0; i < c.num_layers; ++i) dense += !c.encoder_block_is_sparse(i);
   for (int i = 0; i < c.num_decoder_layers; ++i) dense += !c.decoder_block_is_sparse(i);
@@ -61,7 +69,9 @@ void plan_dense_ranks(const RunOptions& o, const ModelConfig& c, int N, RunPlan&
 constexpr double kLmHeadOnExperts = 0.5;
 
 double lm_head_share(const RunOptions& o, bool distributed) {
-  if (o.lm_head_on_experts == "auto") return distributed && o.serves ? kLmHeadOnExperts : 0;
+  const bool keep = o.on_rank_failure == "continue";  // no replica of an lm_head part, as above
+  if (o.lm_head_on_experts == "auto")
+    return distributed && o.serves && !keep ? kLmHeadOnExperts : 0;
   double share = -1;
   try {
     size_t used = 0;
@@ -73,6 +83,9 @@ double lm_head_share(const RunOptions& o, bool distributed) {
             "--lm-head-on-experts must be auto or a share from 0 to below 1, not '",
             o.lm_head_on_experts, "'");
   MOE_CHECK(o.serves || share == 0, "--lm-head-on-experts is for moe generate");
+  MOE_CHECK(!keep || share == 0, "--lm-head-on-experts ", o.lm_head_on_experts,
+            " gives each expert rank a part of the lm_head, with no replica to go on with when it "
+            "is lost: not with --on-rank-failure continue");
   return distributed ? share : 0;
 }
 
@@ -103,6 +116,22 @@ void plan_roles(const RunOptions& o, const ModelConfig& c, int N, RunPlan& plan)
   plan.lm_head_on_experts = lm_head_share(o, distributed);
 }
 
+// Going on after a lost rank needs a data transport that survives a vanished peer, and a launcher
+// that does not end the whole job when one process dies.
+void check_can_continue(const RunPlan& plan) {
+  MOE_CHECK(plan.transport == "mpi", "--on-rank-failure continue needs the MPI data transport: a ",
+            plan.transport, " communicator cannot go on without one of its ranks");
+  if (std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr) return;  // not Open MPI's mpirun
+  for (const char* var : {"OMPI_MCA_orte_enable_recovery", "OMPI_MCA_prte_enable_recovery",
+                          "PRTE_MCA_prte_enable_recovery"})
+    if (const char* v = std::getenv(var); v && (std::string(v) == "1" || std::string(v) == "true"))
+      return;
+  MOE_FAIL(
+      "--on-rank-failure continue: Open MPI's mpirun ends the whole job when one rank dies; start "
+      "it with mpirun --enable-recovery (launch/moe-mpirun adds it, and gives back the exit status "
+      "that such an mpirun loses)");
+}
+
 }  // namespace
 
 void RunOptions::add_to(po::options_description& opts) {
@@ -113,6 +142,8 @@ void RunOptions::add_to(po::options_description& opts) {
       ("policy", po::value(&policy)->default_value("static"), "replica choice: static, round-robin, random, uniform")
       ("seed", po::value(&seed)->default_value(1), "seed of the random policy")
       ("deadline", po::value(&deadline_seconds)->default_value(60), "seconds any wait may take")
+      ("on-rank-failure", po::value(&on_rank_failure)->default_value("abort"),
+       "abort: a lost rank ends the run; continue: an expert rank that dies or misses the deadline is stopped and the run goes on with its experts' other replicas (moe generate; under Open MPI's mpirun needs --enable-recovery)")
       ("threads", po::value(&threads)->default_value(1), "busy CPU cores per rank (its one thread pool)")
       ("trace", po::value(&trace_path), "write a Chrome/Perfetto timeline of every rank")
       ("memory-per-rank", po::value(&memory_per_rank_bytes)->default_value(0),
@@ -143,6 +174,10 @@ ModelConfig load_run_config(const RunOptions& o) {
 
 CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
   MOE_CHECK(o.deadline_seconds > 0, "--deadline must be > 0");
+  MOE_CHECK(o.on_rank_failure == "abort" || o.on_rank_failure == "continue",
+            "--on-rank-failure must be abort or continue, not '", o.on_rank_failure, "'");
+  MOE_CHECK(o.serves || o.on_rank_failure == "abort",
+            "--on-rank-failure continue is for moe generate");
   const int cpus = int(std::thread::hardware_concurrency());
   MOE_CHECK(o.threads >= 1 && (cpus == 0 || o.threads <= cpus), "--threads ", o.threads,
             ": must be from 1 to the machine's ", cpus, " CPU(s)");
@@ -159,6 +194,7 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
   plan.latency_model_path = o.latency_model_path;
   plan.seed = o.seed;
   plan.deadline_seconds = o.deadline_seconds;
+  plan.continue_on_rank_failure = o.on_rank_failure == "continue";
   plan.trace = !o.trace_path.empty();
   plan_roles(o, c, N, plan);
   MOE_CHECK(plan.lm_head_columns(0, c.vocab_size).second >= 1, "--lm-head-on-experts ",
@@ -184,6 +220,7 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
     make_device_spec_check(spec);
   }
   plan.transport = transport_for(plan.devices);
+  if (plan.continue_on_rank_failure && N > 1) check_can_continue(plan);
   if (o.policy == "latency-aware" || !o.record_latency_samples_path.empty())
     MOE_CHECK(!o.profile_path.empty(),
               "--policy latency-aware and --record-latency-samples need --profile");

@@ -18,6 +18,7 @@ struct RunOptions {
   std::string policy = "static";
   uint64_t seed = 1;
   double deadline_seconds = 60;
+  std::string on_rank_failure = "abort";  // or "continue" (moe generate)
   int threads = 1;
   std::string trace_path;
   size_t memory_per_rank_bytes = 0;  // 0: no budget check beyond the machine's memory
@@ -37,7 +38,8 @@ struct RunOptions {
   bool serves = false;
   int batch_size = 1;
 
-  // --model, --expert-map, --policy, --seed, --deadline, --threads, --trace, --memory-per-rank,
+  // --model, --expert-map, --policy, --seed, --deadline, --on-rank-failure, --threads, --trace,
+  // --memory-per-rank,
   // --devices, --weights, --profile, --latency-model, --record-routing, --record-latency-samples,
   // --attention-ranks, --micro-batches, --dense-ffn, --lm-head-on-experts.
   void add_to(boost::program_options::options_description& opts);

@@ -74,4 +74,30 @@ void MpiTransport::wait(Ticket ticket, const Deadline& deadline, const std::stri
   in_flight_.erase(ticket);
 }
 
+std::vector<int> MpiTransport::unfinished_peers(Ticket ticket) {
+  std::vector<int> peers;
+  const auto it = in_flight_.find(ticket);
+  if (it == in_flight_.end()) return peers;  // spent: every block moved
+  InFlight& f = it->second;
+  for (size_t i = 0; i < f.requests.size(); ++i) {
+    int done = 0;
+    MPI_CHECK(MPI_Test(&f.requests[i], &done, MPI_STATUS_IGNORE));
+    if (!done) peers.push_back(f.peers[i]);
+  }
+  return peers;
+}
+
+void MpiTransport::abandon(Ticket ticket, const std::function<bool(int peer)>& lost) {
+  const auto it = in_flight_.find(ticket);
+  if (it == in_flight_.end()) return;
+  InFlight& f = it->second;
+  for (size_t i = 0; i < f.requests.size(); ++i) {
+    if (f.requests[i] == MPI_REQUEST_NULL || !lost(f.peers[i])) continue;
+    // A send to a lost rank may never be matched; freeing the request stops us from waiting for
+    // it (the buffer stays with the caller). MPI_Cancel of a matched transfer has no effect.
+    MPI_Cancel(&f.requests[i]);
+    MPI_Request_free(&f.requests[i]);
+  }
+}
+
 }  // namespace moe

@@ -18,6 +18,8 @@ class MpiTransport final : public DataTransport {
   Ticket start(const std::vector<SendBlock>& sends, const std::vector<RecvBlock>& recvs) override;
   bool test(Ticket ticket) override;
   void wait(Ticket ticket, const Deadline& deadline, const std::string& doing) override;
+  std::vector<int> unfinished_peers(Ticket ticket) override;
+  void abandon(Ticket ticket, const std::function<bool(int peer)>& lost) override;
 
  private:
   struct InFlight {

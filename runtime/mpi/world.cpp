@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "runtime/mpi/mpi_check.hpp"
+#include "runtime/mpi/rank_fence.hpp"
 
 namespace moe {
 namespace {
@@ -34,6 +35,8 @@ World::World(int* argc, char*** argv) {
   mpi_ = launched_by_mpi();
   if (!mpi_) {
     hosts_ = {this_host()};
+    pids_ = {long(getpid())};
+    start_ticks_ = {process_start_ticks(getpid())};
     return;
   }
   int provided = 0;
@@ -54,10 +57,17 @@ World::World(int* argc, char*** argv) {
   MPI_CHECK(MPI_Allgather(mine, sizeof(mine), MPI_CHAR, all.data(), sizeof(mine), MPI_CHAR,
                           MPI_COMM_WORLD));
   for (int r = 0; r < size_; ++r) hosts_.emplace_back(all.data() + size_t(r) * sizeof(mine));
+  const long me[2] = {long(getpid()), process_start_ticks(getpid())};
+  std::vector<long> all_ids(size_t(size_) * 2);
+  MPI_CHECK(MPI_Allgather(me, 2, MPI_LONG, all_ids.data(), 2, MPI_LONG, MPI_COMM_WORLD));
+  for (int r = 0; r < size_; ++r) {
+    pids_.push_back(all_ids[size_t(r) * 2]);
+    start_ticks_.push_back(all_ids[size_t(r) * 2 + 1]);
+  }
 }
 
 World::~World() {
-  if (mpi_) MPI_Finalize();
+  if (mpi_ && finalize_) MPI_Finalize();
 }
 
 void World::abort(int code) const {

@@ -22,6 +22,10 @@ class World {
   int size() const { return size_; }
   const std::string& host() const { return hosts_[rank_]; }
   const std::string& host_of(int rank) const { return hosts_.at(rank); }
+  // The process of `rank` on its host: id and start time (clock ticks after boot, so that a
+  // reused id is told apart), to stop a rank declared lost (see rank_fence.hpp).
+  long pid_of(int rank) const { return pids_.at(rank); }
+  long start_ticks_of(int rank) const { return start_ticks_.at(rank); }
   // "1 (host a), 3 (host b)": the ranks for which named(rank) holds, for messages.
   template <class Named>
   std::string ranks_with_hosts(const Named& named) const {
@@ -35,6 +39,9 @@ class World {
   int local_rank() const { return local_rank_; }
   // Ends every rank of the run at once (after a one-line error has been printed).
   [[noreturn]] void abort(int code) const;
+  // A rank was declared lost (--on-rank-failure continue): this process will end without
+  // MPI_Finalize, which waits for every peer (over TCP, a vanished one forever).
+  void note_rank_lost() const { finalize_ = false; }
 
  private:
   bool mpi_ = false;
@@ -42,6 +49,8 @@ class World {
   int size_ = 1;
   int local_rank_ = 0;
   std::vector<std::string> hosts_;
+  std::vector<long> pids_, start_ticks_;
+  mutable bool finalize_ = true;  // a lost rank is learnt of while the world is shared read-only
 };
 
 }  // namespace moe

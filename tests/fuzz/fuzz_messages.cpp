@@ -53,6 +53,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return decode_as<moe::RequestShare>(e);
       case MessageType::kResultShare:
         return decode_as<moe::ResultShare>(e);
+      case MessageType::kRankLost:
+        return decode_as<moe::RankLost>(e);
     }
     decode_as<moe::Echo>(e);  // an unknown type: refused by name
   });

@@ -59,6 +59,8 @@ write("messages", "request-share", message(12, struct.pack("<Q", 2) + struct.pac
 write("messages", "result-share", message(13, struct.pack("<Q", 1) + struct.pack("<q", 3) + vec_int([9, 1])
                                           + struct.pack("<3d", 1.0, 2.0, 0.5) + b"\x01"))
 write("messages", "shutdown", message(5, b""))
+reason = b"no answer within the 3 s deadline"
+write("messages", "rank-lost", message(14, struct.pack("<i", 2) + struct.pack("<Q", len(reason)) + reason))
 write("messages", "short", b"\x02\x00\x00")
 
 write("requests", "texts", open(os.path.join(ROOT, "configs/models/switch-tiny/prompts.jsonl"), "rb").read())

@@ -8,6 +8,8 @@
 #                    layouts (2 attention + 3 expert ranks, 1 + 4) with ping-pong micro-batches
 #   far_rank_killed  rank 2, on node2, killed: the run ends, naming rank 2 and node2
 #   far_rank_silent  rank 2, on node2, stopped: the deadline ends the run, naming rank 2 and node2
+#   far_rank_killed_continue  rank 2, on node2, killed under --on-rank-failure continue: the run
+#                    goes on over TCP with the replicas on rank 1 and equals a run without a fault
 #   profile_far_link moe profile measures the link to each rank: a block to the rank on node2 (TCP)
 #                    costs more than one to its neighbour on node1 (shared memory)
 #   killed           this script, killed (SIGKILL) in the middle of equal_np5, leaves nothing
@@ -60,6 +62,10 @@ case $case in
   far_rank_silent)
     hosts 2 1
     MOE_RANK2_HOST=node2 "$root/tests/mpi/fault.sh" "$build" "$fixtures/switch8_f32" expert_rank_silent
+    ;;
+  far_rank_killed_continue)
+    hosts 2 1
+    MOE_RANK2_HOST=node2 "$root/tests/mpi/fault.sh" "$build" "$fixtures/switch8_f32" expert_rank_killed_continue
     ;;
   profile_far_link)
     hosts 2 1

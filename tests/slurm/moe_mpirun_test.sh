@@ -87,6 +87,26 @@ case $case in
     "$launcher" "$work/run.json" --moe "$build/moe" --dry-run 2>&1 | tee "$work/err"
     grep -q -- "--devices cpu:1:int8,cpu:1:int8" "$work/err"
     echo "ok: formats passed per rank" ;;
+  on_rank_failure_continue)
+    # mpirun gets --enable-recovery (a dying rank must not end the job) and the status file, whose
+    # status the launcher exits with: that mpirun itself exits 0 whatever happens.
+    config '["cpu:1", "cpu:1", "cpu:1"]' "$tiny" '"oversubscribe": true, "on_rank_failure": "continue",'
+    "$launcher" "$work/run.json" --moe "$build/moe" --dry-run 2>&1 | tee "$work/err"
+    grep -q -- "--enable-recovery .* -x MOE_EXIT_STATUS_FILE .* --on-rank-failure continue" "$work/err"
+    "$launcher" "$work/run.json" --moe "$build/moe" --output "$work/launcher.jsonl" >"$work/launcher.out"
+    mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$build/moe" generate --model "$tiny" --input "$tiny/prompts.jsonl" \
+      --batch-size 8 --max-new-tokens 24 --output "$work/direct.jsonl" >"$work/direct.out"
+    diff <(answers "$work/direct.out") <(answers "$work/launcher.out")
+    status=0
+    "$launcher" "$work/run.json" --moe "$build/moe" -- --expert-map "$work/no-such-map.json" \
+      >"$work/out" 2>"$work/err" || status=$?
+    grep '^moe' "$work/err"
+    ((status == 1)) || { echo "FAIL: a failed run exits $status through the launcher, expected 1"; exit 1; }
+    grep -q "no-such-map.json: cannot open expert map" "$work/err"
+    echo "ok: same answers; a failed run's status survives mpirun --enable-recovery" ;;
+  bad_on_rank_failure)
+    config '["cpu:1", "cpu:1"]' "$tiny" '"on_rank_failure": "retry",'
+    reject 'on_rank_failure: expected "abort" or "continue", got "retry"' ;;
   bad_weight_format)
     config '["cpu:1:fp8", "cpu:1"]'
     reject 'ranks\[0\]: unknown device "cpu:1:fp8"' ;;

@@ -1,7 +1,9 @@
-// Where rank 0's checked plan puts the dense FFN blocks and the lm_head's columns.
+// Where rank 0's checked plan puts the dense FFN blocks and the lm_head's columns, and what it
+// takes to go on after a lost rank.
 #include "ranks/commands/run_options.hpp"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include "runtime/error.hpp"
 
@@ -68,6 +70,70 @@ TEST(RunOptions, BadLmHeadShareIsRefusedNamingTheOption) {
   RunOptions forward = serving("auto", "0.5");
   forward.serves = false;
   EXPECT_THROW(plan_of(forward, 2), Error);
+}
+
+namespace {
+
+// The message of the error plan_of throws, or "" where it accepts.
+std::string refusal(const RunOptions& o, int ranks) {
+  try {
+    plan_of(o, ranks);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Open MPI's mpirun puts these in every rank's environment (the second with --enable-recovery).
+struct LaunchedByMpirun {
+  explicit LaunchedByMpirun(bool recovery) {
+    setenv("OMPI_COMM_WORLD_SIZE", "3", 1);
+    if (recovery) setenv("OMPI_MCA_orte_enable_recovery", "1", 1);
+  }
+  ~LaunchedByMpirun() {
+    unsetenv("OMPI_COMM_WORLD_SIZE");
+    unsetenv("OMPI_MCA_orte_enable_recovery");
+  }
+};
+
+}  // namespace
+
+TEST(RunOptions, GoingOnAfterALostRankKeepsWhatHasNoReplicaOnTheAttentionRanks) {
+  RunOptions o = serving("auto");
+  o.on_rank_failure = "continue";
+  const RunPlan plan = plan_of(o, 3);
+  EXPECT_TRUE(plan.continue_on_rank_failure);
+  EXPECT_TRUE(plan.dense_ranks.empty());  // a dense FFN has one rank: not on the expert ranks
+  EXPECT_EQ(plan.lm_head_on_experts, 0);  // nor a part of the lm_head
+  EXPECT_FALSE(plan_of(serving("auto"), 3).continue_on_rank_failure);
+  o.dense_ffn = "experts";
+  EXPECT_NE(refusal(o, 3).find("--dense-ffn experts gives each dense FFN one expert rank"),
+            std::string::npos);
+  o.dense_ffn = "auto";
+  o.lm_head_on_experts = "0.5";
+  EXPECT_NE(refusal(o, 3).find("--lm-head-on-experts 0.5 gives each expert rank a part"),
+            std::string::npos);
+}
+
+TEST(RunOptions, GoingOnAfterALostRankIsRefusedWhereItCannotWork) {
+  RunOptions o = serving("auto");
+  o.on_rank_failure = "retry";
+  EXPECT_NE(refusal(o, 3).find("--on-rank-failure must be abort or continue, not 'retry'"),
+            std::string::npos);
+  o.on_rank_failure = "continue";
+  o.serves = false;  // moe forward, moe profile
+  EXPECT_NE(refusal(o, 3).find("--on-rank-failure continue is for moe generate"),
+            std::string::npos);
+  o.serves = true;
+  {
+    const LaunchedByMpirun without_recovery(false);
+    EXPECT_NE(refusal(o, 3).find("start it with mpirun --enable-recovery"), std::string::npos);
+    EXPECT_EQ(refusal(o, 1), "");  // alone: nothing to lose
+  }
+  {
+    const LaunchedByMpirun with_recovery(true);
+    EXPECT_EQ(refusal(o, 3), "");
+  }
 }
 
 }  // namespace moe
