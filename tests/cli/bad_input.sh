@@ -37,6 +37,22 @@ case $case in
   token_out_of_vocab)
     echo '{"id": "b", "input_ids": [5, 100000, 1]}' >"$work/in.jsonl"
     expect="in.jsonl:1: field 'input_ids' has token id 100000 outside the vocabulary" ;;
+  truncated_spiece_model)  # cut just after a piece: it still parses, as fewer pieces
+    python3 - "$work/model/spiece.model" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+def varint(at):
+    value = shift = 0
+    while True:
+        byte = data[at]; at += 1; value |= (byte & 0x7f) << shift; shift += 7
+        if not byte & 0x80: return value, at
+ends, at = [], 0  # where each top-level field ends, for the pieces (field 1)
+while at < len(data):
+    tag, at = varint(at); length, at = varint(at); at += length
+    if tag >> 3 == 1: ends.append(at)
+open(sys.argv[1], "wb").write(data[:ends[-5]])
+PY
+    expect="spiece.model: SentencePiece model ends after its [0-9]+ pieces, with no trainer_spec: the file is truncated" ;;
   prompt_too_long)  # refused before any work, naming the line and the limit
     echo '{"id": "b", "input_ids": [5, 6, 1]}' >>"$work/in.jsonl"
     python3 -c "import json; print(json.dumps({'id': 'c', 'input_ids': [5] * 600 + [1]}))" >>"$work/in.jsonl"
