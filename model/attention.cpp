@@ -62,6 +62,16 @@ namespace {
 #define MOE_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 
+// scores[j] = e^(scores[j] − max_score) for j < n; returns their sum (in double, in order, so that
+// a row sums alike wherever it is computed).
+inline double exp_shifted(float* scores, int n, float max_score) {
+#pragma omp simd
+  for (int j = 0; j < n; ++j) scores[j] = exp_nonpositive(scores[j] - max_score);
+  double sum = 0.0;
+  for (int j = 0; j < n; ++j) sum += scores[j];
+  return sum;
+}
+
 // One head's attention for one query over keys 0..visible-1: ctx = softmax(q·k + bias) · v.
 // Compiled for AVX-512, AVX2 and the baseline, chosen at load time from the CPU's features;
 // the sums over d_kv are vectorised (their order differs from a plain loop by rounding).
@@ -82,11 +92,7 @@ MOE_SIMD_CLONES void attend_one(int d_kv, int visible, const float* q, const flo
     scores[j] = dot;
     max_score = std::max(max_score, dot);
   }
-  double sum = 0.0;
-  for (int j = 0; j < visible; ++j) {
-    scores[j] = std::exp(scores[j] - max_score);
-    sum += scores[j];
-  }
+  const double sum = exp_shifted(scores, visible, max_score);
   for (int x = 0; x < d_kv; ++x) ctx[x] = 0.0f;
   const float inv = float(1.0 / sum);
   for (int j = 0; j < visible; ++j) {
@@ -109,11 +115,7 @@ MOE_SIMD_CLONES void softmax_row(int keys, int visible, const float* bias, const
         seen ? scores[j] + (bias ? bias[j] : 0.0f) : -std::numeric_limits<float>::infinity();
     max_score = std::max(max_score, scores[j]);
   }
-  double sum = 0.0;
-  for (int j = 0; j < keys; ++j) {
-    scores[j] = std::exp(scores[j] - max_score);
-    sum += scores[j];
-  }
+  const double sum = exp_shifted(scores, keys, max_score);
   const float inv = float(1.0 / sum);
   for (int j = 0; j < keys; ++j) scores[j] *= inv;
 }
