@@ -33,18 +33,24 @@ void attend(const AttentionShape& shape, const float* q, int q_stride, const flo
 
 // e^x for x ≤ 0 (a score minus the row's largest), in float arithmetic that vectorises (a libm
 // call per element does not, and was most of a prefill's softmax): 2^n · e^r with n = round(x /
-// ln 2), r = x − n ln 2 in two steps, e^r by the degree-6 polynomial of the Cephes library (relative
-// error ≤ 2e-7 on [-ln2/2, ln2/2]). e^0 is exactly 1; below -87.3 (and at -inf, a masked key) 0.
-// A loop over it vectorises only without trapping math (model/CMakeLists.txt sets that for
+// ln 2), r = x − n ln 2 in two steps, e^r by the degree-6 polynomial of the Cephes library
+// (relative error ≤ 2e-7 on [-ln2/2, ln2/2]). e^0 is exactly 1; below -87.3 (and at -inf, a masked
+// key) 0. A loop over it vectorises only without trapping math (model/CMakeLists.txt sets that for
 // attention.cpp: nothing reads the floating-point exception flags).
 inline float exp_nonpositive(float x) {
   const float xc = std::max(x, -88.0f);  // finite (a masked key's -inf included)
   const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
   float r = xc - n * 0.693359375f;
   r -= n * -2.12194440e-4f;
-  const float p =
-      ((((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
-          4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f) * r) * r + r + 1.0f;
+  const float p = ((((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
+                      4.1665795894e-2f) *
+                         r +
+                     1.6666665459e-1f) *
+                        r +
+                    5.0000001201e-1f) *
+                   r) *
+                      r +
+                  r + 1.0f;
   const float scale = std::bit_cast<float>((int32_t(n) + 127) << 23);
   return x < -87.3f ? 0.0f : p * scale;
 }
