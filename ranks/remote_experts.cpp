@@ -218,10 +218,10 @@ void ExpertExchanges::progress() {
     }
     const auto reply = decode_message<WorkReply>(*e);
     InFlight* x = find(reply.exchange);
-    const bool retired = std::any_of(retired_.begin(), retired_.end(),
-                                     [&](const auto& r) { return r->exchange == reply.exchange; });
-    if (x == nullptr && retired) continue;  // a live rank's answer to an exchange started again
-    if (is_lost(e->sender)) continue;       // a lost rank that was only paused
+    const auto retired = [&](const auto& r) { return r->exchange == reply.exchange; };
+    // A live rank's answer to an exchange started again, or a lost rank that was only paused.
+    if (x == nullptr && std::any_of(retired_.begin(), retired_.end(), retired)) continue;
+    if (is_lost(e->sender)) continue;
     MOE_CHECK(x != nullptr, "rank ", e->sender, " replied to exchange ", reply.exchange,
               ", which is not in flight");
     MOE_CHECK(e->sender >= options_.first_expert_rank && !x->replied[e->sender], "rank ", e->sender,

@@ -53,6 +53,7 @@ class GenerateCommand final : public DistributedCommand {
 
   void prepare(const World&, const ModelConfig& c) override {
     MOE_CHECK(options_.max_new_tokens >= 1, "--max-new-tokens must be >= 1");
+    MOE_CHECK(max_input_tokens_ >= 1, "--max-input-tokens must be >= 1");
     MOE_CHECK(options_.batch_size >= 1, "--batch-size must be >= 1");
     MOE_CHECK(options_.admit_per_step >= 0, "--admit-per-step must be >= 0");
     if (!output_.empty()) {  // before any work: a refused output would lose all of it
@@ -141,7 +142,6 @@ double serving_bytes(const ModelConfig& c, int batch, int input, int new_tokens)
 // Prompts longer than the limit keep their first tokens, and end with end-of-sequence where they
 // did (as a tokenizer truncating to a maximum length does).
 void GenerateCommand::truncate_inputs(int eos_token_id) {
-  MOE_CHECK(max_input_tokens_ >= 1, "--max-input-tokens must be >= 1");
   const size_t limit = size_t(max_input_tokens_);
   size_t cut = 0;
   for (auto& r : requests_) {
@@ -158,7 +158,6 @@ void GenerateCommand::truncate_inputs(int eos_token_id) {
 
 // Limits named before any work: a prompt too long, or a batch whose caches cannot fit.
 void GenerateCommand::check_limits(const ModelConfig& c) const {
-  MOE_CHECK(max_input_tokens_ >= 1, "--max-input-tokens must be >= 1");
   size_t longest = 0;
   for (const auto& r : requests_) {
     MOE_CHECK(r.input_ids.size() <= size_t(max_input_tokens_), input_, ":", r.line, ": ",

@@ -14,8 +14,8 @@ namespace moe {
 long process_start_ticks(long pid);
 
 // SIGKILLs `rank`'s process when it runs on this host and is still the process the run started
-// with; true when it ran here (whether or not it had already ended).
-bool fence_if_local(const World& world, int rank);
+// with (otherwise it has ended, or runs elsewhere: nothing to do here).
+void fence_if_local(const World& world, int rank);
 
 // Whether a rank for which live(rank) holds runs on `rank`'s host and so can fence it.
 bool fenceable(const World& world, int rank, const std::function<bool(int)>& live);
