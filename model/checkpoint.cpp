@@ -1,5 +1,6 @@
 #include "model/checkpoint.hpp"
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -98,6 +99,14 @@ Weight Checkpoint::load(const std::string& name, const std::vector<int64_t>& sha
   const float* data = file.as_float32(info, *storage);
   if (storage->empty()) return Weight(owner_.at(&file), data);  // view into the mapping
   return Weight(storage, data);
+}
+
+bool Checkpoint::maps(const std::string& name) const {
+  auto it = file_of_.find(name);
+  MOE_CHECK(it != file_of_.end(), dir_, ": missing tensor '", name, "'");
+  const TensorInfo& info = it->second->info(name);
+  return info.dtype == DType::F32 &&
+         reinterpret_cast<uintptr_t>(it->second->bytes(info)) % alignof(float) == 0;
 }
 
 size_t Checkpoint::stored_bytes(const std::function<bool(const std::string&)>& include) const {

@@ -26,6 +26,9 @@ class Checkpoint {
   bool has(const std::string& name) const { return file_of_.count(name) != 0; }
   // Throws naming the file and tensor when missing or of another shape.
   Weight load(const std::string& name, const std::vector<int64_t>& shape) const;
+  // Whether load(name) gives a view into the mapped file (float32 stored aligned) rather than a
+  // converted copy: only then can its pages be given back and read again from the file.
+  bool maps(const std::string& name) const;
   // Bytes of the tensors as stored on disk: all of them, or those whose name passes `include`.
   size_t stored_bytes(const std::function<bool(const std::string&)>& include = nullptr) const;
 

@@ -3,7 +3,7 @@
 namespace moe {
 
 void prepare_weights(Device& device, const ModelWeights& w, const ModelConfig& c, int lm_head_first,
-                     int lm_head_last) {
+                     int lm_head_last, bool with_experts) {
   const int d = c.d_model, inner = c.inner_dim();
   auto attention = [&](const AttentionWeights& a) {
     for (const Weight* m : {&a.q, &a.k, &a.v}) device.prepare_weight(m->get(), inner, d);
@@ -18,7 +18,8 @@ void prepare_weights(Device& device, const ModelWeights& w, const ModelConfig& c
       attention(b.self_attn);
       attention(b.cross_attn);
       if (!b.sparse) ffn(b.dense);
-      for (const DenseFfnWeights& expert : b.moe.experts) ffn(expert);
+      if (with_experts)
+        for (const DenseFfnWeights& expert : b.moe.experts) ffn(expert);
     }
   if (w.lm_head && lm_head_last > lm_head_first)
     device.prepare_weight(w.lm_head.get() + size_t(lm_head_first) * d, lm_head_last - lm_head_first,

@@ -77,6 +77,7 @@ void feed_forward(SwitchModel& m, const BlockWeights& block, float* x, int seque
   if (skip_padding)
     for (int t = 0; t < T; ++t)
       if (!valid[t]) ws.gate.kept[t] = 0;
+  m.experts.adjust_routing(layer.moe_layer, ws.router_logits.data(), ws.normed.data(), d, ws.gate);
   plan_expert_dispatch(ws.gate, E, ws.dispatch);
   const size_t rows = size_t(ws.dispatch.rows());
   ws.reserve(ws.rows_in, rows * d);

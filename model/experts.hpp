@@ -18,6 +18,11 @@ class ExpertExecutor {
   // forward passes (0 = encoder, k = k-th decoder call) for messages and traces.
   virtual void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
                    const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) = 0;
+  // Called after the gate, before the dispatch is planned, with the router logits[T, E] and its
+  // inputs x[T, d]: an executor whose experts are not all at hand (a memory budget) may change
+  // the gate's choices here.
+  virtual void adjust_routing(int /*moe_layer*/, const float* /*logits*/, const float* /*x*/,
+                              int /*d*/, GateResult& /*gate*/) {}
   // Whether this dense FFN block goes through run_dense (it runs on the model's device otherwise).
   virtual bool runs_dense(const BlockWeights& block) const { return false; }
   // y[rows, d_model] = the dense block's FFN of x.

@@ -32,6 +32,10 @@ class RecordingExecutor final : public ExpertExecutor {
         local_ ? recorder_.event("experts L" + std::to_string(layer.moe_layer), start, lane_) : 0.0;
     recorder_.served(layer.moe_layer, dispatch.rows(), us);
   }
+  void adjust_routing(int moe_layer, const float* logits, const float* x, int d,
+                      GateResult& gate) override {
+    inner_.adjust_routing(moe_layer, logits, x, d, gate);
+  }
   bool runs_dense(const BlockWeights& block) const override { return inner_.runs_dense(block); }
   void run_dense(const BlockWeights& block, int64_t step, int rows, const float* x,
                  float* y) override {
@@ -65,7 +69,8 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
   if (world.distributed()) selection.expert_wanted = [](int, int) { return false; };
   weights_ = load_weights(*checkpoint_, selection);
   device_ = make_device(resolve_local_device(plan.devices[rank], world.local_rank()));
-  prepare_weights(*device_, weights_, c, 0, c.vocab_size);
+  const bool budgeted = !world.distributed() && plan.resident_experts >= 0;
+  prepare_weights(*device_, weights_, c, 0, c.vocab_size, /*with_experts=*/!budgeted);
   load_seconds_ = (now_us() - start_us) / 1e6;
   tokenizer_ = load_tokenizer_if_present(plan.model_dir, c.eos_token_id, c.pad_token_id);
   recorder_ = std::make_unique<RankRecorder>(rank, world.host(), plan.devices[rank],
@@ -114,7 +119,9 @@ void Coordinator::make_lane_models() {
   const bool alone = !world_.distributed();
   const int lanes = alone ? 1 : run_.plan.micro_batches;
   for (int lane = 0; lane < lanes; ++lane) {
-    if (alone)
+    if (alone && run_.plan.resident_experts >= 0)
+      executors_.push_back(make_budgeted_executor());
+    else if (alone)
       executors_.push_back(std::make_unique<LocalExpertExecutor>(*device_, c));
     else
       executors_.push_back(std::make_unique<RemoteExpertExecutor>(
@@ -127,6 +134,47 @@ void Coordinator::make_lane_models() {
     models_.push_back(std::make_unique<SwitchModel>(
         SwitchModel{c, weights_, *device_, *recording_.back(), nullptr, {}}));
   }
+}
+
+std::unique_ptr<ExpertExecutor> Coordinator::make_budgeted_executor() {
+  const ModelConfig& c = checkpoint_->config();
+  const RunPlan& plan = run_.plan;
+  for (int l = 0; l < weights_.num_moe_layers; ++l)
+    for (int e = 0; e < c.num_experts; ++e)
+      for (const char* part : {".wi.weight", ".wo.weight"}) {
+        const std::string name = expert_prefix(c, l, e) + part;
+        MOE_CHECK(checkpoint_->maps(name), plan.model_dir, ": tensor '", name,
+                  "' is not stored as float32: --expert-memory gives back pages of the mapped "
+                  "checkpoint, and a converted copy has none");
+      }
+  residency_ = std::make_unique<ExpertResidency>(
+      even_committees(plan.resident_experts, weights_.num_moe_layers, c.num_experts),
+      expert_weight_norms(weights_, c), parse_miss_policy(plan.on_missing_expert),
+      parse_committee_kind(plan.committee), plan.seed);
+  auto executor = std::make_unique<BudgetedExpertExecutor>(*device_, c, weights_, *residency_);
+  budgeted_ = executor.get();
+  return executor;
+}
+
+void Coordinator::report_budget() const {
+  if (!residency_) return;
+  budgeted_->drain();
+  const ResidencyCounters n = residency_->counters();
+  const ModelConfig& c = checkpoint_->config();
+  const double expert_mib = double(expert_bytes(c)) / 1048576.0;
+  const double share = n.routed > 0 ? 100.0 * double(n.missed) / double(n.routed) : 0.0;
+  std::printf(
+      "expert memory: %lld of %d experts resident (%.1f MiB; %s committee, on a miss: %s); "
+      "%lld of %lld routed tokens missed (%.1f%%): %lld substituted, %lld skipped, %lld loads in a "
+      "step (%.1f ms); %lld swaps planned, %lld done in the background (%.1f ms); peak resident "
+      "memory after a load or swap %.1f MiB\n",
+      static_cast<long long>(run_.plan.resident_experts), weights_.num_moe_layers * c.num_experts,
+      double(run_.plan.resident_experts) * expert_mib, committee_kind_name(residency_->kind()),
+      miss_policy_name(residency_->policy()), static_cast<long long>(n.missed),
+      static_cast<long long>(n.routed), share, static_cast<long long>(n.substituted),
+      static_cast<long long>(n.skipped), static_cast<long long>(n.loads), n.load_ms,
+      static_cast<long long>(n.swaps), static_cast<long long>(n.swaps_done), n.swap_ms,
+      double(budgeted_->peak_resident_bytes()) / 1048576.0);
 }
 
 void Coordinator::run_lanes(const std::function<void(int lane)>& body) {
@@ -221,6 +269,7 @@ void Coordinator::finish(int64_t generated_tokens, double wall_seconds) {
       run_.plan.model_dir.c_str(), checkpoint_->stored_bytes() / 1048576.0, load_seconds_,
       ready_seconds_);
   std::printf("%s", format_rank_table(reports, wall_seconds, generated_tokens).c_str());
+  report_budget();
   if (!run_.trace_path.empty()) {
     write_chrome_trace(run_.trace_path, reports);
     std::printf("trace written to %s\n", run_.trace_path.c_str());

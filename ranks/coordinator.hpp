@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "model/budgeted_experts.hpp"
 #include "model/checkpoint.hpp"
 #include "model/switch_model.hpp"
 #include "model/tokenizer.hpp"
@@ -18,6 +19,7 @@
 #include "ranks/remote_experts.hpp"
 #include "ranks/run_plan.hpp"
 #include "router/dispatch_policy.hpp"
+#include "router/residency.hpp"
 #include "runtime/device.hpp"
 #include "runtime/mpi/world.hpp"
 #include "runtime/rank_stats.hpp"
@@ -60,6 +62,9 @@ class Coordinator {
   // those no live rank could stop.
   void end_without_lost_ranks();
   void make_lane_models();
+  // --expert-memory in one process: the residency and the executor that honours it.
+  std::unique_ptr<ExpertExecutor> make_budgeted_executor();
+  void report_budget() const;
   void record_routing(const std::string& path);
 
   World& world_;
@@ -74,6 +79,8 @@ class Coordinator {
   std::unique_ptr<DataTransport> transport_;
   std::unique_ptr<DispatchPolicy> policy_;
   std::unique_ptr<ExpertExchanges> exchanges_;
+  std::unique_ptr<ExpertResidency> residency_;
+  BudgetedExpertExecutor* budgeted_ = nullptr;  // executors_[0] under a memory budget
   Lanes lane_runner_;
   std::vector<std::unique_ptr<ExpertExecutor>> executors_, recording_;  // per lane
   std::vector<std::unique_ptr<SwitchModel>> models_;                    // per lane

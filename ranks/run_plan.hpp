@@ -39,6 +39,11 @@ struct RunPlan {
   // A lost expert rank (dead, or silent past the deadline) is fenced and the run goes on with the
   // other replicas (--on-rank-failure continue), instead of ending.
   bool continue_on_rank_failure = false;
+  // Memory-budgeted experts (--expert-memory; one process so far): how many experts stay resident
+  // in all (-1: every one, no budget), what a token routed to another one gets, which committee.
+  int64_t resident_experts = -1;
+  std::string on_missing_expert = "substitute";
+  std::string committee = "dynamic";
   bool trace = false;
   std::string transport = "mpi";  // "nccl" when every rank has a GPU
   std::string error;              // non-empty: rank 0 rejected the run; every rank exits
@@ -47,7 +52,8 @@ struct RunPlan {
   void serialize(A& ar) {
     ar(model_dir, attention_ranks, micro_batches, serves, dense_ranks, lm_head_on_experts,
        expert_map, devices, policy, profile_path, latency_model_path, seed, deadline_seconds,
-       continue_on_rank_failure, trace, transport, error);
+       continue_on_rank_failure, resident_experts, on_missing_expert, committee, trace, transport,
+       error);
   }
   bool is_attention_rank(int rank) const { return rank < attention_ranks; }
   int first_expert_rank() const { return attention_ranks; }

@@ -1,13 +1,16 @@
 #include "ranks/commands/run_options.hpp"
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
 
+#include "model/budgeted_experts.hpp"
 #include "model/weights.hpp"
 #include "ranks/commands/command_line.hpp"
 #include "router/policy_factory.hpp"
+#include "router/residency.hpp"
 #include "runtime/atomic_file.hpp"
 #include "runtime/cpu/weight_matrix.hpp"
 #include "runtime/device.hpp"
@@ -132,6 +135,26 @@ void check_can_continue(const RunPlan& plan) {
       "that such an mpirun loses)");
 }
 
+// --expert-memory: how many experts stay resident, in one process on a float32 CPU device (the
+// budget moves pages of the mapped checkpoint; a compact format keeps converted copies instead).
+void plan_expert_budget(const RunOptions& o, const ModelConfig& c, RunPlan& plan) {
+  plan.on_missing_expert = miss_policy_name(parse_miss_policy(o.on_missing_expert));
+  plan.committee = committee_kind_name(parse_committee_kind(o.committee));
+  if (o.expert_memory.empty()) return;
+  MOE_CHECK(plan.devices.size() == 1,
+            "--expert-memory: budgets on expert ranks are not built yet; run it in one process");
+  const std::string base = plan.devices[0].substr(0, plan.devices[0].find('@'));
+  const bool f32 =
+      std::count(base.begin(), base.end(), ':') < 2 || base.substr(base.rfind(':') + 1) == "f32";
+  MOE_CHECK(base.rfind("cpu", 0) == 0 && f32,
+            "--expert-memory needs a float32 CPU device (it moves pages of the mapped checkpoint), "
+            "not ",
+            plan.devices[0]);
+  const int64_t all = int64_t(count_moe_layers(c)) * c.num_experts;
+  MOE_CHECK(all > 0, "--expert-memory: ", o.model_dir, " has no sparse layer");
+  plan.resident_experts = experts_within(o.expert_memory, all, expert_bytes(c));
+}
+
 }  // namespace
 
 void RunOptions::add_to(po::options_description& opts) {
@@ -157,6 +180,12 @@ void RunOptions::add_to(po::options_description& opts) {
       ("record-routing", po::value(&record_routing_path), "write every sparse-layer call's routing (JSONL)")
       ("record-latency-samples", po::value(&record_latency_samples_path),
        "write one latency sample per rank and sparse-layer call (CSV; needs --profile)")
+      ("expert-memory", po::value(&expert_memory),
+       "memory for resident experts (one process): bytes (K, M, G: powers of 1024) or a share of the experts' (50%); the others stay in the mapped checkpoint on disk")
+      ("on-missing-expert", po::value(&on_missing_expert)->default_value("substitute"),
+       "a token routed to an expert that is not resident: wait (load it; it joins the committee), on-demand (load it for that step), substitute (the resident expert of the highest router probability), skip (residual only)")
+      ("committee", po::value(&committee)->default_value("dynamic"),
+       "which experts stay resident under --expert-memory: dynamic (the most important, swapped in the background), magnitude (largest weight norm, fixed), random (fixed)")
       ("attention-ranks", po::value(&attention_ranks)->default_value(1),
        "ranks 0..M-1 run attention, each on its share of the requests; the others hold experts (moe generate)")
       ("micro-batches", po::value(&micro_batches)->default_value(0),
@@ -221,6 +250,7 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
   }
   plan.transport = transport_for(plan.devices);
   if (plan.continue_on_rank_failure && N > 1) check_can_continue(plan);
+  plan_expert_budget(o, c, plan);
   if (o.policy == "latency-aware" || !o.record_latency_samples_path.empty())
     MOE_CHECK(!o.profile_path.empty(),
               "--policy latency-aware and --record-latency-samples need --profile");

@@ -27,8 +27,11 @@ struct RunOptions {
   std::string profile_path;          // profile.json (latency-aware policy, latency samples)
   std::string latency_model_path;    // model.bin (latency-aware policy)
   std::string record_routing_path;   // JSONL routing trace of every sparse-layer call
-  std::string record_latency_samples_path;     // CSV latency samples (needs a profile)
-  std::vector<std::string> extra_expert_maps;  // expert ranks also load these maps' experts
+  std::string record_latency_samples_path;       // CSV latency samples (needs a profile)
+  std::vector<std::string> extra_expert_maps;    // expert ranks also load these maps' experts
+  std::string expert_memory;                     // empty: every expert resident
+  std::string on_missing_expert = "substitute";  // with --expert-memory
+  std::string committee = "dynamic";             // with --expert-memory
   int attention_ranks = 1;
   int micro_batches = 0;                    // 0: chosen from the batch and the layout
   std::string dense_ffn = "auto";           // where dense FFN blocks run: attention, experts, auto
@@ -41,6 +44,7 @@ struct RunOptions {
   // --model, --expert-map, --policy, --seed, --deadline, --on-rank-failure, --threads, --trace,
   // --memory-per-rank,
   // --devices, --weights, --profile, --latency-model, --record-routing, --record-latency-samples,
+  // --expert-memory, --on-missing-expert, --committee,
   // --attention-ranks, --micro-batches, --dense-ffn, --lm-head-on-experts.
   void add_to(boost::program_options::options_description& opts);
 };

@@ -1,8 +1,5 @@
 #include "runtime/cpu/cpu_device.hpp"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -13,6 +10,7 @@
 #include "runtime/cpu/sgemm.hpp"
 #include "runtime/cpu/skinny_gemm.hpp"
 #include "runtime/error.hpp"
+#include "runtime/mapped_pages.hpp"
 #include "runtime/thread_pool.hpp"
 
 namespace moe {
@@ -47,48 +45,17 @@ CpuDevice::CpuDevice(int threads, WeightFormat format)
   sgemm_one_thread(false, 2, 2, 2, a, 2, b, 2, 0.0f, c, 2);
 }
 
-namespace {
-
-// The float32 original of a converted matrix is not read again: its whole pages go back to the
-// kernel, so that resident memory is what the rank uses. MADV_PAGEOUT keeps the contents (pages
-// of the mapped checkpoint are dropped and read again from the file if ever touched, e.g. a tied
-// embedding's rows); where it cannot reclaim (anonymous memory without swap) nothing changes.
-void release_pages(const float* w, size_t bytes) {
-#ifdef MADV_PAGEOUT
-  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (uintptr_t(w) + page - 1) / page * page;
-  const uintptr_t end = (uintptr_t(w) + bytes) / page * page;
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
-#else
-  (void)w, (void)bytes;
-#endif
-}
-
-// The pages of a float32 matrix that stays in the mapped checkpoint are mapped in now, at load:
-// left to the first decode step, faulting them in page by page (from the page cache) cost that
-// step about as much as streaming them. Only the rows given: an expert rank that computes half of
-// the lm_head maps that half.
-void map_in(const float* w, size_t bytes) {
-  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = uintptr_t(w) / page * page;
-  const uintptr_t end = (uintptr_t(w) + bytes + page - 1) / page * page;
-#ifdef MADV_POPULATE_READ
-  if (madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ) == 0) return;
-#endif
-  float sum = 0;  // kernels without MADV_POPULATE_READ: touch a float of every page
-  for (const float* p = w; p < w + bytes / sizeof(float); p += page / sizeof(float)) sum += *p;
-  volatile float keep = sum;
-  (void)keep;
-}
-
-}  // namespace
-
 void CpuDevice::prepare_weight(const float* w, int rows, int cols) {
   if (w == nullptr || prepared_.count(w)) return;
-  if (format_ == WeightFormat::kF32) return map_in(w, size_t(rows) * cols * sizeof(float));
+  // A float32 matrix stays in the mapped checkpoint: its pages are mapped in now, at load (left to
+  // the first decode step, faulting them in page by page cost that step about as much as
+  // streaming them).
+  if (format_ == WeightFormat::kF32) return map_in_pages(w, size_t(rows) * cols * sizeof(float));
   auto it = prepared_.emplace(w, Prepared{StoredWeight(format_, w, rows, cols), cols}).first;
   prepared_bytes_ += it->second.stored.bytes();
-  release_pages(w, size_t(rows) * cols * sizeof(float));
+  // The float32 original of a converted matrix is not read again: its pages go back to the
+  // kernel, so that resident memory is what the rank uses.
+  page_out(w, size_t(rows) * cols * sizeof(float));
 }
 
 WeightMatrix CpuDevice::weights_at(const float* w, int N, int K) const {

@@ -1,0 +1,73 @@
+#include "model/expert_swapper.hpp"
+
+#include <chrono>
+
+namespace moe {
+
+ExpertSwapper::ExpertSwapper(ExpertResidency& residency, std::function<void(int, int)> map_in,
+                             std::function<void(int, int)> give_back,
+                             std::function<void()> after_job)
+    : residency_(residency),
+      map_in_(std::move(map_in)),
+      give_back_(std::move(give_back)),
+      after_job_(std::move(after_job)),
+      thread_([this] { loop(); }) {}
+
+ExpertSwapper::~ExpertSwapper() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+    queue_.clear();
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void ExpertSwapper::submit(const PageJob& job) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back(job);
+  }
+  wake_.notify_one();
+}
+
+void ExpertSwapper::drain() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  idle_.wait(lock, [this] { return queue_.empty() && !busy_; });
+}
+
+void ExpertSwapper::loop() {
+  for (;;) {
+    PageJob job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      job = queue_.front();
+      queue_.pop_front();
+      busy_ = true;
+    }
+    // A kWait admission on the step's thread may have seated the expert again meanwhile (then its
+    // pages stay), or taken the seat a newcomer was loaded for (then they go).
+    if (job.kind == PageJob::kGiveBack) {
+      if (residency_.out_of_committee(job.layer, job.expert)) give_back_(job.layer, job.expert);
+    } else {
+      const auto start = std::chrono::steady_clock::now();
+      map_in_(job.layer, job.expert);
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count();
+      if (!residency_.loaded(job.layer, job.expert, ms) &&
+          residency_.out_of_committee(job.layer, job.expert))
+        give_back_(job.layer, job.expert);
+    }
+    after_job_();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      busy_ = false;
+      if (queue_.empty()) idle_.notify_all();
+    }
+  }
+}
+
+}  // namespace moe

@@ -1,0 +1,279 @@
+#include "router/residency.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "runtime/error.hpp"
+
+namespace moe {
+
+MissPolicy parse_miss_policy(const std::string& name) {
+  if (name == "wait") return MissPolicy::kWait;
+  if (name == "on-demand") return MissPolicy::kOnDemand;
+  if (name == "substitute") return MissPolicy::kSubstitute;
+  if (name == "skip") return MissPolicy::kSkip;
+  throw Error("--on-missing-expert: '" + name +
+              "' is not one of wait, on-demand, substitute, skip");
+}
+
+CommitteeKind parse_committee_kind(const std::string& name) {
+  if (name == "dynamic") return CommitteeKind::kDynamic;
+  if (name == "random") return CommitteeKind::kRandom;
+  if (name == "magnitude") return CommitteeKind::kMagnitude;
+  throw Error("--committee: '" + name + "' is not one of dynamic, random, magnitude");
+}
+
+const char* miss_policy_name(MissPolicy policy) {
+  switch (policy) {
+    case MissPolicy::kWait:
+      return "wait";
+    case MissPolicy::kOnDemand:
+      return "on-demand";
+    case MissPolicy::kSubstitute:
+      return "substitute";
+    case MissPolicy::kSkip:
+      return "skip";
+  }
+  return "?";
+}
+
+const char* committee_kind_name(CommitteeKind kind) {
+  switch (kind) {
+    case CommitteeKind::kDynamic:
+      return "dynamic";
+    case CommitteeKind::kRandom:
+      return "random";
+    case CommitteeKind::kMagnitude:
+      return "magnitude";
+  }
+  return "?";
+}
+
+int64_t experts_within(const std::string& memory, int64_t total_experts, size_t bytes_per_expert) {
+  const std::string bad = "--expert-memory '" + memory +
+                          "': give bytes (e.g. 600000000, or 512M with K, M, G for powers of "
+                          "1024) or a share of the experts (e.g. 50%)";
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(memory, &used);
+  } catch (const std::exception&) {
+    throw Error(bad);
+  }
+  const std::string unit = memory.substr(used);
+  MOE_CHECK(value >= 0 && std::isfinite(value), bad);
+  if (unit == "%") {
+    MOE_CHECK(value <= 100, bad);
+    return int64_t(std::floor(value / 100 * double(total_experts) + 1e-9));
+  }
+  double scale = 1;
+  if (unit == "K")
+    scale = 1024.0;
+  else if (unit == "M")
+    scale = 1024.0 * 1024;
+  else if (unit == "G")
+    scale = 1024.0 * 1024 * 1024;
+  else
+    MOE_CHECK(unit.empty(), bad);
+  const double experts = std::floor(value * scale / double(bytes_per_expert));
+  return int64_t(std::min(experts, double(total_experts)));
+}
+
+std::vector<int> even_committees(int64_t slots, int layers, int experts) {
+  std::vector<int> sizes(size_t(std::max(layers, 0)), 0);
+  if (layers <= 0) return sizes;
+  slots = std::clamp<int64_t>(slots, 0, int64_t(layers) * experts);
+  for (int l = 0; l < layers; ++l) sizes[l] = int(slots / layers + (l < slots % layers ? 1 : 0));
+  return sizes;
+}
+
+ExpertResidency::ExpertResidency(std::vector<int> committee,
+                                 std::vector<std::vector<double>> weight_norm, MissPolicy policy,
+                                 CommitteeKind kind, uint64_t seed, double decay, double margin)
+    : committee_(std::move(committee)),
+      weight_norm_(std::move(weight_norm)),
+      policy_(policy),
+      kind_(kind),
+      decay_(decay),
+      margin_(margin) {
+  const int L = int(committee_.size());
+  MOE_CHECK(int(weight_norm_.size()) == L, "residency: ", weight_norm_.size(),
+            " layers of weight norms for ", L, " committees");
+  experts_ = L == 0 ? 0 : int(weight_norm_[0].size());
+  std::mt19937_64 rng(seed);
+  state_.assign(L, std::vector<State>(experts_, State::kOut));
+  importance_.assign(L, std::vector<double>(experts_, 0.0));
+  this_call_ = importance_;
+  pending_.assign(L, Pending{});
+  for (int l = 0; l < L; ++l) {
+    MOE_CHECK(int(weight_norm_[l].size()) == experts_, "residency: layer ", l, " has ",
+              weight_norm_[l].size(), " weight norms, not ", experts_);
+    MOE_CHECK(committee_[l] >= 0 && committee_[l] <= experts_, "residency: layer ", l,
+              " committee of ", committee_[l], " experts out of ", experts_);
+    std::vector<int> order(experts_);
+    std::iota(order.begin(), order.end(), 0);
+    if (kind_ == CommitteeKind::kRandom) {
+      std::shuffle(order.begin(), order.end(), rng);
+    } else {
+      // Largest norm first, the lower index among equal ones.
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int a, int b) { return weight_norm_[l][a] > weight_norm_[l][b]; });
+    }
+    for (int i = 0; i < committee_[l]; ++i) state_[l][order[i]] = State::kIn;
+  }
+}
+
+bool ExpertResidency::resident(int layer, int expert) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return state_[layer][expert] == State::kIn;
+}
+
+std::vector<int> ExpertResidency::resident_experts(int layer) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<int> in;
+  for (int e = 0; e < experts_; ++e)
+    if (state_[layer][e] == State::kIn) in.push_back(e);
+  return in;
+}
+
+double ExpertResidency::importance(int layer, int expert) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return importance_[layer][expert];
+}
+
+void ExpertResidency::route(int layer, const float* logits, const float* x, int d,
+                            GateResult& gate) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int T = int(gate.expert.size()), E = experts_;
+  const std::vector<State>& state = state_[layer];
+  for (int t = 0; t < T; ++t) {
+    if (!gate.kept[t]) continue;
+    const int chosen = gate.expert[t];
+    double norm2 = 0;
+    for (int j = 0; j < d; ++j) norm2 += double(x[size_t(t) * d + j]) * x[size_t(t) * d + j];
+    this_call_[layer][chosen] += gate.probability[t] * std::sqrt(norm2);
+    ++counters_.routed;
+    if (state[chosen] == State::kIn) continue;
+    ++counters_.missed;
+    if (policy_ == MissPolicy::kWait || policy_ == MissPolicy::kOnDemand) continue;
+    int best = -1;
+    const float* row = logits + size_t(t) * E;
+    if (policy_ == MissPolicy::kSubstitute)
+      for (int e = 0; e < E; ++e)
+        if (state[e] == State::kIn && (best < 0 || row[e] > row[best])) best = e;
+    if (best < 0) {
+      gate.kept[t] = 0;
+      ++counters_.skipped;
+      continue;
+    }
+    // softmax(row)[best] = softmax(row)[chosen] · exp(row[best] − row[chosen]).
+    gate.probability[t] *= std::exp(row[best] - row[chosen]);
+    gate.expert[t] = best;
+    ++counters_.substituted;
+  }
+}
+
+void ExpertResidency::end_call_locked(int layer) {
+  for (int e = 0; e < experts_; ++e) {
+    importance_[layer][e] = decay_ * importance_[layer][e] +
+                            (1 - decay_) * this_call_[layer][e] * weight_norm_[layer][e];
+    this_call_[layer][e] = 0;
+  }
+}
+
+std::vector<PageJob> ExpertResidency::plan_swaps(int layer) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  end_call_locked(layer);
+  std::vector<PageJob> jobs;
+  std::vector<State>& state = state_[layer];
+  Pending& pending = pending_[layer];
+  if (pending.in >= 0 && pending.ready) {  // the newcomer is in: it takes the leaver's seat
+    state[pending.in] = State::kIn;
+    state[pending.out] = State::kOut;
+    jobs.push_back({PageJob::kGiveBack, layer, pending.out});
+    pending = {};
+    --swaps_in_flight_;
+    ++counters_.swaps_done;
+  }
+  if (kind_ != CommitteeKind::kDynamic || swaps_in_flight_ > 0) return jobs;
+  const std::vector<double>& imp = importance_[layer];
+  int in = -1, out = -1;
+  for (int e = 0; e < experts_; ++e) {
+    if (state[e] == State::kOut && (in < 0 || imp[e] > imp[in])) in = e;
+    if (state[e] == State::kIn && (out < 0 || imp[e] < imp[out])) out = e;
+  }
+  if (in < 0 || out < 0 || imp[in] <= 0 || imp[in] <= margin_ * imp[out]) return jobs;
+  state[in] = State::kLoading;
+  pending = {in, out, false};
+  ++swaps_in_flight_;
+  ++counters_.swaps;
+  jobs.push_back({PageJob::kLoad, layer, in});
+  return jobs;
+}
+
+bool ExpertResidency::loaded(int layer, int expert, double ms) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  counters_.swap_ms += ms;
+  if (pending_[layer].in != expert) return false;
+  pending_[layer].ready = true;
+  return true;
+}
+
+bool ExpertResidency::out_of_committee(int layer, int expert) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return state_[layer][expert] == State::kOut;
+}
+
+void ExpertResidency::cancel_pending_locked(int layer) {
+  Pending& pending = pending_[layer];
+  if (pending.in < 0) return;
+  if (state_[layer][pending.in] == State::kLoading) state_[layer][pending.in] = State::kOut;
+  pending = {};
+  --swaps_in_flight_;
+}
+
+int ExpertResidency::admit(int layer, int expert, double load_ms) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++counters_.loads;
+  counters_.load_ms += load_ms;
+  std::vector<State>& state = state_[layer];
+  if (state[expert] == State::kIn) return -1;
+  if (committee_[layer] == 0) return expert;
+  Pending& pending = pending_[layer];
+  if (pending.in == expert) {  // it was being swapped in: it takes the leaver's seat now
+    const int out = pending.out;
+    state[expert] = State::kIn;
+    state[out] = State::kOut;
+    pending = {};
+    --swaps_in_flight_;
+    ++counters_.swaps_done;
+    return out;
+  }
+  int seated = 0, out = -1;
+  for (int e = 0; e < experts_; ++e) {
+    if (state[e] != State::kIn) continue;
+    ++seated;
+    if (out < 0 || importance_[layer][e] < importance_[layer][out]) out = e;
+  }
+  state[expert] = State::kIn;
+  if (seated < committee_[layer]) return -1;
+  // The pending swap's leaver leaves now instead, and its newcomer has no seat: the swap ends.
+  if (pending.in >= 0 && pending.out == out) cancel_pending_locked(layer);
+  state[out] = State::kOut;
+  return out;
+}
+
+void ExpertResidency::loaded_for_call(double load_ms) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++counters_.loads;
+  counters_.load_ms += load_ms;
+}
+
+ResidencyCounters ExpertResidency::counters() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return counters_;
+}
+
+}  // namespace moe
