@@ -31,6 +31,20 @@ std::vector<std::vector<ExpertWeights>> expert_table(const ModelWeights& weights
   return table;
 }
 
+// The mean over rows [first, first + rows) of ‖y‖ / ‖x‖ (rows of d values).
+double mean_gain(const float* x, const float* y, int first, int rows, int d) {
+  double sum = 0;
+  for (int r = first; r < first + rows; ++r) {
+    double xx = 0, yy = 0;
+    for (int j = 0; j < d; ++j) {
+      xx += double(x[size_t(r) * d + j]) * x[size_t(r) * d + j];
+      yy += double(y[size_t(r) * d + j]) * y[size_t(r) * d + j];
+    }
+    if (xx > 0) sum += std::sqrt(yy / xx);
+  }
+  return rows > 0 ? sum / rows : 0.0;
+}
+
 double ms_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
       .count();
@@ -135,6 +149,12 @@ void BudgetedExpertExecutor::run(const SparseFfnWeights& layer, int64_t, const G
     const int leaver = residency_.admit(L, e, load_ms);
     if (leaver >= 0) give_back(L, leaver);
   }
+  for (int e = 0; e < residency_.experts(); ++e)
+    if (dispatch.count(e) > 0)
+      residency_.observe_gain(
+          L, e,
+          mean_gain(rows_in, rows_out, dispatch.offsets[e], dispatch.count(e), config_.d_model),
+          dispatch.count(e));
   for (const PageJob& job : residency_.plan_swaps(L)) swapper_->submit(job);
 }
 

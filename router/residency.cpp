@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 
@@ -106,6 +107,7 @@ ExpertResidency::ExpertResidency(std::vector<int> committee,
   state_.assign(L, std::vector<State>(experts_, State::kOut));
   importance_.assign(L, std::vector<double>(experts_, 0.0));
   this_call_ = importance_;
+  gain_ = importance_;
   pending_.assign(L, Pending{});
   for (int l = 0; l < L; ++l) {
     MOE_CHECK(int(weight_norm_[l].size()) == experts_, "residency: layer ", l, " has ",
@@ -153,7 +155,8 @@ void ExpertResidency::route(int layer, const float* logits, const float* x, int 
     const int chosen = gate.expert[t];
     double norm2 = 0;
     for (int j = 0; j < d; ++j) norm2 += double(x[size_t(t) * d + j]) * x[size_t(t) * d + j];
-    this_call_[layer][chosen] += gate.probability[t] * std::sqrt(norm2);
+    this_call_[layer][chosen] +=
+        gate.probability[t] * std::sqrt(norm2) * gain_locked(layer, chosen);
     ++counters_.routed;
     if (state[chosen] == State::kIn) continue;
     ++counters_.missed;
@@ -169,16 +172,46 @@ void ExpertResidency::route(int layer, const float* logits, const float* x, int 
       continue;
     }
     // softmax(row)[best] = softmax(row)[chosen] · exp(row[best] − row[chosen]).
-    gate.probability[t] *= std::exp(row[best] - row[chosen]);
+    static const int sm = getenv("SUB_MODE") ? atoi(getenv("SUB_MODE")) : 0;
+    if (sm == 0) gate.probability[t] *= std::exp(row[best] - row[chosen]);
+    if (sm == 2) {
+      double z = 0;
+      for (int e = 0; e < E; ++e)
+        if (state[e] == State::kIn) z += std::exp(row[e] - row[best]);
+      gate.probability[t] = float(1.0 / z);
+    }
     gate.expert[t] = best;
     ++counters_.substituted;
   }
 }
 
+void ExpertResidency::observe_gain(int layer, int expert, double gain, int rows) {
+  if (rows <= 0 || !std::isfinite(gain)) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  double& g = gain_[layer][expert];
+  g = g == 0 ? gain : decay_ * g + (1 - decay_) * gain;
+}
+
+double ExpertResidency::gain(int layer, int expert) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return gain_locked(layer, expert);
+}
+
+double ExpertResidency::gain_locked(int layer, int expert) const {
+  if (gain_[layer][expert] > 0) return gain_[layer][expert];
+  double ratio = 0;
+  int measured = 0;
+  for (int e = 0; e < experts_; ++e)
+    if (gain_[layer][e] > 0 && weight_norm_[layer][e] > 0) {
+      ratio += gain_[layer][e] / weight_norm_[layer][e];
+      ++measured;
+    }
+  return weight_norm_[layer][expert] * (measured > 0 ? ratio / measured : 1.0);
+}
+
 void ExpertResidency::end_call_locked(int layer) {
   for (int e = 0; e < experts_; ++e) {
-    importance_[layer][e] = decay_ * importance_[layer][e] +
-                            (1 - decay_) * this_call_[layer][e] * weight_norm_[layer][e];
+    importance_[layer][e] = decay_ * importance_[layer][e] + (1 - decay_) * this_call_[layer][e];
     this_call_[layer][e] = 0;
   }
 }

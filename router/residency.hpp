@@ -64,7 +64,8 @@ struct ResidencyCounters {
 class ExpertResidency {
  public:
   // committee[l]: how many of layer l's experts stay resident; weight_norm[l][e] = ‖wi‖·‖wo‖
-  // (Frobenius) of expert e of sparse layer l. decay: how much of an expert's importance carries
+  // (Frobenius) of expert e of sparse layer l (the magnitude committee, and the gain of an expert
+  // not yet measured). decay: how much of an expert's importance carries
   // over from one call of its layer to the next; margin: a non-resident expert replaces a member
   // only when its importance exceeds the member's by this factor (no swapping back and forth).
   ExpertResidency(std::vector<int> committee, std::vector<std::vector<double>> weight_norm,
@@ -81,12 +82,21 @@ class ExpertResidency {
   double importance(int layer, int expert) const;
 
   // Once per sparse-layer call, after the gate: adds each kept token's router probability times
-  // the norm of its router input x[T, d] to the importance of the expert the gate chose, then
+  // the norm of its router input x[T, d] times the expert's gain (below) to the importance of the
+  // expert the gate chose, then
   // rewrites the gate where that expert is not resident: kSubstitute takes the resident expert of
   // the largest logit and its probability (softmax over all experts, as the gate computed it);
   // kSkip, and kSubstitute with no expert resident, drop the token. kWait and kOnDemand leave
   // the gate as it is: the executor loads what it needs. Capacity is not counted again.
   void route(int layer, const float* logits, const float* x, int d, GateResult& gate);
+
+  // An expert's gain is how much it scales what it is given: the mean of ‖E(x)‖ / ‖x‖ over the
+  // rows it computed in a call (`rows` of them), followed as a moving average. Until an expert is
+  // measured its gain is estimated from its weight norm, scaled by the gain / weight-norm ratio of
+  // the layer's measured experts (the norm bound ‖wi‖·‖wo‖ is loose: trained experts of equal
+  // norms differ by ten times in what they add to the tokens routed to them).
+  void observe_gain(int layer, int expert, double gain, int rows);
+  double gain(int layer, int expert) const;
 
   // After a sparse-layer call: ends the call's importance update and returns the page work for
   // the swapper. A dynamic committee swaps one expert at a time, as a pair: the most important
@@ -120,6 +130,7 @@ class ExpertResidency {
   };
   void end_call_locked(int layer);
   void cancel_pending_locked(int layer);
+  double gain_locked(int layer, int expert) const;
 
   std::vector<int> committee_;
   std::vector<std::vector<double>> weight_norm_;
@@ -130,8 +141,9 @@ class ExpertResidency {
   mutable std::mutex mutex_;  // the swapper thread reports through loaded()
   std::vector<std::vector<State>> state_;
   std::vector<std::vector<double>> importance_, this_call_;
-  std::vector<Pending> pending_;  // per layer
-  int swaps_in_flight_ = 0;       // at most one: the budget holds one expert beyond the committee
+  std::vector<std::vector<double>> gain_;  // measured, or 0 where not yet
+  std::vector<Pending> pending_;           // per layer
+  int swaps_in_flight_ = 0;  // at most one: the budget holds one expert beyond the committee
   ResidencyCounters counters_;
 };
 

@@ -107,16 +107,34 @@ TEST(Residency, WaitAdmitsTheLoadedExpertInPlaceOfTheLeastImportantMember) {
   EXPECT_EQ(none.admit(0, 2, 1.0), 2);  // no seats: it leaves again at once
 }
 
-TEST(Residency, ImportanceIsProbabilityTimesInputNormTimesWeightNorm) {
+TEST(Residency, ImportanceIsProbabilityTimesInputNormTimesGain) {
   ExpertResidency r({1}, {{1.0, 3.0, 2.0, 4.0}}, MissPolicy::kSubstitute, CommitteeKind::kMagnitude,
                     1, /*decay=*/0.5);
   Tokens in({0.0f, 2.0f, 0.0f, 0.0f});
   const double p = in.gate.probability[0];
   r.route(0, in.logits.data(), in.x.data(), 2, in.gate);
   r.plan_swaps(0);
-  EXPECT_NEAR(r.importance(0, 1), 0.5 * p * 5.0 * 3.0, 1e-9);
-  r.plan_swaps(0);  // a call without tokens halves it
+  EXPECT_NEAR(r.importance(0, 1), 0.5 * p * 5.0 * 3.0, 1e-9);  // gain: the weight norm, unmeasured
+  r.plan_swaps(0);                                             // a call without tokens halves it
   EXPECT_NEAR(r.importance(0, 1), 0.25 * p * 5.0 * 3.0, 1e-9);
+}
+
+TEST(Residency, MeasuredGainReplacesTheWeightNormAndScalesTheUnmeasuredOnes) {
+  ExpertResidency r = four_experts(1, MissPolicy::kSubstitute);  // norms 1, 3, 2, 4
+  EXPECT_DOUBLE_EQ(r.gain(0, 2), 2.0);                           // nothing measured: the norm
+  r.observe_gain(0, 1, 0.6, 10);  // expert 1 adds 0.6 of its input: the layer's ratio is 0.2
+  EXPECT_DOUBLE_EQ(r.gain(0, 1), 0.6);
+  EXPECT_DOUBLE_EQ(r.gain(0, 2), 2.0 * 0.2);
+  r.observe_gain(0, 1, 1.6, 10);  // a moving average (decay 0.8)
+  EXPECT_NEAR(r.gain(0, 1), 0.8 * 0.6 + 0.2 * 1.6, 1e-12);
+  r.observe_gain(0, 3, 5.0, 0);  // no rows: nothing measured
+  EXPECT_NEAR(r.gain(0, 3), 4.0 * (0.8 * 0.6 + 0.2 * 1.6) / 3.0, 1e-12);
+  // Importance follows the measured gain: a token of probability p and input norm 5 to expert 1.
+  Tokens in({0.0f, 2.0f, 0.0f, 0.0f});
+  const double p = in.gate.probability[0];
+  r.route(0, in.logits.data(), in.x.data(), 2, in.gate);
+  r.plan_swaps(0);
+  EXPECT_NEAR(r.importance(0, 1), 0.2 * p * 5.0 * r.gain(0, 1), 1e-9);
 }
 
 TEST(Residency, DynamicCommitteeSwapsInTheMostImportantExpertWhileTheLeaverServes) {
