@@ -69,7 +69,7 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
   if (world.distributed()) selection.expert_wanted = [](int, int) { return false; };
   weights_ = load_weights(*checkpoint_, selection);
   device_ = make_device(resolve_local_device(plan.devices[rank], world.local_rank()));
-  const bool budgeted = !world.distributed() && plan.resident_experts >= 0;
+  const bool budgeted = !world.distributed() && !plan.expert_memory.empty();
   prepare_weights(*device_, weights_, c, 0, c.vocab_size, /*with_experts=*/!budgeted);
   load_seconds_ = (now_us() - start_us) / 1e6;
   tokenizer_ = load_tokenizer_if_present(plan.model_dir, c.eos_token_id, c.pad_token_id);
@@ -100,7 +100,8 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
     exchanges_ = std::make_unique<ExpertExchanges>(
         world, *transport_,
         ExchangeOptions{c.d_model, plan.deadline_seconds, plan.first_expert_rank(),
-                        plan.micro_batches, plan.continue_on_rank_failure, &run_.plan.expert_map},
+                        plan.micro_batches, plan.continue_on_rank_failure, &run_.plan.expert_map,
+                        !plan.expert_memory.empty(), parse_miss_policy(plan.on_missing_expert)},
         *recorder_);
   }
   make_lane_models();
@@ -119,7 +120,7 @@ void Coordinator::make_lane_models() {
   const bool alone = !world_.distributed();
   const int lanes = alone ? 1 : run_.plan.micro_batches;
   for (int lane = 0; lane < lanes; ++lane) {
-    if (alone && run_.plan.resident_experts >= 0)
+    if (alone && !run_.plan.expert_memory.empty())
       executors_.push_back(make_budgeted_executor());
     else if (alone)
       executors_.push_back(std::make_unique<LocalExpertExecutor>(*device_, c));
@@ -148,7 +149,10 @@ std::unique_ptr<ExpertExecutor> Coordinator::make_budgeted_executor() {
                   "checkpoint, and a converted copy has none");
       }
   residency_ = std::make_unique<ExpertResidency>(
-      even_committees(plan.resident_experts, weights_.num_moe_layers, c.num_experts),
+      spread_committees(
+          experts_within(plan.expert_memory, int64_t(weights_.num_moe_layers) * c.num_experts,
+                         expert_bytes(c)),
+          std::vector<int>(weights_.num_moe_layers, c.num_experts)),
       expert_weight_norms(weights_, c), parse_miss_policy(plan.on_missing_expert),
       parse_committee_kind(plan.committee), plan.seed);
   auto executor = std::make_unique<BudgetedExpertExecutor>(*device_, c, weights_, *residency_);
@@ -157,24 +161,19 @@ std::unique_ptr<ExpertExecutor> Coordinator::make_budgeted_executor() {
 }
 
 void Coordinator::report_budget() const {
-  if (!residency_) return;
-  budgeted_->drain();
-  const ResidencyCounters n = residency_->counters();
-  const ModelConfig& c = checkpoint_->config();
-  const double expert_mib = double(expert_bytes(c)) / 1048576.0;
-  const double share = n.routed > 0 ? 100.0 * double(n.missed) / double(n.routed) : 0.0;
-  std::printf(
-      "expert memory: %lld of %d experts resident (%.1f MiB; %s committee, on a miss: %s); "
-      "%lld of %lld routed tokens missed (%.1f%%): %lld substituted, %lld skipped, %lld loads in a "
-      "step (%.1f ms); %lld swaps planned, %lld done in the background (%.1f ms); peak resident "
-      "memory after a load or swap %.1f MiB\n",
-      static_cast<long long>(run_.plan.resident_experts), weights_.num_moe_layers * c.num_experts,
-      double(run_.plan.resident_experts) * expert_mib, committee_kind_name(residency_->kind()),
-      miss_policy_name(residency_->policy()), static_cast<long long>(n.missed),
-      static_cast<long long>(n.routed), share, static_cast<long long>(n.substituted),
-      static_cast<long long>(n.skipped), static_cast<long long>(n.loads), n.load_ms,
-      static_cast<long long>(n.swaps), static_cast<long long>(n.swaps_done), n.swap_ms,
-      double(budgeted_->peak_resident_bytes()) / 1048576.0);
+  if (budgeted_) {
+    budgeted_->pages().drain();
+    std::printf("%s\n", budgeted_->pages().summary().c_str());
+  }
+  if (exchanges_ && !run_.plan.expert_memory.empty()) {
+    const ResidencyCounters n = exchanges_->budget_counters();
+    std::printf(
+        "expert memory on the expert ranks (--expert-memory %s each, on a miss: %s): %lld of %lld "
+        "routed tokens of rank %d had no resident replica: %lld substituted, %lld skipped\n",
+        run_.plan.expert_memory.c_str(), run_.plan.on_missing_expert.c_str(),
+        static_cast<long long>(n.missed), static_cast<long long>(n.routed), world_.rank(),
+        static_cast<long long>(n.substituted), static_cast<long long>(n.skipped));
+  }
 }
 
 void Coordinator::run_lanes(const std::function<void(int lane)>& body) {

@@ -10,8 +10,10 @@
 #include "model/checkpoint.hpp"
 #include "model/device_weights.hpp"
 #include "model/generation.hpp"
+#include "model/resident_experts.hpp"
 #include "model/weights.hpp"
 #include "ranks/expert_timing.hpp"
+#include "router/residency.hpp"
 #include "runtime/cpu/cpu_quota.hpp"
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
@@ -74,6 +76,8 @@ class ExpertRank {
   void check(const Arrived& a) const;
   void echo(const Echo& request);
   void reclaim_sends(bool all);
+  // --expert-memory: the residency over this rank's experts and their pages.
+  void budget_experts();
 
   const World& world_;
   const RunPlan& plan_;
@@ -86,6 +90,8 @@ class ExpertRank {
   std::pair<int, int> lm_head_columns_{0, 0};  // [first, second) of the vocabulary
   std::vector<float> logits_;
   std::unique_ptr<Device> device_;
+  std::unique_ptr<ExpertResidency> residency_;
+  std::unique_ptr<ResidentExperts> pages_;
   std::unique_ptr<RankRecorder> recorder_;
   std::unique_ptr<DataTransport> transport_;
   std::vector<std::deque<Arrived>> waiting_;  // per attention rank, headers not yet served
@@ -117,7 +123,9 @@ ExpertRank::ExpertRank(const World& world, const RunPlan& plan)
         dense_layers_.push_back(&block.dense);
     }
   device_ = make_device(resolve_local_device(plan.devices.at(rank_), world.local_rank()));
-  prepare_weights(*device_, weights_, c_, lm_head_columns_.first, lm_head_columns_.second);
+  prepare_weights(*device_, weights_, c_, lm_head_columns_.first, lm_head_columns_.second,
+                  /*with_experts=*/plan.expert_memory.empty());
+  if (!plan.expert_memory.empty()) budget_experts();
   recorder_ = std::make_unique<RankRecorder>(rank_, world.host(), plan.devices.at(rank_),
                                              int(layers_.size()), plan.trace);
   RankReport& report = recorder_->report();
@@ -168,6 +176,11 @@ void ExpertRank::serve() {
   }
   reclaim_sends(true);
   recorder_->report().resident_bytes = resident_bytes();  // the touched weights count
+  if (pages_) {
+    pages_->drain();
+    std::printf("rank %d: %s\n", rank_, pages_->summary().c_str());
+    std::fflush(stdout);
+  }
   send_control(0, recorder_->report());
 }
 
@@ -265,6 +278,32 @@ ExpertWeights ExpertRank::weights_of(const WorkHeader& h, int expert) const {
   return layers_[h.moe_layer]->expert(expert);
 }
 
+void ExpertRank::budget_experts() {
+  const int L = int(layers_.size()), E = c_.num_experts;
+  std::vector<std::vector<uint8_t>> held(L, std::vector<uint8_t>(E, 0));
+  std::vector<int> held_per_layer(L, 0);
+  int64_t all = 0;
+  for (int l = 0; l < L; ++l)
+    for (int e = 0; e < E; ++e)
+      if (layers_[l]->resident(e)) {
+        const std::string name = expert_prefix(c_, l, e) + ".wi.weight";
+        MOE_CHECK(
+            checkpoint_->maps(name) && checkpoint_->maps(expert_prefix(c_, l, e) + ".wo.weight"),
+            plan_.model_dir, ": expert ", e, " of sparse layer ", l,
+            " is not stored as float32: --expert-memory gives back pages of the mapped "
+            "checkpoint, and a converted copy has none");
+        held[l][e] = 1;
+        ++held_per_layer[l];
+        ++all;
+      }
+  residency_ = std::make_unique<ExpertResidency>(
+      spread_committees(experts_within(plan_.expert_memory, all, expert_bytes(c_)), held_per_layer),
+      expert_weight_norms(weights_, c_), parse_miss_policy(plan_.on_missing_expert),
+      parse_committee_kind(plan_.committee), plan_.seed + uint64_t(rank_), 0.8, 1.5,
+      std::move(held));
+  pages_ = std::make_unique<ResidentExperts>(c_, weights_, *residency_);
+}
+
 // `moe profile`'s link timing: the next block comes straight back.
 void ExpertRank::echo(const Echo& request) {
   std::vector<float> block(request.floats);
@@ -320,6 +359,7 @@ void ExpertRank::serve_exchange(std::vector<Part>& parts) {
   // Segments of every part in (layer, expert) order, so that equal ones run as one group.
   struct Slice {
     ExpertWeights weights;
+    int expert;
     size_t part;
     int row;  // within the part
     int rows;
@@ -329,7 +369,8 @@ void ExpertRank::serve_exchange(std::vector<Part>& parts) {
     if (parts[i].work.header.lm_head) continue;
     int row = 0;
     for (const auto& seg : parts[i].work.header.segments) {
-      slices.push_back({weights_of(parts[i].work.header, seg.expert), i, row, seg.rows});
+      slices.push_back(
+          {weights_of(parts[i].work.header, seg.expert), seg.expert, i, row, seg.rows});
       row += seg.rows;
     }
   }
@@ -342,6 +383,7 @@ void ExpertRank::serve_exchange(std::vector<Part>& parts) {
     merged_out_.resize(merged_in_.size());
   }
   std::vector<ExpertGroup> groups;
+  std::vector<int> group_experts;
   int row = 0;
   for (const Slice& s : slices) {
     if (!one_part)
@@ -351,13 +393,27 @@ void ExpertRank::serve_exchange(std::vector<Part>& parts) {
     if (!groups.empty() && groups.back().weights.wi == s.weights.wi &&
         groups.back().first_row + groups.back().rows == at)
       groups.back().rows += s.rows;
-    else
+    else {
       groups.push_back({s.weights, at, s.rows});
+      group_experts.push_back(s.expert);
+    }
     row += s.rows;
   }
   const double t_compute = now_us(), cpu_compute = process_cpu_us();
   double compute_us = 0;
-  if (!groups.empty()) {
+  const bool budgeted = pages_ && first.moe_layer >= 0;
+  std::vector<float> demand;  // every attention rank's, summed
+  for (const Part& p : parts)
+    for (size_t e = 0; e < p.work.header.demand.size(); ++e) {
+      if (demand.size() <= e) demand.resize(e + 1, 0.0f);
+      demand[e] += p.work.header.demand[e];
+    }
+  if (budgeted) {
+    pages_->run(*device_, first.moe_layer, group_experts, groups,
+                one_part ? parts[0].in.data() : merged_in_.data(),
+                one_part ? parts[0].out.data() : merged_out_.data(), &demand);
+    compute_us = recorder_->event("experts L" + std::to_string(first.moe_layer), t_compute);
+  } else if (!groups.empty()) {
     device_->expert_ffn(groups, one_part ? parts[0].in.data() : merged_in_.data(),
                         one_part ? parts[0].out.data() : merged_out_.data(), d, c_.d_ff);
     compute_us = recorder_->event("experts L" + std::to_string(first.moe_layer), t_compute);
@@ -382,9 +438,18 @@ void ExpertRank::serve_exchange(std::vector<Part>& parts) {
       recorder_->served(h.moe_layer, p.rows, share);
     else
       recorder_->report().other_compute_us += share;
-    send_control(p.work.sender, WorkReply{h.exchange, h.step, h.moe_layer, h.micro_batch,
-                                          h.lm_head ? lm_head_us[i] : compute_us,
-                                          t_compute - p.work.at_us, cpu_compute - cpu_at_reply_});
+    WorkReply reply{h.exchange,
+                    h.step,
+                    h.moe_layer,
+                    h.micro_batch,
+                    h.lm_head ? lm_head_us[i] : compute_us,
+                    t_compute - p.work.at_us,
+                    cpu_compute - cpu_at_reply_,
+                    {}};
+    if (budgeted)
+      for (int e = 0; e < c_.num_experts; ++e)
+        reply.resident.push_back(residency_->resident(h.moe_layer, e) ? 1 : 0);
+    send_control(p.work.sender, reply);
     p.sending = transport_->start({{p.work.sender, p.out.data(), p.out.size()}}, {});
     recorder_->report().bytes_sent += uint64_t(p.out.size()) * sizeof(float);
   }

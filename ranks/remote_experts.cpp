@@ -21,6 +21,7 @@ struct ExpertExchanges::InFlight {
   bool lm_head = false;
   int64_t step = 0;
   std::vector<int> rank_of_row, slot_of_row;   // per row of rows_in
+  std::vector<float> demand;                   // a sparse layer's (WorkHeader::demand)
   std::vector<std::vector<float>> send, recv;  // per rank
   DataTransport::Ticket sends = 0, recvs = 0;
   bool received = false;
@@ -55,7 +56,8 @@ ExpertExchanges::ExpertExchanges(const World& world, DataTransport& transport,
       transport_(transport),
       options_(options),
       recorder_(recorder),
-      lost_(world.size(), 0) {
+      lost_(world.size(), 0),
+      resident_(world.size()) {
   for (int i = 0; i < options.lanes; ++i) {
     lanes_.push_back(std::make_unique<InFlight>());
     lanes_.back()->send.resize(world.size());
@@ -67,7 +69,8 @@ ExpertExchanges::~ExpertExchanges() = default;
 
 void ExpertExchanges::start_sparse(int lane, int64_t step, int moe_layer, const GateResult& gate,
                                    const ExpertDispatch& dispatch, const float* rows_in,
-                                   const ExpertMap& map, DispatchPolicy& policy) {
+                                   const ExpertMap& map, DispatchPolicy& policy,
+                                   const std::vector<float>& demand) {
   InFlight& x = *lanes_.at(lane);
   MOE_CHECK(!x.active, "lane ", lane, " started an exchange before finishing its last one");
   const int N = world_.size(), d = options_.d_model;
@@ -76,7 +79,9 @@ void ExpertExchanges::start_sparse(int lane, int64_t step, int moe_layer, const 
   x.dispatch = &dispatch;
   x.map = &map;
   x.policy = &policy;
-  policy.assign(moe_layer, dispatch, gate, live(map), x.rank_of_row);
+  const ExpertMap& placed = live(map);
+  policy.assign(moe_layer, dispatch, gate,
+                options_.expert_budgets ? preferring_resident(placed) : placed, x.rank_of_row);
   x.stats.policy_us = now_us() - x.t_dispatch;
   // Per rank: segments in expert order, rows copied into one contiguous block.
   std::vector<WorkHeader> headers(N);
@@ -98,6 +103,8 @@ void ExpertExchanges::start_sparse(int lane, int64_t step, int moe_layer, const 
   x.layer = moe_layer;
   x.dense_layer = -1;
   x.lm_head = false;
+  x.demand = demand;
+  for (int r = options_.first_expert_rank; r < N; ++r) headers[r].demand = demand;
   launch(x, headers, step, lane);
 }
 
@@ -228,6 +235,11 @@ void ExpertExchanges::progress() {
               " replied twice, or unasked, at ", x->where());
     x->replied[e->sender] = 1;
     --x->replies_missing;
+    if (!reply.resident.empty() && x->layer >= 0) {
+      auto& layers = resident_.at(e->sender);
+      if (int(layers.size()) <= x->layer) layers.resize(x->layer + 1);
+      layers[x->layer] = reply.resident;
+    }
     // From the start of dispatch: a fast rank may answer before the slowest send has completed.
     x->stats.feedback.push_back({e->sender, x->layer, x->stats.rows_per_rank[e->sender],
                                  now_us() - x->t_dispatch, reply.compute_us, reply.queue_us,
@@ -378,6 +390,46 @@ void ExpertExchanges::lose(int rank, const std::string& why, bool tell) {
     if (lanes_[lane]->active && !lanes_[lane]->received) restart(int(lane));
 }
 
+bool ExpertExchanges::reported_resident(int rank, int layer, int e) const {
+  const auto& layers = resident_.at(rank);
+  if (layer >= int(layers.size()) || layers[layer].empty()) return true;
+  return e < int(layers[layer].size()) && layers[layer][e] != 0;
+}
+
+const ExpertMap& ExpertExchanges::preferring_resident(const ExpertMap& map) {
+  preferred_map_ = map;
+  for (size_t l = 0; l < map.replicas.size(); ++l)
+    for (size_t e = 0; e < map.replicas[l].size(); ++e) {
+      std::vector<int> in;
+      for (int r : map.replicas[l][e])
+        if (reported_resident(r, int(l), int(e))) in.push_back(r);
+      if (!in.empty()) preferred_map_.replicas[l][e] = std::move(in);
+    }
+  return preferred_map_;
+}
+
+void ExpertExchanges::adjust_for_residency(int moe_layer, const float* logits, const float* x,
+                                           int d, int experts, GateResult& gate,
+                                           const ExpertMap& map, std::vector<float>& demand) {
+  demand.clear();
+  if (!options_.expert_budgets) return;
+  demand.assign(experts, 0.0f);
+  for (size_t t = 0; t < gate.kept.size(); ++t) {
+    if (!gate.kept[t]) continue;
+    ++budget_counters_.routed;
+    double xx = 0;
+    for (int j = 0; j < d; ++j) xx += double(x[t * d + j]) * x[t * d + j];
+    demand[gate.expert[t]] += float(gate.probability[t] * std::sqrt(xx));
+  }
+  const ExpertMap& placed = live(map);
+  const auto resident = [&](int e) {
+    for (int r : placed.replicas.at(moe_layer).at(e))
+      if (reported_resident(r, moe_layer, e)) return true;
+    return false;
+  };
+  apply_miss_policy(options_.miss_policy, resident, logits, experts, gate, budget_counters_);
+}
+
 const ExpertMap& ExpertExchanges::live(const ExpertMap& map) {
   if (lost_order_.empty()) return map;
   if (live_of_ == &map && live_lost_ == lost_order_.size()) return live_map_;
@@ -416,7 +468,7 @@ void ExpertExchanges::restart(int lane) {
                   old->send[old->rank_of_row[i]].data() + size_t(old->slot_of_row[i]) * d,
                   sizeof(float) * d);
     start_sparse(lane, old->step, old->layer, *old->gate, *old->dispatch, rows.data(), *old->map,
-                 *old->policy);
+                 *old->policy, old->demand);
   } else if (old->lm_head) {
     start_lm_head(lane, old->step, int(old->send[options_.first_expert_rank].size() / d),
                   old->send[options_.first_expert_rank].data());
@@ -431,7 +483,8 @@ void ExpertExchanges::restart(int lane) {
 void RemoteExpertExecutor::run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
                                const ExpertDispatch& dispatch, const float* rows_in,
                                float* rows_out) {
-  exchanges_.start_sparse(lane_, step, layer.moe_layer, gate, dispatch, rows_in, map_, policy_);
+  exchanges_.start_sparse(lane_, step, layer.moe_layer, gate, dispatch, rows_in, map_, policy_,
+                          demand_);
   exchanges_.wait(lane_, lanes_);
   last_ = &exchanges_.finish(lane_, rows_out, &policy_);
 }

@@ -19,6 +19,7 @@
 
 #include "model/experts.hpp"
 #include "router/dispatch_policy.hpp"
+#include "router/residency.hpp"
 #include "runtime/deadline.hpp"
 #include "runtime/messages.hpp"
 #include "runtime/mpi/world.hpp"
@@ -38,6 +39,10 @@ struct ExchangeOptions {
   bool continue_on_rank_failure = false;
   const ExpertMap* expert_map =
       nullptr;  // the run's: which experts a lost rank leaves without replica
+  // Memory budgets on the expert ranks: their replies say which experts are resident; tokens
+  // go to a resident replica where there is one, and `miss_policy` decides for the others.
+  bool expert_budgets = false;
+  MissPolicy miss_policy = MissPolicy::kSubstitute;
 };
 
 // What one exchange measured, for the policy and the benchmarks.
@@ -57,7 +62,7 @@ class ExpertExchanges {
   // grouped by expert), placed by `policy` on `map`'s replicas.
   void start_sparse(int lane, int64_t step, int moe_layer, const GateResult& gate,
                     const ExpertDispatch& dispatch, const float* rows_in, const ExpertMap& map,
-                    DispatchPolicy& policy);
+                    DispatchPolicy& policy, const std::vector<float>& demand = {});
   // Starts lane `lane`'s exchange of a dense FFN's rows (x[rows, d_model]) with the expert rank
   // that runs it (`rank`); the others take part with none.
   void start_dense(int lane, int64_t step, int dense_layer, int rank, int rows, const float* x);
@@ -77,6 +82,12 @@ class ExpertExchanges {
   void finish_lm_head(int lane, std::vector<float>& best_logit, std::vector<int>& best_id);
   // Waits for the lane's exchange, letting other lanes run meanwhile when `lanes` is given.
   void wait(int lane, Lanes* lanes);
+  // Under expert budgets: rewrites the gate of sparse layer `moe_layer` (logits[T, E], inputs
+  // x[T, d]) where a token's expert has no resident live replica, by the miss policy (before it
+  // is dispatched); demand[E]: what the gate asked of each expert (WorkHeader::demand).
+  void adjust_for_residency(int moe_layer, const float* logits, const float* x, int d, int experts,
+                            GateResult& gate, const ExpertMap& map, std::vector<float>& demand);
+  const ResidencyCounters& budget_counters() const { return budget_counters_; }
   // The expert ranks are told that this attention rank sends no more work.
   void say_done();
   // A control message that is not a reply (RankLost, sent by another attention rank, may come at
@@ -102,6 +113,10 @@ class ExpertExchanges {
   void restart(int lane);
   // `map` without the lost ranks' replicas.
   const ExpertMap& live(const ExpertMap& map);
+  // Whether `rank` reported expert `e` of `layer` resident (true until it has reported).
+  bool reported_resident(int rank, int layer, int e) const;
+  // `map` with each expert's replicas cut to those where it is resident, where there is one.
+  const ExpertMap& preferring_resident(const ExpertMap& map);
   // "1 (host a), 3 (host b)": the expert ranks that have not replied to x yet.
   std::string not_replied(const InFlight& x) const;
 
@@ -118,6 +133,9 @@ class ExpertExchanges {
   ExpertMap live_map_;
   const ExpertMap* live_of_ = nullptr;
   size_t live_lost_ = 0;  // how many lost ranks live_map_ leaves out
+  std::vector<std::vector<std::vector<uint8_t>>> resident_;  // [rank][layer][expert], as reported
+  ExpertMap preferred_map_;
+  ResidencyCounters budget_counters_;
 };
 
 // One lane's expert executor: each sparse layer's experts (and, when offloaded, each dense FFN)
@@ -138,6 +156,11 @@ class RemoteExpertExecutor final : public ExpertExecutor {
         lm_head_kept_(lm_head_kept) {}
   void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
            const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) override;
+  void adjust_routing(int moe_layer, const float* logits, const float* x, int d,
+                      GateResult& gate) override {
+    exchanges_.adjust_for_residency(moe_layer, logits, x, d,
+                                    int(map_.replicas.at(moe_layer).size()), gate, map_, demand_);
+  }
   bool runs_dense(const BlockWeights& block) const override {
     return dense_rank_ && dense_rank_(block.dense_layer) >= 0;
   }
@@ -158,6 +181,7 @@ class RemoteExpertExecutor final : public ExpertExecutor {
   Lanes* lanes_;
   int lm_head_kept_;
   const ExchangeStats* last_ = nullptr;
+  std::vector<float> demand_;  // of the sparse layer being routed (under expert budgets)
 };
 
 }  // namespace moe

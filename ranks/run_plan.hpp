@@ -39,9 +39,10 @@ struct RunPlan {
   // A lost expert rank (dead, or silent past the deadline) is fenced and the run goes on with the
   // other replicas (--on-rank-failure continue), instead of ending.
   bool continue_on_rank_failure = false;
-  // Memory-budgeted experts (--expert-memory; one process so far): how many experts stay resident
-  // in all (-1: every one, no budget), what a token routed to another one gets, which committee.
-  int64_t resident_experts = -1;
+  // Memory-budgeted experts (--expert-memory, checked by rank 0): each process that holds experts
+  // keeps this much of them resident (empty: all), what a token routed to another one gets, which
+  // committee.
+  std::string expert_memory;
   std::string on_missing_expert = "substitute";
   std::string committee = "dynamic";
   bool trace = false;
@@ -52,7 +53,7 @@ struct RunPlan {
   void serialize(A& ar) {
     ar(model_dir, attention_ranks, micro_batches, serves, dense_ranks, lm_head_on_experts,
        expert_map, devices, policy, profile_path, latency_model_path, seed, deadline_seconds,
-       continue_on_rank_failure, resident_experts, on_missing_expert, committee, trace, transport,
+       continue_on_rank_failure, expert_memory, on_missing_expert, committee, trace, transport,
        error);
   }
   bool is_attention_rank(int rank) const { return rank < attention_ranks; }

@@ -82,27 +82,62 @@ int64_t experts_within(const std::string& memory, int64_t total_experts, size_t 
   return int64_t(std::min(experts, double(total_experts)));
 }
 
-std::vector<int> even_committees(int64_t slots, int layers, int experts) {
-  std::vector<int> sizes(size_t(std::max(layers, 0)), 0);
-  if (layers <= 0) return sizes;
-  slots = std::clamp<int64_t>(slots, 0, int64_t(layers) * experts);
-  for (int l = 0; l < layers; ++l) sizes[l] = int(slots / layers + (l < slots % layers ? 1 : 0));
+std::vector<int> spread_committees(int64_t slots, const std::vector<int>& held) {
+  std::vector<int> sizes(held.size(), 0);
+  for (bool seated = true; slots > 0 && seated;) {
+    seated = false;
+    for (size_t l = 0; l < held.size() && slots > 0; ++l)
+      if (sizes[l] < held[l]) {
+        ++sizes[l];
+        --slots;
+        seated = true;
+      }
+  }
   return sizes;
+}
+
+void apply_miss_policy(MissPolicy policy, const std::function<bool(int)>& resident,
+                       const float* logits, int E, GateResult& gate, ResidencyCounters& counters) {
+  for (size_t t = 0; t < gate.expert.size(); ++t) {
+    if (!gate.kept[t]) continue;
+    const int chosen = gate.expert[t];
+    if (resident(chosen)) continue;
+    ++counters.missed;
+    if (policy == MissPolicy::kWait || policy == MissPolicy::kOnDemand) continue;
+    int best = -1;
+    const float* row = logits + t * size_t(E);
+    if (policy == MissPolicy::kSubstitute)
+      for (int e = 0; e < E; ++e)
+        if (resident(e) && (best < 0 || row[e] > row[best])) best = e;
+    if (best < 0) {
+      gate.kept[t] = 0;
+      ++counters.skipped;
+      continue;
+    }
+    // softmax(row)[best] = softmax(row)[chosen] · exp(row[best] − row[chosen]).
+    gate.probability[t] *= std::exp(row[best] - row[chosen]);
+    gate.expert[t] = best;
+    ++counters.substituted;
+  }
 }
 
 ExpertResidency::ExpertResidency(std::vector<int> committee,
                                  std::vector<std::vector<double>> weight_norm, MissPolicy policy,
-                                 CommitteeKind kind, uint64_t seed, double decay, double margin)
+                                 CommitteeKind kind, uint64_t seed, double decay, double margin,
+                                 std::vector<std::vector<uint8_t>> held)
     : committee_(std::move(committee)),
       weight_norm_(std::move(weight_norm)),
       policy_(policy),
       kind_(kind),
       decay_(decay),
-      margin_(margin) {
+      margin_(margin),
+      held_(std::move(held)) {
   const int L = int(committee_.size());
   MOE_CHECK(int(weight_norm_.size()) == L, "residency: ", weight_norm_.size(),
             " layers of weight norms for ", L, " committees");
   experts_ = L == 0 ? 0 : int(weight_norm_[0].size());
+  if (held_.empty()) held_.assign(L, std::vector<uint8_t>(experts_, 1));
+  MOE_CHECK(int(held_.size()) == L, "residency: ", held_.size(), " layers held of ", L);
   std::mt19937_64 rng(seed);
   state_.assign(L, std::vector<State>(experts_, State::kOut));
   importance_.assign(L, std::vector<double>(experts_, 0.0));
@@ -112,10 +147,11 @@ ExpertResidency::ExpertResidency(std::vector<int> committee,
   for (int l = 0; l < L; ++l) {
     MOE_CHECK(int(weight_norm_[l].size()) == experts_, "residency: layer ", l, " has ",
               weight_norm_[l].size(), " weight norms, not ", experts_);
-    MOE_CHECK(committee_[l] >= 0 && committee_[l] <= experts_, "residency: layer ", l,
-              " committee of ", committee_[l], " experts out of ", experts_);
-    std::vector<int> order(experts_);
-    std::iota(order.begin(), order.end(), 0);
+    std::vector<int> order;
+    for (int e = 0; e < experts_; ++e)
+      if (held_[l].at(e)) order.push_back(e);
+    MOE_CHECK(committee_[l] >= 0 && committee_[l] <= int(order.size()), "residency: layer ", l,
+              " committee of ", committee_[l], " experts out of ", order.size(), " held");
     if (kind_ == CommitteeKind::kRandom) {
       std::shuffle(order.begin(), order.end(), rng);
     } else {
@@ -148,41 +184,29 @@ double ExpertResidency::importance(int layer, int expert) const {
 void ExpertResidency::route(int layer, const float* logits, const float* x, int d,
                             GateResult& gate) {
   std::lock_guard<std::mutex> lock(mutex_);
-  const int T = int(gate.expert.size()), E = experts_;
-  const std::vector<State>& state = state_[layer];
-  for (int t = 0; t < T; ++t) {
+  for (size_t t = 0; t < gate.expert.size(); ++t) {
     if (!gate.kept[t]) continue;
     const int chosen = gate.expert[t];
     double norm2 = 0;
-    for (int j = 0; j < d; ++j) norm2 += double(x[size_t(t) * d + j]) * x[size_t(t) * d + j];
+    for (int j = 0; j < d; ++j) norm2 += double(x[t * d + j]) * x[t * d + j];
     this_call_[layer][chosen] +=
         gate.probability[t] * std::sqrt(norm2) * gain_locked(layer, chosen);
     ++counters_.routed;
-    if (state[chosen] == State::kIn) continue;
-    ++counters_.missed;
-    if (policy_ == MissPolicy::kWait || policy_ == MissPolicy::kOnDemand) continue;
-    int best = -1;
-    const float* row = logits + size_t(t) * E;
-    if (policy_ == MissPolicy::kSubstitute)
-      for (int e = 0; e < E; ++e)
-        if (state[e] == State::kIn && (best < 0 || row[e] > row[best])) best = e;
-    if (best < 0) {
-      gate.kept[t] = 0;
-      ++counters_.skipped;
-      continue;
-    }
-    // softmax(row)[best] = softmax(row)[chosen] · exp(row[best] − row[chosen]).
-    static const int sm = getenv("SUB_MODE") ? atoi(getenv("SUB_MODE")) : 0;
-    if (sm == 0) gate.probability[t] *= std::exp(row[best] - row[chosen]);
-    if (sm == 2) {
-      double z = 0;
-      for (int e = 0; e < E; ++e)
-        if (state[e] == State::kIn) z += std::exp(row[e] - row[best]);
-      gate.probability[t] = float(1.0 / z);
-    }
-    gate.expert[t] = best;
-    ++counters_.substituted;
   }
+  const std::vector<State>& state = state_[layer];
+  apply_miss_policy(
+      policy_, [&](int e) { return state[e] == State::kIn; }, logits, experts_, gate, counters_);
+}
+
+void ExpertResidency::record_demand(int layer, int expert, double demand) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (held_[layer][expert]) this_call_[layer][expert] += demand * gain_locked(layer, expert);
+}
+
+void ExpertResidency::count_served(int64_t rows, int64_t missed) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  counters_.routed += rows;
+  counters_.missed += missed;
 }
 
 void ExpertResidency::observe_gain(int layer, int expert, double gain, int rows) {
@@ -234,7 +258,7 @@ std::vector<PageJob> ExpertResidency::plan_swaps(int layer) {
   const std::vector<double>& imp = importance_[layer];
   int in = -1, out = -1;
   for (int e = 0; e < experts_; ++e) {
-    if (state[e] == State::kOut && (in < 0 || imp[e] > imp[in])) in = e;
+    if (state[e] == State::kOut && held_[layer][e] && (in < 0 || imp[e] > imp[in])) in = e;
     if (state[e] == State::kIn && (out < 0 || imp[e] < imp[out])) out = e;
   }
   if (in < 0 || out < 0 || imp[in] <= 0 || imp[in] <= margin_ * imp[out]) return jobs;

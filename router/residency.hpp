@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -37,9 +38,18 @@ const char* committee_kind_name(CommitteeKind kind);
 // option when it is neither, or outside [0, all].
 int64_t experts_within(const std::string& memory, int64_t total_experts, size_t bytes_per_expert);
 
-// Committee sizes per sparse layer for `slots` resident experts in all, spread evenly (the first
-// layers take the remainder), each at most `experts`.
-std::vector<int> even_committees(int64_t slots, int layers, int experts);
+// Committee sizes per sparse layer for `slots` resident experts in all, spread evenly over the
+// layers (one seat at a time, first layers first), each at most the experts the layer holds here
+// (held[l]).
+std::vector<int> spread_committees(int64_t slots, const std::vector<int>& held);
+
+// What a miss policy does to the gate (see ExpertResidency::route), for any view of residency:
+// `resident(e)` says whether expert e can serve without a load. Adds to `counters` (missed,
+// substituted, skipped; not routed).
+struct ResidencyCounters;
+void apply_miss_policy(MissPolicy policy, const std::function<bool(int)>& resident,
+                       const float* logits, int experts, GateResult& gate,
+                       ResidencyCounters& counters);
 
 // Work for the swapper thread: map an expert's pages in, or give them back.
 struct PageJob {
@@ -65,12 +75,14 @@ class ExpertResidency {
  public:
   // committee[l]: how many of layer l's experts stay resident; weight_norm[l][e] = ‖wi‖·‖wo‖
   // (Frobenius) of expert e of sparse layer l (the magnitude committee, and the gain of an expert
-  // not yet measured). decay: how much of an expert's importance carries
-  // over from one call of its layer to the next; margin: a non-resident expert replaces a member
-  // only when its importance exceeds the member's by this factor (no swapping back and forth).
+  // not yet measured). held[l][e]: whether this process holds the expert at all (an expert rank
+  // holds those placed on it; empty: every one); one it does not hold is never resident. decay: how
+  // much of an expert's importance carries over from one call of its layer to the next; margin: a
+  // non-resident expert replaces a member only when its importance exceeds the member's by this
+  // factor (no swapping back and forth).
   ExpertResidency(std::vector<int> committee, std::vector<std::vector<double>> weight_norm,
                   MissPolicy policy, CommitteeKind kind, uint64_t seed, double decay = 0.8,
-                  double margin = 1.5);
+                  double margin = 1.5, std::vector<std::vector<uint8_t>> held = {});
 
   int layers() const { return int(committee_.size()); }
   int experts() const { return experts_; }
@@ -89,6 +101,12 @@ class ExpertResidency {
   // kSkip, and kSubstitute with no expert resident, drop the token. kWait and kOnDemand leave
   // the gate as it is: the executor loads what it needs. Capacity is not counted again.
   void route(int layer, const float* logits, const float* x, int d, GateResult& gate);
+
+  // An expert rank's importance update, from the attention ranks' demand (WorkHeader::demand:
+  // Σ router probability · ‖x‖ of the tokens the gate chose `expert` for) times its gain; and
+  // its counts: `rows` served, of which `missed` arrived for an expert not resident.
+  void record_demand(int layer, int expert, double demand);
+  void count_served(int64_t rows, int64_t missed);
 
   // An expert's gain is how much it scales what it is given: the mean of ‖E(x)‖ / ‖x‖ over the
   // rows it computed in a call (`rows` of them), followed as a moving average. Until an expert is
@@ -140,6 +158,7 @@ class ExpertResidency {
   double decay_, margin_;
   mutable std::mutex mutex_;  // the swapper thread reports through loaded()
   std::vector<std::vector<State>> state_;
+  std::vector<std::vector<uint8_t>> held_;
   std::vector<std::vector<double>> importance_, this_call_;
   std::vector<std::vector<double>> gain_;  // measured, or 0 where not yet
   std::vector<Pending> pending_;           // per layer

@@ -54,9 +54,13 @@ struct WorkHeader {
   // the reply holds each row's largest logit there and its id.
   bool lm_head = false;
   std::vector<ExpertSegment> segments;  // a dense FFN's or the lm_head's one segment has expert 0
+  // Under a memory budget (--expert-memory): per expert of the sparse layer, Σ router probability
+  // · ‖x‖ of the tokens the gate chose it for, before any were sent elsewhere for want of a
+  // resident replica (the expert ranks' importance; empty without a budget).
+  std::vector<float> demand;
   template <class A>
   void serialize(A& ar) {
-    ar(exchange, step, moe_layer, dense_layer, micro_batch, lm_head, segments);
+    ar(exchange, step, moe_layer, dense_layer, micro_batch, lm_head, segments, demand);
   }
 };
 
@@ -88,9 +92,12 @@ struct WorkReply {
   // block, waiting for this header, receiving this block (polling, MPI, copies). Under a CPU quota
   // it is spent from the same budget as the compute.
   double other_cpu_us = 0;
+  // Under a memory budget (--expert-memory): per expert of the layer, 1 where it is resident on
+  // this rank after the call; empty without a budget.
+  std::vector<uint8_t> resident;
   template <class A>
   void serialize(A& ar) {
-    ar(exchange, step, moe_layer, micro_batch, compute_us, queue_us, other_cpu_us);
+    ar(exchange, step, moe_layer, micro_batch, compute_us, queue_us, other_cpu_us, resident);
   }
 };
 

@@ -135,24 +135,27 @@ void check_can_continue(const RunPlan& plan) {
       "that such an mpirun loses)");
 }
 
-// --expert-memory: how many experts stay resident, in one process on a float32 CPU device (the
-// budget moves pages of the mapped checkpoint; a compact format keeps converted copies instead).
+// --expert-memory: each process that holds experts (the one process, or every expert rank) keeps
+// that much of them resident. It moves pages of the mapped float32 checkpoint, so such a process
+// needs a float32 CPU device (a compact format keeps converted copies instead).
 void plan_expert_budget(const RunOptions& o, const ModelConfig& c, RunPlan& plan) {
   plan.on_missing_expert = miss_policy_name(parse_miss_policy(o.on_missing_expert));
   plan.committee = committee_kind_name(parse_committee_kind(o.committee));
   if (o.expert_memory.empty()) return;
-  MOE_CHECK(plan.devices.size() == 1,
-            "--expert-memory: budgets on expert ranks are not built yet; run it in one process");
-  const std::string base = plan.devices[0].substr(0, plan.devices[0].find('@'));
-  const bool f32 =
-      std::count(base.begin(), base.end(), ':') < 2 || base.substr(base.rfind(':') + 1) == "f32";
-  MOE_CHECK(base.rfind("cpu", 0) == 0 && f32,
-            "--expert-memory needs a float32 CPU device (it moves pages of the mapped checkpoint), "
-            "not ",
-            plan.devices[0]);
   const int64_t all = int64_t(count_moe_layers(c)) * c.num_experts;
   MOE_CHECK(all > 0, "--expert-memory: ", o.model_dir, " has no sparse layer");
-  plan.resident_experts = experts_within(o.expert_memory, all, expert_bytes(c));
+  experts_within(o.expert_memory, all, expert_bytes(c));  // throws when it is not a budget
+  plan.expert_memory = o.expert_memory;
+  const int N = int(plan.devices.size());
+  for (int r = N == 1 ? 0 : plan.first_expert_rank(); r < N; ++r) {
+    const std::string base = plan.devices[r].substr(0, plan.devices[r].find('@'));
+    const bool f32 =
+        std::count(base.begin(), base.end(), ':') < 2 || base.substr(base.rfind(':') + 1) == "f32";
+    MOE_CHECK(base.rfind("cpu", 0) == 0 && f32, "--expert-memory needs a float32 CPU device on ",
+              N == 1 ? "the process" : "every expert rank",
+              " (it moves pages of the mapped checkpoint), not ", plan.devices[r],
+              N == 1 ? "" : " of rank " + std::to_string(r));
+  }
 }
 
 }  // namespace
@@ -181,7 +184,7 @@ void RunOptions::add_to(po::options_description& opts) {
       ("record-latency-samples", po::value(&record_latency_samples_path),
        "write one latency sample per rank and sparse-layer call (CSV; needs --profile)")
       ("expert-memory", po::value(&expert_memory),
-       "memory for resident experts (one process): bytes (K, M, G: powers of 1024) or a share of the experts' (50%); the others stay in the mapped checkpoint on disk")
+       "memory for resident experts in each process that holds experts (one process, or each expert rank): bytes (K, M, G: powers of 1024) or a share of the experts it holds (50%); the others stay in the mapped checkpoint on disk")
       ("on-missing-expert", po::value(&on_missing_expert)->default_value("substitute"),
        "a token routed to an expert that is not resident: wait (load it; it joins the committee), on-demand (load it for that step), substitute (the resident expert of the highest router probability), skip (residual only)")
       ("committee", po::value(&committee)->default_value("dynamic"),

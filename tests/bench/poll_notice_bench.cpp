@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < messages; ++i) {
     if (world.rank() == 0) {  // idle 2-8 ms (the receiver's naps reach 500 µs), then send
       std::this_thread::sleep_for(std::chrono::microseconds(2000 + rng() % 6000));
-      moe::send_control(1, moe::WorkReply{uint64_t(i), i, 0, 0, now_us(), 0});
+      moe::send_control(1, moe::WorkReply{uint64_t(i), i, 0, 0, now_us(), 0, 0, {}});
       continue;
     }
     const auto deadline = moe::Deadline::after(10);

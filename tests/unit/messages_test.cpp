@@ -10,7 +10,7 @@
 namespace moe {
 
 TEST(Messages, WorkHeaderRoundTrips) {
-  WorkHeader h{9, 7, 3, -1, 1, true, {{0, 5}, {4, 2}}};
+  WorkHeader h{9, 7, 3, -1, 1, true, {{0, 5}, {4, 2}}, {0.5f, 0.0f, 2.25f}};
   const auto back = decode_message<WorkHeader>(open_envelope(2, encode_message(h)));
   EXPECT_EQ(back.exchange, 9u);
   EXPECT_EQ(back.step, 7);
@@ -19,6 +19,14 @@ TEST(Messages, WorkHeaderRoundTrips) {
   ASSERT_EQ(back.segments.size(), 2u);
   EXPECT_EQ(back.segments[1].expert, 4);
   EXPECT_EQ(back.segments[1].rows, 2);
+  EXPECT_EQ(back.demand, (std::vector<float>{0.5f, 0.0f, 2.25f}));
+}
+
+TEST(Messages, WorkReplyCarriesResidency) {
+  WorkReply r{4, 2, 1, 0, 10.0, 2.0, 1.0, {1, 0, 1}};
+  const auto back = decode_message<WorkReply>(open_envelope(3, encode_message(r)));
+  EXPECT_EQ(back.exchange, 4u);
+  EXPECT_EQ(back.resident, (std::vector<uint8_t>{1, 0, 1}));
 }
 
 TEST(Messages, BestLogitCarriesAnyIdExactly) {
@@ -49,7 +57,7 @@ TEST(Messages, OtherProtocolVersionIsRejected) {
 }
 
 TEST(Messages, TruncatedPayloadIsMalformed) {
-  std::string bytes = encode_message(WorkHeader{0, 1, 2, -1, 0, false, {{0, 5}, {1, 6}}});
+  std::string bytes = encode_message(WorkHeader{0, 1, 2, -1, 0, false, {{0, 5}, {1, 6}}, {}});
   bytes.resize(bytes.size() - 6);
   try {
     decode_message<WorkHeader>(open_envelope(3, bytes));
@@ -74,9 +82,10 @@ TEST(Messages, EmptyContainersRoundTrip) {
 // Found by tests/fuzz/fuzz_messages: a container that claims more elements than the message has
 // bytes was allocated before it was read (2^56 ExpertSegments: memory exhausted).
 TEST(Messages, AClaimedSizeBeyondTheMessageIsMalformedNotAllocated) {
-  std::string bytes = encode_message(WorkHeader{0, 1, 2, -1, 0, false, {{0, 5}}});
+  std::string bytes = encode_message(WorkHeader{0, 1, 2, -1, 0, false, {{0, 5}}, {}});
   const uint64_t huge = uint64_t(1) << 56;
-  const size_t at = bytes.size() - 8 - sizeof(uint64_t);  // the segments' size tag
+  // The segments' size tag: before the one segment (8 bytes) and the empty demand's size tag.
+  const size_t at = bytes.size() - 8 - 2 * sizeof(uint64_t);
   std::memcpy(bytes.data() + at, &huge, sizeof(huge));
   try {
     decode_message<WorkHeader>(open_envelope(2, bytes));

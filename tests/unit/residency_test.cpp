@@ -222,10 +222,36 @@ TEST(Residency, BudgetInBytesOrShareGivesExperts) {
   EXPECT_THROW(experts_within("5T", 96, 1000), Error);
 }
 
-TEST(Residency, EvenCommitteesSpreadTheRemainderOverTheFirstLayers) {
-  EXPECT_EQ(even_committees(10, 4, 8), (std::vector<int>{3, 3, 2, 2}));
-  EXPECT_EQ(even_committees(100, 2, 8), (std::vector<int>{8, 8}));
-  EXPECT_EQ(even_committees(0, 3, 8), (std::vector<int>{0, 0, 0}));
+TEST(Residency, CommitteesSpreadOverLayersWithinWhatEachHolds) {
+  EXPECT_EQ(spread_committees(10, {8, 8, 8, 8}), (std::vector<int>{3, 3, 2, 2}));
+  EXPECT_EQ(spread_committees(100, {8, 8}), (std::vector<int>{8, 8}));
+  EXPECT_EQ(spread_committees(0, {8, 8, 8}), (std::vector<int>{0, 0, 0}));
+  EXPECT_EQ(spread_committees(5, {1, 4, 0}), (std::vector<int>{1, 4, 0}));
+  EXPECT_EQ(spread_committees(3, {1, 4, 2}), (std::vector<int>{1, 1, 1}));
+}
+
+TEST(Residency, ExpertsNotHeldAreNeverResidentNorSwappedIn) {
+  // An expert rank holding experts 0 and 2 of four.
+  ExpertResidency r({1}, {{1.0, 9.0, 2.0, 9.0}}, MissPolicy::kSubstitute, CommitteeKind::kDynamic,
+                    1, 0.8, 1.5, {{1, 0, 1, 0}});
+  EXPECT_EQ(r.resident_experts(0), (std::vector<int>{2}));  // the larger norm of those held
+  r.record_demand(0, 0, 10.0);  // demand for 0 makes it the more important
+  r.record_demand(0, 1, 99.0);  // not held here: ignored
+  const std::vector<PageJob> jobs = r.plan_swaps(0);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].expert, 0);
+  EXPECT_THROW(ExpertResidency({3}, {{1.0, 1.0, 1.0, 1.0}}, MissPolicy::kSkip,
+                               CommitteeKind::kRandom, 1, 0.8, 1.5, {{1, 0, 1, 0}}),
+               Error);
+}
+
+TEST(Residency, MissPolicyAppliesToAnyViewOfResidency) {
+  ResidencyCounters n;
+  Tokens in({0.0f, 1.0f, 2.0f, 0.5f});  // wants 2
+  apply_miss_policy(
+      MissPolicy::kSubstitute, [](int e) { return e == 3; }, in.logits.data(), 4, in.gate, n);
+  EXPECT_EQ(in.gate.expert[0], 3);
+  EXPECT_EQ(n.substituted, 1);
 }
 
 TEST(Residency, PolicyAndCommitteeNamesRoundTripAndBadOnesAreRefused) {

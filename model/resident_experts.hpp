@@ -1,0 +1,73 @@
+// The pages of a process's experts under a memory budget: the residency's committee mapped in,
+// every other held expert given back to the mapped checkpoint; loads in a step for experts that
+// are not resident (exact), the background swapper for a dynamic committee, each expert's gain
+// measured from what it computed, and the process's resident memory sampled after each load or
+// swap. Shared by one process's executor and an expert rank.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/expert_swapper.hpp"
+#include "model/weights.hpp"
+#include "router/residency.hpp"
+#include "runtime/device.hpp"
+
+namespace moe {
+
+// The bytes of one expert's weights (float32 wi and wo).
+size_t expert_bytes(const ModelConfig& config);
+
+// [moe_layer][expert] of every sparse layer, encoder's first; null weights where not loaded here.
+std::vector<std::vector<ExpertWeights>> expert_table(const ModelWeights& weights,
+                                                     const ModelConfig& config);
+
+// ‖wi‖·‖wo‖ (Frobenius) of every loaded expert, [moe_layer][expert] (0 where not loaded): read
+// once at load. Each expert's pages are given back after it is read, so that computing the norms
+// never holds more than one.
+std::vector<std::vector<double>> expert_weight_norms(const ModelWeights& weights,
+                                                     const ModelConfig& config);
+
+class ResidentExperts {
+ public:
+  // Maps in the residency's initial committee and gives back every other loaded expert's pages.
+  ResidentExperts(const ModelConfig& config, const ModelWeights& weights,
+                  ExpertResidency& residency);
+  ~ResidentExperts();
+
+  ExpertResidency& residency() { return residency_; }
+  const ExpertWeights& weights(int moe_layer, int expert) const {
+    return table_[moe_layer][expert];
+  }
+
+  // Runs groups[] (experts of sparse layer `moe_layer`, rows grouped as Device::expert_ffn takes
+  // them) on `device`: resident ones in one grouped call, the others one at a time, each loaded
+  // first; after the call a loaded one joins the committee (kWait, and on an expert rank every
+  // policy but kOnDemand: the attention rank routed to it believing it resident) or leaves again
+  // (kOnDemand). Then each expert's gain is measured; on an expert rank, `demand` (the attention
+  // ranks' WorkHeader::demand, summed) goes into importance and the rows into the counts; and the
+  // layer's swaps are planned.
+  void run(Device& device, int moe_layer, const std::vector<int>& experts,
+           std::vector<ExpertGroup> groups, const float* x, float* y,
+           const std::vector<float>* demand = nullptr);
+
+  void drain() { swapper_->drain(); }
+  // One line: the committee, the misses and what became of them, loads, swaps, peak memory.
+  std::string summary() const;
+  uint64_t peak_resident_bytes() const { return peak_resident_bytes_.load(); }
+
+ private:
+  void map_in(int moe_layer, int expert) const;
+  void give_back(int moe_layer, int expert) const;
+  void sample_resident_memory();
+
+  const ModelConfig& config_;
+  std::vector<std::vector<ExpertWeights>> table_;
+  ExpertResidency& residency_;
+  std::atomic<uint64_t> peak_resident_bytes_{0};
+  std::unique_ptr<ExpertSwapper> swapper_;
+};
+
+}  // namespace moe

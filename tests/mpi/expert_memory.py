@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""--expert-memory on two expert ranks under mpirun (-np 3), real processes:
+1. wait and on-demand give the ids of the single-process all-resident run, with the round-robin map
+   (each expert on one rank) and with every expert on both ranks (replicas: tokens go to a replica
+   where the expert is resident);
+2. substitute and skip run to the end, each expert rank reports its committee, and the attention
+   rank its substitutions;
+3. a compact weight format on an expert rank is refused, naming the rank.
+Usage: expert_memory.py BUILD_DIR MODEL_DIR PROMPTS"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+build, model, prompts = sys.argv[1:4]
+moe = os.path.join(build, "moe")
+root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+flags = subprocess.run(["bash", "-c", f"source {root}/launch/mpirun_flags.sh; printf '%s\\n' \"${{MPIRUN_FLAGS[@]}}\""],
+                       capture_output=True, text=True, check=True).stdout.split()
+work = tempfile.mkdtemp(prefix="mpi-expert-memory-")
+
+
+def generate(args, np=1, check=True):
+    out = os.path.join(work, "out.jsonl")
+    cmd = ([] if np == 1 else ["mpirun"] + flags + ["-np", str(np)]) + \
+          [moe, "generate", "--model", model, "--input", prompts, "--output", out, "--quiet",
+           "--max-new-tokens", "12", "--deadline", "60"] + args
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if check and p.returncode != 0:
+        sys.exit(f"FAIL: {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    if p.returncode != 0:
+        return None, p.stdout + p.stderr
+    return {json.loads(l)["id"]: json.loads(l)["output_ids"] for l in open(out)}, p.stdout
+
+
+reference, _ = generate([])
+replicated = os.path.join(work, "replicated.json")
+with open(replicated, "w") as f:
+    subprocess.run([os.path.join(build, "tests", "fixture_tool"), "replicated-map", model, "3"],
+                   stdout=f, check=True)
+for map_args, name in (([], "round-robin map"), (["--expert-map", replicated], "every expert on both ranks")):
+    for policy in ("wait", "on-demand"):
+        for memory in ("50%", "0"):
+            ids, log = generate(map_args + ["--expert-memory", memory, "--on-missing-expert", policy], np=3)
+            if ids != reference:
+                sys.exit(f"FAIL: {name}, {policy} at {memory}: ids differ from the single-process run")
+            if log.count("expert memory:") != 2:
+                sys.exit(f"FAIL: {name}: expected one budget line per expert rank:\n{log}")
+    print(f"{name}: wait and on-demand at 50% and 0% equal the single-process run")
+    for policy in ("substitute", "skip"):
+        ids, log = generate(map_args + ["--expert-memory", "50%", "--on-missing-expert", policy], np=3)
+        if set(ids) != set(reference) or "expert memory on the expert ranks" not in log:
+            sys.exit(f"FAIL: {name}, {policy}: answers or report missing:\n{log}")
+        agree = sum(ids[k] == reference[k] for k in reference)
+        print(f"{name}, {policy} at 50%: {agree} of {len(reference)} answers equal the all-resident run")
+
+ids, err = generate(["--expert-memory", "50%", "--devices", "cpu:1,cpu:1,cpu:1:int8"], np=3, check=False)
+if ids is not None or "--expert-memory needs a float32 CPU device on every expert rank" not in err \
+        or "of rank 2" not in err:
+    sys.exit(f"FAIL: an int8 expert rank under a budget: expected a refusal naming rank 2, got:\n{err}")
+print("an int8 expert rank under a budget is refused")
+subprocess.run(["rm", "-rf", work])
+print("PASS")
