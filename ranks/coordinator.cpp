@@ -148,22 +148,42 @@ std::unique_ptr<ExpertExecutor> Coordinator::make_budgeted_executor() {
                   "' is not stored as float32: --expert-memory gives back pages of the mapped "
                   "checkpoint, and a converted copy has none");
       }
-  residency_ = std::make_unique<ExpertResidency>(
-      spread_committees(
-          experts_within(plan.expert_memory, int64_t(weights_.num_moe_layers) * c.num_experts,
-                         expert_bytes(c)),
-          std::vector<int>(weights_.num_moe_layers, c.num_experts)),
-      expert_weight_norms(weights_, c), parse_miss_policy(plan.on_missing_expert),
-      parse_committee_kind(plan.committee), plan.seed);
+  const std::vector<int> committees =
+      !plan.committees.empty()
+          ? plan.committees
+          : spread_committees(
+                experts_within(plan.expert_memory, int64_t(weights_.num_moe_layers) * c.num_experts,
+                               expert_bytes(c)),
+                std::vector<int>(weights_.num_moe_layers, c.num_experts));
+  residency_ = std::make_unique<ExpertResidency>(committees, expert_weight_norms(weights_, c),
+                                                 parse_miss_policy(plan.on_missing_expert),
+                                                 parse_committee_kind(plan.committee), plan.seed);
+  for (size_t l = 0; l < plan.committee_members.size(); ++l)
+    residency_->seat(int(l), plan.committee_members[l]);
   auto executor = std::make_unique<BudgetedExpertExecutor>(*device_, c, weights_, *residency_);
   budgeted_ = executor.get();
   return executor;
 }
 
-void Coordinator::report_budget() const {
+void Coordinator::report_budget(int64_t generated_tokens, double wall_seconds) const {
   if (budgeted_) {
     budgeted_->pages().drain();
     std::printf("%s\n", budgeted_->pages().summary().c_str());
+  }
+  if (budgeted_ && !run_.plan.committees.empty()) {
+    const MemoryPlan& p = run_.memory_plan;
+    const ResidencyCounters n = residency_->counters();
+    const size_t one = expert_bytes(checkpoint_->config());
+    int64_t seats = 0;
+    for (int k : run_.plan.committees) seats += k;
+    std::printf(
+        "memory plan: measured against predicted: experts' memory %.1f MiB (+ one in flight) "
+        "against %.1f MiB; %.3f ms per token against %.3f; routed probability mass resident "
+        "%.1f%% against %.1f%%\n",
+        double(seats * int64_t(one)) / 1048576.0, double(p.memory_bytes) / 1048576.0,
+        generated_tokens > 0 ? 1000.0 * wall_seconds / double(generated_tokens) : 0.0,
+        p.ms_per_token, n.routed_mass > 0 ? 100.0 * n.resident_mass / n.routed_mass : 0.0,
+        100.0 * p.resident_mass);
   }
   if (exchanges_ && !run_.plan.expert_memory.empty()) {
     const ResidencyCounters n = exchanges_->budget_counters();
@@ -268,7 +288,7 @@ void Coordinator::finish(int64_t generated_tokens, double wall_seconds) {
       run_.plan.model_dir.c_str(), checkpoint_->stored_bytes() / 1048576.0, load_seconds_,
       ready_seconds_);
   std::printf("%s", format_rank_table(reports, wall_seconds, generated_tokens).c_str());
-  report_budget();
+  report_budget(generated_tokens, wall_seconds);
   if (!run_.trace_path.empty()) {
     write_chrome_trace(run_.trace_path, reports);
     std::printf("trace written to %s\n", run_.trace_path.c_str());

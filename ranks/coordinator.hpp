@@ -64,7 +64,7 @@ class Coordinator {
   void make_lane_models();
   // --expert-memory in one process: the residency and the executor that honours it.
   std::unique_ptr<ExpertExecutor> make_budgeted_executor();
-  void report_budget() const;
+  void report_budget(int64_t generated_tokens, double wall_seconds) const;
   void record_routing(const std::string& path);
 
   World& world_;

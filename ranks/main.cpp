@@ -33,6 +33,7 @@ void usage() {
       "  train-latency-model   train the MLP latency predictor from latency samples\n"
       "  bench-routing         replay a routing trace through every policy and expert map\n"
       "  simulate   a routing trace through a modelled cluster, every policy and expert map\n"
+      "  plan-memory           committee sizes per sparse layer for memory and latency budgets\n"
       "Run under mpirun -np N: rank 0 coordinates (with --attention-ranks M, ranks 0..M-1 run\n"
       "attention, each on its share of the prompts), the other ranks serve experts.\n");
 }
@@ -95,6 +96,7 @@ int main(int argc, char** argv) {
     if (command == "place") return moe::run_place(*world, args);
     if (command == "train-latency-model") return moe::run_train_latency_model(*world, args);
     if (command == "simulate") return moe::run_simulate(*world, args);
+    if (command == "plan-memory") return moe::run_plan_memory(*world, args);
     if (world->rank() == 0) {
       std::fprintf(stderr, "moe: error: unknown sub-command '%s'\n", command.c_str());
       usage();

@@ -12,6 +12,7 @@
 
 #include "router/expert_map.hpp"
 #include "router/latency_model.hpp"
+#include "router/memory_plan.hpp"
 #include "router/profile.hpp"
 #include "runtime/messages.hpp"
 #include "runtime/mpi/world.hpp"
@@ -43,6 +44,8 @@ struct RunPlan {
   // keeps this much of them resident (empty: all), what a token routed to another one gets, which
   // committee.
   std::string expert_memory;
+  std::vector<int> committees;  // per sparse layer, from --memory-plan (else spread evenly)
+  std::vector<std::vector<int>> committee_members;  // per sparse layer, from --memory-plan
   std::string on_missing_expert = "substitute";
   std::string committee = "dynamic";
   bool trace = false;
@@ -53,8 +56,8 @@ struct RunPlan {
   void serialize(A& ar) {
     ar(model_dir, attention_ranks, micro_batches, serves, dense_ranks, lm_head_on_experts,
        expert_map, devices, policy, profile_path, latency_model_path, seed, deadline_seconds,
-       continue_on_rank_failure, expert_memory, on_missing_expert, committee, trace, transport,
-       error);
+       continue_on_rank_failure, expert_memory, committees, committee_members, on_missing_expert,
+       committee, trace, transport, error);
   }
   bool is_attention_rank(int rank) const { return rank < attention_ranks; }
   int first_expert_rank() const { return attention_ranks; }
@@ -82,6 +85,7 @@ struct CheckedRun {
   std::string trace_path;                             // Chrome/Perfetto timeline of every rank
   std::string record_routing_path;          // JSONL routing trace of every sparse-layer call
   std::string record_latency_samples_path;  // CSV latency samples (needs the profile)
+  MemoryPlan memory_plan;                   // --memory-plan's prediction, to print beside the run
 };
 
 // Rank 0's plan to every rank (collective).

@@ -163,6 +163,19 @@ ExpertResidency::ExpertResidency(std::vector<int> committee,
   }
 }
 
+void ExpertResidency::seat(int layer, const std::vector<int>& members) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  MOE_CHECK(int(members.size()) == committee_[layer], "residency: ", members.size(),
+            " members for a committee of ", committee_[layer], " in layer ", layer);
+  std::vector<State>& state = state_[layer];
+  std::fill(state.begin(), state.end(), State::kOut);
+  for (int e : members) {
+    MOE_CHECK(e >= 0 && e < experts_ && held_[layer][e] && state[e] == State::kOut,
+              "residency: expert ", e, " cannot sit in layer ", layer, "'s committee");
+    state[e] = State::kIn;
+  }
+}
+
 bool ExpertResidency::resident(int layer, int expert) const {
   std::lock_guard<std::mutex> lock(mutex_);
   return state_[layer][expert] == State::kIn;
@@ -192,6 +205,8 @@ void ExpertResidency::route(int layer, const float* logits, const float* x, int 
     this_call_[layer][chosen] +=
         gate.probability[t] * std::sqrt(norm2) * gain_locked(layer, chosen);
     ++counters_.routed;
+    counters_.routed_mass += gate.probability[t];
+    if (state_[layer][chosen] == State::kIn) counters_.resident_mass += gate.probability[t];
   }
   const std::vector<State>& state = state_[layer];
   apply_miss_policy(

@@ -60,15 +60,17 @@ struct PageJob {
 };
 
 struct ResidencyCounters {
-  int64_t routed = 0;       // kept tokens routed (by the model's own gate)
-  int64_t missed = 0;       // of those, to an expert that was not resident
-  int64_t substituted = 0;  // sent to another expert instead (kSubstitute)
-  int64_t skipped = 0;      // given the residual only (kSkip, or no expert resident)
-  int64_t loads = 0;        // synchronous loads in a step (kWait, kOnDemand)
-  double load_ms = 0;       // their time
-  int64_t swaps = 0;        // swaps started (dynamic committee)
-  int64_t swaps_done = 0;   // whose newcomer took its seat
-  double swap_ms = 0;       // the swapper's time loading, off the step's path
+  int64_t routed = 0;        // kept tokens routed (by the model's own gate)
+  int64_t missed = 0;        // of those, to an expert that was not resident
+  double routed_mass = 0;    // their router probabilities, summed (one process)
+  double resident_mass = 0;  // of that, on experts that were resident
+  int64_t substituted = 0;   // sent to another expert instead (kSubstitute)
+  int64_t skipped = 0;       // given the residual only (kSkip, or no expert resident)
+  int64_t loads = 0;         // synchronous loads in a step (kWait, kOnDemand)
+  double load_ms = 0;        // their time
+  int64_t swaps = 0;         // swaps started (dynamic committee)
+  int64_t swaps_done = 0;    // whose newcomer took its seat
+  double swap_ms = 0;        // the swapper's time loading, off the step's path
 };
 
 class ExpertResidency {
@@ -83,6 +85,10 @@ class ExpertResidency {
   ExpertResidency(std::vector<int> committee, std::vector<std::vector<double>> weight_norm,
                   MissPolicy policy, CommitteeKind kind, uint64_t seed, double decay = 0.8,
                   double margin = 1.5, std::vector<std::vector<uint8_t>> held = {});
+
+  // Seats exactly `members` (as many as the layer's committee, all held) in layer `layer`, in
+  // place of the initial choice; before any use (a memory plan's committee).
+  void seat(int layer, const std::vector<int>& members);
 
   int layers() const { return int(committee_.size()); }
   int experts() const { return experts_; }

@@ -38,5 +38,6 @@ std::unique_ptr<DistributedCommand> make_bench_routing_command();
 int run_place(const World& world, const std::vector<std::string>& args);
 int run_train_latency_model(const World& world, const std::vector<std::string>& args);
 int run_simulate(const World& world, const std::vector<std::string>& args);
+int run_plan_memory(const World& world, const std::vector<std::string>& args);
 
 }  // namespace moe

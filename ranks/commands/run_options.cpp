@@ -9,6 +9,7 @@
 #include "model/budgeted_experts.hpp"
 #include "model/weights.hpp"
 #include "ranks/commands/command_line.hpp"
+#include "router/memory_plan.hpp"
 #include "router/policy_factory.hpp"
 #include "router/residency.hpp"
 #include "runtime/atomic_file.hpp"
@@ -138,14 +139,28 @@ void check_can_continue(const RunPlan& plan) {
 // --expert-memory: each process that holds experts (the one process, or every expert rank) keeps
 // that much of them resident. It moves pages of the mapped float32 checkpoint, so such a process
 // needs a float32 CPU device (a compact format keeps converted copies instead).
-void plan_expert_budget(const RunOptions& o, const ModelConfig& c, RunPlan& plan) {
+void plan_expert_budget(const RunOptions& o, const ModelConfig& c, CheckedRun& run) {
+  RunPlan& plan = run.plan;
   plan.on_missing_expert = miss_policy_name(parse_miss_policy(o.on_missing_expert));
   plan.committee = committee_kind_name(parse_committee_kind(o.committee));
-  if (o.expert_memory.empty()) return;
+  if (!o.memory_plan_path.empty()) {
+    MOE_CHECK(o.expert_memory.empty(),
+              "--memory-plan sets the committees: not with --expert-memory");
+    MOE_CHECK(plan.devices.size() == 1, "--memory-plan is for one process");
+    run.memory_plan = load_memory_plan(o.memory_plan_path, count_moe_layers(c), c.num_experts);
+    plan.committees = run.memory_plan.committees;
+    plan.committee_members = run.memory_plan.members;
+    int64_t seats = 0;
+    for (int k : plan.committees) seats += k;
+    plan.expert_memory = std::to_string(seats * int64_t(expert_bytes(c)));
+  }
+  if (o.expert_memory.empty() && o.memory_plan_path.empty()) return;
   const int64_t all = int64_t(count_moe_layers(c)) * c.num_experts;
   MOE_CHECK(all > 0, "--expert-memory: ", o.model_dir, " has no sparse layer");
-  experts_within(o.expert_memory, all, expert_bytes(c));  // throws when it is not a budget
-  plan.expert_memory = o.expert_memory;
+  if (o.memory_plan_path.empty()) {
+    experts_within(o.expert_memory, all, expert_bytes(c));  // throws when it is not a budget
+    plan.expert_memory = o.expert_memory;
+  }
   const int N = int(plan.devices.size());
   for (int r = N == 1 ? 0 : plan.first_expert_rank(); r < N; ++r) {
     const std::string base = plan.devices[r].substr(0, plan.devices[r].find('@'));
@@ -189,6 +204,8 @@ void RunOptions::add_to(po::options_description& opts) {
        "a token routed to an expert that is not resident: wait (load it; it joins the committee), on-demand (load it for that step), substitute (the resident expert of the highest router probability), skip (residual only)")
       ("committee", po::value(&committee)->default_value("dynamic"),
        "which experts stay resident under --expert-memory: dynamic (the most important, swapped in the background), magnitude (largest weight norm, fixed), random (fixed)")
+      ("memory-plan", po::value(&memory_plan_path),
+       "committee sizes per sparse layer from `moe plan-memory` (one process; instead of --expert-memory); the run prints measured against predicted")
       ("attention-ranks", po::value(&attention_ranks)->default_value(1),
        "ranks 0..M-1 run attention, each on its share of the requests; the others hold experts (moe generate)")
       ("micro-batches", po::value(&micro_batches)->default_value(0),
@@ -253,7 +270,7 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
   }
   plan.transport = transport_for(plan.devices);
   if (plan.continue_on_rank_failure && N > 1) check_can_continue(plan);
-  plan_expert_budget(o, c, plan);
+  plan_expert_budget(o, c, run);
   if (o.policy == "latency-aware" || !o.record_latency_samples_path.empty())
     MOE_CHECK(!o.profile_path.empty(),
               "--policy latency-aware and --record-latency-samples need --profile");

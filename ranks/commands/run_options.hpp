@@ -32,6 +32,7 @@ struct RunOptions {
   std::string expert_memory;                     // empty: every expert resident
   std::string on_missing_expert = "substitute";  // with --expert-memory
   std::string committee = "dynamic";             // with --expert-memory
+  std::string memory_plan_path;                  // committees from moe plan-memory (one process)
   int attention_ranks = 1;
   int micro_batches = 0;                    // 0: chosen from the batch and the layout
   std::string dense_ffn = "auto";           // where dense FFN blocks run: attention, experts, auto
@@ -44,7 +45,7 @@ struct RunOptions {
   // --model, --expert-map, --policy, --seed, --deadline, --on-rank-failure, --threads, --trace,
   // --memory-per-rank,
   // --devices, --weights, --profile, --latency-model, --record-routing, --record-latency-samples,
-  // --expert-memory, --on-missing-expert, --committee,
+  // --expert-memory, --on-missing-expert, --committee, --memory-plan,
   // --attention-ranks, --micro-batches, --dense-ffn, --lm-head-on-experts.
   void add_to(boost::program_options::options_description& opts);
 };

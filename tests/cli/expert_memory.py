@@ -7,7 +7,9 @@
    them, 256 MiB), the process's peak resident memory (ru_maxrss, load included) with a budget is
    at most that with no expert resident plus the budget plus one expert (a background swap), one
    more for wait and on-demand (a load in a step), plus a small slack; with every expert resident it is at least the experts' bytes above it.
-3. Bad input is refused with one line naming the option.
+3. moe plan-memory: a plan from a routing trace of the all-resident run; the run under it prints
+   its measured resident routed mass within 3 points of the prediction, and its committees.
+4. Bad input is refused with one line naming the option.
 Usage: expert_memory.py MOE_BINARY SOURCE_DIR"""
 import array
 import json
@@ -157,14 +159,39 @@ full_peak = rows[-1][3]
 if full_peak < base + 30 * expert:
     sys.exit("FAIL: the all-resident run did not hold its experts: the check above proves nothing")
 
-# 3. Bad input.
+# 3. The committee planner.
+trace = os.path.join(work, "trace.jsonl")
+prompts_tiny = os.path.join(tiny, "prompts.jsonl")
+run(["--model", tiny, "--input", prompts_tiny, "--record-routing", trace])
+plan = os.path.join(work, "plan.json")
+p = subprocess.run([moe, "plan-memory", "--model", tiny, "--trace", trace, "--memory", "50%",
+                    "--out", plan], capture_output=True, text=True)
+if p.returncode != 0 or "committees per sparse layer" not in p.stdout:
+    sys.exit(f"FAIL: moe plan-memory:\n{p.stdout}{p.stderr}")
+_, _, log = run(["--model", tiny, "--input", prompts_tiny, "--memory-plan", plan, "--committee",
+                 "magnitude"])
+import re
+m = re.search(r"routed probability mass resident ([\d.]+)% against ([\d.]+)%", log)
+if not m or abs(float(m.group(1)) - float(m.group(2))) > 3.0:
+    sys.exit(f"FAIL: measured resident mass far from the plan's:\n{log}")
+print(f"plan-memory: resident routed mass measured {m.group(1)}%, predicted {m.group(2)}%")
+p = subprocess.run([moe, "plan-memory", "--model", tiny, "--trace", trace, "--memory", "50%",
+                    "--on-missing-expert", "on-demand", "--latency-ms", "0.000001",
+                    "--base-ms-per-token", "0.0000001", "--out", plan + ".2"],
+                   capture_output=True, text=True)
+if p.returncode == 0 or "no plan meets the budgets: latency" not in p.stderr:
+    sys.exit(f"FAIL: an impossible latency budget was not refused:\n{p.stdout}{p.stderr}")
+
+# 4. Bad input.
 for flags, message in (
         (["--expert-memory", "lots"], "--expert-memory 'lots': give bytes"),
         (["--expert-memory", "150%"], "--expert-memory '150%'"),
         (["--expert-memory", "50%", "--on-missing-expert", "later"],
          "--on-missing-expert: 'later' is not one of"),
         (["--expert-memory", "50%", "--committee", "all"], "--committee: 'all' is not one of"),
-        (["--expert-memory", "50%", "--weights", "int8"], "--expert-memory needs a float32 CPU device")):
+        (["--expert-memory", "50%", "--weights", "int8"], "--expert-memory needs a float32 CPU device"),
+        (["--expert-memory", "50%", "--memory-plan", plan], "--memory-plan sets the committees"),
+        (["--memory-plan", os.path.join(tiny, "config.json")], "config.json: [json.exception")):
     ids, _, err = run(["--model", tiny, "--input", os.path.join(tiny, "prompts.jsonl")] + flags,
                       check=False)
     if ids is not None or message not in err:
