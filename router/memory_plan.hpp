@@ -20,7 +20,7 @@ struct MemoryPlanInputs {
   int layers = 0, experts = 0;
   size_t expert_bytes = 0;
   double base_ms_per_token = 0;  // the all-resident run's
-  double load_ms = 0;            // one expert's load from the checkpoint on disk
+  double load_ms = 0;            // one missed expert: loaded from disk, given back after use
   MissPolicy policy = MissPolicy::kSubstitute;
 };
 
