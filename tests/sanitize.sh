@@ -6,7 +6,7 @@
 #      corpus (tests/fuzz/corpus/TARGET) and on for FUZZ_SECONDS more (default 15) from it; a
 #      finding fails the stage, its input saved in build-asan/fuzz-findings/.
 #   2. build-tsan: ThreadSanitizer on the threaded parts: the thread pool's tests, and generation
-#      with two threads in one process.
+#      in one process with two threads, and with an expert budget's swapper thread.
 # Installs clang (with libFuzzer) and LLVM's OpenMP when missing. Usage: tests/sanitize.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,4 +72,11 @@ build-tsan/tests/runtime_tests --gtest_brief=1
 echo "+ moe generate --threads 2 (TSan)"
 build-tsan/moe generate --model configs/models/switch-tiny --input configs/models/switch-tiny/prompts.jsonl \
   --threads 2 --batch-size 4 --quiet --max-new-tokens 8
+# The swapper thread of a dynamic committee beside the step's (wait: loads in a step too).
+for policy in substitute wait; do
+  echo "+ moe generate --expert-memory 25% --on-missing-expert $policy (TSan)"
+  build-tsan/moe generate --model configs/models/switch-tiny \
+    --input configs/models/switch-tiny/prompts.jsonl --batch-size 4 --quiet --max-new-tokens 8 \
+    --expert-memory 25% --on-missing-expert "$policy"
+done
 echo "sanitizers: no report"
