@@ -1,6 +1,6 @@
 #include "model/expert_swapper.hpp"
 
-#include <chrono>
+#include "runtime/rank_stats.hpp"
 
 namespace moe {
 
@@ -52,11 +52,9 @@ void ExpertSwapper::loop() {
     if (job.kind == PageJob::kGiveBack) {
       if (residency_.out_of_committee(job.layer, job.expert)) give_back_(job.layer, job.expert);
     } else {
-      const auto start = std::chrono::steady_clock::now();
+      const double start_us = now_us();
       map_in_(job.layer, job.expert);
-      const double ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-              .count();
+      const double ms = (now_us() - start_us) / 1000;
       if (!residency_.loaded(job.layer, job.expert, ms) &&
           residency_.out_of_committee(job.layer, job.expert))
         give_back_(job.layer, job.expert);

@@ -1,6 +1,5 @@
 #include "model/resident_experts.hpp"
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 
@@ -23,11 +22,6 @@ double squared_norm(const float* v, int d) {
   return sum;
 }
 
-double ms_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-      .count();
-}
-
 }  // namespace
 
 size_t expert_bytes(const ModelConfig& config) {
@@ -46,6 +40,33 @@ std::vector<std::vector<ExpertWeights>> expert_table(const ModelWeights& weights
   return table;
 }
 
+void map_in_expert(const ExpertWeights& expert, const ModelConfig& config) {
+  const size_t bytes = expert_bytes(config) / 2;
+  map_in_pages(expert.wi, bytes);
+  map_in_pages(expert.wo, bytes);
+}
+
+void give_back_expert(const ExpertWeights& expert, const ModelConfig& config) {
+  const size_t bytes = expert_bytes(config) / 2;
+  give_back_pages(expert.wi, bytes);
+  give_back_pages(expert.wo, bytes);
+}
+
+void check_experts_mapped(const Checkpoint& checkpoint, const ModelWeights& weights) {
+  const ModelConfig& c = checkpoint.config();
+  const auto table = expert_table(weights, c);
+  for (int l = 0; l < int(table.size()); ++l)
+    for (int e = 0; e < int(table[l].size()); ++e) {
+      if (table[l][e].wi == nullptr) continue;
+      for (const char* part : {".wi.weight", ".wo.weight"}) {
+        const std::string name = expert_prefix(c, l, e) + part;
+        MOE_CHECK(checkpoint.maps(name), checkpoint.dir(), ": tensor '", name,
+                  "' is not stored as float32: --expert-memory gives back pages of the mapped "
+                  "checkpoint, and a converted copy has none");
+      }
+    }
+}
+
 std::vector<std::vector<double>> expert_weight_norms(const ModelWeights& weights,
                                                      const ModelConfig& config) {
   const size_t n = size_t(config.d_ff) * config.d_model;
@@ -58,8 +79,7 @@ std::vector<std::vector<double>> expert_weight_norms(const ModelWeights& weights
         continue;
       }
       norms.back().push_back(frobenius(e.wi, n) * frobenius(e.wo, n));
-      give_back_pages(e.wi, n * sizeof(float));
-      give_back_pages(e.wo, n * sizeof(float));
+      give_back_expert(e, config);
     }
   }
   return norms;
@@ -110,20 +130,6 @@ std::string ResidentExperts::summary() const {
   return line;
 }
 
-void ResidentExperts::map_in(int moe_layer, int expert) const {
-  const ExpertWeights& w = table_[moe_layer][expert];
-  const size_t bytes = expert_bytes(config_) / 2;
-  map_in_pages(w.wi, bytes);
-  map_in_pages(w.wo, bytes);
-}
-
-void ResidentExperts::give_back(int moe_layer, int expert) const {
-  const ExpertWeights& w = table_[moe_layer][expert];
-  const size_t bytes = expert_bytes(config_) / 2;
-  give_back_pages(w.wi, bytes);
-  give_back_pages(w.wo, bytes);
-}
-
 void ResidentExperts::sample_resident_memory() {
   const uint64_t now = resident_bytes();
   uint64_t seen = peak_resident_bytes_.load();
@@ -148,9 +154,9 @@ void ResidentExperts::run(Device& device, int L, const std::vector<int>& experts
   // One missed expert at a time, so that a step holds at most one beyond the committee.
   for (size_t g : missed) {
     const int e = experts[g];
-    const auto start = std::chrono::steady_clock::now();
+    const double start_us = now_us();
     map_in(L, e);
-    const double load_ms = ms_since(start);
+    const double load_ms = (now_us() - start_us) / 1000;
     sample_resident_memory();
     device.expert_ffn({groups[g]}, x, y, d, config_.d_ff);
     if (residency_.policy() == MissPolicy::kOnDemand) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "model/checkpoint.hpp"
 #include "model/expert_swapper.hpp"
 #include "model/weights.hpp"
 #include "router/residency.hpp"
@@ -23,6 +24,14 @@ size_t expert_bytes(const ModelConfig& config);
 // [moe_layer][expert] of every sparse layer, encoder's first; null weights where not loaded here.
 std::vector<std::vector<ExpertWeights>> expert_table(const ModelWeights& weights,
                                                      const ModelConfig& config);
+
+// One expert's pages (wi and wo) of the mapped checkpoint: mapped in, or given back.
+void map_in_expert(const ExpertWeights& expert, const ModelConfig& config);
+void give_back_expert(const ExpertWeights& expert, const ModelConfig& config);
+
+// Throws naming the tensor when a loaded expert of `weights` is not a view into `checkpoint`'s
+// mapped file (stored other than as aligned float32): a converted copy has no pages to give back.
+void check_experts_mapped(const Checkpoint& checkpoint, const ModelWeights& weights);
 
 // ‖wi‖·‖wo‖ (Frobenius) of every loaded expert, [moe_layer][expert] (0 where not loaded): read
 // once at load. Each expert's pages are given back after it is read, so that computing the norms
@@ -59,8 +68,12 @@ class ResidentExperts {
   uint64_t peak_resident_bytes() const { return peak_resident_bytes_.load(); }
 
  private:
-  void map_in(int moe_layer, int expert) const;
-  void give_back(int moe_layer, int expert) const;
+  void map_in(int moe_layer, int expert) const {
+    map_in_expert(table_[moe_layer][expert], config_);
+  }
+  void give_back(int moe_layer, int expert) const {
+    give_back_expert(table_[moe_layer][expert], config_);
+  }
   void sample_resident_memory();
 
   const ModelConfig& config_;

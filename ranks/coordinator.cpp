@@ -140,14 +140,7 @@ void Coordinator::make_lane_models() {
 std::unique_ptr<ExpertExecutor> Coordinator::make_budgeted_executor() {
   const ModelConfig& c = checkpoint_->config();
   const RunPlan& plan = run_.plan;
-  for (int l = 0; l < weights_.num_moe_layers; ++l)
-    for (int e = 0; e < c.num_experts; ++e)
-      for (const char* part : {".wi.weight", ".wo.weight"}) {
-        const std::string name = expert_prefix(c, l, e) + part;
-        MOE_CHECK(checkpoint_->maps(name), plan.model_dir, ": tensor '", name,
-                  "' is not stored as float32: --expert-memory gives back pages of the mapped "
-                  "checkpoint, and a converted copy has none");
-      }
+  check_experts_mapped(*checkpoint_, weights_);
   const std::vector<int> committees =
       !plan.committees.empty()
           ? plan.committees

@@ -286,16 +286,11 @@ void ExpertRank::budget_experts() {
   for (int l = 0; l < L; ++l)
     for (int e = 0; e < E; ++e)
       if (layers_[l]->resident(e)) {
-        const std::string name = expert_prefix(c_, l, e) + ".wi.weight";
-        MOE_CHECK(
-            checkpoint_->maps(name) && checkpoint_->maps(expert_prefix(c_, l, e) + ".wo.weight"),
-            plan_.model_dir, ": expert ", e, " of sparse layer ", l,
-            " is not stored as float32: --expert-memory gives back pages of the mapped "
-            "checkpoint, and a converted copy has none");
         held[l][e] = 1;
         ++held_per_layer[l];
         ++all;
       }
+  check_experts_mapped(*checkpoint_, weights_);
   residency_ = std::make_unique<ExpertResidency>(
       spread_committees(experts_within(plan_.expert_memory, all, expert_bytes(c_)), held_per_layer),
       expert_weight_norms(weights_, c_), parse_miss_policy(plan_.on_missing_expert),

@@ -99,12 +99,16 @@ void make_device_spec_check(const std::string& spec_with_quota) {
            "': unknown device (expected cpu:THREADS[:FORMAT][@CORES] or cuda:INDEX)");
 }
 
+std::string named_weight_format(const std::string& spec) {
+  const std::string base = spec.substr(0, spec.find('@'));
+  return std::count(base.begin(), base.end(), ':') >= 2 ? base.substr(base.rfind(':') + 1) : "";
+}
+
 std::string with_weight_format(const std::string& spec, const std::string& format) {
-  if (format == "f32") return spec;
+  if (format == "f32" || !named_weight_format(spec).empty()) return spec;
   const size_t at = spec.find('@');
   const std::string base = spec.substr(0, at),
                     quota = at == std::string::npos ? "" : spec.substr(at);
-  if (std::count(base.begin(), base.end(), ':') >= 2) return spec;
   return (base == "cpu" ? "cpu:1" : base) + ":" + format + quota;
 }
 }  // namespace moe

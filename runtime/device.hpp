@@ -58,6 +58,8 @@ void make_device_spec_check(const std::string& spec);
 // "cuda:local[:bf16]" names the GPU of this rank's index on its node (from Open MPI, SLURM or
 // PMIx): one config fits any node shape. Other specs pass unchanged.
 std::string resolve_local_device(const std::string& spec, int local_rank);
+// The weight format a device spec names ("cpu:1:bf16@0.5" → "bf16"), or "" where it names none.
+std::string named_weight_format(const std::string& spec);
 // The spec with `format` as its weight format where it names none ("cpu:1" → "cpu:1:int8",
 // "cpu:1@0.5" → "cpu:1:int8@0.5", "cuda:0" → "cuda:0:bf16"); one that names one keeps it, and
 // "f32" changes nothing.

@@ -4,7 +4,6 @@
 // routed mass, and writes the plan that `moe generate --memory-plan` runs.
 #include <algorithm>
 #include <boost/program_options.hpp>
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 
@@ -15,7 +14,7 @@
 #include "router/memory_plan.hpp"
 #include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
-#include "runtime/mapped_pages.hpp"
+#include "runtime/rank_stats.hpp"
 
 namespace moe {
 namespace po = boost::program_options;
@@ -32,19 +31,16 @@ double measure_load_ms(const std::string& model_dir) {
   LoadSelection selection;
   selection.dense = false;
   const ModelWeights weights = load_weights(checkpoint, selection);
-  const size_t bytes = expert_bytes(c) / 2;
   std::vector<double> ms;
   for (const auto& layer : expert_table(weights, c))
     for (const ExpertWeights& e : layer) {
       if (ms.size() == 5) break;
-      for (const float* w : {e.wi, e.wo}) map_in_pages(w, bytes);
-      for (const float* w : {e.wi, e.wo}) give_back_pages(w, bytes);
-      const auto start = std::chrono::steady_clock::now();
-      for (const float* w : {e.wi, e.wo}) map_in_pages(w, bytes);
-      for (const float* w : {e.wi, e.wo}) give_back_pages(w, bytes);
-      ms.push_back(
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-              .count());
+      map_in_expert(e, c);
+      give_back_expert(e, c);
+      const double start_us = now_us();
+      map_in_expert(e, c);
+      give_back_expert(e, c);
+      ms.push_back((now_us() - start_us) / 1000);
     }
   MOE_CHECK(!ms.empty(), model_dir, ": no expert to time");
   std::sort(ms.begin(), ms.end());

@@ -1,12 +1,11 @@
 #include "ranks/commands/run_options.hpp"
 
-#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
 
-#include "model/budgeted_experts.hpp"
+#include "model/resident_experts.hpp"
 #include "model/weights.hpp"
 #include "ranks/commands/command_line.hpp"
 #include "router/memory_plan.hpp"
@@ -163,10 +162,9 @@ void plan_expert_budget(const RunOptions& o, const ModelConfig& c, CheckedRun& r
   }
   const int N = int(plan.devices.size());
   for (int r = N == 1 ? 0 : plan.first_expert_rank(); r < N; ++r) {
-    const std::string base = plan.devices[r].substr(0, plan.devices[r].find('@'));
-    const bool f32 =
-        std::count(base.begin(), base.end(), ':') < 2 || base.substr(base.rfind(':') + 1) == "f32";
-    MOE_CHECK(base.rfind("cpu", 0) == 0 && f32, "--expert-memory needs a float32 CPU device on ",
+    const std::string format = named_weight_format(plan.devices[r]);
+    MOE_CHECK(plan.devices[r].rfind("cpu", 0) == 0 && (format.empty() || format == "f32"),
+              "--expert-memory needs a float32 CPU device on ",
               N == 1 ? "the process" : "every expert rank",
               " (it moves pages of the mapped checkpoint), not ", plan.devices[r],
               N == 1 ? "" : " of rank " + std::to_string(r));
