@@ -1,5 +1,6 @@
 #include "model/resident_experts.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -52,7 +53,7 @@ void give_back_expert(const ExpertWeights& expert, const ModelConfig& config) {
   give_back_pages(expert.wo, bytes);
 }
 
-void check_experts_mapped(const Checkpoint& checkpoint, const ModelWeights& weights) {
+std::string unmapped_expert_tensor(const Checkpoint& checkpoint, const ModelWeights& weights) {
   const ModelConfig& c = checkpoint.config();
   const auto table = expert_table(weights, c);
   for (int l = 0; l < int(table.size()); ++l)
@@ -60,11 +61,36 @@ void check_experts_mapped(const Checkpoint& checkpoint, const ModelWeights& weig
       if (table[l][e].wi == nullptr) continue;
       for (const char* part : {".wi.weight", ".wo.weight"}) {
         const std::string name = expert_prefix(c, l, e) + part;
-        MOE_CHECK(checkpoint.maps(name), checkpoint.dir(), ": tensor '", name,
-                  "' is not stored as float32: --expert-memory gives back pages of the mapped "
-                  "checkpoint, and a converted copy has none");
+        if (!checkpoint.maps(name)) return name;
       }
     }
+  return "";
+}
+
+void check_experts_mapped(const Checkpoint& checkpoint, const ModelWeights& weights) {
+  const std::string name = unmapped_expert_tensor(checkpoint, weights);
+  MOE_CHECK(name.empty(), checkpoint.dir(), ": tensor '", name,
+            "' is not stored as float32: --expert-memory gives back pages of the mapped "
+            "checkpoint, and a converted copy has none");
+}
+
+double time_expert_loads_ms(const std::vector<ExpertWeights>& experts, const ModelConfig& config,
+                            bool map_back) {
+  std::vector<double> ms;
+  for (const ExpertWeights& e : experts) {
+    if (e.wi == nullptr) continue;
+    if (ms.size() == 5) break;
+    map_in_expert(e, config);
+    give_back_expert(e, config);
+    const double start_us = now_us();
+    map_in_expert(e, config);
+    give_back_expert(e, config);
+    ms.push_back((now_us() - start_us) / 1000);
+    if (map_back) map_in_expert(e, config);
+  }
+  if (ms.empty()) return 0;
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
 }
 
 std::vector<std::vector<double>> expert_weight_norms(const ModelWeights& weights,

@@ -29,9 +29,19 @@ std::vector<std::vector<ExpertWeights>> expert_table(const ModelWeights& weights
 void map_in_expert(const ExpertWeights& expert, const ModelConfig& config);
 void give_back_expert(const ExpertWeights& expert, const ModelConfig& config);
 
-// Throws naming the tensor when a loaded expert of `weights` is not a view into `checkpoint`'s
-// mapped file (stored other than as aligned float32): a converted copy has no pages to give back.
+// The first tensor of a loaded expert of `weights` that is not a view into `checkpoint`'s mapped
+// file (stored other than as aligned float32: a converted copy has no pages to give back); "" when
+// every one is. check_experts_mapped throws naming it.
+std::string unmapped_expert_tensor(const Checkpoint& checkpoint, const ModelWeights& weights);
 void check_experts_mapped(const Checkpoint& checkpoint, const ModelWeights& weights);
+
+// What one miss costs beyond its compute, in ms: an expert's pages mapped in from the checkpoint
+// on disk and given back after use (as on-demand does). The median over up to five of `experts`
+// (null ones skipped), each mapped in and given back once first, so that the timed map-in reads
+// the disk (pages this process never mapped stay in the page cache, and would time a copy from
+// it). With `map_back` each timed expert is mapped in again afterwards. 0 when none was timed.
+double time_expert_loads_ms(const std::vector<ExpertWeights>& experts, const ModelConfig& config,
+                            bool map_back);
 
 // ‖wi‖·‖wo‖ (Frobenius) of every loaded expert, [moe_layer][expert] (0 where not loaded): read
 // once at load. Each expert's pages are given back after it is read, so that computing the norms

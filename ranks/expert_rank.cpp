@@ -78,6 +78,9 @@ class ExpertRank {
   void reclaim_sends(bool all);
   // --expert-memory: the residency over this rank's experts and their pages.
   void budget_experts();
+  // One expert's load from the checkpoint on disk, for the profile: 0 on a GPU, where the experts
+  // are not pages of the mapped checkpoint, and under a budget (the timing would unseat members).
+  double time_load_us() const;
 
   const World& world_;
   const RunPlan& plan_;
@@ -191,11 +194,15 @@ bool ExpertRank::take(const Envelope& e) {
     case MessageType::kShutdown:
       MOE_CHECK(e.sender == 0, "rank ", e.sender, " sent Shutdown; only rank 0 may");
       return false;
-    case MessageType::kProfileRequest:
-      send_control(e.sender, time_experts(decode_message<ProfileRequest>(e), layers_, *device_, c_,
-                                          rank_, plan_.devices.at(rank_)));
+    case MessageType::kProfileRequest: {
+      const auto request = decode_message<ProfileRequest>(e);
+      ProfileResult result =
+          time_experts(request, layers_, *device_, c_, rank_, plan_.devices.at(rank_));
+      if (request.time_load) result.load_us = time_load_us();
+      send_control(e.sender, result);
       cpu_at_reply_ = process_cpu_us();
       return true;
+    }
     case MessageType::kEcho:
       echo(decode_message<Echo>(e));
       cpu_at_reply_ = process_cpu_us();
@@ -297,6 +304,16 @@ void ExpertRank::budget_experts() {
       parse_committee_kind(plan_.committee), plan_.seed + uint64_t(rank_), 0.8, 1.5,
       std::move(held));
   pages_ = std::make_unique<ResidentExperts>(c_, weights_, *residency_);
+}
+
+double ExpertRank::time_load_us() const {
+  if (residency_ || device_->name().rfind("cpu", 0) != 0 ||
+      !unmapped_expert_tensor(*checkpoint_, weights_).empty())
+    return 0;
+  std::vector<ExpertWeights> experts;
+  for (const auto& layer : expert_table(weights_, c_))
+    experts.insert(experts.end(), layer.begin(), layer.end());
+  return 1000 * time_expert_loads_ms(experts, c_, /*map_back=*/true);
 }
 
 // `moe profile`'s link timing: the next block comes straight back.

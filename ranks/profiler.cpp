@@ -189,10 +189,12 @@ void measure_expert_curves(Coordinator& s, const ProfileRequest& request, int re
     for (int round = 0; round < repeats; ++round) {
       once.warm_up = round == 0;
       for (size_t j = 0; j < K; ++j) {
+        once.time_load = round == 0 && j == 0;  // after the timing, so it cannot perturb it
         const auto results = time_at_once(s, wave, once, request.token_counts[j]);
         for (size_t i = 0; i < wave.size(); ++i) {
           measured[wave[i]].device = results[i].device;
           measured[wave[i]].memory_bytes = results[i].memory_bytes;
+          if (once.time_load) measured[wave[i]].expert_load_us = results[i].load_us;
           wall[i][j].push_back(results[i].median_us[0]);
           cpu[i][j].push_back(results[i].cpu_median_us.at(0));
         }

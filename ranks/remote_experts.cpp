@@ -80,8 +80,12 @@ void ExpertExchanges::start_sparse(int lane, int64_t step, int moe_layer, const 
   x.map = &map;
   x.policy = &policy;
   const ExpertMap& placed = live(map);
+  const bool priced = options_.expert_budgets && policy.weighs_residency();
+  if (options_.expert_budgets)
+    policy.set_residency([this](int r, int l, int e) { return reported_resident(r, l, e); });
   policy.assign(moe_layer, dispatch, gate,
-                options_.expert_budgets ? preferring_resident(placed) : placed, x.rank_of_row);
+                options_.expert_budgets && !priced ? preferring_resident(placed) : placed,
+                x.rank_of_row);
   x.stats.policy_us = now_us() - x.t_dispatch;
   // Per rank: segments in expert order, rows copied into one contiguous block.
   std::vector<WorkHeader> headers(N);

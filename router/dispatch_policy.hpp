@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -26,6 +27,9 @@ struct RankFeedback {
   double other_cpu_us = 0;  // expert rank: CPU outside the FFN since its previous reply (WorkReply)
 };
 
+// Under memory budgets (--expert-memory): whether `rank` holds expert `expert` of `layer` resident.
+using ResidentFn = std::function<bool(int rank, int layer, int expert)>;
+
 class DispatchPolicy {
  public:
   virtual ~DispatchPolicy() = default;
@@ -36,6 +40,11 @@ class DispatchPolicy {
                       const ExpertMap& map, std::vector<int>& rank_of_row) = 0;
   // Replies of the call just assigned; policies that learn use them.
   virtual void observe(const std::vector<RankFeedback>&) {}
+  // Under memory budgets, a policy that prices a load (weighs_residency) is given every replica
+  // and this view of which are resident; the others only each expert's resident replicas, where
+  // it has one.
+  virtual bool weighs_residency() const { return false; }
+  virtual void set_residency(ResidentFn) {}
 };
 
 // Always the first replica.

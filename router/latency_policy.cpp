@@ -56,6 +56,12 @@ LatencyAwarePolicy::LatencyAwarePolicy(std::shared_ptr<const LatencyModel> model
   }
 }
 
+bool LatencyAwarePolicy::weighs_residency() const {
+  for (const auto& p : profile_.ranks)
+    if (p.expert_load_us <= 0) return false;
+  return !profile_.ranks.empty();
+}
+
 double LatencyAwarePolicy::curve_us(int rank, int rows) const {
   return profile_of_[rank]->expert.at(rows);
 }
@@ -104,12 +110,17 @@ void LatencyAwarePolicy::assign(int layer, const ExpertDispatch& d, const GateRe
   std::stable_sort(order_.begin(), order_.end(),
                    [&](int a, int b) { return d.count(a) > d.count(b); });
   auto rows_of = [&](int rank, int e) -> int& { return expert_rows_[size_t(rank) * E + e]; };
+  // What a rank's first rows of expert e add beyond the curve: a load where it is not resident.
+  auto load_us = [&](int rank, int e) {
+    return resident_ && !resident_(rank, layer, e) ? profile_of_[rank]->expert_load_us : 0.0;
+  };
   // The load of `rank` after `delta` rows of expert e are added (or removed, delta < 0).
   auto moved = [&](int rank, int e, int delta) {
     RankLoad load = loads_[rank];
-    const int before = rows_of(rank, e);
+    const int before = rows_of(rank, e), after = before + delta;
     load.tokens += delta;
-    load.profiled_us += curve_us(rank, before + delta) - curve_us(rank, before);
+    load.profiled_us += curve_us(rank, after) - curve_us(rank, before) +
+                        ((after > 0) - (before > 0)) * load_us(rank, e);
     return load;
   };
   auto apply = [&](int rank, int e, int delta) {
@@ -219,11 +230,13 @@ void LatencySampleRecorder::assign(int layer, const ExpertDispatch& d, const Gat
         for (int r = old; r <= rank; ++r) loads[r] = history_.fresh(r);
       }
       const RankProfile& p = profile_.of(rank);
+      const double load_us = resident_ && !resident_(rank, layer, e) ? p.expert_load_us : 0.0;
       pending_[rank] = latency_features(score[rank] / rows_on[rank], entropy[rank] / rows_on[rank],
                                         rows_on[rank], 0, loads[rank], p, d_model_);
+      pending_[rank][6] += load_us;  // priced as the latency-aware policy prices it
       has_pending_[rank] = 1;
       loads[rank].tokens += rows_on[rank];
-      loads[rank].profiled_us += p.expert.at(rows_on[rank]);
+      loads[rank].profiled_us += p.expert.at(rows_on[rank]) + load_us;
     }
   }
 }

@@ -9,7 +9,8 @@
 // Whole experts come first because a rank runs one GEMM pair per expert it was given: splitting an
 // expert makes two ranks read its weights, which at small token counts is most of the cost. The
 // profiled cost of a rank is therefore the sum over its experts of the curve at that expert's
-// rows. The ranks' recent latencies and queueing come from the replies (observe).
+// rows. The ranks' recent latencies and queueing come from the replies (observe). Under memory
+// budgets a rank that does not hold an expert resident also pays the profiled load for it.
 #pragma once
 
 #include <memory>
@@ -53,9 +54,15 @@ class LatencyAwarePolicy final : public DispatchPolicy {
   void assign(int layer, const ExpertDispatch& d, const GateResult& gate, const ExpertMap& map,
               std::vector<int>& rank_of_row) override;
   void observe(const std::vector<RankFeedback>& feedback) override { history_.observe(feedback); }
+  // Whether every profiled rank has a measured load time: a replica that would load the expert
+  // then costs that much more (in the profiled-cost feature), so a resident one is preferred
+  // unless it is busier by more than a load.
+  bool weighs_residency() const override;
+  void set_residency(ResidentFn resident) override { resident_ = std::move(resident); }
 
  private:
   std::shared_ptr<const LatencyModel> model_;
+  ResidentFn resident_;  // empty: every replica resident
   Profile profile_;
   std::vector<const RankProfile*> profile_of_;  // [rank]: O(1) lookups on the hot path
   int d_model_;
@@ -87,9 +94,15 @@ class LatencySampleRecorder final : public DispatchPolicy {
   void assign(int layer, const ExpertDispatch& d, const GateResult& gate, const ExpertMap& map,
               std::vector<int>& rank_of_row) override;
   void observe(const std::vector<RankFeedback>& feedback) override;
+  bool weighs_residency() const override { return inner_->weighs_residency(); }
+  void set_residency(ResidentFn resident) override {
+    resident_ = resident;
+    inner_->set_residency(std::move(resident));
+  }
 
  private:
   std::unique_ptr<DispatchPolicy> inner_;
+  ResidentFn resident_;
   Profile profile_;
   int d_model_;
   std::ostream& out_;

@@ -1,6 +1,8 @@
 #include "router/placement.hpp"
 
 #include <algorithm>
+#include <climits>
+#include <cmath>
 #include <numeric>
 #include <random>
 
@@ -9,9 +11,18 @@
 namespace moe {
 
 size_t expert_capacity(const PlacementProblem& p, int rank) {
+  // Under a budget a rank holds its other experts as pages of the checkpoint on disk: its memory
+  // bounds the committee, not what it holds.
+  if (p.resident_per_rank > 0 && p.memory_per_rank == 0) return SIZE_MAX;
   const size_t memory = p.memory_per_rank ? p.memory_per_rank : p.profile->of(rank).memory_bytes;
   if (memory == 0 || p.bytes_per_expert == 0) return SIZE_MAX;
   return memory / p.bytes_per_expert;
+}
+
+int committee_seats(const PlacementProblem& p, int layer) {
+  if (p.resident_per_rank <= 0) return INT_MAX;
+  const int64_t layers = std::max<int64_t>(int64_t(p.load.size()), 1);
+  return int(p.resident_per_rank / layers + (layer < p.resident_per_rank % layers ? 1 : 0));
 }
 
 namespace {
@@ -21,22 +32,63 @@ double rank_time_us(const RankProfile& r, double compute_us, double tokens, int 
   return compute_us + (tokens > 0 ? r.round_trip_us(tokens * d_model * sizeof(float)) : 0.0);
 }
 
+// What `n` expected tokens of an expert cost a rank: its curve, and a load where not resident.
+double expert_cost_us(const RankProfile& r, double n, bool resident) {
+  if (n <= 0) return 0;
+  return r.expert.at(n) + (resident ? 0.0 : (1 - std::exp(-n)) * r.expert_load_us);
+}
+
+int max_rank(const PlacementProblem& p) {
+  return *std::max_element(p.ranks.begin(), p.ranks.end());
+}
+
 }  // namespace
+
+std::vector<std::vector<uint8_t>> resident_experts(const PlacementProblem& p, const ExpertMap& map,
+                                                   int layer) {
+  const int E = map.num_experts(), seats = committee_seats(p, layer);
+  std::vector<std::vector<int>> held(max_rank(p) + 1);
+  for (int e = 0; e < E; ++e)
+    for (int r : map.ranks_of(layer, e)) held[r].push_back(e);
+  std::vector<std::vector<uint8_t>> resident(held.size(), std::vector<uint8_t>(E, 0));
+  for (size_t r = 0; r < held.size(); ++r) {
+    auto share = [&](int e) { return p.load[layer][e] / double(map.ranks_of(layer, e).size()); };
+    std::stable_sort(held[r].begin(), held[r].end(),
+                     [&](int a, int b) { return share(a) > share(b); });
+    for (size_t i = 0; i < held[r].size() && int(i) < seats; ++i) resident[r][held[r][i]] = 1;
+  }
+  return resident;
+}
+
+double predicted_resident_share(const PlacementProblem& p, const ExpertMap& map) {
+  double all = 0, resident = 0;
+  for (int l = 0; l < map.num_layers(); ++l) {
+    const auto in = resident_experts(p, map, l);
+    for (int e = 0; e < map.num_experts(); ++e) {
+      all += p.load[l][e];
+      for (int r : map.ranks_of(l, e))
+        if (in[r][e]) {
+          resident += p.load[l][e];
+          break;
+        }
+    }
+  }
+  return all > 0 ? resident / all : 1.0;
+}
 
 std::vector<double> predicted_rank_times_us(const PlacementProblem& p, const ExpertMap& map,
                                             int layer) {
-  int max_rank = 0;
-  for (int r : p.ranks) max_rank = std::max(max_rank, r);
-  std::vector<double> tokens(max_rank + 1, 0.0), compute(max_rank + 1, 0.0);
+  const auto resident = resident_experts(p, map, layer);
+  std::vector<double> tokens(max_rank(p) + 1, 0.0), compute(tokens.size(), 0.0);
   for (int e = 0; e < map.num_experts(); ++e) {
     const auto& ranks = map.ranks_of(layer, e);
     const double share = p.load[layer][e] / double(ranks.size());
     for (int r : ranks) {
       tokens[r] += share;
-      compute[r] += share > 0 ? p.profile->of(r).expert.at(share) : 0.0;
+      compute[r] += expert_cost_us(p.profile->of(r), share, resident[r][e]);
     }
   }
-  std::vector<double> time(max_rank + 1, 0.0);
+  std::vector<double> time(tokens.size(), 0.0);
   for (int r : p.ranks)
     time[r] = rank_time_us(p.profile->of(r), compute[r], tokens[r], p.profile->d_model);
   return time;
@@ -54,12 +106,13 @@ double predicted_layer_time_us(const PlacementProblem& p, const ExpertMap& map) 
 ExpertMap place_experts(const PlacementProblem& p) {
   MOE_CHECK(p.profile != nullptr && !p.ranks.empty(),
             "placement: needs a profile and expert ranks");
+  MOE_CHECK(p.resident_per_rank >= 0, "placement: resident experts per rank must be >= 0");
   for (int r : p.ranks) p.profile->of(r);  // every rank must be profiled
   const int layers = int(p.load.size()), experts = layers ? int(p.load[0].size()) : 0;
   const int d = p.profile->d_model;
   ExpertMap map;
   map.replicas.assign(layers, std::vector<std::vector<int>>(experts));
-  std::vector<size_t> held(*std::max_element(p.ranks.begin(), p.ranks.end()) + 1, 0);
+  std::vector<size_t> held(max_rank(p) + 1, 0);
   size_t total_capacity = 0;
   for (int r : p.ranks)
     total_capacity = std::min<size_t>(SIZE_MAX / 2, total_capacity + expert_capacity(p, r));
@@ -70,28 +123,46 @@ ExpertMap place_experts(const PlacementProblem& p) {
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(),
                      [&](int a, int b) { return p.load[l][a] > p.load[l][b]; });
+    const int seats = committee_seats(p, l);
+    std::vector<int> seated(held.size(), 0);
     std::vector<double> compute(held.size(), 0.0), tokens(held.size(), 0.0);
-    for (int e : order) {  // longest processing time first, onto the rank that finishes earliest
-      int best = -1;
-      double best_finish = 0;
+    // Longest processing time first, onto the rank that finishes earliest. Under a budget the
+    // experts that fit the layer's seats go first, each onto a rank with a seat left, so that all
+    // of them stay resident; the others may go anywhere, at a miss's cost.
+    int seats_left = 0;
+    for (int r : p.ranks)
+      seats_left += int(std::min<size_t>({size_t(seats), expert_capacity(p, r), size_t(experts)}));
+    for (int e : order) {
       const double n = p.load[l][e];
-      for (int r : p.ranks) {
-        if (held[r] >= expert_capacity(p, r)) continue;
-        const RankProfile& rp = p.profile->of(r);
-        const double finish =
-            rank_time_us(rp, compute[r] + (n > 0 ? rp.expert.at(n) : 0.0), tokens[r] + n, d);
-        if (best < 0 || finish < best_finish) {
-          best = r;
-          best_finish = finish;
+      auto earliest = [&](bool to_a_seat) {
+        int best = -1;
+        double best_finish = 0;
+        for (int r : p.ranks) {
+          if (held[r] >= expert_capacity(p, r) || (to_a_seat && seated[r] >= seats)) continue;
+          const RankProfile& rp = p.profile->of(r);
+          const double cost = expert_cost_us(rp, n, seated[r] < seats);
+          const double finish = rank_time_us(rp, compute[r] + cost, tokens[r] + n, d);
+          if (best < 0 || finish < best_finish) {
+            best = r;
+            best_finish = finish;
+          }
         }
-      }
+        return best;
+      };
+      int best = seats_left > 0 ? earliest(true) : -1;
+      if (best < 0) best = earliest(false);
       MOE_CHECK(best >= 0, "placement: no rank has memory left for layer ", l, " expert ", e);
       map.replicas[l][e] = {best};
-      compute[best] += n > 0 ? p.profile->of(best).expert.at(n) : 0.0;
+      compute[best] += expert_cost_us(p.profile->of(best), n, seated[best] < seats);
       tokens[best] += n;
       ++held[best];
+      if (seated[best] < seats) {
+        ++seated[best];
+        --seats_left;
+      }
     }
-    // Replicas: split the bottleneck rank's hottest expert onto the rank that gains most.
+    // Replicas: split the bottleneck rank's hottest expert onto the rank that gains most (under a
+    // budget, onto one with a seat left, so that the replica is resident).
     for (int k = 0; k < p.extra_replicas; ++k) {
       const auto t = predicted_rank_times_us(p, map, l);
       int slowest = p.ranks[0];
@@ -107,7 +178,8 @@ ExpertMap place_experts(const PlacementProblem& p) {
       double best_max = *std::max_element(t.begin(), t.end());
       int best = -1;
       for (int r : p.ranks) {
-        if (map.holds(r, l, hottest) || held[r] >= expert_capacity(p, r)) continue;
+        if (map.holds(r, l, hottest) || held[r] >= expert_capacity(p, r) || seated[r] >= seats)
+          continue;
         map.replicas[l][hottest].push_back(r);
         const auto trial = predicted_rank_times_us(p, map, l);
         const double m = *std::max_element(trial.begin(), trial.end());
@@ -120,6 +192,7 @@ ExpertMap place_experts(const PlacementProblem& p) {
       if (best < 0) break;  // no replica helps
       map.replicas[l][hottest].push_back(best);
       ++held[best];
+      ++seated[best];
     }
   }
   return map;

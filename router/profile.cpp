@@ -63,6 +63,9 @@ Profile parse_profile(const nlohmann::json& j, const std::string& source) {
       rp.receive_us = r.value("receive_us", 0.0);
       MOE_CHECK(rp.receive_us >= 0, source, ": rank ", rp.rank, ": receive_us must be >= 0 (has ",
                 rp.receive_us, ")");
+      rp.expert_load_us = r.value("expert_load_us", 0.0);
+      MOE_CHECK(rp.expert_load_us >= 0, source, ": rank ", rp.rank,
+                ": expert_load_us must be >= 0 (has ", rp.expert_load_us, ")");
       MOE_CHECK(rp.expert.tokens.size() == rp.expert.median_us.size() && !rp.expert.tokens.empty(),
                 source, ": rank ", rp.rank,
                 ": expert_tokens and expert_median_us differ in length");
@@ -105,6 +108,7 @@ nlohmann::json profile_to_json(const Profile& p) {
     if (!r.expert_cpu.median_us.empty()) ranks.back()["expert_cpu_us"] = r.expert_cpu.median_us;
     if (r.call_cpu_us > 0) ranks.back()["call_cpu_us"] = r.call_cpu_us;
     if (r.receive_us > 0) ranks.back()["receive_us"] = r.receive_us;
+    if (r.expert_load_us > 0) ranks.back()["expert_load_us"] = r.expert_load_us;
   }
   return {{"format", "moe-profile/1"},
           {"model",

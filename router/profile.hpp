@@ -36,6 +36,9 @@ struct RankProfile {
   // floor under a block's transfer; the latency predictor's in-flight feature sees it in every
   // reply.
   double receive_us = 0;
+  // One expert's load from the checkpoint on disk and its give-back after use (a miss under a
+  // memory budget, model/resident_experts.hpp; 0: not measured, as on a GPU rank).
+  double expert_load_us = 0;
   // Time to send `bytes` there and back (the block goes out and its result returns).
   double round_trip_us(double bytes) const {
     return 2 * (link_latency_us + bytes / link_bytes_per_us);

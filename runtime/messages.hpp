@@ -13,7 +13,7 @@
 namespace moe {
 
 // Raised whenever a message or the run plan changes shape (2: WorkHeader::lm_head).
-constexpr uint32_t kProtocolVersion = 4;
+constexpr uint32_t kProtocolVersion = 5;
 
 enum class MessageType : uint32_t {
   kRunPlan = 1,
@@ -129,10 +129,11 @@ struct ProfileRequest {
   int32_t max_experts = 0;  // 0: every expert the rank holds
   // The rotation over the k experts timed starts at expert k * rotation_part / rotation_parts.
   int32_t rotation_part = 0, rotation_parts = 1;
-  bool warm_up = true;  // one untimed pass over the experts at each count first
+  bool warm_up = true;     // one untimed pass over the experts at each count first
+  bool time_load = false;  // also time one expert's load from disk (ProfileResult::load_us)
   template <class A>
   void serialize(A& ar) {
-    ar(token_counts, max_experts, rotation_part, rotation_parts, warm_up);
+    ar(token_counts, max_experts, rotation_part, rotation_parts, warm_up, time_load);
   }
 };
 
@@ -143,9 +144,12 @@ struct ProfileResult {
   std::vector<double>
       cpu_median_us;  // the same calls' process CPU time (a quota stalls wall time only)
   uint64_t memory_bytes = 0;
+  // With time_load: one expert's load and give-back (0 where the experts are not pages of the
+  // mapped checkpoint, or held under a memory budget).
+  double load_us = 0;
   template <class A>
   void serialize(A& ar) {
-    ar(rank, device, median_us, cpu_median_us, memory_bytes);
+    ar(rank, device, median_us, cpu_median_us, memory_bytes, load_us);
   }
 };
 

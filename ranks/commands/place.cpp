@@ -2,7 +2,9 @@
 // replicating hot experts; prints the predicted per-layer time of the chosen map beside the
 // round-robin, random and fastest-device-class baselines, and writes the map and the baselines.
 // With --cluster the map is then refined by simulation (router/sim/refine_placement.hpp):
-// the event model of that cluster, not the table of medians, decides.
+// the event model of that cluster, not the table of medians, decides. With --expert-memory the
+// placement keeps each layer's hottest experts on the ranks' committee seats and prints the share
+// of routed tokens resident under each map.
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <fstream>
@@ -13,6 +15,7 @@
 #include "ranks/commands/commands.hpp"
 #include "router/latency_model.hpp"
 #include "router/placement.hpp"
+#include "router/residency.hpp"
 #include "router/routing_trace.hpp"
 #include "router/sim/refine_placement.hpp"
 #include "runtime/atomic_file.hpp"
@@ -65,7 +68,8 @@ ExpertMap refine(const std::string& cluster_path, const std::string& model_path,
 }  // namespace
 
 int run_place(const World& world, const std::vector<std::string>& args) {
-  std::string profile_path, trace_path, out_path, baselines_prefix, cluster_path, model_path;
+  std::string profile_path, trace_path, out_path, baselines_prefix, cluster_path, model_path,
+      expert_memory;
   sim::RefineOptions refine_options;
   int replicas = 0;
   size_t memory_per_rank = 0;
@@ -78,6 +82,7 @@ int run_place(const World& world, const std::vector<std::string>& args) {
       ("out", po::value(&out_path)->required(), "expert_map.json to write")
       ("replicas", po::value(&replicas)->default_value(0), "extra replicas per layer for the hottest experts")
       ("memory-per-rank", po::value(&memory_per_rank)->default_value(0), "bytes of experts a rank may hold (0: from the profile)")
+      ("expert-memory", po::value(&expert_memory), "the budget each expert rank will run with (generate --expert-memory): bytes (K, M, G) or a share of an even split of the experts (50%)")
       ("baselines", po::value(&baselines_prefix), "also write PREFIX-round-robin.json, PREFIX-random.json, PREFIX-fastest.json")
       ("seed", po::value(&seed)->default_value(1), "seed of the random baseline")
       ("cluster", po::value(&cluster_path), "refine the map by simulating this cluster config (configs/clusters/*.json; its expert ranks are the profile's)")
@@ -102,6 +107,18 @@ int run_place(const World& world, const std::vector<std::string>& args) {
   const int first = problem.ranks.front(), world_size = problem.ranks.back() + 1;
   MOE_CHECK(first == 1 && int(problem.ranks.size()) == world_size - 1, profile_path,
             ": expected a profile of expert ranks 1..N-1");
+  if (!expert_memory.empty()) {
+    MOE_CHECK(cluster_path.empty(),
+              "--cluster: the simulator does not model memory budgets; leave out --expert-memory");
+    const int64_t all = int64_t(profile.num_moe_layers) * profile.num_experts;
+    const int64_t even = (all + int64_t(problem.ranks.size()) - 1) / int64_t(problem.ranks.size());
+    problem.resident_per_rank =
+        std::max<int64_t>(experts_within(expert_memory, even, problem.bytes_per_expert), 1);
+    for (const auto& r : profile.ranks)
+      if (r.expert_load_us == 0)
+        std::printf("note: rank %d has no expert_load_us in %s; its misses are priced at 0\n",
+                    r.rank, profile_path.c_str());
+  }
 
   ExpertMap placed = place_experts(problem);
   std::vector<std::pair<std::string, ExpertMap>> maps = {
@@ -111,15 +128,21 @@ int run_place(const World& world, const std::vector<std::string>& args) {
       {"random",
        random_expert_map(profile.num_moe_layers, profile.num_experts, problem.ranks, seed)},
       {"fastest", fastest_class_expert_map(problem, profile.num_moe_layers, profile.num_experts)}};
-  std::printf("%-12s %16s   %s\n", "map", "predicted_us",
+  if (problem.resident_per_rank > 0)
+    std::printf("budget: %lld experts resident per rank (of %lld each under an even split)\n",
+                static_cast<long long>(problem.resident_per_rank),
+                static_cast<long long>((int64_t(profile.num_moe_layers) * profile.num_experts +
+                                        int64_t(problem.ranks.size()) - 1) /
+                                       int64_t(problem.ranks.size())));
+  std::printf("%-12s %16s %9s   %s\n", "map", "predicted_us", "resident",
               "predicted per-rank time of layer 0 (us)");
   for (const auto& [name, map] : maps) {
     const auto t = predicted_rank_times_us(problem, map, 0);
     std::string per_rank;
     for (int r : problem.ranks)
       per_rank += " r" + std::to_string(r) + "=" + std::to_string(int(t[r]));
-    std::printf("%-12s %16.1f  %s\n", name.c_str(), predicted_layer_time_us(problem, map),
-                per_rank.c_str());
+    std::printf("%-12s %16.1f %8.1f%%  %s\n", name.c_str(), predicted_layer_time_us(problem, map),
+                100 * predicted_resident_share(problem, map), per_rank.c_str());
   }
   if (!cluster_path.empty())
     placed =

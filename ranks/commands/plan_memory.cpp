@@ -1,7 +1,8 @@
 // moe plan-memory: committee sizes per sparse layer for a memory budget and a latency budget, from
-// a routing trace of the all-resident model (router/memory_plan.hpp); one expert's load time is
-// measured here, from the checkpoint on disk. Prints the predicted memory, latency and resident
-// routed mass, and writes the plan that `moe generate --memory-plan` runs.
+// a routing trace of the all-resident model (router/memory_plan.hpp); one expert's load time comes
+// from a profile (--profile) or is measured here, from the checkpoint on disk. Prints the predicted
+// memory, latency and resident routed mass, and writes the plan that `moe generate --memory-plan`
+// runs.
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include "ranks/commands/command_line.hpp"
 #include "ranks/commands/commands.hpp"
 #include "router/memory_plan.hpp"
+#include "router/profile.hpp"
 #include "runtime/atomic_file.hpp"
 #include "runtime/error.hpp"
 #include "runtime/rank_stats.hpp"
@@ -21,36 +23,37 @@ namespace po = boost::program_options;
 
 namespace {
 
-// What one missed expert costs a step beyond its compute: its pages mapped in from the checkpoint
-// on disk, and given back after use (as on-demand does). The median over up to five experts, each
-// mapped in once first, so that giving it back drops it from the page cache too (pages this
-// process never mapped stay cached, and would time a page-cache copy instead of a read).
+// One miss's time (model/resident_experts.hpp), over this checkpoint's first experts.
 double measure_load_ms(const std::string& model_dir) {
   const Checkpoint checkpoint(model_dir);
   const ModelConfig& c = checkpoint.config();
   LoadSelection selection;
   selection.dense = false;
   const ModelWeights weights = load_weights(checkpoint, selection);
-  std::vector<double> ms;
+  std::vector<ExpertWeights> experts;
   for (const auto& layer : expert_table(weights, c))
-    for (const ExpertWeights& e : layer) {
-      if (ms.size() == 5) break;
-      map_in_expert(e, c);
-      give_back_expert(e, c);
-      const double start_us = now_us();
-      map_in_expert(e, c);
-      give_back_expert(e, c);
-      ms.push_back((now_us() - start_us) / 1000);
-    }
-  MOE_CHECK(!ms.empty(), model_dir, ": no expert to time");
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+    experts.insert(experts.end(), layer.begin(), layer.end());
+  const double ms = time_expert_loads_ms(experts, c, /*map_back=*/false);
+  MOE_CHECK(ms > 0, model_dir, ": no expert to time");
+  return ms;
+}
+
+// The median over a profile's ranks of their measured load time.
+double profiled_load_ms(const std::string& profile_path) {
+  std::vector<double> us;
+  for (const RankProfile& r : load_profile(profile_path).ranks)
+    if (r.expert_load_us > 0) us.push_back(r.expert_load_us);
+  MOE_CHECK(!us.empty(), profile_path,
+            ": no rank has expert_load_us (profile CPU ranks without --expert-memory, or give "
+            "--load-ms)");
+  std::sort(us.begin(), us.end());
+  return us[us.size() / 2] / 1000;
 }
 
 }  // namespace
 
 int run_plan_memory(const World& world, const std::vector<std::string>& args) {
-  std::string model_dir, trace_path, memory, out_path, policy_name;
+  std::string model_dir, trace_path, memory, out_path, policy_name, profile_path;
   double latency_ms = 0, base_ms = 0, load_ms = 0;
   po::options_description opts("moe plan-memory options");
   // clang-format off
@@ -61,7 +64,8 @@ int run_plan_memory(const World& world, const std::vector<std::string>& args) {
       ("latency-ms", po::value(&latency_ms)->default_value(0), "latency budget per generated token (0: none)")
       ("base-ms-per-token", po::value(&base_ms)->default_value(0), "the all-resident run's time per generated token (needed with --latency-ms)")
       ("on-missing-expert", po::value(&policy_name)->default_value("substitute"), "the miss policy the run will use: wait, on-demand, substitute, skip")
-      ("load-ms", po::value(&load_ms)->default_value(0), "one missed expert's load and give-back time (0: measured here)")
+      ("load-ms", po::value(&load_ms)->default_value(0), "one missed expert's load and give-back time (0: from --profile, else measured here)")
+      ("profile", po::value(&profile_path), "profile.json from `moe profile`: the ranks' median expert_load_us is the load time")
       ("out", po::value(&out_path)->required(), "plan JSON to write (moe generate --memory-plan)");
   // clang-format on
   if (!parse_command_line(world, opts, args)) return 0;
@@ -78,6 +82,7 @@ int run_plan_memory(const World& world, const std::vector<std::string>& args) {
   in.expert_bytes = expert_bytes(c);
   in.policy = parse_miss_policy(policy_name);
   in.base_ms_per_token = base_ms;
+  if (load_ms == 0 && !profile_path.empty()) load_ms = profiled_load_ms(profile_path);
   in.load_ms = load_ms > 0 ? load_ms : measure_load_ms(model_dir);
   MOE_CHECK(in.layers > 0, model_dir, ": has no sparse layer");
   const size_t bytes =

@@ -89,12 +89,12 @@ class ProfileCommand final : public DistributedCommand {
 
  private:
   void print(const Profile& profile) const {
-    std::printf("%-5s %-12s %12s %12s %12s %14s %12s %12s\n", "rank", "device", "1 tok us",
-                "64 tok us", "link us", "link MB/s", "call cpu us", "receive us");
+    std::printf("%-5s %-12s %12s %12s %12s %14s %12s %12s %12s\n", "rank", "device", "1 tok us",
+                "64 tok us", "link us", "link MB/s", "call cpu us", "receive us", "load ms");
     for (const auto& r : profile.ranks)
-      std::printf("%-5d %-12s %12.1f %12.1f %12.1f %14.1f %12.1f %12.1f\n", r.rank,
+      std::printf("%-5d %-12s %12.1f %12.1f %12.1f %14.1f %12.1f %12.1f %12.2f\n", r.rank,
                   r.device.c_str(), r.expert.at(1), r.expert.at(64), r.link_latency_us,
-                  r.link_bytes_per_us, r.call_cpu_us, r.receive_us);
+                  r.link_bytes_per_us, r.call_cpu_us, r.receive_us, r.expert_load_us / 1000);
     std::printf("profile written to %s\n", out_path_.c_str());
   }
 

@@ -5,7 +5,10 @@
    where the expert is resident);
 2. substitute and skip run to the end, each expert rank reports its committee, and the attention
    rank its substitutions;
-3. a compact weight format on an expert rank is refused, naming the rank.
+3. the profile times a load on each expert rank; `moe place --expert-memory` keeps at least as much
+   of the routed tokens resident as round-robin, and its map runs exact under wait; latency-aware
+   routing that prices loads (every expert on both ranks) is exact under wait;
+4. a compact weight format on an expert rank is refused, naming the rank.
 Usage: expert_memory.py BUILD_DIR MODEL_DIR PROMPTS"""
 import json
 import os
@@ -54,6 +57,46 @@ for map_args, name in (([], "round-robin map"), (["--expert-map", replicated], "
             sys.exit(f"FAIL: {name}, {policy}: answers or report missing:\n{log}")
         agree = sum(ids[k] == reference[k] for k in reference)
         print(f"{name}, {policy} at 50%: {agree} of {len(reference)} answers equal the all-resident run")
+
+# 3. The profile times a load on each expert rank; placement under the budget keeps more of the
+# routed tokens resident than the round-robin map; latency-aware routing that prices loads (every
+# expert on both ranks) stays exact under wait.
+def run(cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        sys.exit(f"FAIL: {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    return p.stdout
+
+
+profile, samples = os.path.join(work, "profile.json"), os.path.join(work, "samples.csv")
+run(["mpirun"] + flags + ["-np", "3", moe, "profile", "--model", model, "--deadline", "60",
+     "--out", profile, "--token-counts", "1,2,4,8", "--repeats", "2", "--max-experts", "2",
+     "--record-latency-samples", samples])
+loads = {r["rank"]: r.get("expert_load_us", 0) for r in json.load(open(profile))["ranks"]}
+if sorted(loads) != [1, 2] or min(loads.values()) <= 0:
+    sys.exit(f"FAIL: expected expert_load_us > 0 for ranks 1 and 2 in the profile, got {loads}")
+print(f"profiled load of one expert: {', '.join(f'rank {r} {us / 1000:.2f} ms' for r, us in loads.items())}")
+trace = os.path.join(work, "routing.jsonl")
+generate(["--record-routing", trace])
+placed_map = os.path.join(work, "placed.json")
+text = run([moe, "place", "--profile", profile, "--trace", trace, "--out", placed_map,
+            "--expert-memory", "50%"])
+share = {line.split()[0]: float(line.split()[2].rstrip("%")) for line in text.splitlines()
+         if line.split() and line.split()[0] in ("placed", "round-robin")}
+if len(share) != 2 or share["placed"] < share["round-robin"]:
+    sys.exit(f"FAIL: placement under the budget keeps less resident than round-robin:\n{text}")
+print(f"placement at 50%: {share['placed']:.1f}% of routed tokens resident, round-robin {share['round-robin']:.1f}%")
+ids, _ = generate(["--expert-map", placed_map, "--expert-memory", "50%", "--on-missing-expert", "wait"], np=3)
+if ids != reference:
+    sys.exit("FAIL: the budget-aware placement with wait: ids differ from the single-process run")
+latency_model = os.path.join(work, "latency.bin")
+run([moe, "train-latency-model", "--samples", samples, "--out", latency_model, "--epochs", "30"])
+ids, _ = generate(["--expert-map", replicated, "--policy", "latency-aware", "--profile", profile,
+                   "--latency-model", latency_model, "--expert-memory", "50%",
+                   "--on-missing-expert", "wait"], np=3)
+if ids != reference:
+    sys.exit("FAIL: latency-aware routing pricing loads, with wait: ids differ from the single-process run")
+print("the budget-aware map and latency-aware routing that prices loads: wait equals the single-process run")
 
 ids, err = generate(["--expert-memory", "50%", "--devices", "cpu:1,cpu:1,cpu:1:int8"], np=3, check=False)
 if ids is not None or "--expert-memory needs a float32 CPU device on every expert rank" not in err \

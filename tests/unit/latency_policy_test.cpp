@@ -128,6 +128,39 @@ TEST(LatencyAwarePolicy, GivesTheSlowerReplicaFewerWholeExperts) {
   EXPECT_LE(on_slow, 2);
 }
 
+// Under memory budgets a replica that would load the expert pays its profiled load: equal ranks,
+// expert 0 resident on rank 2 only, so its tokens go there; once rank 2 is busier than a load
+// (a long queue of its own), rank 1 loads it instead. Without measured loads the policy does not
+// weigh residency at all (the caller then gives it only the resident replicas).
+TEST(LatencyAwarePolicy, PrefersAResidentReplicaUnlessItIsBusierThanALoad) {
+  Profile profile;
+  profile.ranks = {rank_profile(1, 100, 5), rank_profile(2, 100, 5)};
+  const auto model = model_of(profile);
+  {
+    LatencyAwarePolicy unmeasured(model, profile, kDModel);
+    EXPECT_FALSE(unmeasured.weighs_residency());
+  }
+  for (auto& r : profile.ranks) r.expert_load_us = 2000;
+  LatencyAwarePolicy policy(model, profile, kDModel);
+  EXPECT_TRUE(policy.weighs_residency());
+  policy.set_residency([](int rank, int, int e) { return !(e == 0 && rank == 1); });
+  const Call call({8}, {1, 2});
+  std::vector<int> ranks;
+  policy.assign(0, call.dispatch, call.gate, call.map, ranks);
+  EXPECT_EQ(count_of(ranks, 2), 8);
+  // Rank 2 now busy with 30 tokens of a resident expert 1 at 400 µs a token (12 ms): loading
+  // expert 0 on rank 1 (2 ms) is sooner.
+  Call busy({8, 30}, {1, 2});
+  busy.map.replicas[0][1] = {2};
+  Profile slow = profile;
+  slow.ranks[1] = rank_profile(2, 100, 400);
+  slow.ranks[1].expert_load_us = 2000;
+  LatencyAwarePolicy weighing(model_of(slow), slow, kDModel);
+  weighing.set_residency([](int rank, int, int e) { return !(e == 0 && rank == 1); });
+  weighing.assign(0, busy.dispatch, busy.gate, busy.map, ranks);
+  for (int r = 0; r < 8; ++r) EXPECT_EQ(ranks[r], 1) << "row " << r;
+}
+
 TEST(LatencyAwarePolicy, HonoursSingleReplicasAndSkipsEmptyExperts) {
   Profile profile;
   profile.ranks = {rank_profile(1, 1000, 5), rank_profile(2, 1000, 5), rank_profile(3, 1000, 5)};

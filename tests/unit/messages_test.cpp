@@ -69,6 +69,22 @@ TEST(Messages, TruncatedPayloadIsMalformed) {
   EXPECT_THROW(open_envelope(3, "abc"), Error);
 }
 
+TEST(Messages, AProfileRequestAndResultCarryTheLoadTiming) {
+  ProfileRequest request;
+  request.token_counts = {1, 8};
+  request.time_load = true;
+  const auto r = decode_message<ProfileRequest>(open_envelope(1, encode_message(request)));
+  EXPECT_TRUE(r.time_load);
+  EXPECT_EQ(r.token_counts, (std::vector<int32_t>{1, 8}));
+  ProfileResult result;
+  result.rank = 2;
+  result.median_us = {10, 20};
+  result.load_us = 6543.5;
+  const auto back = decode_message<ProfileResult>(open_envelope(2, encode_message(result)));
+  EXPECT_EQ(back.median_us, result.median_us);
+  EXPECT_DOUBLE_EQ(back.load_us, 6543.5);
+}
+
 // Found by tests/fuzz/fuzz_messages (under UBSan): an empty container's data pointer is null, and
 // was passed to memcpy.
 TEST(Messages, EmptyContainersRoundTrip) {

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <climits>
+#include <cmath>
 #include <set>
 
 #include "runtime/error.hpp"
@@ -104,6 +106,62 @@ TEST(Placement, PredictedRankTimeIsItsExpertsCurvesPlusItsLink) {
   // Rank 1: (100 + 2·4) + (100 + 2·6) + (100 + 2·5) = 330 compute, 15 tokens there and back.
   EXPECT_NEAR(t[1], 330 + 2 * (7 + 15), 1e-9);
   EXPECT_NEAR(t[2], 50 + 5, 1e-9);
+}
+
+// Under a budget of two resident experts per rank (one layer: two seats), the four hottest experts
+// take the four seats, so all of them stay resident; placement without the budget gives the much
+// faster rank three of them, one of which it could not keep.
+TEST(Placement, UnderABudgetTheHottestExpertsFillTheSeats) {
+  const Profile profile = profile_of({{10, 1}, {40, 4}});
+  auto p = problem_of(profile, {{40, 30, 20, 10, 1, 1, 1, 1}});
+  const ExpertMap unbudgeted = place_experts(p);
+  p.resident_per_rank = 2;
+  const ExpertMap placed = place_experts(p);
+  const double top_four = 100.0 / 104.0;
+  EXPECT_NEAR(predicted_resident_share(p, placed), top_four, 1e-12);
+  EXPECT_LT(predicted_resident_share(p, unbudgeted), top_four - 0.05);
+  for (int r : {1, 2}) {
+    int hot = 0;
+    for (int e = 0; e < 4; ++e) hot += placed.holds(r, 0, e);
+    EXPECT_EQ(hot, 2) << "rank " << r;
+  }
+  const auto resident = resident_experts(p, placed, 0);
+  for (int e = 0; e < 8; ++e) {
+    const int r = placed.ranks_of(0, e)[0];
+    EXPECT_EQ(resident[r][e], e < 4 ? 1 : 0) << "expert " << e;
+  }
+}
+
+TEST(Placement, CommitteeSeatsSpreadOverTheLayersAsTheRanksSpreadThem) {
+  const Profile profile = profile_of({{10, 1}});
+  auto p = problem_of(profile, {{1, 1}, {1, 1}, {1, 1}});
+  EXPECT_EQ(committee_seats(p, 0), INT_MAX);  // no budget
+  p.resident_per_rank = 5;                    // 5 seats over 3 layers: 2, 2, 1
+  EXPECT_EQ(committee_seats(p, 0), 2);
+  EXPECT_EQ(committee_seats(p, 1), 2);
+  EXPECT_EQ(committee_seats(p, 2), 1);
+}
+
+// A rank's expert beyond its seats costs P(called) = 1 - e^-n times its profiled load.
+TEST(Placement, ANonResidentExpertAddsItsExpectedLoad) {
+  Profile profile = profile_of({{100, 2}});
+  profile.ranks[0].expert_load_us = 5000;
+  auto p = problem_of(profile, {{4, 6, 0.5}});
+  p.resident_per_rank = 2;
+  ExpertMap map;
+  map.replicas = {{{1}, {1}, {1}}};
+  const auto t = predicted_rank_times_us(p, map, 0);
+  const double curves = (100 + 2 * 4) + (100 + 2 * 6) + (100 + 2 * 0.5);
+  EXPECT_NEAR(t[1], curves + (1 - std::exp(-0.5)) * 5000, 1e-6);
+  p.resident_per_rank = 0;  // all resident
+  EXPECT_NEAR(predicted_rank_times_us(p, map, 0)[1], curves, 1e-6);
+  // Under a budget a replica goes only where it would be resident: here no rank has a seat.
+  Profile two = profile_of({{10, 1}, {10, 1}});
+  auto q = problem_of(two, {{400, 10, 10, 10}});
+  q.resident_per_rank = 2;
+  q.extra_replicas = 1;
+  const ExpertMap replicated = place_experts(q);
+  for (int e = 0; e < 4; ++e) EXPECT_EQ(replicated.ranks_of(0, e).size(), 1u);
 }
 
 }  // namespace moe

@@ -32,6 +32,7 @@ Profile two_ranks() {
   b.expert_cpu = {{1, 2, 4}, {9, 14, 29}};
   b.call_cpu_us = 310;
   b.receive_us = 12.5;
+  b.expert_load_us = 6400;
   p.ranks = {a, b};
   return p;
 }
@@ -57,10 +58,14 @@ TEST(Profile, RoundTripsWithAndWithoutTheCpuTimeCurve) {
   EXPECT_FALSE(j.at("ranks").at(0).contains("receive_us"));
   EXPECT_DOUBLE_EQ(q.of(1).receive_us, 0);
   EXPECT_DOUBLE_EQ(q.of(2).receive_us, 12.5);
+  // And one expert's load time (0: not measured, as on a GPU rank).
+  EXPECT_FALSE(j.at("ranks").at(0).contains("expert_load_us"));
+  EXPECT_DOUBLE_EQ(q.of(1).expert_load_us, 0);
+  EXPECT_DOUBLE_EQ(q.of(2).expert_load_us, 6400);
 }
 
-TEST(Profile, ANegativeCallCpuOrReceiveTimeIsRejectedNamingTheRank) {
-  for (const std::string field : {"call_cpu_us", "receive_us"}) {
+TEST(Profile, ANegativeCallCpuReceiveOrLoadTimeIsRejectedNamingTheRank) {
+  for (const std::string field : {"call_cpu_us", "receive_us", "expert_load_us"}) {
     nlohmann::json j = profile_to_json(two_ranks());
     j["ranks"][1][field] = -1;
     try {
