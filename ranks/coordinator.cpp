@@ -180,12 +180,35 @@ void Coordinator::report_budget(int64_t generated_tokens, double wall_seconds) c
   }
   if (exchanges_ && !run_.plan.expert_memory.empty()) {
     const ResidencyCounters n = exchanges_->budget_counters();
+    const std::string budget = run_.plan.committee_members.empty()
+                                   ? "--expert-memory " + run_.plan.expert_memory + " each"
+                                   : "--memory-plan, each its members";
     std::printf(
-        "expert memory on the expert ranks (--expert-memory %s each, on a miss: %s): %lld of %lld "
-        "routed tokens of rank %d had no resident replica: %lld substituted, %lld skipped\n",
-        run_.plan.expert_memory.c_str(), run_.plan.on_missing_expert.c_str(),
-        static_cast<long long>(n.missed), static_cast<long long>(n.routed), world_.rank(),
-        static_cast<long long>(n.substituted), static_cast<long long>(n.skipped));
+        "expert memory on the expert ranks (%s, on a miss: %s): %lld of %lld routed tokens of rank "
+        "%d had no resident replica: %lld substituted, %lld skipped\n",
+        budget.c_str(), run_.plan.on_missing_expert.c_str(), static_cast<long long>(n.missed),
+        static_cast<long long>(n.routed), world_.rank(), static_cast<long long>(n.substituted),
+        static_cast<long long>(n.skipped));
+    if (!run_.plan.committee_members.empty()) {
+      // The plan's seats as the expert map shares them out (a replicated member sits on each of
+      // its ranks), against the plan's committees.
+      int64_t seated = 0, planned = 0;
+      for (size_t l = 0; l < run_.plan.committee_members.size(); ++l)
+        for (int e : run_.plan.committee_members[l]) {
+          seated += int64_t(run_.plan.expert_map.ranks_of(int(l), e).size());
+          ++planned;
+        }
+      const MemoryPlan& p = run_.memory_plan;
+      const double mib = double(expert_bytes(checkpoint_->config())) / 1048576.0;
+      std::printf(
+          "memory plan: measured against predicted: experts' memory %.1f MiB over the expert ranks "
+          "(+ one in flight each) against %.1f MiB (%.1f MiB of committees); %.3f ms per token "
+          "against %.3f; routed probability mass resident %.1f%% against %.1f%%\n",
+          double(seated) * mib, double(p.memory_bytes) / 1048576.0, double(planned) * mib,
+          generated_tokens > 0 ? 1000.0 * wall_seconds / double(generated_tokens) : 0.0,
+          p.ms_per_token, n.routed_mass > 0 ? 100.0 * n.resident_mass / n.routed_mass : 0.0,
+          100.0 * p.resident_mass);
+    }
   }
 }
 

@@ -298,11 +298,22 @@ void ExpertRank::budget_experts() {
         ++all;
       }
   check_experts_mapped(*checkpoint_, weights_);
+  // --memory-plan: this rank seats the plan's members it holds; else its budget spread evenly.
+  std::vector<std::vector<int>> members(L);
+  for (int l = 0; l < L && !plan_.committee_members.empty(); ++l)
+    for (int e : plan_.committee_members.at(l))
+      if (held[l][e]) members[l].push_back(e);
+  std::vector<int> committees;
+  if (plan_.committee_members.empty())
+    committees = spread_committees(experts_within(plan_.expert_memory, all, expert_bytes(c_)),
+                                   held_per_layer);
+  else
+    for (const auto& m : members) committees.push_back(int(m.size()));
   residency_ = std::make_unique<ExpertResidency>(
-      spread_committees(experts_within(plan_.expert_memory, all, expert_bytes(c_)), held_per_layer),
-      expert_weight_norms(weights_, c_), parse_miss_policy(plan_.on_missing_expert),
+      committees, expert_weight_norms(weights_, c_), parse_miss_policy(plan_.on_missing_expert),
       parse_committee_kind(plan_.committee), plan_.seed + uint64_t(rank_), 0.8, 1.5,
       std::move(held));
+  for (int l = 0; l < L && !plan_.committee_members.empty(); ++l) residency_->seat(l, members[l]);
   pages_ = std::make_unique<ResidentExperts>(c_, weights_, *residency_);
 }
 

@@ -62,7 +62,7 @@ struct PageJob {
 struct ResidencyCounters {
   int64_t routed = 0;        // kept tokens routed (by the model's own gate)
   int64_t missed = 0;        // of those, to an expert that was not resident
-  double routed_mass = 0;    // their router probabilities, summed (one process)
+  double routed_mass = 0;    // their router probabilities, summed
   double resident_mass = 0;  // of that, on experts that were resident
   int64_t substituted = 0;   // sent to another expert instead (kSubstitute)
   int64_t skipped = 0;       // given the residual only (kSkip, or no expert resident)

@@ -83,7 +83,7 @@ int run_place(const World& world, const std::vector<std::string>& args) {
       ("replicas", po::value(&replicas)->default_value(0), "extra replicas per layer for the hottest experts")
       ("memory-per-rank", po::value(&memory_per_rank)->default_value(0), "bytes of experts a rank may hold (0: from the profile)")
       ("expert-memory", po::value(&expert_memory), "the budget each expert rank will run with (generate --expert-memory): bytes (K, M, G) or a share of an even split of the experts (50%)")
-      ("baselines", po::value(&baselines_prefix), "also write PREFIX-round-robin.json, PREFIX-random.json, PREFIX-fastest.json")
+      ("baselines", po::value(&baselines_prefix), "also write PREFIX-round-robin.json, PREFIX-random.json, PREFIX-fastest.json (and with --expert-memory PREFIX-unbudgeted.json)")
       ("seed", po::value(&seed)->default_value(1), "seed of the random baseline")
       ("cluster", po::value(&cluster_path), "refine the map by simulating this cluster config (configs/clusters/*.json; its expert ranks are the profile's)")
       ("refine-policy", po::value(&refine_options.policy)->default_value("uniform"), "with --cluster: the dispatch policy the simulation runs")
@@ -128,6 +128,11 @@ int run_place(const World& world, const std::vector<std::string>& args) {
       {"random",
        random_expert_map(profile.num_moe_layers, profile.num_experts, problem.ranks, seed)},
       {"fastest", fastest_class_expert_map(problem, profile.num_moe_layers, profile.num_experts)}};
+  if (problem.resident_per_rank > 0) {  // what placing as if all were resident would keep
+    PlacementProblem all_resident = problem;
+    all_resident.resident_per_rank = 0;
+    maps.push_back({"unbudgeted", place_experts(all_resident)});
+  }
   if (problem.resident_per_rank > 0)
     std::printf("budget: %lld experts resident per rank (of %lld each under an even split)\n",
                 static_cast<long long>(problem.resident_per_rank),

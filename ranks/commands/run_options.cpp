@@ -136,8 +136,10 @@ void check_can_continue(const RunPlan& plan) {
 }
 
 // --expert-memory: each process that holds experts (the one process, or every expert rank) keeps
-// that much of them resident. It moves pages of the mapped float32 checkpoint, so such a process
-// needs a float32 CPU device (a compact format keeps converted copies instead).
+// that much of them resident. --memory-plan instead seats the plan's committee members: under
+// mpirun each expert rank those it holds, so the plan's memory is shared out by the expert map. It
+// moves pages of the mapped float32 checkpoint, so such a process needs a float32 CPU device (a
+// compact format keeps converted copies instead).
 void plan_expert_budget(const RunOptions& o, const ModelConfig& c, CheckedRun& run) {
   RunPlan& plan = run.plan;
   plan.on_missing_expert = miss_policy_name(parse_miss_policy(o.on_missing_expert));
@@ -145,7 +147,6 @@ void plan_expert_budget(const RunOptions& o, const ModelConfig& c, CheckedRun& r
   if (!o.memory_plan_path.empty()) {
     MOE_CHECK(o.expert_memory.empty(),
               "--memory-plan sets the committees: not with --expert-memory");
-    MOE_CHECK(plan.devices.size() == 1, "--memory-plan is for one process");
     run.memory_plan = load_memory_plan(o.memory_plan_path, count_moe_layers(c), c.num_experts);
     plan.committees = run.memory_plan.committees;
     plan.committee_members = run.memory_plan.members;

@@ -7,7 +7,8 @@
    rank its substitutions;
 3. the profile times a load on each expert rank; `moe place --expert-memory` keeps at least as much
    of the routed tokens resident as round-robin, and its map runs exact under wait; latency-aware
-   routing that prices loads (every expert on both ranks) is exact under wait;
+   routing that prices loads (every expert on both ranks) is exact under wait; --memory-plan under
+   mpirun seats the plan's members on the ranks that hold them (wait exact, the report printed);
 4. a compact weight format on an expert rank is refused, naming the rank.
 Usage: expert_memory.py BUILD_DIR MODEL_DIR PROMPTS"""
 import json
@@ -97,6 +98,16 @@ ids, _ = generate(["--expert-map", replicated, "--policy", "latency-aware", "--p
 if ids != reference:
     sys.exit("FAIL: latency-aware routing pricing loads, with wait: ids differ from the single-process run")
 print("the budget-aware map and latency-aware routing that prices loads: wait equals the single-process run")
+plan = os.path.join(work, "plan.json")
+run([moe, "plan-memory", "--model", model, "--trace", trace, "--memory", "50%", "--profile", profile,
+     "--out", plan])
+for policy in ("wait", "substitute"):
+    ids, log = generate(["--memory-plan", plan, "--on-missing-expert", policy], np=3)
+    if "memory plan: measured against predicted" not in log or log.count("expert memory:") != 2:
+        sys.exit(f"FAIL: --memory-plan under mpirun ({policy}): no measured-against-predicted line:\n{log}")
+    if policy == "wait" and ids != reference:
+        sys.exit("FAIL: --memory-plan under mpirun with wait: ids differ from the single-process run")
+print("--memory-plan under mpirun: each expert rank seats the plan's members it holds; wait is exact")
 
 ids, err = generate(["--expert-memory", "50%", "--devices", "cpu:1,cpu:1,cpu:1:int8"], np=3, check=False)
 if ids is not None or "--expert-memory needs a float32 CPU device on every expert rank" not in err \
