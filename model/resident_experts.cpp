@@ -93,8 +93,16 @@ double time_expert_loads_ms(const std::vector<ExpertWeights>& experts, const Mod
   return ms[ms.size() / 2];
 }
 
+std::vector<ExpertWeights> loaded_experts(const ModelWeights& weights, const ModelConfig& config) {
+  std::vector<ExpertWeights> experts;
+  for (const auto& layer : expert_table(weights, config))
+    for (const ExpertWeights& e : layer)
+      if (e.wi != nullptr) experts.push_back(e);
+  return experts;
+}
+
 std::vector<std::vector<double>> expert_weight_norms(const ModelWeights& weights,
-                                                     const ModelConfig& config) {
+                                                     const ModelConfig& config, bool give_back) {
   const size_t n = size_t(config.d_ff) * config.d_model;
   std::vector<std::vector<double>> norms;
   for (const auto& layer : expert_table(weights, config)) {
@@ -105,15 +113,18 @@ std::vector<std::vector<double>> expert_weight_norms(const ModelWeights& weights
         continue;
       }
       norms.back().push_back(frobenius(e.wi, n) * frobenius(e.wo, n));
-      give_back_expert(e, config);
+      if (give_back) give_back_expert(e, config);
     }
   }
   return norms;
 }
 
 ResidentExperts::ResidentExperts(const ModelConfig& config, const ModelWeights& weights,
-                                 ExpertResidency& residency)
-    : config_(config), table_(expert_table(weights, config)), residency_(residency) {
+                                 ExpertResidency& residency, std::unique_ptr<ExpertTier> tier)
+    : config_(config),
+      table_(expert_table(weights, config)),
+      residency_(residency),
+      tier_(std::move(tier)) {
   MOE_CHECK(int(table_.size()) == residency.layers(), "memory budget: ", residency.layers(),
             " committees for ", table_.size(), " sparse layers");
   for (int l = 0; l < residency.layers(); ++l)
@@ -139,25 +150,25 @@ std::string ResidentExperts::summary() const {
     seats += residency_.committee(l);
     for (int e = 0; e < residency_.experts(); ++e) held += table_[l][e].wi != nullptr;
   }
-  char line[640];
+  char line[768];
   std::snprintf(
       line, sizeof line,
       "expert memory: %d of %d experts resident (%.1f MiB; %s committee, on a miss: %s); %lld of "
       "%lld routed tokens missed: %lld substituted, %lld skipped, %lld loads in a step (%.1f ms); "
-      "%lld swaps started, %lld done in the background (%.1f ms loading); peak resident memory "
-      "after a load or swap %.1f MiB",
+      "%lld swaps started, %lld done in the background (%.1f ms loading); peak %s after a load "
+      "or swap %.1f MiB (%s)",
       seats, held, double(seats) * double(expert_bytes(config_)) / 1048576.0,
       committee_kind_name(residency_.kind()), miss_policy_name(residency_.policy()),
       static_cast<long long>(n.missed), static_cast<long long>(n.routed),
       static_cast<long long>(n.substituted), static_cast<long long>(n.skipped),
       static_cast<long long>(n.loads), n.load_ms, static_cast<long long>(n.swaps),
-      static_cast<long long>(n.swaps_done), n.swap_ms,
-      double(peak_resident_bytes_.load()) / 1048576.0);
+      static_cast<long long>(n.swaps_done), n.swap_ms, tier_->measure().c_str(),
+      double(peak_resident_bytes_.load()) / 1048576.0, tier_->name().c_str());
   return line;
 }
 
 void ResidentExperts::sample_resident_memory() {
-  const uint64_t now = resident_bytes();
+  const uint64_t now = tier_->resident_bytes();
   uint64_t seen = peak_resident_bytes_.load();
   while (now > seen && !peak_resident_bytes_.compare_exchange_weak(seen, now)) {
   }

@@ -1,8 +1,9 @@
-// The pages of a process's experts under a memory budget: the residency's committee mapped in,
-// every other held expert given back to the mapped checkpoint; loads in a step for experts that
-// are not resident (exact), the background swapper for a dynamic committee, each expert's gain
-// measured from what it computed, and the process's resident memory sampled after each load or
-// swap. Shared by one process's executor and an expert rank.
+// A process's experts under a memory budget: the residency's committee in the fast tier
+// (runtime/expert_tier.hpp: RAM on a CPU, device memory on a GPU), every other held expert sent
+// back; loads in a step for experts that are not resident (exact), the background swapper for a
+// dynamic committee, each expert's gain measured from what it computed, and the tier's memory
+// (RSS, or the GPU's memory in use) sampled after each load or swap. Shared by one process's
+// executor and an expert rank.
 #pragma once
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include "model/weights.hpp"
 #include "router/residency.hpp"
 #include "runtime/device.hpp"
+#include "runtime/expert_tier.hpp"
 
 namespace moe {
 
@@ -44,16 +46,20 @@ double time_expert_loads_ms(const std::vector<ExpertWeights>& experts, const Mod
                             bool map_back);
 
 // ‖wi‖·‖wo‖ (Frobenius) of every loaded expert, [moe_layer][expert] (0 where not loaded): read
-// once at load. Each expert's pages are given back after it is read, so that computing the norms
-// never holds more than one.
+// once at load. With `give_back` (pages of the mapped checkpoint, the CPU's tier) each expert's
+// pages are given back after it is read, so that computing the norms never holds more than one.
 std::vector<std::vector<double>> expert_weight_norms(const ModelWeights& weights,
-                                                     const ModelConfig& config);
+                                                     const ModelConfig& config, bool give_back);
+
+// Every loaded expert of `weights`, for make_expert_tier.
+std::vector<ExpertWeights> loaded_experts(const ModelWeights& weights, const ModelConfig& config);
 
 class ResidentExperts {
  public:
-  // Maps in the residency's initial committee and gives back every other loaded expert's pages.
+  // Brings the residency's initial committee into `tier` (runtime/expert_tier.hpp) and sends
+  // every other loaded expert back.
   ResidentExperts(const ModelConfig& config, const ModelWeights& weights,
-                  ExpertResidency& residency);
+                  ExpertResidency& residency, std::unique_ptr<ExpertTier> tier);
   ~ResidentExperts();
 
   ExpertResidency& residency() { return residency_; }
@@ -78,17 +84,14 @@ class ResidentExperts {
   uint64_t peak_resident_bytes() const { return peak_resident_bytes_.load(); }
 
  private:
-  void map_in(int moe_layer, int expert) const {
-    map_in_expert(table_[moe_layer][expert], config_);
-  }
-  void give_back(int moe_layer, int expert) const {
-    give_back_expert(table_[moe_layer][expert], config_);
-  }
+  void map_in(int moe_layer, int expert) const { tier_->bring_in(table_[moe_layer][expert]); }
+  void give_back(int moe_layer, int expert) const { tier_->send_back(table_[moe_layer][expert]); }
   void sample_resident_memory();
 
   const ModelConfig& config_;
   std::vector<std::vector<ExpertWeights>> table_;
   ExpertResidency& residency_;
+  std::unique_ptr<ExpertTier> tier_;
   std::atomic<uint64_t> peak_resident_bytes_{0};
   std::unique_ptr<ExpertSwapper> swapper_;
 };

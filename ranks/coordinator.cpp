@@ -103,6 +103,13 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
                         plan.micro_batches, plan.continue_on_rank_failure, &run_.plan.expert_map,
                         !plan.expert_memory.empty(), parse_miss_policy(plan.on_missing_expert)},
         *recorder_);
+    if (!plan.expert_memory.empty() && world.rank() == 0)
+      std::printf(policy_->weighs_residency()
+                      ? "routing under the budgets: %s prices a load on a non-resident replica "
+                        "(the profile's expert_load_us)\n"
+                      : "routing under the budgets: %s is given each expert's resident replicas, "
+                        "where it has one\n",
+                  policy_->name().c_str());
   }
   make_lane_models();
   recorder_->report().resident_bytes = resident_bytes();
@@ -140,7 +147,8 @@ void Coordinator::make_lane_models() {
 std::unique_ptr<ExpertExecutor> Coordinator::make_budgeted_executor() {
   const ModelConfig& c = checkpoint_->config();
   const RunPlan& plan = run_.plan;
-  check_experts_mapped(*checkpoint_, weights_);
+  const bool on_cpu = device_->name().rfind("cpu", 0) == 0;
+  if (on_cpu) check_experts_mapped(*checkpoint_, weights_);
   const std::vector<int> committees =
       !plan.committees.empty()
           ? plan.committees
@@ -148,12 +156,14 @@ std::unique_ptr<ExpertExecutor> Coordinator::make_budgeted_executor() {
                 experts_within(plan.expert_memory, int64_t(weights_.num_moe_layers) * c.num_experts,
                                expert_bytes(c)),
                 std::vector<int>(weights_.num_moe_layers, c.num_experts));
-  residency_ = std::make_unique<ExpertResidency>(committees, expert_weight_norms(weights_, c),
-                                                 parse_miss_policy(plan.on_missing_expert),
-                                                 parse_committee_kind(plan.committee), plan.seed);
+  residency_ = std::make_unique<ExpertResidency>(
+      committees, expert_weight_norms(weights_, c, on_cpu),
+      parse_miss_policy(plan.on_missing_expert), parse_committee_kind(plan.committee), plan.seed);
   for (size_t l = 0; l < plan.committee_members.size(); ++l)
     residency_->seat(int(l), plan.committee_members[l]);
-  auto executor = std::make_unique<BudgetedExpertExecutor>(*device_, c, weights_, *residency_);
+  auto executor = std::make_unique<BudgetedExpertExecutor>(
+      *device_, c, weights_, *residency_,
+      make_expert_tier(*device_, c.d_model, c.d_ff, loaded_experts(weights_, c)));
   budgeted_ = executor.get();
   return executor;
 }
@@ -201,8 +211,10 @@ void Coordinator::report_budget(int64_t generated_tokens, double wall_seconds) c
       const MemoryPlan& p = run_.memory_plan;
       const double mib = double(expert_bytes(checkpoint_->config())) / 1048576.0;
       std::printf(
-          "memory plan: measured against predicted: experts' memory %.1f MiB over the expert ranks "
-          "(+ one in flight each) against %.1f MiB (%.1f MiB of committees); %.3f ms per token "
+          "memory plan: measured against predicted: experts' memory %.1f MiB seated over the "
+          "expert "
+          "ranks by the map (+ one in flight each; each rank's own line has its peak) against %.1f "
+          "MiB (%.1f MiB of committees); %.3f ms per token "
           "against %.3f; routed probability mass resident %.1f%% against %.1f%%\n",
           double(seated) * mib, double(p.memory_bytes) / 1048576.0, double(planned) * mib,
           generated_tokens > 0 ? 1000.0 * wall_seconds / double(generated_tokens) : 0.0,

@@ -297,7 +297,8 @@ void ExpertRank::budget_experts() {
         ++held_per_layer[l];
         ++all;
       }
-  check_experts_mapped(*checkpoint_, weights_);
+  const bool on_cpu = device_->name().rfind("cpu", 0) == 0;
+  if (on_cpu) check_experts_mapped(*checkpoint_, weights_);
   // --memory-plan: this rank seats the plan's members it holds; else its budget spread evenly.
   std::vector<std::vector<int>> members(L);
   for (int l = 0; l < L && !plan_.committee_members.empty(); ++l)
@@ -310,11 +311,13 @@ void ExpertRank::budget_experts() {
   else
     for (const auto& m : members) committees.push_back(int(m.size()));
   residency_ = std::make_unique<ExpertResidency>(
-      committees, expert_weight_norms(weights_, c_), parse_miss_policy(plan_.on_missing_expert),
-      parse_committee_kind(plan_.committee), plan_.seed + uint64_t(rank_), 0.8, 1.5,
-      std::move(held));
+      committees, expert_weight_norms(weights_, c_, on_cpu),
+      parse_miss_policy(plan_.on_missing_expert), parse_committee_kind(plan_.committee),
+      plan_.seed + uint64_t(rank_), 0.8, 1.5, std::move(held));
   for (int l = 0; l < L && !plan_.committee_members.empty(); ++l) residency_->seat(l, members[l]);
-  pages_ = std::make_unique<ResidentExperts>(c_, weights_, *residency_);
+  pages_ = std::make_unique<ResidentExperts>(
+      c_, weights_, *residency_,
+      make_expert_tier(*device_, c_.d_model, c_.d_ff, loaded_experts(weights_, c_)));
 }
 
 double ExpertRank::time_load_us() const {

@@ -189,12 +189,10 @@ void measure_expert_curves(Coordinator& s, const ProfileRequest& request, int re
     for (int round = 0; round < repeats; ++round) {
       once.warm_up = round == 0;
       for (size_t j = 0; j < K; ++j) {
-        once.time_load = round == 0 && j == 0;  // after the timing, so it cannot perturb it
         const auto results = time_at_once(s, wave, once, request.token_counts[j]);
         for (size_t i = 0; i < wave.size(); ++i) {
           measured[wave[i]].device = results[i].device;
           measured[wave[i]].memory_bytes = results[i].memory_bytes;
-          if (once.time_load) measured[wave[i]].expert_load_us = results[i].load_us;
           wall[i][j].push_back(results[i].median_us[0]);
           cpu[i][j].push_back(results[i].cpu_median_us.at(0));
         }
@@ -221,6 +219,14 @@ Profile measure_profile(Coordinator& s, const ProfileRequest& request, int repea
   profile.num_moe_layers = count_moe_layers(c);
   std::vector<RankProfile> measured(world.size());
   measure_expert_curves(s, request, repeats, concurrency, measured);
+  // One expert's load from disk, one rank at a time (ranks that read the disk at once would slow
+  // each other), after the curves so that it cannot perturb them.
+  ProfileRequest load_request = request;
+  load_request.max_experts = 1;
+  load_request.warm_up = false;
+  load_request.time_load = true;
+  for (int r = 1; r < world.size(); ++r)
+    measured[r].expert_load_us = time_at_once(s, {r}, load_request, 1)[0].load_us;
   for (int r = 1; r < world.size(); ++r) {
     std::fprintf(stderr, "profiling the link to rank %d\n", r);
     time_link(s, r, c.d_model, repeats, measured[r]);

@@ -110,10 +110,22 @@ int run_place(const World& world, const std::vector<std::string>& args) {
   if (!expert_memory.empty()) {
     MOE_CHECK(cluster_path.empty(),
               "--cluster: the simulator does not model memory budgets; leave out --expert-memory");
+    // A share is of an even split; bytes are what every rank may keep, whatever it holds. The
+    // run takes the bytes: its share would be of what each rank holds, which the placement makes
+    // uneven.
     const int64_t all = int64_t(profile.num_moe_layers) * profile.num_experts;
     const int64_t even = (all + int64_t(problem.ranks.size()) - 1) / int64_t(problem.ranks.size());
+    const bool share = expert_memory.back() == '%';
     problem.resident_per_rank =
-        std::max<int64_t>(experts_within(expert_memory, even, problem.bytes_per_expert), 1);
+        experts_within(expert_memory, share ? even : all, problem.bytes_per_expert);
+    MOE_CHECK(problem.resident_per_rank > 0, "--expert-memory ", expert_memory,
+              ": no expert fits (one is ", problem.bytes_per_expert,
+              " bytes); every token would miss, and there is nothing to place for");
+    std::printf(
+        "budget: %lld experts resident per rank (%lld experts under an even split): run "
+        "with --expert-memory %zu\n",
+        static_cast<long long>(problem.resident_per_rank), static_cast<long long>(even),
+        size_t(problem.resident_per_rank) * problem.bytes_per_expert);
     for (const auto& r : profile.ranks)
       if (r.expert_load_us == 0)
         std::printf("note: rank %d has no expert_load_us in %s; its misses are priced at 0\n",
@@ -131,14 +143,12 @@ int run_place(const World& world, const std::vector<std::string>& args) {
   if (problem.resident_per_rank > 0) {  // what placing as if all were resident would keep
     PlacementProblem all_resident = problem;
     all_resident.resident_per_rank = 0;
-    maps.push_back({"unbudgeted", place_experts(all_resident)});
+    try {
+      maps.push_back({"unbudgeted", place_experts(all_resident)});
+    } catch (const Error& e) {  // the ranks' memory cannot hold every expert: no such baseline
+      std::printf("note: no unbudgeted baseline: %s\n", e.what());
+    }
   }
-  if (problem.resident_per_rank > 0)
-    std::printf("budget: %lld experts resident per rank (of %lld each under an even split)\n",
-                static_cast<long long>(problem.resident_per_rank),
-                static_cast<long long>((int64_t(profile.num_moe_layers) * profile.num_experts +
-                                        int64_t(problem.ranks.size()) - 1) /
-                                       int64_t(problem.ranks.size())));
   std::printf("%-12s %16s %9s   %s\n", "map", "predicted_us", "resident",
               "predicted per-rank time of layer 0 (us)");
   for (const auto& [name, map] : maps) {

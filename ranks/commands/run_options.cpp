@@ -137,9 +137,10 @@ void check_can_continue(const RunPlan& plan) {
 
 // --expert-memory: each process that holds experts (the one process, or every expert rank) keeps
 // that much of them resident. --memory-plan instead seats the plan's committee members: under
-// mpirun each expert rank those it holds, so the plan's memory is shared out by the expert map. It
-// moves pages of the mapped float32 checkpoint, so such a process needs a float32 CPU device (a
-// compact format keeps converted copies instead).
+// mpirun each expert rank those it holds, so the plan's memory is shared out by the expert map. On
+// a CPU it moves pages of the mapped float32 checkpoint, so such a process needs a float32 CPU
+// device (a compact format keeps converted copies instead); on a GPU it moves experts between
+// device memory and their pinned host copies (runtime/expert_tier.hpp).
 void plan_expert_budget(const RunOptions& o, const ModelConfig& c, CheckedRun& run) {
   RunPlan& plan = run.plan;
   plan.on_missing_expert = miss_policy_name(parse_miss_policy(o.on_missing_expert));
@@ -164,10 +165,11 @@ void plan_expert_budget(const RunOptions& o, const ModelConfig& c, CheckedRun& r
   const int N = int(plan.devices.size());
   for (int r = N == 1 ? 0 : plan.first_expert_rank(); r < N; ++r) {
     const std::string format = named_weight_format(plan.devices[r]);
-    MOE_CHECK(plan.devices[r].rfind("cpu", 0) == 0 && (format.empty() || format == "f32"),
-              "--expert-memory needs a float32 CPU device on ",
-              N == 1 ? "the process" : "every expert rank",
-              " (it moves pages of the mapped checkpoint), not ", plan.devices[r],
+    const bool cpu = plan.devices[r].rfind("cpu", 0) == 0;
+    MOE_CHECK((cpu && (format.empty() || format == "f32")) || plan.devices[r].rfind("cuda", 0) == 0,
+              "--expert-memory needs a float32 CPU device (it moves pages of the mapped "
+              "checkpoint) or a CUDA device (device memory backed by pinned host memory) on ",
+              N == 1 ? "the process" : "every expert rank", ", not ", plan.devices[r],
               N == 1 ? "" : " of rank " + std::to_string(r));
   }
 }
@@ -204,7 +206,7 @@ void RunOptions::add_to(po::options_description& opts) {
       ("committee", po::value(&committee)->default_value("dynamic"),
        "which experts stay resident under --expert-memory: dynamic (the most important, swapped in the background), magnitude (largest weight norm, fixed), random (fixed)")
       ("memory-plan", po::value(&memory_plan_path),
-       "committee sizes per sparse layer from `moe plan-memory` (one process; instead of --expert-memory); the run prints measured against predicted")
+       "committees from `moe plan-memory` instead of --expert-memory (under mpirun each expert rank seats the plan's members it holds); the run prints measured against predicted")
       ("attention-ranks", po::value(&attention_ranks)->default_value(1),
        "ranks 0..M-1 run attention, each on its share of the requests; the others hold experts (moe generate)")
       ("micro-batches", po::value(&micro_batches)->default_value(0),

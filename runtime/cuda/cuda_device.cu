@@ -3,6 +3,7 @@
 // the expert FFN itself runs in expert_ffn.cu.
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <unordered_map>
 #include <utility>
 
@@ -25,6 +26,9 @@ struct CachedWeight {
   void* data = nullptr;  // float or bf16, [elements]
   size_t elements = 0;
   bool bf16 = false;
+  // Uploaded on the copy stream (upload_expert_async): the compute stream waits for it at first
+  // use, then it is destroyed. null: uploaded on the compute stream itself.
+  cudaEvent_t copied = nullptr;
 };
 
 }  // namespace
@@ -63,9 +67,18 @@ struct CudaDevice::Impl {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
 
+  // The cache and its byte count. Locked by every use on the compute thread, from the lookup to
+  // the launch of the work that reads the copy, and by the swapper's uploads and drops, so that a
+  // copy is never freed between its lookup and the work queued on it.
+  std::mutex cache_mutex;
   std::unordered_map<const float*, CachedWeight> weights;
   size_t weight_bytes = 0;
   DeviceBuffer upload;  // float32 staging for weights converted to bf16 on the GPU
+  // The swapper's uploads: their own stream and bf16 staging (one swapper thread at a time).
+  cudaStream_t copy_stream = nullptr;
+  DeviceBuffer copy_upload;
+  std::mutex copy_mutex;
+  std::unordered_map<const void*, size_t> pinned;  // host ranges registered for DMA, and bytes
 
   DeviceBuffer x_dev, y_dev;       // activations of the host-pointer API
   PinnedBuffer in_host, out_host;  // their pinned staging
@@ -75,7 +88,7 @@ struct CudaDevice::Impl {
 
   void use() const { CUDA_CHECK(cudaSetDevice(index)); }
 
-  // The device copy of a host weight, uploaded (and converted) on first use.
+  // The device copy of a host weight, uploaded (and converted) on first use. cache_mutex held.
   const void* weight(const float* host, size_t elements, bool as_bf16) {
     MOE_CHECK(host != nullptr, name(), ": null weight pointer");
     auto it = weights.find(host);
@@ -84,6 +97,11 @@ struct CudaDevice::Impl {
                 ": weight at ", static_cast<const void*>(host), " was cached as ",
                 it->second.elements, " elements and is now used as ", elements,
                 " (weights must stay alive and unchanged; evict_weight() a reused buffer)");
+      if (it->second.copied) {  // the swapper's copy: this stream waits for it, once
+        CUDA_CHECK(cudaStreamWaitEvent(stream, it->second.copied, 0));
+        CUDA_CHECK(cudaEventDestroy(it->second.copied));
+        it->second.copied = nullptr;
+      }
       return it->second.data;
     }
     CachedWeight w{nullptr, elements, as_bf16};
@@ -109,6 +127,7 @@ struct CudaDevice::Impl {
   void linear(const float* d_x, const float* w, float* d_y, int M, int N, int K, bool accumulate) {
     MOE_CHECK(M >= 0 && N >= 0 && K >= 0, name(), ": linear: bad shape ", M, "x", N, "x", K);
     if (M == 0 || N == 0) return;
+    std::lock_guard<std::mutex> lock(cache_mutex);
     const void* d_w = weight(w, size_t(N) * K, false);
     gpu::gemm(cublas, GemmTypes::f32, {d_w, d_x, d_y, M, N, K}, accumulate ? 1.0f : 0.0f);
   }
@@ -127,6 +146,7 @@ struct CudaDevice::Impl {
   void expert_ffn(const std::vector<ExpertGroup>& groups, const float* d_x, float* d_y, int d_model,
                   int d_ff) {
     const bool as_bf16 = precision == CudaPrecision::bf16;
+    std::lock_guard<std::mutex> lock(cache_mutex);
     device_groups.clear();
     size_t total_rows = 0;
     for (const ExpertGroup& g : groups) {
@@ -155,6 +175,7 @@ CudaDevice::CudaDevice(int index, CudaPrecision precision) : impl_(std::make_uni
   impl_->precision = precision;
   impl_->use();
   CUDA_CHECK(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking));
+  CUDA_CHECK(cudaStreamCreateWithFlags(&impl_->copy_stream, cudaStreamNonBlocking));
   CUBLAS_CHECK(cublasCreate(&impl_->cublas));
   CUBLAS_CHECK(cublasSetStream(impl_->cublas, impl_->stream));
 }
@@ -164,9 +185,15 @@ CudaDevice::~CudaDevice() {
   if (!impl_) return;
   cudaSetDevice(impl_->index);
   if (impl_->stream) cudaStreamSynchronize(impl_->stream);
-  for (auto& [host, w] : impl_->weights) cudaFree(w.data);
+  if (impl_->copy_stream) cudaStreamSynchronize(impl_->copy_stream);
+  for (auto& [host, w] : impl_->weights) {
+    if (w.copied) cudaEventDestroy(w.copied);
+    cudaFree(w.data);
+  }
+  for (auto& [host, bytes] : impl_->pinned) cudaHostUnregister(const_cast<void*>(host));
   impl_->runner.reset();
   if (impl_->cublas) cublasDestroy(impl_->cublas);
+  if (impl_->copy_stream) cudaStreamDestroy(impl_->copy_stream);
   if (impl_->stream) cudaStreamDestroy(impl_->stream);
 }  // the buffers in impl_ free themselves
 
@@ -243,22 +270,113 @@ void CudaDevice::linear_device(const float* d_x, const float* w, float* d_y, int
 void CudaDevice::prefetch_expert(const ExpertWeights& weights, int d_model, int d_ff) {
   impl_->use();
   const bool as_bf16 = impl_->precision == CudaPrecision::bf16;
+  std::lock_guard<std::mutex> lock(impl_->cache_mutex);
   impl_->weight(weights.wi, size_t(d_ff) * d_model, as_bf16);
   impl_->weight(weights.wo, size_t(d_model) * d_ff, as_bf16);
 }
 
 void CudaDevice::evict_weight(const float* host_weight) {
   Impl& d = *impl_;
-  auto it = d.weights.find(host_weight);
-  if (it == d.weights.end()) return;
+  CachedWeight w;
+  {
+    std::lock_guard<std::mutex> lock(d.cache_mutex);
+    auto it = d.weights.find(host_weight);
+    if (it == d.weights.end()) return;
+    w = it->second;
+    d.weight_bytes -= w.elements * (w.bf16 ? sizeof(bf16) : sizeof(float));
+    d.weights.erase(it);
+  }
   d.use();
+  // Every use of the copy was queued on the compute stream before the erase (under the lock).
   CUDA_CHECK(cudaStreamSynchronize(d.stream));
-  CUDA_CHECK(cudaFree(it->second.data));
-  d.weight_bytes -= it->second.elements * (it->second.bf16 ? sizeof(bf16) : sizeof(float));
-  d.weights.erase(it);
+  if (w.copied) CUDA_CHECK(cudaEventSynchronize(w.copied));
+  if (w.copied) CUDA_CHECK(cudaEventDestroy(w.copied));
+  CUDA_CHECK(cudaFree(w.data));
 }
 
-size_t CudaDevice::cached_weight_bytes() const { return impl_->weight_bytes; }
+size_t CudaDevice::cached_weight_bytes() const {
+  std::lock_guard<std::mutex> lock(impl_->cache_mutex);
+  return impl_->weight_bytes;
+}
+
+void CudaDevice::upload_expert_async(const ExpertWeights& weights, int d_model, int d_ff) {
+  Impl& d = *impl_;
+  d.use();
+  const bool as_bf16 = d.precision == CudaPrecision::bf16;
+  const size_t elements = size_t(d_ff) * d_model;
+  std::lock_guard<std::mutex> copying(d.copy_mutex);  // one upload at a time on the copy stream
+  for (const float* host : {weights.wi, weights.wo}) {
+    MOE_CHECK(host != nullptr, name(), ": upload_expert_async: null weight pointer");
+    {
+      std::lock_guard<std::mutex> lock(d.cache_mutex);
+      if (d.weights.count(host)) continue;
+    }
+    // The copy is queued without the cache lock: from pageable memory the call itself copies.
+    CachedWeight w{nullptr, elements, as_bf16, nullptr};
+    const size_t bytes = elements * (as_bf16 ? sizeof(bf16) : sizeof(float));
+    CUDA_CHECK(cudaMalloc(&w.data, bytes));
+    if (as_bf16) {
+      float* staged = d.copy_upload.ensure<float>(elements, d.copy_stream);
+      CUDA_CHECK(cudaMemcpyAsync(staged, host, elements * sizeof(float), cudaMemcpyHostToDevice,
+                                 d.copy_stream));
+      gpu::convert(staged, static_cast<bf16*>(w.data), elements, d.copy_stream);
+    } else {
+      CUDA_CHECK(cudaMemcpyAsync(w.data, host, bytes, cudaMemcpyHostToDevice, d.copy_stream));
+    }
+    CUDA_CHECK(cudaEventCreateWithFlags(&w.copied, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventRecord(w.copied, d.copy_stream));
+    std::lock_guard<std::mutex> lock(d.cache_mutex);
+    if (d.weights.count(host)) {  // the compute thread uploaded it meanwhile (a miss)
+      CUDA_CHECK(cudaEventSynchronize(w.copied));
+      CUDA_CHECK(cudaEventDestroy(w.copied));
+      CUDA_CHECK(cudaFree(w.data));
+      continue;
+    }
+    d.weights.emplace(host, w);
+    d.weight_bytes += bytes;
+  }
+}
+
+void CudaDevice::drop_expert(const ExpertWeights& weights) {
+  for (const float* host : {weights.wi, weights.wo})
+    if (host != nullptr) evict_weight(host);
+}
+
+bool CudaDevice::pin_host_range(const void* host, size_t bytes) {
+  Impl& d = *impl_;
+  d.use();
+  // Read-only first (a read-only file mapping can only be pinned so), then plain (where the
+  // device does not support read-only registration).
+  const unsigned attempts[] = {cudaHostRegisterPortable | cudaHostRegisterReadOnly,
+                               cudaHostRegisterPortable};
+  for (unsigned flags : attempts) {
+    if (cudaHostRegister(const_cast<void*>(host), bytes, flags) == cudaSuccess) {
+      std::lock_guard<std::mutex> lock(d.copy_mutex);
+      d.pinned[host] = bytes;
+      return true;
+    }
+    cudaGetLastError();  // not sticky
+  }
+  return false;  // the copies go through the driver's staging instead
+}
+
+void CudaDevice::unpin_host_range(const void* host) {
+  Impl& d = *impl_;
+  {
+    std::lock_guard<std::mutex> lock(d.copy_mutex);
+    if (d.pinned.erase(host) == 0) return;
+  }
+  d.use();
+  CUDA_CHECK(cudaStreamSynchronize(d.copy_stream));
+  CUDA_CHECK(cudaHostUnregister(const_cast<void*>(host)));
+}
+
+uint64_t CudaDevice::device_memory_used() const {
+  impl_->use();
+  size_t free_bytes = 0, total_bytes = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return uint64_t(total_bytes - free_bytes);
+}
 
 float* CudaDevice::alloc_floats(size_t count) {
   impl_->use();

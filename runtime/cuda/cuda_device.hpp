@@ -9,7 +9,9 @@
 //
 // Weights are keyed by their HOST pointer: uploaded on first use and cached on the GPU for the
 // device's lifetime, so a weight buffer must stay alive and unchanged while the device may use it
-// (the model's weights do: they live for the whole run). evict_weight() forgets one.
+// (the model's weights do: they live for the whole run). evict_weight() forgets one. Under an
+// expert memory budget a swapper thread uploads and drops experts beside the compute thread: the
+// cache is locked from a lookup to the launch of the work on it, and uploads run on a copy stream.
 //
 // Precision: "cuda:N" is float32 throughout (cuBLAS FP32, no TF32). "cuda:N:bf16" stores expert
 // weights (wi, wo) in bfloat16 and runs the expert GEMMs on bf16 activations with float32
@@ -68,9 +70,23 @@ class CudaDevice final : public Device {
                      bool accumulate);
   // Upload an expert's weights now (e.g. ahead of a layer) instead of on first use.
   void prefetch_expert(const ExpertWeights& weights, int d_model, int d_ff);
-  // Forget one cached weight (its GPU copy is freed after pending work finishes).
+  // Forget one cached weight (its GPU copy is freed after pending work finishes). Thread-safe.
   void evict_weight(const float* host_weight);
   size_t cached_weight_bytes() const;
+
+  // ---- experts under a memory budget (runtime/expert_tier.hpp); thread-safe ----
+  // Starts copying one expert's weights to the device on the device's copy stream (converted to
+  // bf16 there for a bf16 device) and returns; the compute stream waits for the copy where it
+  // first uses them. Nothing for a weight already cached.
+  void upload_expert_async(const ExpertWeights& weights, int d_model, int d_ff);
+  // Frees one expert's device copies once the work queued on them has finished.
+  void drop_expert(const ExpertWeights& weights);
+  // Registers [host, host + bytes) for DMA (cudaHostRegister, read-only); false where the system
+  // refuses (the copies then go through the driver's staging). unpin_host_range undoes one.
+  bool pin_host_range(const void* host, size_t bytes);
+  void unpin_host_range(const void* host);
+  // Memory in use on this GPU, every process's (cudaMemGetInfo: total - free).
+  uint64_t device_memory_used() const;
 
   float* alloc_floats(size_t count);  // cudaMalloc: for buffers sized once, not per call
   void free_floats(float* device_ptr);

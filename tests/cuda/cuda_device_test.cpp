@@ -7,9 +7,11 @@
 
 #include <cmath>
 #include <limits>
+#include <thread>
 
 #include "cuda_test_support.hpp"
 #include "runtime/cpu/cpu_device.hpp"
+#include "runtime/cuda/cuda_expert_tier.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {
@@ -270,6 +272,78 @@ TEST(CudaDevice, WeightsUploadOnceAndCanBeEvicted) {
     std::vector<float> out(64);
     EXPECT_THROW(gpu.linear(x.data(), set.wi[1].data(), out.data(), 1, 64, 64, false), Error);
   }
+}
+
+// The swapper's path (runtime/expert_tier.hpp): experts uploaded from another thread on the copy
+// stream while this thread computes with others give the results of experts uploaded in the step,
+// bit for bit; dropping them frees their bytes; the tier measures the GPU's memory in use.
+TEST(CudaDevice, ExpertsUploadedFromAnotherThreadGiveTheSameResults) {
+  MOE_SKIP_WITHOUT_GPU();
+  Random rng;
+  MOE_TRACE_SEED(rng);
+  for (CudaPrecision precision : {CudaPrecision::f32, CudaPrecision::bf16}) {
+    CudaDevice gpu(0, precision);
+    const ExpertSet set(rng, 256, 512, {5, 3, 7, 1}, 1);
+    const auto x = rng.normal(size_t(set.rows) * set.d_model);
+    std::vector<float> in_step(x.size(), kNaN), swapped(x.size(), kNaN);
+    gpu.expert_ffn(set.groups, x.data(), in_step.data(), set.d_model, set.d_ff);
+    for (const ExpertGroup& g : set.groups) gpu.drop_expert(g.weights);
+    EXPECT_EQ(gpu.cached_weight_bytes(), 0u);
+    std::thread swapper([&] {
+      for (size_t e = 1; e < set.groups.size(); ++e)
+        gpu.upload_expert_async(set.groups[e].weights, set.d_model, set.d_ff);
+    });
+    for (int i = 0; i < 20; ++i)  // expert 0 alone, uploaded in the step, while the others copy
+      gpu.expert_ffn({set.groups[0]}, x.data(), swapped.data(), set.d_model, set.d_ff);
+    swapper.join();
+    gpu.expert_ffn(set.groups, x.data(), swapped.data(), set.d_model, set.d_ff);
+    EXPECT_EQ(swapped, in_step) << "precision " << int(precision);
+    const size_t elt = precision == CudaPrecision::f32 ? 4 : 2;
+    EXPECT_EQ(gpu.cached_weight_bytes(), set.groups.size() * 2 * size_t(256) * 512 * elt);
+    // Dropped from another thread while this one computes with the rest.
+    std::thread dropper([&] { gpu.drop_expert(set.groups[3].weights); });
+    gpu.expert_ffn({set.groups[0], set.groups[1]}, x.data(), swapped.data(), set.d_model, set.d_ff);
+    dropper.join();
+    EXPECT_EQ(gpu.cached_weight_bytes(), 3 * 2 * size_t(256) * 512 * elt);
+    EXPECT_GT(gpu.device_memory_used(), gpu.cached_weight_bytes());
+  }
+}
+
+TEST(CudaExpertTier, PinsTheExpertsAndMovesThemInAndOut) {
+  MOE_SKIP_WITHOUT_GPU();
+  Random rng;
+  MOE_TRACE_SEED(rng);
+  CudaDevice gpu(0);
+  const ExpertSet set(rng, 256, 1024, {4, 4}, 0);
+  std::vector<ExpertWeights> experts;
+  for (const ExpertGroup& g : set.groups) experts.push_back(g.weights);
+  const auto tier = make_expert_tier(gpu, set.d_model, set.d_ff, experts);
+  EXPECT_NE(tier->name().find("pinned host memory"), std::string::npos) << tier->name();
+  EXPECT_EQ(tier->measure(), "device memory in use");
+  const uint64_t before = tier->resident_bytes();
+  tier->bring_in(experts[0]);
+  tier->bring_in(experts[1]);
+  const auto x = rng.normal(size_t(set.rows) * set.d_model);
+  std::vector<float> y(x.size(), kNaN);
+  gpu.expert_ffn(set.groups, x.data(), y.data(), set.d_model, set.d_ff);
+  const uint64_t expert_bytes = 2 * size_t(set.d_model) * set.d_ff * sizeof(float);
+  EXPECT_GE(tier->resident_bytes(), before + 2 * expert_bytes - (2 << 20));
+  tier->send_back(experts[0]);
+  tier->send_back(experts[1]);
+  EXPECT_EQ(gpu.cached_weight_bytes(), 0u);
+  CpuDevice cpu(1);
+  std::vector<float> y_cpu(x.size(), kNaN);
+  cpu.expert_ffn(set.groups, x.data(), y_cpu.data(), set.d_model, set.d_ff);
+  EXPECT_LE(max_abs_diff(y, y_cpu), kCpuAbsTolerance);
+}
+
+// Pure host arithmetic: runs without a GPU.
+TEST(CudaExpertTier, PageRangesAreAlignedOutwardAndOverlapsMerged) {
+  const auto merged =
+      merged_page_ranges({{5000, 9000}, {100, 4096}, {8192, 8200}, {20000, 20001}}, 4096);
+  ASSERT_EQ(merged.size(), 2u);
+  EXPECT_EQ(merged[0], (std::pair<uintptr_t, uintptr_t>{0, 12288}));
+  EXPECT_EQ(merged[1], (std::pair<uintptr_t, uintptr_t>{16384, 20480}));
 }
 
 TEST(CudaDevice, NamesItselfAndRejectsAnIndexOutOfRange) {

@@ -154,6 +154,13 @@ if [[ $cuda == ON ]] && ((tests)); then
     done
   done
 fi
+if [[ $cuda == ON ]] && ((tests)); then
+  # Experts under a memory budget on the GPU: device memory backed by pinned host memory.
+  step expert_memory_gpu run timeout 600 python3 tests/cuda/expert_memory_gpu.py build-gpu \
+    configs/models/switch-tiny configs/models/switch-tiny/prompts.jsonl \
+    >"$out/expert-memory-gpu.log" 2>&1
+  tail -4 "$out/expert-memory-gpu.log"
+fi
 if ((routing_eval)); then
   devices=${ROUTING_EVAL_DEVICES:-cpu:1,cuda:0,cpu:4}
   step routing_eval run launch/experiments/routing_eval.sh --work /tmp/moe-routing-eval --moe build-gpu/moe \

@@ -148,6 +148,15 @@ TEST(LatencyAwarePolicy, PrefersAResidentReplicaUnlessItIsBusierThanALoad) {
   std::vector<int> ranks;
   policy.assign(0, call.dispatch, call.gate, call.map, ranks);
   EXPECT_EQ(count_of(ranks, 2), 8);
+  // Rank 2 also busy with expert 1 (resident there only): 30 tokens, 250 µs in all, less than a
+  // load. Expert 0 still stays on rank 2; without the pricing it would go to the idle rank 1.
+  Call less({8, 30}, {1, 2});
+  less.map.replicas[0][1] = {2};
+  policy.assign(0, less.dispatch, less.gate, less.map, ranks);
+  for (int r = 0; r < 8; ++r) EXPECT_EQ(ranks[r], 2) << "row " << r;
+  LatencyAwarePolicy unpriced(model, profile, kDModel);
+  unpriced.assign(0, less.dispatch, less.gate, less.map, ranks);
+  EXPECT_GT(count_of(ranks, 1), 0) << "the case does not test the pricing";
   // Rank 2 now busy with 30 tokens of a resident expert 1 at 400 µs a token (12 ms): loading
   // expert 0 on rank 1 (2 ms) is sooner.
   Call busy({8, 30}, {1, 2});
