@@ -26,6 +26,7 @@ ExpertSwapper::~ExpertSwapper() {
 void ExpertSwapper::submit(const PageJob& job) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    rethrow_failure_locked();
     queue_.push_back(job);
   }
   wake_.notify_one();
@@ -33,7 +34,12 @@ void ExpertSwapper::submit(const PageJob& job) {
 
 void ExpertSwapper::drain() {
   std::unique_lock<std::mutex> lock(mutex_);
-  idle_.wait(lock, [this] { return queue_.empty() && !busy_; });
+  idle_.wait(lock, [this] { return (queue_.empty() && !busy_) || failure_; });
+  rethrow_failure_locked();
+}
+
+void ExpertSwapper::rethrow_failure_locked() {
+  if (failure_) std::rethrow_exception(failure_);
 }
 
 void ExpertSwapper::loop() {
@@ -49,21 +55,28 @@ void ExpertSwapper::loop() {
     }
     // A kWait admission on the step's thread may have seated the expert again meanwhile (then its
     // pages stay), or taken the seat a newcomer was loaded for (then they go).
-    if (job.kind == PageJob::kGiveBack) {
-      if (residency_.out_of_committee(job.layer, job.expert)) give_back_(job.layer, job.expert);
-    } else {
-      const double start_us = now_us();
-      map_in_(job.layer, job.expert);
-      const double ms = (now_us() - start_us) / 1000;
-      if (!residency_.loaded(job.layer, job.expert, ms) &&
-          residency_.out_of_committee(job.layer, job.expert))
-        give_back_(job.layer, job.expert);
+    std::exception_ptr failure;
+    try {
+      if (job.kind == PageJob::kGiveBack) {
+        if (residency_.out_of_committee(job.layer, job.expert)) give_back_(job.layer, job.expert);
+      } else {
+        const double start_us = now_us();
+        map_in_(job.layer, job.expert);
+        const double ms = (now_us() - start_us) / 1000;
+        if (!residency_.loaded(job.layer, job.expert, ms) &&
+            residency_.out_of_committee(job.layer, job.expert))
+          give_back_(job.layer, job.expert);
+      }
+      after_job_();
+    } catch (...) {  // a GPU tier's CUDA error: the step's thread rethrows it (submit, drain)
+      failure = std::current_exception();
     }
-    after_job_();
     {
       std::lock_guard<std::mutex> lock(mutex_);
       busy_ = false;
-      if (queue_.empty()) idle_.notify_all();
+      if (failure && !failure_) failure_ = failure;
+      if (queue_.empty() || failure_) idle_.notify_all();
+      if (failure_) return;  // no more jobs: the run is ending with the error
     }
   }
 }

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -24,12 +25,15 @@ class ExpertSwapper {
   ExpertSwapper(const ExpertSwapper&) = delete;
   ExpertSwapper& operator=(const ExpertSwapper&) = delete;
 
+  // Both rethrow, on the caller's thread, an error a job raised on the swapper's (a GPU tier's
+  // CUDA error), after which the swapper takes no more jobs.
   void submit(const PageJob& job);
   // Waits until every submitted job is done (the end of a run's measurements).
   void drain();
 
  private:
   void loop();
+  void rethrow_failure_locked();
 
   ExpertResidency& residency_;
   std::function<void(int, int)> map_in_, give_back_;
@@ -38,6 +42,7 @@ class ExpertSwapper {
   std::condition_variable wake_, idle_;
   std::deque<PageJob> queue_;
   bool busy_ = false, stop_ = false;
+  std::exception_ptr failure_;
   std::thread thread_;
 };
 

@@ -299,7 +299,8 @@ size_t CudaDevice::cached_weight_bytes() const {
   return impl_->weight_bytes;
 }
 
-void CudaDevice::upload_expert_async(const ExpertWeights& weights, int d_model, int d_ff) {
+void CudaDevice::upload_expert_async(const ExpertWeights& weights, int d_model, int d_ff,
+                                     bool wait) {
   Impl& d = *impl_;
   d.use();
   const bool as_bf16 = d.precision == CudaPrecision::bf16;
@@ -315,16 +316,25 @@ void CudaDevice::upload_expert_async(const ExpertWeights& weights, int d_model, 
     CachedWeight w{nullptr, elements, as_bf16, nullptr};
     const size_t bytes = elements * (as_bf16 ? sizeof(bf16) : sizeof(float));
     CUDA_CHECK(cudaMalloc(&w.data, bytes));
-    if (as_bf16) {
-      float* staged = d.copy_upload.ensure<float>(elements, d.copy_stream);
-      CUDA_CHECK(cudaMemcpyAsync(staged, host, elements * sizeof(float), cudaMemcpyHostToDevice,
-                                 d.copy_stream));
-      gpu::convert(staged, static_cast<bf16*>(w.data), elements, d.copy_stream);
-    } else {
-      CUDA_CHECK(cudaMemcpyAsync(w.data, host, bytes, cudaMemcpyHostToDevice, d.copy_stream));
+    try {
+      if (as_bf16) {
+        float* staged = d.copy_upload.ensure<float>(elements, d.copy_stream);
+        CUDA_CHECK(cudaMemcpyAsync(staged, host, elements * sizeof(float), cudaMemcpyHostToDevice,
+                                   d.copy_stream));
+        gpu::convert(staged, static_cast<bf16*>(w.data), elements, d.copy_stream);
+      } else {
+        CUDA_CHECK(cudaMemcpyAsync(w.data, host, bytes, cudaMemcpyHostToDevice, d.copy_stream));
+      }
+      CUDA_CHECK(cudaEventCreateWithFlags(&w.copied, cudaEventDisableTiming));
+      CUDA_CHECK(cudaEventRecord(w.copied, d.copy_stream));
+      // Before the cache lock: once inserted, the compute thread may consume and destroy the event.
+      if (wait) CUDA_CHECK(cudaEventSynchronize(w.copied));
+    } catch (...) {
+      cudaStreamSynchronize(d.copy_stream);
+      if (w.copied) cudaEventDestroy(w.copied);
+      cudaFree(w.data);
+      throw;
     }
-    CUDA_CHECK(cudaEventCreateWithFlags(&w.copied, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventRecord(w.copied, d.copy_stream));
     std::lock_guard<std::mutex> lock(d.cache_mutex);
     if (d.weights.count(host)) {  // the compute thread uploaded it meanwhile (a miss)
       CUDA_CHECK(cudaEventSynchronize(w.copied));
@@ -367,8 +377,17 @@ void CudaDevice::unpin_host_range(const void* host) {
     if (d.pinned.erase(host) == 0) return;
   }
   d.use();
+  // Both streams may copy from pinned pages (the swapper's uploads, and a miss's in the step).
   CUDA_CHECK(cudaStreamSynchronize(d.copy_stream));
+  CUDA_CHECK(cudaStreamSynchronize(d.stream));
   CUDA_CHECK(cudaHostUnregister(const_cast<void*>(host)));
+}
+
+size_t CudaDevice::pinned_host_bytes() const {
+  std::lock_guard<std::mutex> lock(impl_->copy_mutex);
+  size_t bytes = 0;
+  for (const auto& [host, n] : impl_->pinned) bytes += n;
+  return bytes;
 }
 
 uint64_t CudaDevice::device_memory_used() const {

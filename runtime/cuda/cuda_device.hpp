@@ -75,16 +75,18 @@ class CudaDevice final : public Device {
   size_t cached_weight_bytes() const;
 
   // ---- experts under a memory budget (runtime/expert_tier.hpp); thread-safe ----
-  // Starts copying one expert's weights to the device on the device's copy stream (converted to
-  // bf16 there for a bf16 device) and returns; the compute stream waits for the copy where it
-  // first uses them. Nothing for a weight already cached.
-  void upload_expert_async(const ExpertWeights& weights, int d_model, int d_ff);
+  // Copies one expert's weights to the device on the device's copy stream (converted to bf16
+  // there for a bf16 device); the compute stream waits for the copy where it first uses them.
+  // With `wait` (the swapper's: "loaded" then means loaded, and its time is the copy's) it
+  // returns when the copy is done, else once it is queued. Nothing for a weight already cached.
+  void upload_expert_async(const ExpertWeights& weights, int d_model, int d_ff, bool wait = false);
   // Frees one expert's device copies once the work queued on them has finished.
   void drop_expert(const ExpertWeights& weights);
   // Registers [host, host + bytes) for DMA (cudaHostRegister, read-only); false where the system
   // refuses (the copies then go through the driver's staging). unpin_host_range undoes one.
   bool pin_host_range(const void* host, size_t bytes);
   void unpin_host_range(const void* host);
+  size_t pinned_host_bytes() const;
   // Memory in use on this GPU, every process's (cudaMemGetInfo: total - free).
   uint64_t device_memory_used() const;
 

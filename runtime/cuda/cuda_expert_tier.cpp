@@ -62,7 +62,7 @@ class CudaExpertTier final : public ExpertTier {
   }
   std::string measure() const override { return "device memory in use"; }
   void bring_in(const ExpertWeights& expert) override {
-    device_.upload_expert_async(expert, d_model_, d_ff_);
+    device_.upload_expert_async(expert, d_model_, d_ff_, /*wait=*/true);
   }
   void send_back(const ExpertWeights& expert) override { device_.drop_expert(expert); }
   uint64_t resident_bytes() const override { return device_.device_memory_used(); }

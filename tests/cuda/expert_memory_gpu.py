@@ -3,8 +3,10 @@
 committee, backed by the experts' pinned host copies, swapped on the device's copy stream.
 1. One process on cuda:0: wait and on-demand at 50% and 25% give the ids of the all-resident
    cuda:0 run; substitute runs through; each run's summary names the GPU tier and its peak device
-   memory in use, which stays within the no-expert run's plus the budget plus one expert in flight
-   (plus 16 MiB for the allocator's granularity and the step's buffers).
+   memory in use, which stays within that of a run with no committee (on-demand at 0: the step's
+   buffers and one expert in flight) plus the budget plus one expert (plus 8 MiB for the
+   allocator's granularity). The default model's experts are small (1.5 MiB in all): this checks
+   the wiring and exactness; the unit tests check that drops free their bytes.
 2. Under mpirun, a GPU expert rank beside a CPU one (cpu:1,cuda:0,cpu:1), both under the budget:
    wait equals the single-process CPU run.
 Usage: expert_memory_gpu.py BUILD_DIR MODEL_DIR PROMPTS"""
@@ -46,7 +48,9 @@ def peak(log):
 
 
 reference, _ = generate(["--devices", "cuda:0"])
-_, log = generate(["--devices", "cuda:0", "--expert-memory", "0", "--on-missing-expert", "skip"])
+# The floor: no committee, every expert loaded for its step and dropped after it (so the step's
+# buffers and cuBLAS handles exist as in the budgeted runs, and one expert is in flight).
+_, log = generate(["--devices", "cuda:0", "--expert-memory", "0", "--on-missing-expert", "on-demand"])
 floor = peak(log)
 for memory in ("50%", "25%"):
     for policy in ("wait", "on-demand", "substitute"):
@@ -59,7 +63,7 @@ for memory in ("50%", "25%"):
         used = peak(log) - floor
         print(f"cuda:0 at {memory}, {policy}: {seats} experts resident, device memory for experts "
               f"{used:.1f} MiB against a budget of {budget:.1f} MiB (+ {expert_mib:.1f} in flight)")
-        if used > budget + expert_mib + 16:
+        if used > budget + expert_mib + 8:
             sys.exit(f"FAIL: cuda:0 at {memory}, {policy}: {used:.1f} MiB of device memory for experts")
 cpu_reference, _ = generate([])
 if cpu_reference != reference:
