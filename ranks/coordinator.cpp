@@ -103,8 +103,10 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
                         plan.micro_batches, plan.continue_on_rank_failure, &run_.plan.expert_map,
                         !plan.expert_memory.empty(), parse_miss_policy(plan.on_missing_expert)},
         *recorder_);
+    const MissPolicy miss = parse_miss_policy(plan.on_missing_expert);
     if (!plan.expert_memory.empty() && world.rank() == 0)
-      std::printf(policy_->weighs_residency()
+      std::printf(policy_->weighs_residency() &&
+                          (miss == MissPolicy::kWait || miss == MissPolicy::kOnDemand)
                       ? "routing under the budgets: %s prices a load on a non-resident replica "
                         "(the profile's expert_load_us)\n"
                       : "routing under the budgets: %s is given each expert's resident replicas, "

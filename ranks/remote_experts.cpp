@@ -80,7 +80,11 @@ void ExpertExchanges::start_sparse(int lane, int64_t step, int moe_layer, const 
   x.map = &map;
   x.policy = &policy;
   const ExpertMap& placed = live(map);
-  const bool priced = options_.expert_budgets && policy.weighs_residency();
+  // Only where a miss is loaded anyway (wait, on-demand): under substitute or skip a token sent to
+  // a non-resident replica would make that rank load and seat it, unseating a member.
+  const bool loads =
+      options_.miss_policy == MissPolicy::kWait || options_.miss_policy == MissPolicy::kOnDemand;
+  const bool priced = options_.expert_budgets && loads && policy.weighs_residency();
   if (options_.expert_budgets)
     policy.set_residency([this](int r, int l, int e) { return reported_resident(r, l, e); });
   policy.assign(moe_layer, dispatch, gate,

@@ -40,9 +40,9 @@ struct ExchangeOptions {
   const ExpertMap* expert_map =
       nullptr;  // the run's: which experts a lost rank leaves without replica
   // Memory budgets on the expert ranks: their replies say which experts are resident; tokens
-  // go to a resident replica where there is one (the latency-aware policy, with profiled load
-  // times, weighs a load against a busier resident replica instead), and `miss_policy` decides
-  // for the experts with none.
+  // go to a resident replica where there is one (under wait and on-demand the latency-aware
+  // policy, with profiled load times, weighs a load against a busier resident replica instead),
+  // and `miss_policy` decides for the experts with none.
   bool expert_budgets = false;
   MissPolicy miss_policy = MissPolicy::kSubstitute;
 };

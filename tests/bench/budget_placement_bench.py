@@ -16,8 +16,13 @@ milliseconds per token under `wait` (every miss loaded; exact).
 With --wide DIR the same on a random checkpoint of switch-base-8's shape (random prompts, one
 set to place from and another to run): agreement and time, where a miss loads 18 MiB from disk.
 
+With --routing, also every expert on both expert ranks under the same budget: uniform and
+latency-aware given only the resident replicas, against latency-aware pricing a load on a
+non-resident one (the profile's expert_load_us): ms per token and loads in steps under wait,
+resident share and agreement under substitute.
+
 Usage: budget_placement_bench.py [--moe build/moe] [--devices cpu:1,cpu:1,cpu:1@0.5]
-                                 [--budgets 50,25] [--csv FILE] [--wide DIR [--wide-prompts N]]
+                                 [--budgets 50,25] [--csv FILE] [--wide DIR [--wide-prompts N]] [--routing]
 Every command is printed with a leading '+'.
 """
 import argparse
@@ -75,6 +80,47 @@ def predicted_shares(text):
     return shares
 
 
+def routing(a, flags, work, model_dir, evaluation, common, reference, profile, samples, even, expert_bytes):
+    """Every expert on both expert ranks, the same budget on each: which replica serves a token.
+    uniform and latency-aware without load times are given only the resident replicas; latency-aware
+    with the profile's expert_load_us prices a load on a non-resident one instead."""
+    replicated = work / "replicated.json"
+    with open(replicated, "w") as f:
+        subprocess.run([Path(a.moe).parent / "tests" / "fixture_tool", "replicated-map", model_dir, "3"],
+                       stdout=f, check=True)
+    latency_model = work / "latency.bin"
+    run([a.moe, "train-latency-model", "--samples", samples, "--out", latency_model])
+    unpriced = work / "profile-unpriced.json"
+    p = json.load(open(profile))
+    for r in p["ranks"]:
+        r.pop("expert_load_us", None)
+    json.dump(p, open(unpriced, "w"))
+    rows = []
+    for budget in [int(b) for b in a.budgets.split(",")]:
+        memory = str(budget * even // 100 * expert_bytes)
+        for label, policy, prof in (("uniform", "uniform", unpriced),
+                                    ("latency-aware, resident only", "latency-aware", unpriced),
+                                    ("latency-aware, loads priced", "latency-aware", profile)):
+            dist = ["--devices", a.devices, "--expert-map", replicated, "--expert-memory", memory, "--policy", policy,
+                    "--profile", prof, "--latency-model", latency_model]
+            row = dict(budget=budget, policy=label)
+            exact, row["wait_ms_per_token"], log = generate(
+                a.moe, model_dir, ["--input", evaluation] + common + dist + ["--on-missing-expert", "wait"],
+                work / "out.jsonl", np=3, flags=flags)
+            if {k: v["output_ids"] for k, v in exact.items()} != {k: v["output_ids"] for k, v in reference.items()}:
+                sys.exit(f"FAIL: wait with {label} at {budget}% differs from the all-resident run")
+            row["loads_in_steps"] = sum(int(n) for n in re.findall(r"(\d+) loads in a step", log))
+            answers, _, log = generate(
+                a.moe, model_dir, ["--input", evaluation] + common + dist + ["--on-missing-expert", "substitute"],
+                work / "out.jsonl", np=3, flags=flags)
+            m = re.search(r"(\d+) of (\d+) routed tokens of rank \d+ had no resident replica", log)
+            row["measured_resident"] = 100.0 * (1 - int(m.group(1)) / max(int(m.group(2)), 1))
+            row["agreement"] = 100.0 * agreement(reference, answers)
+            rows.append(row)
+            print(row, flush=True)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--moe", default=str(ROOT / "build" / "moe"))
@@ -84,6 +130,9 @@ def main():
     ap.add_argument("--wide", help="a random checkpoint of switch-base-8's shape instead of the trained model "
                     "(random prompts; agreement and time, no accuracy)")
     ap.add_argument("--wide-prompts", type=int, default=16)
+    ap.add_argument("--routing", action="store_true",
+                    help="also route over every expert on both ranks: uniform, latency-aware given only the "
+                    "resident replicas, latency-aware pricing loads")
     a = ap.parse_args()
     flags = mpirun_flags()
     work = Path(tempfile.mkdtemp(prefix="budget-placement-"))
@@ -111,8 +160,10 @@ def main():
     reference, base_ms, _ = generate(a.moe, model_dir, ["--input", evaluation] + common, work / "reference.jsonl")
 
     profile = work / "profile.json"
+    samples = work / "samples.csv"
     run(["mpirun", *flags, "-np", 3, a.moe, "profile", "--model", model_dir, "--devices", a.devices, "--out", profile,
-         "--token-counts", "1,2,4,8,16,32,64", "--repeats", 3, "--max-experts", 4, "--deadline", 120])
+         "--token-counts", "1,2,4,8,16,32,64", "--repeats", 3, "--max-experts", 4, "--deadline", 120,
+         "--record-latency-samples", samples])
     p = json.load(open(profile))
     model = p["model"]
     expert_bytes = 2 * 4 * model["d_model"] * model["d_ff"]
@@ -152,6 +203,9 @@ def main():
             rows.append(row)
             print(row, flush=True)
 
+    routing_rows = routing(a, flags, work, model_dir, evaluation, common, reference, profile, samples, even,
+                           expert_bytes) if a.routing else []
+
     print(f"\nall resident, one process: {base_ms:.3f} ms per token; devices {a.devices}; loads (ms) {loads}")
     print(f"{'budget':>6} {'map':<22} {'pred res%':>9} {'meas res%':>9} {'agree%':>7} "
           + " ".join(f"{t:>7}" for t in TASKS) + f" {'subst ms':>9} {'wait ms':>8}")
@@ -159,6 +213,12 @@ def main():
         print(f"{r['budget']:>5}% {r['map']:<22} {r['predicted_resident']:>9.1f} {r['measured_resident']:>9.1f} "
               f"{r['agreement']:>7.1f} " + " ".join(f"{r[t]:>7.1f}" for t in TASKS)
               + f" {r['substitute_ms_per_token']:>9.3f} {r['wait_ms_per_token']:>8.3f}")
+    if routing_rows:
+        print("\nrouting over every expert on both expert ranks (wait: ms per token; substitute: resident, agreement)")
+        print(f"{'budget':>6} {'policy':<26} {'wait ms':>8} {'loads':>7} {'subst res%':>10} {'agree%':>7}")
+        for r in routing_rows:
+            print(f"{r['budget']:>5}% {r['policy']:<26} {r['wait_ms_per_token']:>8.3f} {r['loads_in_steps']:>7} "
+                  f"{r['measured_resident']:>10.1f} {r['agreement']:>7.1f}")
     if a.csv:
         with open(a.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
