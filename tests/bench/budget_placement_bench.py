@@ -38,17 +38,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "launch" / "experiments"))
+sys.path.insert(0, str(ROOT / "launch"))
+from mpirun_flags import mpirun_flags  # noqa: E402
 from tiny_tasks import TASKS, heldout_examples  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from swap_bench import agreement  # noqa: E402
 
 TINY = ROOT / "configs" / "models" / "switch-tiny"
-
-
-def mpirun_flags():
-    out = subprocess.run(["bash", "-c", f"source {ROOT}/launch/mpirun_flags.sh; "
-                          "printf '%s\\n' \"${MPIRUN_FLAGS[@]}\""], capture_output=True, text=True, check=True)
-    return out.stdout.split()
 
 
 def run(cmd):

@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "launch"))
+from mpirun_flags import mpirun_flags  # noqa: E402
 
 # label, ranks, extra `moe generate` arguments
 LAYOUTS = {
@@ -38,12 +40,6 @@ LAYOUTS = {
 
 def say(cmd):
     print("+ " + shlex.join(str(c) for c in cmd), flush=True)
-
-
-def mpirun_flags():
-    out = subprocess.run(["bash", "-c", f"source {ROOT}/launch/mpirun_flags.sh; "
-                          "printf '%s\\n' \"${MPIRUN_FLAGS[@]}\""], check=True, capture_output=True, text=True)
-    return out.stdout.split()
 
 
 def write_prompts(path, count):

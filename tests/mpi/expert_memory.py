@@ -20,8 +20,10 @@ import tempfile
 build, model, prompts = sys.argv[1:4]
 moe = os.path.join(build, "moe")
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-flags = subprocess.run(["bash", "-c", f"source {root}/launch/mpirun_flags.sh; printf '%s\\n' \"${{MPIRUN_FLAGS[@]}}\""],
-                       capture_output=True, text=True, check=True).stdout.split()
+sys.path.insert(0, os.path.join(root, "launch"))
+from mpirun_flags import mpirun_flags  # noqa: E402
+
+flags = mpirun_flags()
 work = tempfile.mkdtemp(prefix="mpi-expert-memory-")
 
 
