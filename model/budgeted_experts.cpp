@@ -12,7 +12,7 @@ void BudgetedExpertExecutor::run(const SparseFfnWeights& layer, int64_t, const G
     experts.push_back(e);
     groups.push_back({pages_.weights(layer.moe_layer, e), dispatch.offsets[e], dispatch.count(e)});
   }
-  pages_.run(device_, layer.moe_layer, experts, std::move(groups), rows_in, rows_out);
+  pages_.run(layer.moe_layer, experts, std::move(groups), rows_in, rows_out);
 }
 
 }  // namespace moe

@@ -12,8 +12,8 @@ namespace moe {
 class BudgetedExpertExecutor final : public ExpertExecutor {
  public:
   BudgetedExpertExecutor(Device& device, const ModelConfig& config, const ModelWeights& weights,
-                         ExpertResidency& residency, std::unique_ptr<ExpertTier> tier)
-      : device_(device), pages_(config, weights, residency, std::move(tier)) {}
+                         ExpertResidency& residency)
+      : pages_(config, weights, residency, device) {}
 
   void adjust_routing(int moe_layer, const float* logits, const float* x, int d,
                       GateResult& gate) override {
@@ -25,7 +25,6 @@ class BudgetedExpertExecutor final : public ExpertExecutor {
   ResidentExperts& pages() { return pages_; }
 
  private:
-  Device& device_;
   ResidentExperts pages_;
 };
 

@@ -5,7 +5,6 @@
 #include <cstdio>
 
 #include "runtime/error.hpp"
-#include "runtime/mapped_pages.hpp"
 #include "runtime/rank_stats.hpp"
 
 namespace moe {
@@ -41,18 +40,6 @@ std::vector<std::vector<ExpertWeights>> expert_table(const ModelWeights& weights
   return table;
 }
 
-void map_in_expert(const ExpertWeights& expert, const ModelConfig& config) {
-  const size_t bytes = expert_bytes(config) / 2;
-  map_in_pages(expert.wi, bytes);
-  map_in_pages(expert.wo, bytes);
-}
-
-void give_back_expert(const ExpertWeights& expert, const ModelConfig& config) {
-  const size_t bytes = expert_bytes(config) / 2;
-  give_back_pages(expert.wi, bytes);
-  give_back_pages(expert.wo, bytes);
-}
-
 std::string unmapped_expert_tensor(const Checkpoint& checkpoint, const ModelWeights& weights) {
   const ModelConfig& c = checkpoint.config();
   const auto table = expert_table(weights, c);
@@ -67,26 +54,18 @@ std::string unmapped_expert_tensor(const Checkpoint& checkpoint, const ModelWeig
   return "";
 }
 
-void check_experts_mapped(const Checkpoint& checkpoint, const ModelWeights& weights) {
-  const std::string name = unmapped_expert_tensor(checkpoint, weights);
-  MOE_CHECK(name.empty(), checkpoint.dir(), ": tensor '", name,
-            "' is not stored as float32: --expert-memory gives back pages of the mapped "
-            "checkpoint, and a converted copy has none");
-}
-
 double time_expert_loads_ms(const std::vector<ExpertWeights>& experts, const ModelConfig& config,
                             bool map_back) {
   std::vector<double> ms;
   for (const ExpertWeights& e : experts) {
-    if (e.wi == nullptr) continue;
     if (ms.size() == 5) break;
-    map_in_expert(e, config);
-    give_back_expert(e, config);
+    map_in_expert_pages(e, config.d_model, config.d_ff);
+    give_back_expert_pages(e, config.d_model, config.d_ff);
     const double start_us = now_us();
-    map_in_expert(e, config);
-    give_back_expert(e, config);
+    map_in_expert_pages(e, config.d_model, config.d_ff);
+    give_back_expert_pages(e, config.d_model, config.d_ff);
     ms.push_back((now_us() - start_us) / 1000);
-    if (map_back) map_in_expert(e, config);
+    if (map_back) map_in_expert_pages(e, config.d_model, config.d_ff);
   }
   if (ms.empty()) return 0;
   std::sort(ms.begin(), ms.end());
@@ -101,8 +80,17 @@ std::vector<ExpertWeights> loaded_experts(const ModelWeights& weights, const Mod
   return experts;
 }
 
-std::vector<std::vector<double>> expert_weight_norms(const ModelWeights& weights,
-                                                     const ModelConfig& config, bool give_back) {
+std::vector<std::vector<double>> budgeted_expert_norms(const Checkpoint& checkpoint,
+                                                       const ModelWeights& weights,
+                                                       const Device& device) {
+  const ModelConfig& config = checkpoint.config();
+  const bool pages = device.name().rfind("cpu", 0) == 0;
+  if (pages) {
+    const std::string name = unmapped_expert_tensor(checkpoint, weights);
+    MOE_CHECK(name.empty(), checkpoint.dir(), ": tensor '", name,
+              "' is not stored as float32: --expert-memory gives back pages of the mapped "
+              "checkpoint, and a converted copy has none");
+  }
   const size_t n = size_t(config.d_ff) * config.d_model;
   std::vector<std::vector<double>> norms;
   for (const auto& layer : expert_table(weights, config)) {
@@ -113,18 +101,20 @@ std::vector<std::vector<double>> expert_weight_norms(const ModelWeights& weights
         continue;
       }
       norms.back().push_back(frobenius(e.wi, n) * frobenius(e.wo, n));
-      if (give_back) give_back_expert(e, config);
+      if (pages) give_back_expert_pages(e, config.d_model, config.d_ff);
     }
   }
   return norms;
 }
 
 ResidentExperts::ResidentExperts(const ModelConfig& config, const ModelWeights& weights,
-                                 ExpertResidency& residency, std::unique_ptr<ExpertTier> tier)
+                                 ExpertResidency& residency, Device& device)
     : config_(config),
+      device_(device),
       table_(expert_table(weights, config)),
       residency_(residency),
-      tier_(std::move(tier)) {
+      tier_(
+          make_expert_tier(device, config.d_model, config.d_ff, loaded_experts(weights, config))) {
   MOE_CHECK(int(table_.size()) == residency.layers(), "memory budget: ", residency.layers(),
             " committees for ", table_.size(), " sparse layers");
   for (int l = 0; l < residency.layers(); ++l)
@@ -174,9 +164,8 @@ void ResidentExperts::sample_resident_memory() {
   }
 }
 
-void ResidentExperts::run(Device& device, int L, const std::vector<int>& experts,
-                          std::vector<ExpertGroup> groups, const float* x, float* y,
-                          const std::vector<float>* demand) {
+void ResidentExperts::run(int L, const std::vector<int>& experts, std::vector<ExpertGroup> groups,
+                          const float* x, float* y, const std::vector<float>* demand) {
   const int d = config_.d_model;
   std::vector<ExpertGroup> resident;
   std::vector<size_t> missed;
@@ -187,7 +176,7 @@ void ResidentExperts::run(Device& device, int L, const std::vector<int>& experts
     else
       missed.push_back(g);
   }
-  if (!resident.empty()) device.expert_ffn(resident, x, y, d, config_.d_ff);
+  if (!resident.empty()) device_.expert_ffn(resident, x, y, d, config_.d_ff);
   // One missed expert at a time, so that a step holds at most one beyond the committee.
   for (size_t g : missed) {
     const int e = experts[g];
@@ -195,7 +184,7 @@ void ResidentExperts::run(Device& device, int L, const std::vector<int>& experts
     map_in(L, e);
     const double load_ms = (now_us() - start_us) / 1000;
     sample_resident_memory();
-    device.expert_ffn({groups[g]}, x, y, d, config_.d_ff);
+    device_.expert_ffn({groups[g]}, x, y, d, config_.d_ff);
     if (residency_.policy() == MissPolicy::kOnDemand) {
       residency_.loaded_for_call(load_ms);
       give_back(L, e);

@@ -27,39 +27,37 @@ size_t expert_bytes(const ModelConfig& config);
 std::vector<std::vector<ExpertWeights>> expert_table(const ModelWeights& weights,
                                                      const ModelConfig& config);
 
-// One expert's pages (wi and wo) of the mapped checkpoint: mapped in, or given back.
-void map_in_expert(const ExpertWeights& expert, const ModelConfig& config);
-void give_back_expert(const ExpertWeights& expert, const ModelConfig& config);
-
 // The first tensor of a loaded expert of `weights` that is not a view into `checkpoint`'s mapped
 // file (stored other than as aligned float32: a converted copy has no pages to give back); "" when
-// every one is. check_experts_mapped throws naming it.
+// every one is (budgeted_expert_norms refuses a CPU budget naming it).
 std::string unmapped_expert_tensor(const Checkpoint& checkpoint, const ModelWeights& weights);
-void check_experts_mapped(const Checkpoint& checkpoint, const ModelWeights& weights);
 
 // What one miss costs beyond its compute, in ms: an expert's pages mapped in from the checkpoint
-// on disk and given back after use (as on-demand does). The median over up to five of `experts`
-// (null ones skipped), each mapped in and given back once first, so that the timed map-in reads
-// the disk (pages this process never mapped stay in the page cache, and would time a copy from
-// it). With `map_back` each timed expert is mapped in again afterwards. 0 when none was timed.
+// on disk and given back after use (as on-demand does). The median over up to five of `experts`,
+// each mapped in and given back once first, so that the timed map-in reads the disk (pages this
+// process never mapped stay in the page cache, and would time a copy from it). With `map_back` each
+// timed expert is mapped in again afterwards. 0 when none was timed.
 double time_expert_loads_ms(const std::vector<ExpertWeights>& experts, const ModelConfig& config,
                             bool map_back);
 
-// ‖wi‖·‖wo‖ (Frobenius) of every loaded expert, [moe_layer][expert] (0 where not loaded): read
-// once at load. With `give_back` (pages of the mapped checkpoint, the CPU's tier) each expert's
-// pages are given back after it is read, so that computing the norms never holds more than one.
-std::vector<std::vector<double>> expert_weight_norms(const ModelWeights& weights,
-                                                     const ModelConfig& config, bool give_back);
+// ‖wi‖·‖wo‖ (Frobenius) of every loaded expert, [moe_layer][expert] (0 where not loaded), for a
+// residency of `weights`' experts on `device`: read once at load. On a CPU device the budget moves
+// pages of the mapped checkpoint, so every loaded expert must be one (else this throws naming the
+// tensor), and each expert's pages are given back after it is read, so that computing the norms
+// never holds more than one.
+std::vector<std::vector<double>> budgeted_expert_norms(const Checkpoint& checkpoint,
+                                                       const ModelWeights& weights,
+                                                       const Device& device);
 
-// Every loaded expert of `weights`, for make_expert_tier.
+// Every loaded expert of `weights` (a tier's, or time_expert_loads_ms's).
 std::vector<ExpertWeights> loaded_experts(const ModelWeights& weights, const ModelConfig& config);
 
 class ResidentExperts {
  public:
-  // Brings the residency's initial committee into `tier` (runtime/expert_tier.hpp) and sends
-  // every other loaded expert back.
+  // Brings the residency's initial committee into `device`'s tier (runtime/expert_tier.hpp) and
+  // sends every other loaded expert back.
   ResidentExperts(const ModelConfig& config, const ModelWeights& weights,
-                  ExpertResidency& residency, std::unique_ptr<ExpertTier> tier);
+                  ExpertResidency& residency, Device& device);
   ~ResidentExperts();
 
   ExpertResidency& residency() { return residency_; }
@@ -68,15 +66,14 @@ class ResidentExperts {
   }
 
   // Runs groups[] (experts of sparse layer `moe_layer`, rows grouped as Device::expert_ffn takes
-  // them) on `device`: resident ones in one grouped call, the others one at a time, each loaded
+  // them) on the device: resident ones in one grouped call, the others one at a time, each loaded
   // first; after the call a loaded one joins the committee (kWait, and on an expert rank every
   // policy but kOnDemand: the attention rank routed to it believing it resident) or leaves again
   // (kOnDemand). Then each expert's gain is measured; on an expert rank, `demand` (the attention
   // ranks' WorkHeader::demand, summed) goes into importance and the rows into the counts; and the
   // layer's swaps are planned.
-  void run(Device& device, int moe_layer, const std::vector<int>& experts,
-           std::vector<ExpertGroup> groups, const float* x, float* y,
-           const std::vector<float>* demand = nullptr);
+  void run(int moe_layer, const std::vector<int>& experts, std::vector<ExpertGroup> groups,
+           const float* x, float* y, const std::vector<float>* demand = nullptr);
 
   void drain() { swapper_->drain(); }
   // One line: the committee, the misses and what became of them, loads, swaps, peak memory.
@@ -89,6 +86,7 @@ class ResidentExperts {
   void sample_resident_memory();
 
   const ModelConfig& config_;
+  Device& device_;
   std::vector<std::vector<ExpertWeights>> table_;
   ExpertResidency& residency_;
   std::unique_ptr<ExpertTier> tier_;

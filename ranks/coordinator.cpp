@@ -149,8 +149,6 @@ void Coordinator::make_lane_models() {
 std::unique_ptr<ExpertExecutor> Coordinator::make_budgeted_executor() {
   const ModelConfig& c = checkpoint_->config();
   const RunPlan& plan = run_.plan;
-  const bool on_cpu = device_->name().rfind("cpu", 0) == 0;
-  if (on_cpu) check_experts_mapped(*checkpoint_, weights_);
   const std::vector<int> committees =
       !plan.committees.empty()
           ? plan.committees
@@ -159,36 +157,37 @@ std::unique_ptr<ExpertExecutor> Coordinator::make_budgeted_executor() {
                                expert_bytes(c)),
                 std::vector<int>(weights_.num_moe_layers, c.num_experts));
   residency_ = std::make_unique<ExpertResidency>(
-      committees, expert_weight_norms(weights_, c, on_cpu),
+      committees, budgeted_expert_norms(*checkpoint_, weights_, *device_),
       parse_miss_policy(plan.on_missing_expert), parse_committee_kind(plan.committee), plan.seed);
   for (size_t l = 0; l < plan.committee_members.size(); ++l)
     residency_->seat(int(l), plan.committee_members[l]);
-  auto executor = std::make_unique<BudgetedExpertExecutor>(
-      *device_, c, weights_, *residency_,
-      make_expert_tier(*device_, c.d_model, c.d_ff, loaded_experts(weights_, c)));
+  auto executor = std::make_unique<BudgetedExpertExecutor>(*device_, c, weights_, *residency_);
   budgeted_ = executor.get();
   return executor;
 }
 
 void Coordinator::report_budget(int64_t generated_tokens, double wall_seconds) const {
-  if (budgeted_) {
-    budgeted_->pages().drain();
-    std::printf("%s\n", budgeted_->pages().summary().c_str());
-  }
-  if (budgeted_ && !run_.plan.committees.empty()) {
+  const double mib = double(expert_bytes(checkpoint_->config())) / 1048576.0;
+  int64_t planned = 0;  // the plan's committees, in experts
+  for (int k : run_.plan.committees) planned += k;
+  // --memory-plan: what the run seated (`seated`, in experts, and where), its time per token and
+  // its resident routed mass (`n`) against the plan's prediction.
+  auto plan_line = [&](int64_t seated, const char* where, const ResidencyCounters& n) {
     const MemoryPlan& p = run_.memory_plan;
-    const ResidencyCounters n = residency_->counters();
-    const size_t one = expert_bytes(checkpoint_->config());
-    int64_t seats = 0;
-    for (int k : run_.plan.committees) seats += k;
     std::printf(
-        "memory plan: measured against predicted: experts' memory %.1f MiB (+ one in flight) "
-        "against %.1f MiB; %.3f ms per token against %.3f; routed probability mass resident "
-        "%.1f%% against %.1f%%\n",
-        double(seats * int64_t(one)) / 1048576.0, double(p.memory_bytes) / 1048576.0,
+        "memory plan: measured against predicted: experts' memory %.1f MiB %s against %.1f MiB "
+        "(%.1f MiB of committees); %.3f ms per token against %.3f; routed probability mass "
+        "resident %.1f%% against %.1f%%\n",
+        double(seated) * mib, where, double(p.memory_bytes) / 1048576.0, double(planned) * mib,
         generated_tokens > 0 ? 1000.0 * wall_seconds / double(generated_tokens) : 0.0,
         p.ms_per_token, n.routed_mass > 0 ? 100.0 * n.resident_mass / n.routed_mass : 0.0,
         100.0 * p.resident_mass);
+  };
+  if (budgeted_) {
+    budgeted_->pages().drain();
+    std::printf("%s\n", budgeted_->pages().summary().c_str());
+    if (!run_.plan.committees.empty())
+      plan_line(planned, "(+ one in flight)", residency_->counters());
   }
   if (exchanges_ && !run_.plan.expert_memory.empty()) {
     const ResidencyCounters n = exchanges_->budget_counters();
@@ -202,26 +201,16 @@ void Coordinator::report_budget(int64_t generated_tokens, double wall_seconds) c
         static_cast<long long>(n.routed), world_.rank(), static_cast<long long>(n.substituted),
         static_cast<long long>(n.skipped));
     if (!run_.plan.committee_members.empty()) {
-      // The plan's seats as the expert map shares them out (a replicated member sits on each of
-      // its ranks), against the plan's committees.
-      int64_t seated = 0, planned = 0;
+      // The plan's seats as the expert map shares them out: a replicated member sits on each of
+      // its ranks.
+      int64_t seated = 0;
       for (size_t l = 0; l < run_.plan.committee_members.size(); ++l)
-        for (int e : run_.plan.committee_members[l]) {
+        for (int e : run_.plan.committee_members[l])
           seated += int64_t(run_.plan.expert_map.ranks_of(int(l), e).size());
-          ++planned;
-        }
-      const MemoryPlan& p = run_.memory_plan;
-      const double mib = double(expert_bytes(checkpoint_->config())) / 1048576.0;
-      std::printf(
-          "memory plan: measured against predicted: experts' memory %.1f MiB seated over the "
-          "expert "
-          "ranks by the map (+ one in flight each; each rank's own line has its peak) against %.1f "
-          "MiB (%.1f MiB of committees); %.3f ms per token "
-          "against %.3f; routed probability mass resident %.1f%% against %.1f%%\n",
-          double(seated) * mib, double(p.memory_bytes) / 1048576.0, double(planned) * mib,
-          generated_tokens > 0 ? 1000.0 * wall_seconds / double(generated_tokens) : 0.0,
-          p.ms_per_token, n.routed_mass > 0 ? 100.0 * n.resident_mass / n.routed_mass : 0.0,
-          100.0 * p.resident_mass);
+      plan_line(seated,
+                "seated over the expert ranks by the map (+ one in flight each; each rank's own "
+                "line has its peak)",
+                n);
     }
   }
 }

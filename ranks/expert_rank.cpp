@@ -297,8 +297,6 @@ void ExpertRank::budget_experts() {
         ++held_per_layer[l];
         ++all;
       }
-  const bool on_cpu = device_->name().rfind("cpu", 0) == 0;
-  if (on_cpu) check_experts_mapped(*checkpoint_, weights_);
   // --memory-plan: this rank seats the plan's members it holds; else its budget spread evenly.
   std::vector<std::vector<int>> members(L);
   for (int l = 0; l < L && !plan_.committee_members.empty(); ++l)
@@ -311,23 +309,18 @@ void ExpertRank::budget_experts() {
   else
     for (const auto& m : members) committees.push_back(int(m.size()));
   residency_ = std::make_unique<ExpertResidency>(
-      committees, expert_weight_norms(weights_, c_, on_cpu),
+      committees, budgeted_expert_norms(*checkpoint_, weights_, *device_),
       parse_miss_policy(plan_.on_missing_expert), parse_committee_kind(plan_.committee),
       plan_.seed + uint64_t(rank_), 0.8, 1.5, std::move(held));
   for (int l = 0; l < L && !plan_.committee_members.empty(); ++l) residency_->seat(l, members[l]);
-  pages_ = std::make_unique<ResidentExperts>(
-      c_, weights_, *residency_,
-      make_expert_tier(*device_, c_.d_model, c_.d_ff, loaded_experts(weights_, c_)));
+  pages_ = std::make_unique<ResidentExperts>(c_, weights_, *residency_, *device_);
 }
 
 double ExpertRank::time_load_us() const {
   if (residency_ || device_->name().rfind("cpu", 0) != 0 ||
       !unmapped_expert_tensor(*checkpoint_, weights_).empty())
     return 0;
-  std::vector<ExpertWeights> experts;
-  for (const auto& layer : expert_table(weights_, c_))
-    experts.insert(experts.end(), layer.begin(), layer.end());
-  return 1000 * time_expert_loads_ms(experts, c_, /*map_back=*/true);
+  return 1000 * time_expert_loads_ms(loaded_experts(weights_, c_), c_, /*map_back=*/true);
 }
 
 // `moe profile`'s link timing: the next block comes straight back.
@@ -435,7 +428,7 @@ void ExpertRank::serve_exchange(std::vector<Part>& parts) {
       demand[e] += p.work.header.demand[e];
     }
   if (budgeted) {
-    pages_->run(*device_, first.moe_layer, group_experts, groups,
+    pages_->run(first.moe_layer, group_experts, groups,
                 one_part ? parts[0].in.data() : merged_in_.data(),
                 one_part ? parts[0].out.data() : merged_out_.data(), &demand);
     compute_us = recorder_->event("experts L" + std::to_string(first.moe_layer), t_compute);

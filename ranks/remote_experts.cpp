@@ -421,23 +421,16 @@ void ExpertExchanges::adjust_for_residency(int moe_layer, const float* logits, c
                                            const ExpertMap& map, std::vector<float>& demand) {
   demand.clear();
   if (!options_.expert_budgets) return;
-  demand.assign(experts, 0.0f);
   const ExpertMap& placed = live(map);
   const auto resident = [&](int e) {
     for (int r : placed.replicas.at(moe_layer).at(e))
       if (reported_resident(r, moe_layer, e)) return true;
     return false;
   };
-  for (size_t t = 0; t < gate.kept.size(); ++t) {
-    if (!gate.kept[t]) continue;
-    ++budget_counters_.routed;
-    budget_counters_.routed_mass += gate.probability[t];
-    if (resident(gate.expert[t])) budget_counters_.resident_mass += gate.probability[t];
-    double xx = 0;
-    for (int j = 0; j < d; ++j) xx += double(x[t * d + j]) * x[t * d + j];
-    demand[gate.expert[t]] += float(gate.probability[t] * std::sqrt(xx));
-  }
-  apply_miss_policy(options_.miss_policy, resident, logits, experts, gate, budget_counters_);
+  std::vector<double> asked;
+  route_with_residency(options_.miss_policy, resident, logits, x, d, experts, gate,
+                       budget_counters_, asked);
+  demand.assign(asked.begin(), asked.end());
 }
 
 const ExpertMap& ExpertExchanges::live(const ExpertMap& map) {

@@ -121,6 +121,23 @@ void apply_miss_policy(MissPolicy policy, const std::function<bool(int)>& reside
   }
 }
 
+void route_with_residency(MissPolicy policy, const std::function<bool(int)>& resident,
+                          const float* logits, const float* x, int d, int experts, GateResult& gate,
+                          ResidencyCounters& counters, std::vector<double>& demand) {
+  demand.assign(experts, 0.0);
+  for (size_t t = 0; t < gate.expert.size(); ++t) {
+    if (!gate.kept[t]) continue;
+    const int chosen = gate.expert[t];
+    double norm2 = 0;
+    for (int j = 0; j < d; ++j) norm2 += double(x[t * d + j]) * x[t * d + j];
+    demand[chosen] += gate.probability[t] * std::sqrt(norm2);
+    ++counters.routed;
+    counters.routed_mass += gate.probability[t];
+    if (resident(chosen)) counters.resident_mass += gate.probability[t];
+  }
+  apply_miss_policy(policy, resident, logits, experts, gate, counters);
+}
+
 ExpertResidency::ExpertResidency(std::vector<int> committee,
                                  std::vector<std::vector<double>> weight_norm, MissPolicy policy,
                                  CommitteeKind kind, uint64_t seed, double decay, double margin,
@@ -197,20 +214,13 @@ double ExpertResidency::importance(int layer, int expert) const {
 void ExpertResidency::route(int layer, const float* logits, const float* x, int d,
                             GateResult& gate) {
   std::lock_guard<std::mutex> lock(mutex_);
-  for (size_t t = 0; t < gate.expert.size(); ++t) {
-    if (!gate.kept[t]) continue;
-    const int chosen = gate.expert[t];
-    double norm2 = 0;
-    for (int j = 0; j < d; ++j) norm2 += double(x[t * d + j]) * x[t * d + j];
-    this_call_[layer][chosen] +=
-        gate.probability[t] * std::sqrt(norm2) * gain_locked(layer, chosen);
-    ++counters_.routed;
-    counters_.routed_mass += gate.probability[t];
-    if (state_[layer][chosen] == State::kIn) counters_.resident_mass += gate.probability[t];
-  }
   const std::vector<State>& state = state_[layer];
-  apply_miss_policy(
-      policy_, [&](int e) { return state[e] == State::kIn; }, logits, experts_, gate, counters_);
+  std::vector<double> demand;
+  route_with_residency(
+      policy_, [&](int e) { return state[e] == State::kIn; }, logits, x, d, experts_, gate,
+      counters_, demand);
+  for (int e = 0; e < experts_; ++e)
+    if (demand[e] > 0) this_call_[layer][e] += demand[e] * gain_locked(layer, e);
 }
 
 void ExpertResidency::record_demand(int layer, int expert, double demand) {

@@ -51,6 +51,14 @@ void apply_miss_policy(MissPolicy policy, const std::function<bool(int)>& reside
                        const float* logits, int experts, GateResult& gate,
                        ResidencyCounters& counters);
 
+// A sparse layer's gate under a budget, in one process (ExpertResidency::route) or on an attention
+// rank: counts its kept tokens (routed, their probability mass, the mass whose expert is
+// resident), adds each one's router probability · ‖x‖ to demand[its expert] (x[T, d]; demand has
+// `experts` entries), then applies the miss policy.
+void route_with_residency(MissPolicy policy, const std::function<bool(int)>& resident,
+                          const float* logits, const float* x, int d, int experts, GateResult& gate,
+                          ResidencyCounters& counters, std::vector<double>& demand);
+
 // Work for the swapper thread: map an expert's pages in, or give them back.
 struct PageJob {
   enum Kind { kLoad, kGiveBack };

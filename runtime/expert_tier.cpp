@@ -8,26 +8,37 @@
 #endif
 
 namespace moe {
+
+void map_in_expert_pages(const ExpertWeights& expert, int d_model, int d_ff) {
+  const size_t bytes = size_t(d_model) * d_ff * sizeof(float);
+  map_in_pages(expert.wi, bytes);
+  map_in_pages(expert.wo, bytes);
+}
+
+void give_back_expert_pages(const ExpertWeights& expert, int d_model, int d_ff) {
+  const size_t bytes = size_t(d_model) * d_ff * sizeof(float);
+  give_back_pages(expert.wi, bytes);
+  give_back_pages(expert.wo, bytes);
+}
+
 namespace {
 
 // RAM backed by the mapped checkpoint: an expert's pages mapped in, or given back to the kernel.
 class MappedPagesTier final : public ExpertTier {
  public:
-  MappedPagesTier(int d_model, int d_ff) : bytes_(size_t(d_model) * d_ff * sizeof(float)) {}
+  MappedPagesTier(int d_model, int d_ff) : d_model_(d_model), d_ff_(d_ff) {}
   std::string name() const override { return "RAM backed by the checkpoint on disk"; }
   std::string measure() const override { return "resident memory"; }
   void bring_in(const ExpertWeights& expert) override {
-    map_in_pages(expert.wi, bytes_);
-    map_in_pages(expert.wo, bytes_);
+    map_in_expert_pages(expert, d_model_, d_ff_);
   }
   void send_back(const ExpertWeights& expert) override {
-    give_back_pages(expert.wi, bytes_);
-    give_back_pages(expert.wo, bytes_);
+    give_back_expert_pages(expert, d_model_, d_ff_);
   }
   uint64_t resident_bytes() const override { return moe::resident_bytes(); }
 
  private:
-  size_t bytes_;  // of wi, and of wo
+  int d_model_, d_ff_;
 };
 
 }  // namespace

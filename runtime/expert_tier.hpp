@@ -31,6 +31,11 @@ class ExpertTier {
   virtual uint64_t resident_bytes() const = 0;
 };
 
+// One expert's pages (wi and wo, float32 [d_ff, d_model] each) of a mapped checkpoint: mapped in,
+// or given back (runtime/mapped_pages.hpp). The CPU tier's moves, and what a miss there costs.
+void map_in_expert_pages(const ExpertWeights& expert, int d_model, int d_ff);
+void give_back_expert_pages(const ExpertWeights& expert, int d_model, int d_ff);
+
 // The tier of `device`: the GPU's for a CUDA device, the CPU's otherwise. `experts` are every
 // expert the process holds (a GPU tier pins their host copies; the CPU tier needs nothing).
 std::unique_ptr<ExpertTier> make_expert_tier(Device& device, int d_model, int d_ff,

@@ -30,10 +30,7 @@ double measure_load_ms(const std::string& model_dir) {
   LoadSelection selection;
   selection.dense = false;
   const ModelWeights weights = load_weights(checkpoint, selection);
-  std::vector<ExpertWeights> experts;
-  for (const auto& layer : expert_table(weights, c))
-    experts.insert(experts.end(), layer.begin(), layer.end());
-  const double ms = time_expert_loads_ms(experts, c, /*map_back=*/false);
+  const double ms = time_expert_loads_ms(loaded_experts(weights, c), c, /*map_back=*/false);
   MOE_CHECK(ms > 0, model_dir, ": no expert to time");
   return ms;
 }
