@@ -44,27 +44,32 @@ ExpertMap run_expert_map(const RunOptions& o, const ModelConfig& c, int N) {
   return map;
 }
 
-// Where each dense FFN block runs: under mpirun on the expert ranks (round-robin), unless told
-// `attention`. Per token the attention rank's side of a decoder block is 6d² multiply-adds (its
-// cross-attention keys and values are computed once per request) plus the lm_head, an FFN's is
-// 8d² (d_ff = 4d): the expert ranks take every FFN to level the sides. Keeping every other encoder
-// dense FFN on the attention rank (which levels the encoder's sides on paper) measured no gain at
-// batch 64 (docs/BENCHMARKS.md, section 3).
+// Where each dense FFN block runs under mpirun. `split` (the default): the encoder's on the expert
+// ranks (round-robin), the decoder's on the attention rank. In the encoder an attention rank's side
+// of a block is 4d² multiply-adds per token against an FFN's 8d² (d_ff = 4d), so the expert ranks
+// take the FFNs; in a decode step the expert ranks already spend most of a lane's turn on its
+// sparse layer (at a few rows per expert, bound by reading every expert's weights), and the
+// attention rank takes the dense FFNs between them to keep the turns even. Measured on the
+// switch-base-8 shape, -np 2, batch 64: 394 tokens/s against 363-385 with every dense FFN on the
+// expert ranks (docs/BENCHMARKS.md, section 3).
 // A dense FFN has one rank, no replica: a run that goes on after losing an expert rank keeps them.
 void plan_dense_ranks(const RunOptions& o, const ModelConfig& c, int N, RunPlan& plan) {
   plan.dense_ranks.clear();
   if (N == 1 || o.dense_ffn == "attention") return;
+  const bool split = o.dense_ffn == "split" || o.dense_ffn == "auto";
   if (o.on_rank_failure == "continue") {
-    MOE_CHECK(o.dense_ffn == "auto",
-              "--dense-ffn experts gives each dense FFN one expert rank, with no replica to go on "
+    MOE_CHECK(o.dense_ffn == "auto", "--dense-ffn ", o.dense_ffn,
+              " gives each dense FFN one expert rank, with no replica to go on "
               "with when it is lost: not with --on-rank-failure continue");
     return;
   }
-  int dense = 0;
-  for (int i = 0; i < c.num_layers; ++i) dense += !c.encoder_block_is_sparse(i);
-  for (int i = 0; i < c.num_decoder_layers; ++i) dense += !c.decoder_block_is_sparse(i);
-  for (int k = 0; k < dense; ++k)
-    plan.dense_ranks.push_back(plan.attention_ranks + k % (N - plan.attention_ranks));
+  int encoder_dense = 0, decoder_dense = 0;
+  for (int i = 0; i < c.num_layers; ++i) encoder_dense += !c.encoder_block_is_sparse(i);
+  for (int i = 0; i < c.num_decoder_layers; ++i) decoder_dense += !c.decoder_block_is_sparse(i);
+  // Dense layers are numbered through the encoder, then the decoder.
+  for (int k = 0; k < encoder_dense + decoder_dense; ++k)
+    plan.dense_ranks.push_back(
+        split && k >= encoder_dense ? -1 : plan.attention_ranks + k % (N - plan.attention_ranks));
 }
 
 // The share of the lm_head's vocabulary that the expert ranks compute when not told: they
@@ -96,8 +101,9 @@ double lm_head_share(const RunOptions& o, bool distributed) {
 void plan_roles(const RunOptions& o, const ModelConfig& c, int N, RunPlan& plan) {
   MOE_CHECK(o.attention_ranks >= 1, "--attention-ranks must be >= 1");
   MOE_CHECK(o.micro_batches >= 0, "--micro-batches must be >= 0");
-  MOE_CHECK(o.dense_ffn == "attention" || o.dense_ffn == "experts" || o.dense_ffn == "auto",
-            "--dense-ffn must be attention, experts or auto, not '", o.dense_ffn, "'");
+  MOE_CHECK(o.dense_ffn == "attention" || o.dense_ffn == "experts" || o.dense_ffn == "split" ||
+                o.dense_ffn == "auto",
+            "--dense-ffn must be attention, experts, split or auto, not '", o.dense_ffn, "'");
   if (!o.serves) {
     MOE_CHECK(o.attention_ranks == 1 && o.micro_batches <= 1,
               "--attention-ranks and --micro-batches are for moe generate");
@@ -212,7 +218,7 @@ void RunOptions::add_to(po::options_description& opts) {
       ("micro-batches", po::value(&micro_batches)->default_value(0),
        "micro-batches per attention rank, taking turns at the expert ranks (ping-pong; 0: chosen from the batch and the layout)")
       ("dense-ffn", po::value(&dense_ffn)->default_value("auto"),
-       "where the dense FFN blocks run under mpirun: attention, experts (round-robin), or auto (experts)")
+       "where the dense FFN blocks run under mpirun: attention, experts (round-robin), split (the encoder's on the expert ranks, the decoder's on the attention rank), or auto (split)")
       ("lm-head-on-experts", po::value(&lm_head_on_experts)->default_value("auto"),
        "share of the lm_head's vocabulary whose logits the expert ranks compute in each decode step, 0 to <1, or auto (moe generate)");
   // clang-format on

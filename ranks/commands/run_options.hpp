@@ -34,8 +34,8 @@ struct RunOptions {
   std::string committee = "dynamic";             // with --expert-memory
   std::string memory_plan_path;                  // committees from moe plan-memory (one process)
   int attention_ranks = 1;
-  int micro_batches = 0;                    // 0: chosen from the batch and the layout
-  std::string dense_ffn = "auto";           // where dense FFN blocks run: attention, experts, auto
+  int micro_batches = 0;           // 0: chosen from the batch and the layout
+  std::string dense_ffn = "auto";  // where dense FFN blocks run: attention, experts, split, auto
   std::string lm_head_on_experts = "auto";  // share of the lm_head's vocabulary, or auto
   // Set by the command: whether it serves requests (micro-batch lanes, several attention ranks)
   // and with what batch per attention rank.

@@ -27,9 +27,12 @@ RunPlan plan_of(const RunOptions& o, int ranks) {
 
 }  // namespace
 
-TEST(RunOptions, DenseFfnsGoRoundTheExpertRanksUnlessToldAttention) {
+TEST(RunOptions, DenseFfnsGoRoundTheExpertRanksAsTold) {
   // Dense blocks in order: encoder 0, encoder 2, decoder 0, decoder 2; expert ranks 1 and 2.
-  EXPECT_EQ(plan_of(serving("auto"), 3).dense_ranks, (std::vector<int>{1, 2, 1, 2}));
+  // By default the encoder's go round the expert ranks and the decoder's stay (-1).
+  EXPECT_EQ(plan_of(serving("auto"), 3).dense_ranks, (std::vector<int>{1, 2, -1, -1}));
+  EXPECT_EQ(plan_of(serving("split"), 3).dense_ranks, (std::vector<int>{1, 2, -1, -1}));
+  EXPECT_EQ(plan_of(serving("split"), 2).dense_ranks, (std::vector<int>{1, 1, -1, -1}));
   EXPECT_EQ(plan_of(serving("experts"), 3).dense_ranks, (std::vector<int>{1, 2, 1, 2}));
   EXPECT_TRUE(plan_of(serving("attention"), 3).dense_ranks.empty());
   EXPECT_TRUE(plan_of(serving("auto"), 1).dense_ranks.empty());
