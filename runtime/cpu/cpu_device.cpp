@@ -139,7 +139,14 @@ void CpuDevice::product(const float* x, const WeightMatrix& w, float* y, int M, 
       int8_gemm_vnni(quantized, q, w.scales, w.sums, y, N, accumulate, relu, n0, n1);
     });
   }
-  if (M <= skinny_max_rows(simd_, K) || !parallel)
+  // A product of few outputs (a router's, one per expert) takes skinny_gemm at any row count: it
+  // costs little either way, and a router's logits then keep their bits whatever rows share the
+  // call, so a micro-batch routes each token as the whole batch does. Through the many-row GEMM at
+  // 64 rows and skinny_gemm at 32, the last bits differed, and with bf16 weights (whose rounding
+  // of the activations makes such a difference grow) 24 of 128 answers of a ping-pong run at
+  // batch 64 left the single process's.
+  constexpr int kFewOutputs = 256;
+  if (M <= skinny_max_rows(simd_, K) || N <= kFewOutputs || !parallel)
     return skinny_gemm(simd_, x, w, y, M, N, K, accumulate, relu, parallel);
   sgemm(x, w, y, M, N, K, accumulate);
   if (relu)
@@ -153,9 +160,12 @@ void CpuDevice::linear(const float* x, const float* w, float* y, int M, int N, i
 }
 
 // Per expert group: hidden = relu(x · wiᵀ), y = hidden · woᵀ. Groups of a few rows (a decode
-// step's experts) are spread over the pool's threads, each group whole on one thread, in one
-// region per call: splitting the columns of every product of every group instead cost two waits
-// for the workers per group. Larger groups split their columns. Figures: docs/BENCHMARKS.md,
+// step's experts) are bound by reading their weights: with float32 weights, every such group's
+// products are cut into runs of columns and the runs of all groups shared evenly over the pool's
+// threads, one region for the wi products and one for the wo products. Handing each thread whole
+// groups instead left one thread a group more than the other (5 groups at batch 8 on 2 threads:
+// 3 against 2); splitting the columns group by group cost two waits per group. The other formats
+// keep whole groups per thread. Larger groups split their columns. Figures: docs/BENCHMARKS.md,
 // sections 1, 5 and 8.
 void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* x, float* y,
                            int d_model, int d_ff) {
@@ -174,7 +184,9 @@ void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* 
   small_groups_.clear();
   for (const auto& g : groups)
     if (g.rows > 0 && g.rows <= few && threads_ > 1) small_groups_.push_back(&g);
-  if (small_groups_.size() >= 2)
+  if (small_groups_.size() >= 2 && format_ == WeightFormat::kF32)
+    few_row_groups_by_columns(x, y, d_model, d_ff);
+  else if (small_groups_.size() >= 2)
     parallel_for(int(small_groups_.size()), [&](int begin, int end) {
       thread_local std::vector<float> hidden;
       for (int i = begin; i < end; ++i) run(*small_groups_[i], hidden, /*parallel=*/false);
@@ -185,6 +197,43 @@ void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* 
     if (g.rows > 0 &&
         std::find(small_groups_.begin(), small_groups_.end(), &g) == small_groups_.end())
       run(g, hidden_, /*parallel=*/true);
+}
+
+// small_groups_' products by runs of columns over the threads (the same bits as whole products:
+// each output is one dot product, whoever computes it).
+void CpuDevice::few_row_groups_by_columns(const float* x, float* y, int d_model, int d_ff) {
+  constexpr int kColumnsPerRun = 64;  // a multiple of every kernel level's block of weight rows
+  const int n = int(small_groups_.size());
+  std::vector<size_t> hidden_at(n + 1, 0);
+  std::vector<WeightMatrix> wi(n), wo(n);
+  for (int i = 0; i < n; ++i) {
+    const ExpertGroup& g = *small_groups_[i];
+    hidden_at[i + 1] = hidden_at[i] + size_t(g.rows) * d_ff;
+    wi[i] = weights_at(g.weights.wi, d_ff, d_model);
+    wo[i] = weights_at(g.weights.wo, d_model, d_ff);
+  }
+  if (hidden_.size() < hidden_at[n]) hidden_.resize(hidden_at[n]);
+  const auto by_runs = [&](int columns, const auto& product_of) {
+    const int runs = (columns + kColumnsPerRun - 1) / kColumnsPerRun;
+    parallel_for(n * runs, [&](int begin, int end) {
+      for (int r = begin; r < end; ++r) {
+        const int c0 = (r % runs) * kColumnsPerRun;
+        product_of(r / runs, c0, std::min(columns, c0 + kColumnsPerRun));
+      }
+    });
+  };
+  by_runs(d_ff, [&](int i, int c0, int c1) {
+    const ExpertGroup& g = *small_groups_[i];
+    skinny_gemm_columns(simd_, x + size_t(g.first_row) * d_model, wi[i],
+                        hidden_.data() + hidden_at[i], g.rows, d_ff, d_model, false,
+                        /*relu=*/true, c0, c1);
+  });
+  by_runs(d_model, [&](int i, int c0, int c1) {
+    const ExpertGroup& g = *small_groups_[i];
+    skinny_gemm_columns(simd_, hidden_.data() + hidden_at[i], wo[i],
+                        y + size_t(g.first_row) * d_model, g.rows, d_model, d_ff, false,
+                        /*relu=*/false, c0, c1);
+  });
 }
 
 }  // namespace moe

@@ -32,6 +32,7 @@ class CpuDevice final : public Device {
   void product(const float* x, const WeightMatrix& w, float* y, int M, int N, int K,
                bool accumulate, bool relu, bool parallel = true);
   void sgemm(const float* x, const WeightMatrix& w, float* y, int M, int N, int K, bool accumulate);
+  void few_row_groups_by_columns(const float* x, float* y, int d_model, int d_ff);
 
   int threads_;
   WeightFormat format_;

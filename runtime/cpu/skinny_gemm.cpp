@@ -40,20 +40,26 @@ const char* simd_level_name(SimdLevel level) {
   return "?";
 }
 
-void skinny_gemm(SimdLevel level, const float* x, const WeightMatrix& w, float* y, int M, int N,
-                 int K, bool accumulate, bool relu, bool parallel) {
+void skinny_gemm_columns(SimdLevel level, const float* x, const WeightMatrix& w, float* y, int M,
+                         int N, int K, bool accumulate, bool relu, int n_begin, int n_end) {
   MOE_CHECK(level <= best_simd_level(), "skinny_gemm: this CPU cannot run the ",
             simd_level_name(level), " kernel");
+  if (M == 0 || n_begin >= n_end) return;
+  switch (level) {
+    case SimdLevel::kAvx512:
+      return skinny_avx512::skinny_gemm(x, w, y, M, N, K, accumulate, relu, n_begin, n_end);
+    case SimdLevel::kAvx2:
+      return skinny_avx2::skinny_gemm(x, w, y, M, N, K, accumulate, relu, n_begin, n_end);
+    case SimdLevel::kBaseline:
+      return skinny_baseline::skinny_gemm(x, w, y, M, N, K, accumulate, relu, n_begin, n_end);
+  }
+}
+
+void skinny_gemm(SimdLevel level, const float* x, const WeightMatrix& w, float* y, int M, int N,
+                 int K, bool accumulate, bool relu, bool parallel) {
   if (M == 0 || N == 0) return;
   auto columns = [=](int begin, int end) {
-    switch (level) {
-      case SimdLevel::kAvx512:
-        return skinny_avx512::skinny_gemm(x, w, y, M, N, K, accumulate, relu, begin, end);
-      case SimdLevel::kAvx2:
-        return skinny_avx2::skinny_gemm(x, w, y, M, N, K, accumulate, relu, begin, end);
-      case SimdLevel::kBaseline:
-        return skinny_baseline::skinny_gemm(x, w, y, M, N, K, accumulate, relu, begin, end);
-    }
+    skinny_gemm_columns(level, x, w, y, M, N, K, accumulate, relu, begin, end);
   };
   // Threads take whole runs of kColumnsPerChunk weight rows (a multiple of every level's block).
   constexpr int kColumnsPerChunk = 64;

@@ -28,6 +28,10 @@ const char* simd_level_name(SimdLevel level);
 // apart. When parallel, the N outputs are split over the process's ThreadPool (the same bits).
 void skinny_gemm(SimdLevel level, const float* x, const WeightMatrix& w, float* y, int M, int N,
                  int K, bool accumulate, bool relu, bool parallel = true);
+// The outputs n_begin..n_end-1 of the above on the calling thread (y keeps its N-float rows): the
+// same bits as those outputs of a whole call.
+void skinny_gemm_columns(SimdLevel level, const float* x, const WeightMatrix& w, float* y, int M,
+                         int N, int K, bool accumulate, bool relu, int n_begin, int n_end);
 inline void skinny_gemm(SimdLevel level, const float* x, const float* w, float* y, int M, int N,
                         int K, bool accumulate, bool relu, bool parallel = true) {
   skinny_gemm(level, x, WeightMatrix{WeightFormat::kF32, w, nullptr}, y, M, N, K, accumulate, relu,
