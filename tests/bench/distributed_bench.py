@@ -10,7 +10,9 @@ after repeat, so that machine noise hits all alike. Tokens/s is what `moe genera
 (serving only, model loading excluded). Prints per batch size the median tokens/s of each layout,
 its spread (min-max), the ratio to -np 1 and to the machine's ceiling (the cores the ranks
 share: 2x on 2 cores), whether every run generated the same ids as -np 1, and, from one traced
-run per layout, the attention rank's dispatch + combine share of its sparse-layer calls.
+run per layout, the attention rank's dispatch + combine share of its sparse-layer calls. Before the
+runs it prints the memory's read bandwidth on one thread and on one thread per core at once: ranks
+that stream their weights at the same time share it. --weights runs every layout in bf16 or int8.
 
 Needs numpy and safetensors (pip) to build the checkpoint. Every command run is printed.
 """
@@ -54,6 +56,8 @@ def run(args, layout, batch, prompts, out, trace=None):
     ranks, extra = LAYOUTS[layout]
     cmd = [args.moe, "generate", "--model", args.model, "--input", prompts, "--output", out,
            "--max-new-tokens", args.max_new_tokens, "--batch-size", batch, "--quiet", *extra]
+    if args.weights != "f32":
+        cmd += ["--weights", args.weights]
     if trace:
         cmd += ["--trace", trace]
     if ranks > 1:
@@ -77,6 +81,16 @@ def exchange_share(trace_path):
     return (tot["dispatch"] + tot["combine"]) / spent if spent else 0.0
 
 
+def read_bandwidth(moe):
+    """bench_skinny_gemm's read probes, GB/s: one thread, and one thread per core at once."""
+    cmd = [Path(moe).parent / "tests" / "bench_skinny_gemm", "--benchmark_filter=read_bandwidth", "--sweeps=3"]
+    say(cmd)
+    out = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
+    one = float(out.split("read bandwidth (one thread, best of sweeps):")[1].split()[0])
+    cores = out.split("one per core, best of sweeps):")
+    return one, float(cores[1].split()[0]) if len(cores) > 1 else one
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--moe", default=str(ROOT / "build" / "moe"), help="the moe binary (default: build/moe)")
@@ -86,6 +100,8 @@ def main():
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--layouts", default=",".join(LAYOUTS), help=f"of {', '.join(LAYOUTS)}")
     p.add_argument("--repeats", type=int, default=3, help="measured repeats (median, spread)")
+    p.add_argument("--weights", default="f32", choices=["f32", "bf16", "int8"],
+                   help="weight format of every rank in every layout (default f32)")
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -96,7 +112,12 @@ def main():
         subprocess.run([str(c) for c in cmd], check=True)
     layouts = args.layouts.split(",")
     cores = os.cpu_count()
-    print(f"[dist] nproc {cores}, load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"[dist] nproc {cores}, load average {os.getloadavg()[0]:.2f}, weights {args.weights}", flush=True)
+    one, every = read_bandwidth(args.moe)
+    # Ranks that stream weights at once share the memory: where every rank is bound by reading its
+    # weights, the ceiling is this ratio, not the core count.
+    print(f"[dist] read bandwidth: one thread {one:.1f} GB/s, one per core {every:.1f} GB/s "
+          f"({every / one:.2f}x)", flush=True)
     for batch in [int(b) for b in args.batches.split(",")]:
         prompts = work / f"prompts-{batch}.jsonl"
         write_prompts(prompts, args.prompts_per_batch * batch)

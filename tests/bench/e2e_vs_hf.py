@@ -29,13 +29,15 @@ eos (the decoder start token is not one); CT2 is asked for the end token and min
 as HF's defaults are.
 
 The limit: at a few rows a decode step is bound by streaming its weights from memory. Before the
-runs (and after, best of both) the read bandwidth of one core is probed (bench_skinny_gemm's
-read_bandwidth: one thread summing 512 MiB, beside the moe binary); a step reads the decoder's
+runs (and after, best of both) the read bandwidth is probed (bench_skinny_gemm's read_bandwidth:
+one thread summing 512 MiB, beside the moe binary; and read_bandwidth_all_cores: one thread per
+core, each summing its share at once, the limit of rows run on every core); a step reads the decoder's
 attention projections (self q, k, v, o and cross q, o: the cross keys and values are computed once
 per prompt), its FFNs (dense, or per sparse layer the experts the batch's tokens pick: with B tokens
 routed uniformly over E experts, E·(1 - (1 - 1/E)^B) of them on average) and the lm_head, at the
 engine's bytes per weight (f32 4, bf16 2, int8 1). "of limit" = tok/s / (B × bandwidth / bytes per
-step), printed for the random models (switch-tiny fits in the cache).
+step), with the bandwidth probed at the row's thread count (one, or one per core), printed for the
+random models (switch-tiny fits in the cache).
 
 --prefill N measures the prefill instead: prompts of N tokens, one new token each, and the rate is
 prompt tokens per second up to the last prompt's first token (ours: its ttft_ms; HF and CT2: the
@@ -240,12 +242,15 @@ def agreement(ids, hf):
 
 
 def probe_bandwidth(moe):
-    """One core's read bandwidth in GB/s: bench_skinny_gemm's read_bandwidth, best of 3 sweeps."""
+    """Read bandwidth in GB/s, best of 3 sweeps: {1: one thread, cores: one thread per core}."""
     bench = Path(moe).parent / "tests" / "bench_skinny_gemm"
     cmd = [str(bench), "--benchmark_filter=read_bandwidth", "--sweeps=3"]
     say(cmd)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return float(out.split("read bandwidth (one thread, best of sweeps):")[1].split()[0])
+    found = {1: float(out.split("read bandwidth (one thread, best of sweeps):")[1].split()[0])}
+    if "one per core, best of sweeps):" in out:
+        found[os.cpu_count()] = float(out.split("one per core, best of sweeps):")[1].split()[0])
+    return found
 
 
 BYTES_PER_WEIGHT = {"f32": 4, "bf16": 2, "int8": 1, "float32": 4}
@@ -332,7 +337,7 @@ def main():
           f"load average {os.getloadavg()[0]:.2f}")
 
     bandwidth = probe_bandwidth(args.moe)
-    print(f"[e2e] read bandwidth, one core: {bandwidth:.1f} GB/s")
+    print("[e2e] read bandwidth: " + ", ".join(f"{t} thread(s) {b:.1f} GB/s" for t, b in bandwidth.items()))
     rows = []  # (model, engine, threads, batch, prompts, max_new, tokens, rates, hf rates, agreement)
     for name in models:
         model_dir = model_dirs[name]
@@ -381,12 +386,14 @@ def main():
                                  agreement(ids[engine], ids["HF f32"])))
         del model
 
-    bandwidth = max(bandwidth, probe_bandwidth(args.moe))
+    after = probe_bandwidth(args.moe)
+    bandwidth = {t: max(b, after.get(t, 0)) for t, b in bandwidth.items()}
     measure = (f"prompt tokens ({args.prefill} per prompt) / seconds to the last prompt's first token"
                if args.prefill else "generated ids (to eos, at most max_new per prompt) / generation seconds")
     print(f"\ntokens/s = {measure}; "
           f"median of {args.repeats}; load average now {os.getloadavg()[0]:.2f}; read bandwidth "
-          f"{bandwidth:.1f} GB/s (best of the probes before and after)")
+          + ", ".join(f"{t} thread(s) {b:.1f} GB/s" for t, b in bandwidth.items())
+          + " (best of the probes before and after)")
     print("| model | engine | threads | batch | prompts x max_new | tokens | tok/s | vs HF "
           "| limit tok/s | of limit | same sequences as HF | same-prefix tokens |")
     print("|" + "---|" * 12)
@@ -394,8 +401,8 @@ def main():
     for name, engine, threads, batch, n_prompts, max_new, tokens, r, hf, (same, n, prefix, total) in rows:
         o, h = statistics.median(r), statistics.median(hf)
         limit, share = "", ""
-        if name in RANDOM and threads == 1 and not args.prefill:  # the probe is one core's
-            lim = batch * bandwidth * 1e9 / step_bytes(configs[name], batch, engine_bytes(engine))
+        if name in RANDOM and threads in bandwidth and not args.prefill:  # probed thread counts
+            lim = batch * bandwidth[threads] * 1e9 / step_bytes(configs[name], batch, engine_bytes(engine))
             limit, share = f"{lim:.1f}", f"{100 * o / lim:.0f}%"
         print(f"| {name} | {engine} | {threads} | {batch} | {n_prompts} x {max_new} | {tokens} | {o:.1f} | "
               f"{o / h:.2f} | {limit} | {share} | {same}/{n} | {prefix}/{total} |")

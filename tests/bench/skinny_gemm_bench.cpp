@@ -31,6 +31,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "runtime/cpu/bf16_gemm.hpp"
@@ -38,6 +39,7 @@
 #include "runtime/cpu/sgemm.hpp"
 #include "runtime/cpu/skinny_gemm.hpp"
 #include "runtime/cpu/weight_matrix.hpp"
+#include "runtime/thread_pool.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -114,7 +116,8 @@ struct Samples {
 };
 std::map<std::string, Samples> g_rows;
 std::vector<std::string> g_order;
-double g_bandwidth = 0;  // best GB/s over sweeps
+double g_bandwidth = 0;        // best GB/s over sweeps, one thread
+double g_bandwidth_cores = 0;  // the same, one thread per core, each summing its share
 
 void openblas(const Shape& s, const float* w, Weights& b, int M) {
   if (M == 1)
@@ -214,23 +217,45 @@ void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, Weigh
 }
 
 // The read bandwidth: summing 512 MiB with 8 independent vector sums (as wide as this build's
-// baseline allows the compiler to make them), best of 3.
+// baseline allows the compiler to make them), best of 3; on one thread, and on one thread per
+// core (the pool's), each summing a contiguous share at the same time: the limit of a
+// weight-bound product on that many threads.
+float sum_floats(const float* p, size_t n) {
+  float acc[64] = {};
+  for (size_t i = 0; i < n; i += 64)
+    for (int j = 0; j < 64; ++j) acc[j] += p[i + j];
+  float total = 0;
+  for (float a : acc) total += a;
+  return total;
+}
+
 void BM_ReadBandwidth(benchmark::State& state) {
   static std::vector<float> big(size_t(128) << 20, 1.0f);
+  const int threads = int(state.range(0));
+  ThreadPool::instance().resize(threads);
+  const size_t blocks = big.size() / 64;
   for (auto _ : state) {
+    std::vector<float> sums(threads);
     const double t0 = now_s();
-    float acc[64] = {};
-    for (size_t i = 0; i < big.size(); i += 64)
-      for (int j = 0; j < 64; ++j) acc[j] += big[i + j];
-    benchmark::DoNotOptimize(acc);
+    parallel_for(threads, [&](int begin, int end) {
+      for (int t = begin; t < end; ++t)
+        sums[t] = sum_floats(big.data() + blocks * t / threads * 64,
+                             (blocks * (t + 1) / threads - blocks * t / threads) * 64);
+    });
     const double t = now_s() - t0;
+    benchmark::DoNotOptimize(sums.data());
     state.SetIterationTime(t);
-    g_bandwidth = std::max(g_bandwidth, big.size() * sizeof(float) / t / 1e9);
+    double& best = threads == 1 ? g_bandwidth : g_bandwidth_cores;
+    best = std::max(best, big.size() * sizeof(float) / t / 1e9);
   }
+  ThreadPool::instance().resize(1);
 }
 
 void print_table() {
   std::printf("\nread bandwidth (one thread, best of sweeps): %.1f GB/s\n", g_bandwidth);
+  if (g_bandwidth_cores > 0)
+    std::printf("read bandwidth (%u threads, one per core, best of sweeps): %.1f GB/s\n",
+                std::thread::hardware_concurrency(), g_bandwidth_cores);
   std::printf("%-39s %9s %9s %9s %9s %8s %9s\n", "shape rows level format", "ours GF/s", "onednn",
               "openblas", "ours GB/s", "of limit", "onednn/us");
   for (const auto& name : g_order) {
@@ -286,8 +311,14 @@ int main(int argc, char** argv) {
   }
   for (int sweep = 0; sweep < sweeps; ++sweep) {
     benchmark::RegisterBenchmark("read_bandwidth", BM_ReadBandwidth)
+        ->Arg(1)
         ->Iterations(3)
         ->UseManualTime();
+    if (std::thread::hardware_concurrency() > 1)
+      benchmark::RegisterBenchmark("read_bandwidth_all_cores", BM_ReadBandwidth)
+          ->Arg(int(std::thread::hardware_concurrency()))
+          ->Iterations(3)
+          ->UseManualTime();
     for (int shape = 0; shape < int(std::size(kShapes)); ++shape)
       for (int M : g_row_counts)
         for (WeightFormat format : formats)
