@@ -50,8 +50,8 @@ ExpertMap run_expert_map(const RunOptions& o, const ModelConfig& c, int N) {
 // take the FFNs; in a decode step the expert ranks already spend most of a lane's turn on its
 // sparse layer (at a few rows per expert, bound by reading every expert's weights), and the
 // attention rank takes the dense FFNs between them to keep the turns even. Measured on the
-// switch-base-8 shape, -np 2, batch 64: 394 tokens/s against 363-385 with every dense FFN on the
-// expert ranks (docs/BENCHMARKS.md, section 3).
+// switch-base-8 shape against every dense FFN on the expert ranks: 4-10% more tokens/s at batch
+// 8 and 16, within the noise at batch 64 (docs/BENCHMARKS.md, section 3).
 // A dense FFN has one rank, no replica: a run that goes on after losing an expert rank keeps them.
 void plan_dense_ranks(const RunOptions& o, const ModelConfig& c, int N, RunPlan& plan) {
   plan.dense_ranks.clear();
