@@ -154,8 +154,14 @@ void ExpertRank::serve() {
     serving =
         serving && plan_.serves && std::find(active_.begin(), active_.end(), 1) != active_.end();
     // An attention rank that loses another expert rank waits one deadline for it before it sends
-    // again (--on-rank-failure continue).
-    const double silence = plan_.deadline_seconds * (plan_.continue_on_rank_failure ? 2 : 1);
+    // again (--on-rank-failure continue). Half a second more: an attention rank starts waiting
+    // for an exchange after its own work (its part of the lm_head, the other lane's blocks), so
+    // its deadline for a stopped expert rank ends after this rank's last answer plus the
+    // deadline, and it must be the one to report, naming the rank it waited for (on a loaded
+    // machine this rank's silence had ended first, 1 run in 6, naming the attention rank).
+    constexpr double kMargin = 0.5;
+    const double silence =
+        plan_.deadline_seconds * (plan_.continue_on_rank_failure ? 2 : 1) + kMargin;
     const double limit = serving ? silence : plan_.deadline_seconds * 10;
     const Deadline deadline = Deadline::after(limit);
     std::optional<Envelope> got;
