@@ -104,6 +104,58 @@ MOE_SIMD_CLONES void attend_one(int d_kv, int visible, const float* q, const flo
   }
 }
 
+// One query (a decode step) over heads [h0, h1): as attend_one per head, with the same sums in
+// the same order, but the keys' and values' rows are read once, front to back, each row's part of
+// every head at once. Per head, the reads strode through the cache a row apart (a head's part is
+// d_kv of a row's heads × d_kv floats), and attention, bound by reading the cache, was 9% of a
+// batch-64 decode. scores: [h1 - h0][visible]; bias: [heads][bias_stride]; ctx: [heads][d_kv].
+MOE_SIMD_CLONES void attend_heads(int d_kv, int h0, int h1, int visible, const float* q,
+                                  const float* k, const float* v, int kv_stride, const float* bias,
+                                  int bias_stride, const uint8_t* key_valid, float* scores,
+                                  float* ctx) {
+  const int heads = h1 - h0;
+  for (int j = 0; j < visible; ++j) {
+    const float* kj = k + size_t(j) * kv_stride;
+    for (int h = 0; h < heads; ++h) {
+      float& score = scores[size_t(h) * visible + j];
+      if (key_valid && !key_valid[j]) {
+        score = -std::numeric_limits<float>::infinity();
+        continue;
+      }
+      const float* qh = q + size_t(h0 + h) * d_kv;
+      const float* kh = kj + size_t(h0 + h) * d_kv;
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (int x = 0; x < d_kv; ++x) dot += qh[x] * kh[x];
+      if (bias) dot += bias[size_t(h0 + h) * bias_stride + j];
+      score = dot;
+    }
+  }
+  constexpr int kMaxHeadsOnStack = 128;
+  float inv_stack[kMaxHeadsOnStack];
+  std::vector<float> inv_heap(heads > kMaxHeadsOnStack ? heads : 0);
+  float* inv = heads > kMaxHeadsOnStack ? inv_heap.data() : inv_stack;
+  for (int h = 0; h < heads; ++h) {
+    float* row = scores + size_t(h) * visible;
+    float max_score = -std::numeric_limits<float>::infinity();
+    for (int j = 0; j < visible; ++j) max_score = std::max(max_score, row[j]);
+    inv[h] = float(1.0 / exp_shifted(row, visible, max_score));
+  }
+  for (int h = 0; h < heads; ++h)
+    for (int x = 0; x < d_kv; ++x) ctx[size_t(h0 + h) * d_kv + x] = 0.0f;
+  for (int j = 0; j < visible; ++j) {
+    const float* vj = v + size_t(j) * kv_stride;
+    for (int h = 0; h < heads; ++h) {
+      const float p = scores[size_t(h) * visible + j] * inv[h];
+      if (p == 0.0f) continue;
+      const float* vh = vj + size_t(h0 + h) * d_kv;
+      float* c = ctx + size_t(h0 + h) * d_kv;
+#pragma omp simd
+      for (int x = 0; x < d_kv; ++x) c[x] += p * vh[x];
+    }
+  }
+}
+
 // softmax(scores + bias) in place over one query's keys 0..visible-1 (masked keys and keys past
 // `visible` get 0), the sum in double as attend_one does.
 MOE_SIMD_CLONES void softmax_row(int keys, int visible, const float* bias, const uint8_t* key_valid,
@@ -164,6 +216,14 @@ void attend(const AttentionShape& s, const float* q, int q_stride, const float* 
             int ctx_stride) {
   if (s.queries >= kGemmQueries)
     return attend_many(s, q, q_stride, k, v, kv_stride, bias, key_valid, ctx, ctx_stride);
+  if (s.queries == 1) {
+    const int visible = s.causal ? std::min(s.keys, s.first_query + 1) : s.keys;
+    return parallel_for(s.heads, [&](int first, int last) {
+      std::vector<float> scores(size_t(last - first) * std::max(visible, 1));
+      attend_heads(s.d_kv, first, last, visible, q, k, v, kv_stride, bias, s.keys, key_valid,
+                   scores.data(), ctx);
+    });
+  }
   parallel_for(s.heads * s.queries, [&](int first, int last) {
     std::vector<float> scores(s.keys);
     for (int hi = first; hi < last; ++hi) {
