@@ -72,48 +72,20 @@ inline double exp_shifted(float* scores, int n, float max_score) {
   return sum;
 }
 
-// One head's attention for one query over keys 0..visible-1: ctx = softmax(q·k + bias) · v.
-// Compiled for AVX-512, AVX2 and the baseline, chosen at load time from the CPU's features;
-// the sums over d_kv are vectorised (their order differs from a plain loop by rounding).
-MOE_SIMD_CLONES void attend_one(int d_kv, int visible, const float* q, const float* k,
-                                const float* v, int kv_stride, const float* bias,
-                                const uint8_t* key_valid, float* scores, float* ctx) {
-  float max_score = -std::numeric_limits<float>::infinity();
-  for (int j = 0; j < visible; ++j) {
-    if (key_valid && !key_valid[j]) {
-      scores[j] = -std::numeric_limits<float>::infinity();
-      continue;
-    }
-    const float* kj = k + size_t(j) * kv_stride;
-    float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-    for (int x = 0; x < d_kv; ++x) dot += q[x] * kj[x];
-    if (bias) dot += bias[j];
-    scores[j] = dot;
-    max_score = std::max(max_score, dot);
-  }
-  const double sum = exp_shifted(scores, visible, max_score);
-  for (int x = 0; x < d_kv; ++x) ctx[x] = 0.0f;
-  const float inv = float(1.0 / sum);
-  for (int j = 0; j < visible; ++j) {
-    const float p = scores[j] * inv;
-    if (p == 0.0f) continue;
-    const float* vj = v + size_t(j) * kv_stride;
-#pragma omp simd
-    for (int x = 0; x < d_kv; ++x) ctx[x] += p * vj[x];
-  }
-}
-
-// One query (a decode step) over heads [h0, h1): as attend_one per head, with the same sums in
-// the same order, but the keys' and values' rows are read once, front to back, each row's part of
-// every head at once. Per head, the reads strode through the cache a row apart (a head's part is
-// d_kv of a row's heads × d_kv floats), and attention, bound by reading the cache, was 9% of a
-// batch-64 decode. scores: [h1 - h0][visible]; bias: [heads][bias_stride]; ctx: [heads][d_kv].
+// One query over heads [h0, h1): per head, ctx = softmax(q·k + bias) · v over keys
+// 0..visible-1. The keys' and values' rows are read once, front to back, each row's part of every
+// head at once: per head, the reads strode through the cache a row apart (a head's part is d_kv of
+// a row's heads × d_kv floats), and attention, bound by reading the cache, was 9% of a batch-64
+// decode. Compiled for AVX-512, AVX2 and the baseline, chosen at load time from the CPU's
+// features; the sums over d_kv are vectorised (their order differs from a plain loop by
+// rounding). bias: [heads][bias_stride]; ctx: [heads][d_kv]; scratch: (h1 - h0) × (visible + 1).
 MOE_SIMD_CLONES void attend_heads(int d_kv, int h0, int h1, int visible, const float* q,
                                   const float* k, const float* v, int kv_stride, const float* bias,
-                                  int bias_stride, const uint8_t* key_valid, float* scores,
+                                  int bias_stride, const uint8_t* key_valid, float* scratch,
                                   float* ctx) {
   const int heads = h1 - h0;
+  float* inv = scratch;             // [heads]: 1 / each head's softmax sum
+  float* scores = scratch + heads;  // [heads][visible]
   for (int j = 0; j < visible; ++j) {
     const float* kj = k + size_t(j) * kv_stride;
     for (int h = 0; h < heads; ++h) {
@@ -131,10 +103,6 @@ MOE_SIMD_CLONES void attend_heads(int d_kv, int h0, int h1, int visible, const f
       score = dot;
     }
   }
-  constexpr int kMaxHeadsOnStack = 128;
-  float inv_stack[kMaxHeadsOnStack];
-  std::vector<float> inv_heap(heads > kMaxHeadsOnStack ? heads : 0);
-  float* inv = heads > kMaxHeadsOnStack ? inv_heap.data() : inv_stack;
   for (int h = 0; h < heads; ++h) {
     float* row = scores + size_t(h) * visible;
     float max_score = -std::numeric_limits<float>::infinity();
@@ -157,7 +125,7 @@ MOE_SIMD_CLONES void attend_heads(int d_kv, int h0, int h1, int visible, const f
 }
 
 // softmax(scores + bias) in place over one query's keys 0..visible-1 (masked keys and keys past
-// `visible` get 0), the sum in double as attend_one does.
+// `visible` get 0), the sum in double as attend_heads does.
 MOE_SIMD_CLONES void softmax_row(int keys, int visible, const float* bias, const uint8_t* key_valid,
                                  float* scores) {
   float max_score = -std::numeric_limits<float>::infinity();
@@ -208,7 +176,7 @@ void attend_many(const AttentionShape& s, const float* q, int q_stride, const fl
 }  // namespace
 
 // Queries from which attention runs as GEMMs: a decode step's one query per sequence stays with
-// attend_one (its keys are read once either way).
+// attend_heads (its keys are read once either way).
 constexpr int kGemmQueries = 8;
 
 void attend(const AttentionShape& s, const float* q, int q_stride, const float* k, const float* v,
@@ -216,23 +184,13 @@ void attend(const AttentionShape& s, const float* q, int q_stride, const float* 
             int ctx_stride) {
   if (s.queries >= kGemmQueries)
     return attend_many(s, q, q_stride, k, v, kv_stride, bias, key_valid, ctx, ctx_stride);
-  if (s.queries == 1) {
-    const int visible = s.causal ? std::min(s.keys, s.first_query + 1) : s.keys;
-    return parallel_for(s.heads, [&](int first, int last) {
-      std::vector<float> scores(size_t(last - first) * std::max(visible, 1));
-      attend_heads(s.d_kv, first, last, visible, q, k, v, kv_stride, bias, s.keys, key_valid,
-                   scores.data(), ctx);
-    });
-  }
-  parallel_for(s.heads * s.queries, [&](int first, int last) {
-    std::vector<float> scores(s.keys);
-    for (int hi = first; hi < last; ++hi) {
-      const int h = hi / s.queries, i = hi % s.queries;
+  parallel_for(s.heads, [&](int first, int last) {
+    std::vector<float> scratch(size_t(last - first) * (s.keys + 1));
+    for (int i = 0; i < s.queries; ++i) {
       const int visible = s.causal ? std::min(s.keys, s.first_query + i + 1) : s.keys;
-      attend_one(s.d_kv, visible, q + size_t(i) * q_stride + h * s.d_kv, k + h * s.d_kv,
-                 v + h * s.d_kv, kv_stride,
-                 bias ? bias + (size_t(h) * s.queries + i) * s.keys : nullptr, key_valid,
-                 scores.data(), ctx + size_t(i) * ctx_stride + h * s.d_kv);
+      attend_heads(s.d_kv, first, last, visible, q + size_t(i) * q_stride, k, v, kv_stride,
+                   bias ? bias + size_t(i) * s.keys : nullptr, s.queries * s.keys, key_valid,
+                   scratch.data(), ctx + size_t(i) * ctx_stride);
     }
   });
 }

@@ -1,6 +1,7 @@
 // attend() for one query (a decode step, which reads every head's part of a key row at once)
-// gives each head the bits the few-query path gives that query, on one thread or two, and equals
-// softmax(q·k + bias)·v in double precision, with masked keys and the causal limit.
+// gives each head the bits that query gets among a few others (its q, bias rows and causal limit
+// picked out of a 3-query call), on one thread or two, and equals softmax(q·k + bias)·v in double
+// precision, with masked keys and the causal limit.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -24,7 +25,7 @@ struct Inputs {
   Inputs() { valid[5] = valid[30] = 0; }
 };
 
-// Query `i` of a 3-query call (the few-query path) and the same query alone.
+// Query `i` of a 3-query call, alone.
 std::vector<float> alone(const Inputs& in, int i, bool causal) {
   // The bias rows of query i alone: [H, 1, K] out of [H, 3, K].
   std::vector<float> bias(size_t(kHeads) * kKeys);
