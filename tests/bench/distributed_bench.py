@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "launch"))
 from mpirun_flags import mpirun_flags  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from read_bandwidth import probe_bandwidth  # noqa: E402
 
 # label, ranks, extra `moe generate` arguments
 LAYOUTS = {
@@ -81,16 +83,6 @@ def exchange_share(trace_path):
     return (tot["dispatch"] + tot["combine"]) / spent if spent else 0.0
 
 
-def read_bandwidth(moe):
-    """bench_skinny_gemm's read probes, GB/s: one thread, and one thread per core at once."""
-    cmd = [Path(moe).parent / "tests" / "bench_skinny_gemm", "--benchmark_filter=read_bandwidth", "--sweeps=3"]
-    say(cmd)
-    out = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
-    one = float(out.split("read bandwidth (one thread, best of sweeps):")[1].split()[0])
-    cores = out.split("one per core, best of sweeps):")
-    return one, float(cores[1].split()[0]) if len(cores) > 1 else one
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--moe", default=str(ROOT / "build" / "moe"), help="the moe binary (default: build/moe)")
@@ -113,7 +105,8 @@ def main():
     layouts = args.layouts.split(",")
     cores = os.cpu_count()
     print(f"[dist] nproc {cores}, load average {os.getloadavg()[0]:.2f}, weights {args.weights}", flush=True)
-    one, every = read_bandwidth(args.moe)
+    bandwidth = probe_bandwidth(args.moe)
+    one, every = bandwidth[1], bandwidth.get(cores, bandwidth[1])
     # Ranks that stream weights at once share the memory: where every rank is bound by reading its
     # weights, the ceiling is this ratio, not the core count.
     print(f"[dist] read bandwidth: one thread {one:.1f} GB/s, one per core {every:.1f} GB/s "

@@ -59,6 +59,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from read_bandwidth import probe_bandwidth  # noqa: E402
 IDLE_BETWEEN_ENGINES_S = 1.0
 TINY = ROOT / "configs" / "models" / "switch-tiny"
 EOS, PAD = 1, 0
@@ -239,18 +241,6 @@ def agreement(ids, hf):
         prefix += n
     total = sum(max(len(a), len(b)) for a, b in zip(ids, hf))
     return same, len(ids), prefix, total
-
-
-def probe_bandwidth(moe):
-    """Read bandwidth in GB/s, best of 3 sweeps: {1: one thread, cores: one thread per core}."""
-    bench = Path(moe).parent / "tests" / "bench_skinny_gemm"
-    cmd = [str(bench), "--benchmark_filter=read_bandwidth", "--sweeps=3"]
-    say(cmd)
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    found = {1: float(out.split("read bandwidth (one thread, best of sweeps):")[1].split()[0])}
-    if "one per core, best of sweeps):" in out:
-        found[os.cpu_count()] = float(out.split("one per core, best of sweeps):")[1].split()[0])
-    return found
 
 
 BYTES_PER_WEIGHT = {"f32": 4, "bf16": 2, "int8": 1, "float32": 4}
