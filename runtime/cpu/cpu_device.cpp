@@ -202,7 +202,6 @@ void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* 
 // small_groups_' products by runs of columns over the threads (the same bits as whole products:
 // each output is one dot product, whoever computes it).
 void CpuDevice::few_row_groups_by_columns(const float* x, float* y, int d_model, int d_ff) {
-  constexpr int kColumnsPerRun = 64;  // a multiple of every kernel level's block of weight rows
   const int n = int(small_groups_.size());
   std::vector<size_t> hidden_at(n + 1, 0);
   std::vector<WeightMatrix> wi(n), wo(n);
@@ -214,11 +213,11 @@ void CpuDevice::few_row_groups_by_columns(const float* x, float* y, int d_model,
   }
   if (hidden_.size() < hidden_at[n]) hidden_.resize(hidden_at[n]);
   const auto by_runs = [&](int columns, const auto& product_of) {
-    const int runs = (columns + kColumnsPerRun - 1) / kColumnsPerRun;
+    const int runs = (columns + kSkinnyColumnsPerRun - 1) / kSkinnyColumnsPerRun;
     parallel_for(n * runs, [&](int begin, int end) {
       for (int r = begin; r < end; ++r) {
-        const int c0 = (r % runs) * kColumnsPerRun;
-        product_of(r / runs, c0, std::min(columns, c0 + kColumnsPerRun));
+        const int c0 = (r % runs) * kSkinnyColumnsPerRun;
+        product_of(r / runs, c0, std::min(columns, c0 + kSkinnyColumnsPerRun));
       }
     });
   };

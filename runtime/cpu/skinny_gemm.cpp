@@ -61,12 +61,10 @@ void skinny_gemm(SimdLevel level, const float* x, const WeightMatrix& w, float* 
   auto columns = [=](int begin, int end) {
     skinny_gemm_columns(level, x, w, y, M, N, K, accumulate, relu, begin, end);
   };
-  // Threads take whole runs of kColumnsPerChunk weight rows (a multiple of every level's block).
-  constexpr int kColumnsPerChunk = 64;
-  const int chunks = (N + kColumnsPerChunk - 1) / kColumnsPerChunk;
+  const int chunks = (N + kSkinnyColumnsPerRun - 1) / kSkinnyColumnsPerRun;
   if (!parallel || chunks == 1) return columns(0, N);
   parallel_for(chunks, [&](int begin, int end) {
-    columns(begin * kColumnsPerChunk, std::min(N, end * kColumnsPerChunk));
+    columns(begin * kSkinnyColumnsPerRun, std::min(N, end * kSkinnyColumnsPerRun));
   });
 }
 

@@ -28,6 +28,10 @@ const char* simd_level_name(SimdLevel level);
 // apart. When parallel, the N outputs are split over the process's ThreadPool (the same bits).
 void skinny_gemm(SimdLevel level, const float* x, const WeightMatrix& w, float* y, int M, int N,
                  int K, bool accumulate, bool relu, bool parallel = true);
+// Threads split a product's outputs at multiples of this many weight rows, a multiple of every
+// level's block, so that a split gives the bits of the whole call.
+constexpr int kSkinnyColumnsPerRun = 64;
+
 // The outputs n_begin..n_end-1 of the above on the calling thread (y keeps its N-float rows): the
 // same bits as those outputs of a whole call.
 void skinny_gemm_columns(SimdLevel level, const float* x, const WeightMatrix& w, float* y, int M,
