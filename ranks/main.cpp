@@ -34,6 +34,7 @@ void usage() {
       "  bench-routing         replay a routing trace through every policy and expert map\n"
       "  simulate   a routing trace through a modelled cluster, every policy and expert map\n"
       "  plan-memory           committee sizes per sparse layer for memory and latency budgets\n"
+      "  plan       attention ranks and micro-batches for a run, from a profile's serving curves\n"
       "Run under mpirun -np N: rank 0 coordinates (with --attention-ranks M, ranks 0..M-1 run\n"
       "attention, each on its share of the prompts), the other ranks serve experts.\n");
 }
@@ -62,6 +63,7 @@ int run_distributed(moe::World& world, moe::DistributedCommand& command,
       const moe::ModelConfig config = moe::load_run_config(command.run_options());
       command.prepare(world, config);
       run = moe::check_run(command.run_options(), config, world.size());
+      command.settle(world, run);
     } catch (const std::exception& e) {
       run.plan.error = e.what();
     }
@@ -97,6 +99,7 @@ int main(int argc, char** argv) {
     if (command == "train-latency-model") return moe::run_train_latency_model(*world, args);
     if (command == "simulate") return moe::run_simulate(*world, args);
     if (command == "plan-memory") return moe::run_plan_memory(*world, args);
+    if (command == "plan") return moe::run_plan(*world, args);
     if (world->rank() == 0) {
       std::fprintf(stderr, "moe: error: unknown sub-command '%s'\n", command.c_str());
       usage();

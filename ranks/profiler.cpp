@@ -6,6 +6,8 @@
 #include <numeric>
 #include <random>
 
+#include "model/decoder.hpp"
+#include "model/generation.hpp"
 #include "model/weights.hpp"
 #include "ranks/remote_experts.hpp"
 #include "router/latency_policy.hpp"
@@ -239,6 +241,100 @@ Profile measure_profile(Coordinator& s, const ProfileRequest& request, int repea
     profile.ranks.push_back(measured[r]);
   }
   return profile;
+}
+
+namespace {
+
+// What the attention rank and the expert ranks did between two readings.
+struct ServingReading {
+  double wall_us, wait_us;
+  ExchangeTotals totals;
+};
+
+ServingReading read_serving(Coordinator& s) {
+  return {now_us(), s.recorder().report().wait_us, s.exchanges()->totals()};
+}
+
+struct ServingSample {
+  double attention_us, experts_us, dense_us, exchanges, dense_exchanges;
+};
+
+ServingSample since(Coordinator& s, const ServingReading& a) {
+  const ServingReading b = read_serving(s);
+  return {std::max(0.0, (b.wall_us - a.wall_us) - (b.wait_us - a.wait_us)),
+          b.totals.expert_compute_us - a.totals.expert_compute_us,
+          b.totals.dense_compute_us - a.totals.dense_compute_us,
+          double(b.totals.started - a.totals.started),
+          double(b.totals.dense_started - a.totals.dense_started)};
+}
+
+// The medians of samples at x, as one point of each curve.
+struct ServingPoints {
+  LatencyCurve *attention, *experts, *dense;
+  double *exchanges, *dense_exchanges;
+};
+
+void add_point(double x, const std::vector<ServingSample>& samples, ServingPoints to) {
+  const auto median_of = [&](double ServingSample::*field) {
+    std::vector<double> v;
+    for (const auto& sample : samples) v.push_back(sample.*field);
+    return median(v);
+  };
+  for (auto [curve, field] : {std::pair{to.attention, &ServingSample::attention_us},
+                              std::pair{to.experts, &ServingSample::experts_us},
+                              std::pair{to.dense, &ServingSample::dense_us}}) {
+    curve->tokens.push_back(x);
+    curve->median_us.push_back(median_of(field));
+  }
+  *to.exchanges = median_of(&ServingSample::exchanges);
+  *to.dense_exchanges = median_of(&ServingSample::dense_exchanges);
+}
+
+}  // namespace
+
+ServingCurves measure_serving(Coordinator& s, const std::vector<int>& sequences, int input_tokens,
+                              int steps, int repeats) {
+  MOE_CHECK(s.exchanges() != nullptr && s.lanes() == 1,
+            "measuring the serving curves needs expert ranks and one lane");
+  MOE_CHECK(steps >= 2 && repeats >= 1 && input_tokens >= 1,
+            "--serving-steps must be >= 2, --repeats and --serving-input-tokens >= 1");
+  const ModelConfig& c = s.config();
+  ServingCurves out;
+  out.input_tokens = input_tokens;
+  s.run_lanes([&](int lane) {
+    SwitchModel& m = s.model(lane);
+    for (int n : sequences) {
+      std::fprintf(stderr, "profiling serving at %d sequence(s)\n", n);
+      // Ids spread over the vocabulary past the special ones, ending with eos as a prompt does.
+      std::vector<std::vector<int>> inputs(n, std::vector<int>(input_tokens));
+      for (int i = 0; i < n; ++i) {
+        for (int t = 0; t < input_tokens; ++t)
+          inputs[i][t] = 3 + (97 * i + 31 * t) % std::max(1, c.vocab_size - 3);
+        inputs[i].back() = c.eos_token_id;
+      }
+      const Batch batch = make_batch(inputs, c.pad_token_id);
+      std::vector<ServingSample> encodes, decodes;
+      for (int rep = 0; rep <= repeats; ++rep) {  // the first pass warms up
+        ServingReading t0 = read_serving(s);
+        const EncoderOutput enc = encode(m, batch);
+        std::vector<SequenceCache> caches = start_decoder(m, enc, steps + 1);
+        if (rep > 0) encodes.push_back(since(s, t0));
+        std::vector<int> tokens(n, c.decoder_start_token_id);
+        for (int step = 0; step < steps; ++step) {
+          t0 = read_serving(s);
+          tokens = decode_greedy(m, all_of(caches), tokens);
+          if (rep > 0 && step > 0) decodes.push_back(since(s, t0));
+        }
+      }
+      add_point(n, decodes,
+                {&out.decode_attention, &out.decode_experts, &out.decode_dense,
+                 &out.decode_exchanges, &out.decode_dense_exchanges});
+      add_point(double(n) * input_tokens, encodes,
+                {&out.encode_attention, &out.encode_experts, &out.encode_dense,
+                 &out.encode_exchanges, &out.encode_dense_exchanges});
+    }
+  });
+  return out;
 }
 
 // The slowdown of `together` ranks computing at once, paired: for each token count and repeat,

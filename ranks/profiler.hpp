@@ -19,6 +19,14 @@ namespace moe {
 Profile measure_profile(Coordinator& coordinator, const ProfileRequest& request, int repeats,
                         int concurrency);
 
+// The attention rank's side of serving (ServingCurves): for each batch of `sequences`, encoder
+// passes over that many sequences of `input_tokens` tokens and `steps` greedy decode steps after
+// each, on this attention rank's one lane with the expert ranks serving; each point the median
+// over `repeats` passes (decode: over every step but each pass's first). The caller fills in the
+// run options it was measured with.
+ServingCurves measure_serving(Coordinator& coordinator, const std::vector<int>& sequences,
+                              int input_tokens, int steps, int repeats);
+
 // The slowdown of `together` ranks computing at once against each alone, per token count, on the
 // same and on different experts (the profile's "contention" object).
 nlohmann::json measure_contention(Coordinator& coordinator, const ProfileRequest& request,

@@ -173,6 +173,8 @@ void ExpertExchanges::launch(InFlight& x, std::vector<WorkHeader>& headers, int6
   const int N = world_.size(), first = options_.first_expert_rank;
   x.step = step;
   x.exchange = next_exchange_++;
+  ++totals_.started;
+  if (x.dense_layer >= 0) ++totals_.dense_started;
   x.active = true;
   x.received = false;
   x.stats.feedback.clear();
@@ -243,6 +245,8 @@ void ExpertExchanges::progress() {
               " replied twice, or unasked, at ", x->where());
     x->replied[e->sender] = 1;
     --x->replies_missing;
+    totals_.expert_compute_us += reply.compute_us;
+    if (x->dense_layer >= 0) totals_.dense_compute_us += reply.compute_us;
     if (!reply.resident.empty() && x->layer >= 0) {
       auto& layers = resident_.at(e->sender);
       if (int(layers.size()) <= x->layer) layers.resize(x->layer + 1);

@@ -54,6 +54,14 @@ struct ExchangeStats {
   double policy_us = 0;                // the dispatch policy's decision
 };
 
+// Counted over a rank's exchanges, for `moe profile --serving-rows`.
+struct ExchangeTotals {
+  int64_t started = 0;           // exchanges (sparse layers, dense FFNs, lm_heads) started
+  double expert_compute_us = 0;  // the compute the expert ranks' replies reported, summed
+  int64_t dense_started = 0;     // of those, dense FFNs (each goes whole to one expert rank)
+  double dense_compute_us = 0;
+};
+
 class ExpertExchanges {
  public:
   ExpertExchanges(const World& world, DataTransport& transport, const ExchangeOptions& options,
@@ -90,6 +98,7 @@ class ExpertExchanges {
   void adjust_for_residency(int moe_layer, const float* logits, const float* x, int d, int experts,
                             GateResult& gate, const ExpertMap& map, std::vector<float>& demand);
   const ResidencyCounters& budget_counters() const { return budget_counters_; }
+  const ExchangeTotals& totals() const { return totals_; }
   // The expert ranks are told that this attention rank sends no more work.
   void say_done();
   // A control message that is not a reply (RankLost, sent by another attention rank, may come at
@@ -138,6 +147,7 @@ class ExpertExchanges {
   std::vector<std::vector<std::vector<uint8_t>>> resident_;  // [rank][layer][expert], as reported
   ExpertMap preferred_map_;
   ResidencyCounters budget_counters_;
+  ExchangeTotals totals_;
 };
 
 // One lane's expert executor: each sparse layer's experts (and, when offloaded, each dense FFN)

@@ -67,6 +67,14 @@ struct RunPlan {
     return dense_layer >= 0 && dense_layer < int(dense_ranks.size()) ? dense_ranks[dense_layer]
                                                                      : -1;
   }
+  // Where each dense block's FFN runs, one letter per block in order: 'x' on an expert rank, 'a'
+  // on the attention rank (empty: all on the attention rank). Serving curves measured under one
+  // placement describe runs with the same one only.
+  std::string dense_placement() const {
+    std::string s;
+    for (int r : dense_ranks) s += r >= 0 ? 'x' : 'a';
+    return s;
+  }
   // The lm_head's vocabulary columns [first, second) that `rank` computes: an attention rank the
   // first ones, each expert rank its part of the rest, in rank order (so that ties, which go to
   // the lowest id, are decided by rank order too).

@@ -30,6 +30,69 @@ bool Profile::has(int rank) const {
   return false;
 }
 
+namespace {
+
+LatencyCurve parse_curve(const nlohmann::json& j, const char* x, const char* y,
+                         const std::string& where) {
+  LatencyCurve c;
+  c.tokens = j.at(x).get<std::vector<double>>();
+  c.median_us = j.at(y).get<std::vector<double>>();
+  MOE_CHECK(!c.tokens.empty() && c.tokens.size() == c.median_us.size(), where, ": ", x, " and ", y,
+            " must be non-empty and of one length");
+  for (size_t i = 0; i < c.tokens.size(); ++i) {
+    MOE_CHECK(c.tokens[i] > 0 && (i == 0 || c.tokens[i] > c.tokens[i - 1]), where, ": ", x,
+              " must be positive and increasing");
+    MOE_CHECK(c.median_us[i] >= 0, where, ": ", y, " must be >= 0 (has ", c.median_us[i], ")");
+  }
+  return c;
+}
+
+ServingCurves parse_serving(const nlohmann::json& j, const std::string& source) {
+  const std::string where = source + ": serving";
+  ServingCurves s;
+  s.decode_attention = parse_curve(j, "decode_sequences", "decode_attention_us", where);
+  s.decode_experts = parse_curve(j, "decode_sequences", "decode_experts_us", where);
+  s.encode_attention = parse_curve(j, "encode_tokens", "encode_attention_us", where);
+  s.encode_experts = parse_curve(j, "encode_tokens", "encode_experts_us", where);
+  s.decode_dense = parse_curve(j, "decode_sequences", "decode_dense_us", where);
+  s.encode_dense = parse_curve(j, "encode_tokens", "encode_dense_us", where);
+  s.decode_dense_exchanges = j.at("decode_dense_exchanges").get<double>();
+  s.encode_dense_exchanges = j.at("encode_dense_exchanges").get<double>();
+  s.decode_exchanges = j.at("decode_exchanges").get<double>();
+  s.encode_exchanges = j.at("encode_exchanges").get<double>();
+  s.input_tokens = j.at("input_tokens").get<int>();
+  s.threads = j.at("threads").get<int>();
+  s.dense_ffn = j.at("dense_ffn").get<std::string>();
+  s.lm_head_on_experts = j.at("lm_head_on_experts").get<double>();
+  MOE_CHECK(s.decode_dense_exchanges >= 0 && s.decode_dense_exchanges <= s.decode_exchanges &&
+                s.encode_dense_exchanges >= 0 && s.encode_dense_exchanges <= s.encode_exchanges,
+            where, ": dense exchanges must be from 0 to the exchanges");
+  MOE_CHECK(s.input_tokens >= 1 && s.threads >= 1, where,
+            ": input_tokens and threads must be >= 1");
+  return s;
+}
+
+nlohmann::json serving_to_json(const ServingCurves& s) {
+  return {{"decode_sequences", s.decode_attention.tokens},
+          {"decode_attention_us", s.decode_attention.median_us},
+          {"decode_experts_us", s.decode_experts.median_us},
+          {"encode_tokens", s.encode_attention.tokens},
+          {"encode_attention_us", s.encode_attention.median_us},
+          {"encode_experts_us", s.encode_experts.median_us},
+          {"decode_dense_us", s.decode_dense.median_us},
+          {"encode_dense_us", s.encode_dense.median_us},
+          {"decode_exchanges", s.decode_exchanges},
+          {"decode_dense_exchanges", s.decode_dense_exchanges},
+          {"encode_dense_exchanges", s.encode_dense_exchanges},
+          {"encode_exchanges", s.encode_exchanges},
+          {"input_tokens", s.input_tokens},
+          {"threads", s.threads},
+          {"dense_ffn", s.dense_ffn},
+          {"lm_head_on_experts", s.lm_head_on_experts}};
+}
+
+}  // namespace
+
 Profile parse_profile(const nlohmann::json& j, const std::string& source) {
   Profile p;
   try {
@@ -76,6 +139,8 @@ Profile parse_profile(const nlohmann::json& j, const std::string& source) {
                 ": link_bytes_per_us must be > 0");
       p.ranks.push_back(std::move(rp));
     }
+    if (j.contains("serving")) p.serving = parse_serving(j.at("serving"), source);
+    if (j.contains("contention")) p.contention = j.at("contention").at("value").get<double>();
   } catch (const nlohmann::json::exception& e) {
     MOE_FAIL(source, ": not a profile: ", e.what());
   }
@@ -110,13 +175,16 @@ nlohmann::json profile_to_json(const Profile& p) {
     if (r.receive_us > 0) ranks.back()["receive_us"] = r.receive_us;
     if (r.expert_load_us > 0) ranks.back()["expert_load_us"] = r.expert_load_us;
   }
-  return {{"format", "moe-profile/1"},
-          {"model",
-           {{"d_model", p.d_model},
-            {"d_ff", p.d_ff},
-            {"num_experts", p.num_experts},
-            {"num_moe_layers", p.num_moe_layers}}},
-          {"ranks", ranks}};
+  nlohmann::json j = {{"format", "moe-profile/1"},
+                      {"model",
+                       {{"d_model", p.d_model},
+                        {"d_ff", p.d_ff},
+                        {"num_experts", p.num_experts},
+                        {"num_moe_layers", p.num_moe_layers}}},
+                      {"ranks", ranks}};
+  if (!p.serving.empty()) j["serving"] = serving_to_json(p.serving);
+  if (p.contention >= 0) j["contention"] = {{"value", p.contention}};
+  return j;
 }
 
 Profile merge_profiles(const Profile& a, const Profile& b) {
@@ -132,6 +200,8 @@ Profile merge_profiles(const Profile& a, const Profile& b) {
       }
     if (!replaced) out.ranks.push_back(r);
   }
+  if (!b.serving.empty()) out.serving = b.serving;
+  if (b.contention >= 0) out.contention = b.contention;
   return out;
 }
 

@@ -45,9 +45,35 @@ struct RankProfile {
   }
 };
 
+// The attention rank's side of serving (`moe profile --serving-rows`), for the serving model
+// (router/sim/serving_model.hpp): per batch of sequences on one attention rank with one lane, the
+// time the attention rank computes (its wall time less its waits for the expert ranks) and the
+// expert ranks' compute summed over them, for one decode step (x: sequences) and for one encoder
+// pass (x: sequences × input tokens), and the exchanges each makes. Measured with the run options
+// that `moe generate` uses by default (dense FFN placement, the lm_head's share on the expert
+// ranks), which it records so that a run can tell whether the curves describe it.
+struct ServingCurves {
+  LatencyCurve decode_attention, decode_experts;
+  LatencyCurve encode_attention, encode_experts;
+  double decode_exchanges = 0, encode_exchanges = 0;
+  // Of the experts' work and exchanges, the dense FFNs': each goes whole to one expert rank,
+  // where a sparse layer's rows spread over them all.
+  LatencyCurve decode_dense, encode_dense;
+  double decode_dense_exchanges = 0, encode_dense_exchanges = 0;
+  int input_tokens = 0;           // per sequence in the timed encoder passes
+  int threads = 0;                // per rank
+  std::string dense_ffn;          // --dense-ffn of the measuring run
+  double lm_head_on_experts = 0;  // the share of the lm_head the expert ranks computed
+  bool empty() const { return decode_attention.tokens.empty(); }
+};
+
 struct Profile {
   int d_model = 0, d_ff = 0, num_experts = 0, num_moe_layers = 0;
   std::vector<RankProfile> ranks;  // expert ranks (rank 0 is the coordinator and has no entry)
+  ServingCurves serving;           // empty unless measured
+  // How much ranks computing at once on different weights slow each other ("contention" of
+  // `moe profile --contention`; < 0: not measured).
+  double contention = -1;
   const RankProfile& of(int rank) const;
   bool has(int rank) const;
 };

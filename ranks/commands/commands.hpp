@@ -23,6 +23,9 @@ class DistributedCommand {
   // On rank 0, before the plan goes out: reads and checks the command's own inputs. A throw
   // rejects the run before any rank starts work.
   virtual void prepare(const World& world, const ModelConfig& config) {}
+  // On rank 0, once the run is checked and before its plan goes out: settles what the plan left
+  // open. A throw rejects the run.
+  virtual void settle(const World& world, CheckedRun& run) {}
   // On the coordinator, once every expert rank is serving. Returns the exit code.
   virtual int coordinate(Coordinator& coordinator) = 0;
 
@@ -39,5 +42,6 @@ int run_place(const World& world, const std::vector<std::string>& args);
 int run_train_latency_model(const World& world, const std::vector<std::string>& args);
 int run_simulate(const World& world, const std::vector<std::string>& args);
 int run_plan_memory(const World& world, const std::vector<std::string>& args);
+int run_plan(const World& world, const std::vector<std::string>& args);
 
 }  // namespace moe

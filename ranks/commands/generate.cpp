@@ -15,6 +15,7 @@
 
 #include "ranks/commands/commands.hpp"
 #include "ranks/commands/requests.hpp"
+#include "ranks/commands/serving_prediction.hpp"
 #include "ranks/serving.hpp"
 #include "router/statistics.hpp"
 #include "runtime/atomic_file.hpp"
@@ -76,11 +77,18 @@ class GenerateCommand final : public DistributedCommand {
     }
     run_options_.serves = true;
     run_options_.batch_size = options_.batch_size;
+    first_new_ = next_;
   }
 
+  void settle(const World& world, CheckedRun& run) override;
   int coordinate(Coordinator& coordinator) override;
 
  private:
+  // The serving model's view of this run (router/sim/serving_model.hpp).
+  sim::ServingLayout serving_layout(const RunPlan& plan) const;
+  sim::ServingWorkload serving_workload(int requests, int new_tokens) const;
+  // With a profile whose serving curves describe the run: the predicted run beside the measured.
+  void compare_with_model(Coordinator& coordinator, double seconds) const;
   void truncate_inputs(int eos_token_id);
   void check_limits(const ModelConfig& c) const;
   void check_kept(std::string_view line, long number) const;
@@ -104,7 +112,8 @@ class GenerateCommand final : public DistributedCommand {
   // Rank 0's output: answers wait here until every earlier one is written.
   std::unique_ptr<PartialFile> out_;
   std::map<int64_t, std::string> waiting_;
-  int64_t next_ = 0;  // the input index of the next answer to write (those before are written)
+  int64_t next_ = 0;       // the input index of the next answer to write (those before are written)
+  int64_t first_new_ = 0;  // the first prompt this run answers (those before were, by a run before)
   int64_t generated_ = 0, answered_ = 0;
   StreamQuantiles ttft_, tpot_;
 };
@@ -172,6 +181,75 @@ void GenerateCommand::check_limits(const ModelConfig& c) const {
             " with inputs of up to ", longest, " tokens and --max-new-tokens ",
             options_.max_new_tokens, " needs about ", gib(need), " GiB beyond the weights; ",
             gib(available), " GiB are available: lower --batch-size or --max-new-tokens");
+}
+
+sim::ServingLayout GenerateCommand::serving_layout(const RunPlan& plan) const {
+  return {plan.attention_ranks, plan.expert_ranks(), plan.micro_batches, options_.batch_size,
+          options_.admit_per_step};
+}
+
+// The input lengths of the requests this run answers, `requests` of them.
+sim::ServingWorkload GenerateCommand::serving_workload(int requests, int new_tokens) const {
+  sim::ServingWorkload w;
+  for (size_t i = size_t(first_new_); i < requests_.size() && int(w.input_tokens.size()) < requests;
+       ++i)
+    w.input_tokens.push_back(int(requests_[i].input_ids.size()));
+  w.new_tokens = new_tokens;
+  return w;
+}
+
+std::vector<std::string> hosts_of(const World& world) {
+  std::vector<std::string> hosts;
+  for (int r = 0; r < world.size(); ++r) hosts.push_back(world.host_of(r));
+  return hosts;
+}
+
+// --micro-batches 0 (the default) with a profile whose serving curves describe the run: the
+// count the serving model predicts fastest for these requests, instead of the rule of thumb.
+void GenerateCommand::settle(const World& world, CheckedRun& run) {
+  RunPlan& plan = run.plan;
+  const int left = int(requests_.size() - size_t(first_new_));
+  if (run_options_.micro_batches != 0 || plan.expert_ranks() == 0 || left == 0 ||
+      plan.profile_path.empty())
+    return;
+  const std::string mismatch = serving_curves_mismatch(run.profile, plan, run_options_.threads);
+  if (!mismatch.empty()) {
+    std::printf("micro-batches: %d, from the batch size (no serving model: %s)\n",
+                plan.micro_batches, mismatch.c_str());
+    return;
+  }
+  std::vector<sim::ServingPrediction> predicted;
+  plan.micro_batches = choose_micro_batches(run.profile, serving_layout(plan),
+                                            serving_workload(left, options_.max_new_tokens),
+                                            serving_host(run.profile, hosts_of(world)), &predicted);
+  std::string rates;
+  for (size_t i = 0; i < predicted.size(); ++i)
+    rates += (i ? ", " : "") + std::to_string(int(std::lround(predicted[i].tokens_per_s))) +
+             " at " + std::to_string(i + 1);
+  std::printf("micro-batches: %d, chosen by the serving model (predicted tokens/s: %s)\n",
+              plan.micro_batches, rates.c_str());
+}
+
+void GenerateCommand::compare_with_model(Coordinator& coordinator, double seconds) const {
+  const CheckedRun& run = coordinator.run();
+  if (run.plan.profile_path.empty() || answered_ == 0) return;
+  const std::string mismatch = serving_curves_mismatch(run.profile, run.plan, run_options_.threads);
+  if (!mismatch.empty()) {
+    std::printf("serving model: no prediction (%s)\n", mismatch.c_str());
+    return;
+  }
+  // Every request as long as their mean answer: the model runs each to its limit.
+  const int new_tokens = std::max(1, int(std::lround(double(generated_) / double(answered_))));
+  const sim::ServingWorkload workload = serving_workload(int(answered_), new_tokens);
+  const sim::ServingPrediction p =
+      sim::predict_serving(run.profile, serving_layout(run.plan), workload,
+                           serving_host(run.profile, hosts_of(coordinator.world())));
+  const double measured = double(generated_) / std::max(seconds, 1e-9);
+  std::printf(
+      "serving model: predicted %.1f tokens/s (%.3f s; decode step %.2f ms; attention ranks "
+      "busy %.0f%%, expert ranks %.0f%%), measured %.1f tokens/s (%.3f s): %+.1f%%\n",
+      p.tokens_per_s, p.seconds, p.decode_step_ms, 100 * p.attention_busy, 100 * p.experts_busy,
+      measured, seconds, 100 * (p.tokens_per_s / measured - 1));
 }
 
 // Rank 0 deals the requests not yet answered round-robin over the attention ranks, serves its
@@ -306,6 +384,7 @@ int GenerateCommand::coordinate(Coordinator& coordinator) {
               "internal: ", waiting_.size(), " answers wait for earlier ones at the end");
     if (out_) out_->finish();
     summarise(seconds, coordinator.plan().attention_ranks);
+    compare_with_model(coordinator, seconds);
   }
   coordinator.finish(generated_, seconds);
   return 0;

@@ -42,6 +42,14 @@ class ProfileCommand final : public DistributedCommand {
         ("contention", po::value(&contention_)->default_value(0),
          "also measure how much K expert ranks computing at once slow each other (paired with each "
          "alone, per token count and repeat), written as \"contention\" for the simulator (0: no)")
+        ("serving-rows", po::value(&serving_text_),
+         "also time the attention rank's side of serving (for moe plan and the serving model): "
+         "encoder passes and decode steps over each of these numbers of sequences, e.g. "
+         "1,2,4,8,16,32,64 (integers and ranges A-B), as moe generate runs them by default")
+        ("serving-input-tokens", po::value(&serving_input_tokens_)->default_value(16),
+         "tokens per sequence in the timed encoder passes")
+        ("serving-steps", po::value(&serving_steps_)->default_value(8),
+         "decode steps after each timed encoder pass (the first is not counted)")
         ("merge", po::value(&merge_path_), "an earlier profile.json to merge into the result");
     // clang-format on
   }
@@ -65,6 +73,16 @@ class ProfileCommand final : public DistributedCommand {
                 "--token-counts must be increasing positive integers: ", counts[i],
                 i == 0 ? "" : " after " + std::to_string(counts[i - 1]));
     if (!merge_path_.empty()) load_profile(merge_path_);
+    if (!serving_text_.empty()) {
+      for (int v : parse_int_list(serving_text_, "--serving-rows")) {
+        MOE_CHECK(v >= 1 && (serving_rows_.empty() || v > serving_rows_.back()),
+                  "--serving-rows must be increasing positive integers, not '", serving_text_, "'");
+        serving_rows_.push_back(v);
+      }
+      MOE_CHECK(serving_input_tokens_ >= 1 && serving_steps_ >= 2,
+                "--serving-input-tokens must be >= 1 and --serving-steps >= 2");
+      run_options_.measures_serving = true;
+    }
     // The samples are priced by the profile this run measures: the run must not ask for one.
     samples_path_ = run_options_.record_latency_samples_path;
     run_options_.record_latency_samples_path.clear();
@@ -73,6 +91,13 @@ class ProfileCommand final : public DistributedCommand {
   int coordinate(Coordinator& coordinator) override {
     const auto start = Clock::now();
     Profile profile = measure_profile(coordinator, request_, repeats_, concurrency_);
+    if (!serving_rows_.empty()) {
+      profile.serving = measure_serving(coordinator, serving_rows_, serving_input_tokens_,
+                                        serving_steps_, repeats_);
+      profile.serving.threads = run_options_.threads;
+      profile.serving.dense_ffn = coordinator.plan().dense_placement();
+      profile.serving.lm_head_on_experts = coordinator.plan().lm_head_on_experts;
+    }
     if (!merge_path_.empty()) profile = merge_profiles(load_profile(merge_path_), profile);
     nlohmann::json written = profile_to_json(profile);
     if (contention_ > 0) {
@@ -95,10 +120,23 @@ class ProfileCommand final : public DistributedCommand {
       std::printf("%-5d %-12s %12.1f %12.1f %12.1f %14.1f %12.1f %12.1f %12.2f\n", r.rank,
                   r.device.c_str(), r.expert.at(1), r.expert.at(64), r.link_latency_us,
                   r.link_bytes_per_us, r.call_cpu_us, r.receive_us, r.expert_load_us / 1000);
+    const ServingCurves& s = profile.serving;
+    if (!s.empty()) {
+      std::printf("%-10s %16s %16s %18s %18s\n", "sequences", "decode attn us", "decode expert us",
+                  "encode attn us", "encode expert us");
+      for (size_t i = 0; i < s.decode_attention.tokens.size(); ++i)
+        std::printf("%-10.0f %16.1f %16.1f %18.1f %18.1f\n", s.decode_attention.tokens[i],
+                    s.decode_attention.median_us[i], s.decode_experts.median_us[i],
+                    s.encode_attention.median_us[i], s.encode_experts.median_us[i]);
+      std::printf("exchanges per decode step %.0f, per encoder pass %.0f\n", s.decode_exchanges,
+                  s.encode_exchanges);
+    }
     std::printf("profile written to %s\n", out_path_.c_str());
   }
 
-  std::string out_path_, merge_path_, samples_path_;
+  std::string out_path_, merge_path_, samples_path_, serving_text_;
+  std::vector<int> serving_rows_;
+  int serving_input_tokens_ = 16, serving_steps_ = 8;
   std::string counts_text_ = "1-32,48,64,96,128,192,256,384,512,768,1024";
   int repeats_ = 5, max_experts_ = 0, concurrency_ = 1, contention_ = 0;
   ProfileRequest request_;

@@ -79,7 +79,7 @@ constexpr double kLmHeadOnExperts = 0.5;
 double lm_head_share(const RunOptions& o, bool distributed) {
   const bool keep = o.on_rank_failure == "continue";  // no replica of an lm_head part, as above
   if (o.lm_head_on_experts == "auto")
-    return distributed && o.serves && !keep ? kLmHeadOnExperts : 0;
+    return distributed && (o.serves || o.measures_serving) && !keep ? kLmHeadOnExperts : 0;
   double share = -1;
   try {
     size_t used = 0;
@@ -90,7 +90,8 @@ double lm_head_share(const RunOptions& o, bool distributed) {
   MOE_CHECK(share >= 0 && share < 1,
             "--lm-head-on-experts must be auto or a share from 0 to below 1, not '",
             o.lm_head_on_experts, "'");
-  MOE_CHECK(o.serves || share == 0, "--lm-head-on-experts is for moe generate");
+  MOE_CHECK(o.serves || o.measures_serving || share == 0,
+            "--lm-head-on-experts is for moe generate and moe profile --serving-rows");
   MOE_CHECK(!keep || share == 0, "--lm-head-on-experts ", o.lm_head_on_experts,
             " gives each expert rank a part of the lm_head, with no replica to go on with when it "
             "is lost: not with --on-rank-failure continue");
@@ -283,8 +284,11 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
               "--policy latency-aware and --record-latency-samples need --profile");
   if (!o.profile_path.empty()) {
     run.profile = load_profile(o.profile_path);
-    for (int r = o.attention_ranks; r < N; ++r)
-      MOE_CHECK(run.profile.has(r), o.profile_path, ": has no entry for expert rank ", r);
+    // The policy and the samples price each rank by its entry; the serving model (a plain run
+    // with a profile predicts its time) takes the profile's curves for any layout.
+    if (o.policy == "latency-aware" || !o.record_latency_samples_path.empty())
+      for (int r = o.attention_ranks; r < N; ++r)
+        MOE_CHECK(run.profile.has(r), o.profile_path, ": has no entry for expert rank ", r);
   }
   if (o.policy == "latency-aware")
     MOE_CHECK(!o.latency_model_path.empty(), "--policy latency-aware needs --latency-model");

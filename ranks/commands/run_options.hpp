@@ -41,6 +41,9 @@ struct RunOptions {
   // and with what batch per attention rank.
   bool serves = false;
   int batch_size = 1;
+  // Set by `moe profile --serving-rows`: it decodes as `moe generate` would, with its defaults for
+  // where the dense FFNs and the lm_head run.
+  bool measures_serving = false;
 
   // --model, --expert-map, --policy, --seed, --deadline, --on-rank-failure, --threads, --trace,
   // --memory-per-rank,

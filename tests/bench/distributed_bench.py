@@ -14,6 +14,12 @@ run per layout, the attention rank's dispatch + combine share of its sparse-laye
 runs it prints the memory's read bandwidth on one thread and on one thread per core at once: ranks
 that stream their weights at the same time share it. --weights runs every layout in bf16 or int8.
 
+The serving model: before the runs, `moe profile` measures the serving curves (-np 2,
+--serving-rows up to the largest batch) and the contention of two expert ranks (-np 3), and every
+run gets that profile: a layout that leaves --micro-batches open has the model choose it, and each
+run prints the model's prediction beside its measurement; the table gives the median predicted
+tokens/s and its error (--no-model: runs without a profile).
+
 Needs numpy and safetensors (pip) to build the checkpoint. Every command run is printed.
 """
 
@@ -39,7 +45,9 @@ LAYOUTS = {
     "np2-no-pingpong": (2, ["--micro-batches", "1"]),
     "np2": (2, []),
     "np3": (3, []),
+    "np3-2x1": (3, ["--attention-ranks", "2"]),  # two attention ranks, one expert rank
 }
+DEFAULT_LAYOUTS = ["np1", "np2-no-pingpong", "np2", "np3"]
 
 
 def say(cmd):
@@ -54,21 +62,51 @@ def write_prompts(path, count):
             f.write(json.dumps({"id": i, "input_ids": ids}) + "\n")
 
 
+def mpi(ranks, cmd):
+    return ["mpirun", *mpirun_flags(), "-np", ranks, *cmd] if ranks > 1 else cmd
+
+
+def measure_profile(args, batch_sizes):
+    """Serving curves at -np 2 (one expert rank: its compute undisturbed), merged with the
+    contention of two expert ranks at -np 3. Returns the profile's path."""
+    work = Path(args.work)
+    rows = sorted({1, 2, 4, 8, *[b for b in batch_sizes], *[b // 2 for b in batch_sizes]})
+    weights = ["--weights", args.weights] if args.weights != "f32" else []
+    common = [args.moe, "profile", "--model", args.model, "--token-counts", "1,2,4,8,16,32,64",
+              "--repeats", "3", *weights]
+    contention = work / f"profile-contention-{args.weights}.json"
+    path = work / f"profile-serving-{args.weights}.json"
+    for ranks, extra, out in [(3, ["--contention", "2"], contention),
+                              (2, ["--serving-rows", ",".join(map(str, rows)), "--merge", contention], path)]:
+        cmd = mpi(ranks, [*common, *extra, "--out", out])
+        say(cmd)
+        subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True)
+    return path
+
+
 def run(args, layout, batch, prompts, out, trace=None):
+    """tokens/s, the ids, and the serving model's prediction (None without one)."""
     ranks, extra = LAYOUTS[layout]
     cmd = [args.moe, "generate", "--model", args.model, "--input", prompts, "--output", out,
            "--max-new-tokens", args.max_new_tokens, "--batch-size", batch, "--quiet", *extra]
     if args.weights != "f32":
         cmd += ["--weights", args.weights]
+    if args.profile:
+        cmd += ["--profile", args.profile]
     if trace:
         cmd += ["--trace", trace]
-    if ranks > 1:
-        cmd = ["mpirun", *mpirun_flags(), "-np", ranks, *cmd]
+    cmd = mpi(ranks, cmd)
     say(cmd)
     text = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
     rate = float(text.split(" tokens/s")[0].rsplit(" ", 1)[1])
+    predicted = None
+    for line in text.splitlines():
+        if line.startswith("serving model: predicted "):
+            predicted = float(line.split()[3])
+        if line.startswith("micro-batches: ") and "chosen by the serving model" in line:
+            print(f"[dist] {layout}: {line}", flush=True)
     ids = [json.loads(line)["output_ids"] for line in open(out)]
-    return rate, ids
+    return rate, ids, predicted
 
 
 def exchange_share(trace_path):
@@ -90,10 +128,11 @@ def main():
     p.add_argument("--batches", default="64,16,8", help="batch sizes (default 64,16,8)")
     p.add_argument("--prompts-per-batch", type=int, default=2, help="prompts = this x batch (default 2)")
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--layouts", default=",".join(LAYOUTS), help=f"of {', '.join(LAYOUTS)}")
+    p.add_argument("--layouts", default=",".join(DEFAULT_LAYOUTS), help=f"of {', '.join(LAYOUTS)}")
     p.add_argument("--repeats", type=int, default=3, help="measured repeats (median, spread)")
     p.add_argument("--weights", default="f32", choices=["f32", "bf16", "int8"],
                    help="weight format of every rank in every layout (default f32)")
+    p.add_argument("--no-model", action="store_true", help="no serving-model profile and predictions")
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -111,16 +150,21 @@ def main():
     # weights, the ceiling is this ratio, not the core count.
     print(f"[dist] read bandwidth: one thread {one:.1f} GB/s, one per core {every:.1f} GB/s "
           f"({every / one:.2f}x)", flush=True)
-    for batch in [int(b) for b in args.batches.split(",")]:
+    batches = [int(b) for b in args.batches.split(",")]
+    args.profile = None if args.no_model else measure_profile(args, batches)
+    for batch in batches:
         prompts = work / f"prompts-{batch}.jsonl"
         write_prompts(prompts, args.prompts_per_batch * batch)
         rates = {l: [] for l in layouts}
+        predicted = {l: [] for l in layouts}
         same = {l: True for l in layouts}
         reference = None
         for rep in range(args.repeats):
             for layout in layouts:
-                rate, ids = run(args, layout, batch, prompts, work / f"out-{layout}.jsonl")
+                rate, ids, model = run(args, layout, batch, prompts, work / f"out-{layout}.jsonl")
                 rates[layout].append(rate)
+                if model is not None:
+                    predicted[layout].append(model)
                 reference = reference if reference is not None else ids
                 same[layout] = same[layout] and ids == reference
                 print(f"[dist] batch {batch} repeat {rep + 1} {layout}: {rate:.1f} tok/s", flush=True)
@@ -128,20 +172,22 @@ def main():
         for l in layouts:
             if LAYOUTS[l][0] > 1:
                 trace = work / f"trace-{l}-{batch}.json"
-                run(args, l, batch, prompts, work / "traced.jsonl", trace)
+                run(args, l, batch, prompts, work / "traced.jsonl", trace)[:2]
                 shares[l] = exchange_share(trace)
         base = statistics.median(rates[layouts[0]])
         print(f"\n## batch {batch}: {args.prompts_per_batch * batch} prompts x {args.max_new_tokens} new tokens, "
               f"1 thread per rank, {cores} cores, median of {args.repeats} (load {os.getloadavg()[0]:.2f})")
         print(f"| layout | tokens/s | min-max | vs {layouts[0]} | of the {min(cores, 2)}x ceiling "
-              "| same ids | dispatch+combine |")
-        print("|---|---|---|---|---|---|---|")
+              "| same ids | dispatch+combine | model tokens/s | model error |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for l in layouts:
             med = statistics.median(rates[l])
             ceiling = min(LAYOUTS[l][0], cores)
             share = f"{100 * shares[l]:.1f}%" if l in shares else ""
+            model = statistics.median(predicted[l]) if predicted[l] else None
+            model_text = f"{model:.1f} | {100 * (model / med - 1):+.1f}%" if model else " | "
             print(f"| {l} | {med:.1f} | {min(rates[l]):.1f}-{max(rates[l]):.1f} | {med / base:.2f}x | "
-                  f"{100 * med / base / ceiling:.0f}% | {same[l]} | {share} |", flush=True)
+                  f"{100 * med / base / ceiling:.0f}% | {same[l]} | {share} | {model_text} |", flush=True)
     return 0
 
 

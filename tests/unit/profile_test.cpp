@@ -95,5 +95,46 @@ TEST(Profile, ACpuCurveOfTheWrongLengthOrANegativeTimeIsRejected) {
   EXPECT_THROW(parse_profile(j, "p.json"), Error);
 }
 
+TEST(Profile, ServingCurvesAndContentionRoundTripAndABadCurveIsNamed) {
+  Profile p = two_ranks();
+  EXPECT_FALSE(profile_to_json(p).contains("serving"));
+  ServingCurves& s = p.serving;
+  s.decode_attention = {{1, 8}, {900, 2400}};
+  s.decode_experts = {{1, 8}, {1500, 5200}};
+  s.encode_attention = {{16, 128}, {4000, 21000}};
+  s.encode_experts = {{16, 128}, {3000, 30000}};
+  s.decode_dense = {{1, 8}, {0, 0}};
+  s.encode_dense = {{16, 128}, {1400, 14000}};
+  s.decode_exchanges = 7;
+  s.encode_exchanges = 12;
+  s.encode_dense_exchanges = 6;
+  s.input_tokens = 16;
+  s.threads = 1;
+  s.dense_ffn = "xxaa";
+  s.lm_head_on_experts = 0.5;
+  p.contention = 0.12;
+  nlohmann::json j = profile_to_json(p);
+  const Profile q = parse_profile(j, "p.json");
+  EXPECT_EQ(q.serving.decode_experts.median_us, (std::vector<double>{1500, 5200}));
+  EXPECT_EQ(q.serving.encode_attention.tokens, (std::vector<double>{16, 128}));
+  EXPECT_DOUBLE_EQ(q.serving.decode_exchanges, 7);
+  EXPECT_DOUBLE_EQ(q.serving.encode_dense_exchanges, 6);
+  EXPECT_EQ(q.serving.encode_dense.median_us, (std::vector<double>{1400, 14000}));
+  EXPECT_EQ(q.serving.dense_ffn, "xxaa");
+  EXPECT_DOUBLE_EQ(q.serving.lm_head_on_experts, 0.5);
+  EXPECT_DOUBLE_EQ(q.contention, 0.12);
+  // A merge keeps the newer curves.
+  EXPECT_DOUBLE_EQ(merge_profiles(two_ranks(), q).serving.decode_exchanges, 7);
+  j["serving"]["decode_experts_us"] = {1500};
+  try {
+    parse_profile(j, "p.json");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("p.json: serving: decode_sequences and decode_experts_us"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace moe

@@ -1,0 +1,136 @@
+// moe plan: the layout of a `moe generate` run from a profile's serving curves (moe profile
+// --serving-rows): for every split of the ranks into M attention and N expert ranks and every
+// count of micro-batches, the serving model's predicted run (router/sim/serving_model.hpp), the
+// one-process run beside them, and the fastest layout as the command that runs it.
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <thread>
+
+#include "ranks/commands/command_line.hpp"
+#include "ranks/commands/commands.hpp"
+#include "router/sim/serving_model.hpp"
+#include "runtime/error.hpp"
+
+namespace moe {
+namespace po = boost::program_options;
+
+namespace {
+
+// Input lengths "L" (every request L tokens) or "A-B" (spread over A..B, as a mix of prompts).
+std::vector<int> input_lengths(const std::string& text, int requests) {
+  int lo = 0, hi = 0;
+  const auto dash = text.find('-');
+  try {
+    lo = std::stoi(text.substr(0, dash));
+    hi = dash == std::string::npos ? lo : std::stoi(text.substr(dash + 1));
+  } catch (const std::exception&) {
+    MOE_FAIL("--input-tokens must be N or A-B, not '", text, "'");
+  }
+  MOE_CHECK(lo >= 1 && hi >= lo, "--input-tokens must be N or A-B with 1 <= A <= B, not '", text,
+            "'");
+  std::vector<int> lengths;
+  uint64_t state = 1234;
+  for (int i = 0; i < requests; ++i) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;  // a fixed pseudo-random mix
+    lengths.push_back(lo + int((state >> 33) % uint64_t(hi - lo + 1)));
+  }
+  return lengths;
+}
+
+// The curves of one side sped up: a faster kind of device on the attention or the expert ranks.
+void speed_up(LatencyCurve& curve, double speed) {
+  for (double& us : curve.median_us) us /= speed;
+}
+
+}  // namespace
+
+int run_plan(const World& world, const std::vector<std::string>& args) {
+  std::string profile_path, inputs = "0", attention_text, micro_text = "1-4";
+  int ranks = 0, batch = 8, requests = 256, new_tokens = 32;
+  double cores = -1, contention = -1, attention_speed = 1, expert_speed = 1;
+  po::options_description opts("moe plan options");
+  // clang-format off
+  opts.add_options()("help,h", "show this help")
+      ("profile", po::value(&profile_path)->required(), "profile.json with serving curves (moe profile --serving-rows)")
+      ("ranks", po::value(&ranks)->required(), "ranks of the run (mpirun -np)")
+      ("batch-size", po::value(&batch)->default_value(batch), "sequences per attention rank")
+      ("requests", po::value(&requests)->default_value(requests), "prompts in the job")
+      ("input-tokens", po::value(&inputs)->default_value(inputs), "input tokens per prompt: N, or A-B for a spread (0: the profile's)")
+      ("new-tokens", po::value(&new_tokens)->default_value(new_tokens), "tokens generated per prompt")
+      ("attention-ranks", po::value(&attention_text), "attention rank counts to weigh (default: 1 to ranks - 1)")
+      ("micro-batches", po::value(&micro_text)->default_value(micro_text), "micro-batch counts to weigh")
+      ("cores", po::value(&cores)->default_value(cores), "cores the ranks share (-1: this machine's; 0: a core or device each)")
+      ("contention", po::value(&contention)->default_value(contention), "slowdown of a rank per other rank computing at once (-1: the profile's, else 0)")
+      ("attention-speed", po::value(&attention_speed)->default_value(1), "the attention ranks' speed relative to the profiled one")
+      ("expert-speed", po::value(&expert_speed)->default_value(1), "the expert ranks' speed relative to the profiled one");
+  // clang-format on
+  if (!parse_command_line(world, opts, args)) return 0;
+  MOE_CHECK(!world.distributed(), "moe plan runs in one process (no mpirun)");
+  MOE_CHECK(ranks >= 2, "--ranks must be >= 2 (one process needs no plan)");
+  MOE_CHECK(batch >= 1 && requests >= 1 && new_tokens >= 1,
+            "--batch-size, --requests and --new-tokens must be >= 1");
+  MOE_CHECK(attention_speed > 0 && expert_speed > 0,
+            "--attention-speed and --expert-speed must be > 0");
+  Profile profile = load_profile(profile_path);
+  MOE_CHECK(!profile.serving.empty(), profile_path,
+            ": has no serving curves: measure them with moe profile --serving-rows");
+  ServingCurves& s = profile.serving;
+  for (LatencyCurve* c : {&s.decode_attention, &s.encode_attention}) speed_up(*c, attention_speed);
+  for (LatencyCurve* c : {&s.decode_experts, &s.encode_experts, &s.decode_dense, &s.encode_dense})
+    speed_up(*c, expert_speed);
+  sim::ServingHost host;
+  host.cores = cores < 0 ? std::max(1u, std::thread::hardware_concurrency()) : cores;
+  host.contention = contention >= 0 ? contention : std::max(profile.contention, 0.0);
+  const sim::ServingWorkload workload{
+      input_lengths(inputs == "0" ? std::to_string(s.input_tokens) : inputs, requests), new_tokens};
+  std::vector<int> attention_counts, micro_counts = parse_int_list(micro_text, "--micro-batches");
+  if (attention_text.empty())
+    for (int m = 1; m < ranks; ++m) attention_counts.push_back(m);
+  else
+    attention_counts = parse_int_list(attention_text, "--attention-ranks");
+  for (int m : attention_counts)
+    MOE_CHECK(m >= 1 && m < ranks, "--attention-ranks ", m, " leaves no expert rank among ", ranks);
+  for (int m : micro_counts) MOE_CHECK(m >= 1, "--micro-batches must be >= 1");
+
+  std::printf(
+      "serving model: %d requests of %s input tokens, %d new tokens each; cores %s, "
+      "contention %.3f; curves measured with %d thread(s) per rank, dense FFNs '%s', "
+      "lm_head share %.2f on the expert ranks\n",
+      requests, inputs == "0" ? std::to_string(s.input_tokens).c_str() : inputs.c_str(), new_tokens,
+      host.cores > 0 ? std::to_string(int(host.cores)).c_str() : "one per rank", host.contention,
+      s.threads, s.dense_ffn.c_str(), s.lm_head_on_experts);
+  const sim::ServingPrediction alone =
+      sim::predict_serving(profile, {1, 0, 1, batch, 0}, workload, host);
+  std::printf("%-9s %-7s %-6s %12s %10s %14s %10s %10s %8s\n", "attention", "experts", "micro",
+              "tokens/s", "seconds", "decode step ms", "attn busy", "exp busy", "x alone");
+  std::printf("%-9s %-7s %-6d %12.1f %10.3f %14.2f %9.0f%% %10s %8.2f\n", "1 (alone)", "0", 1,
+              alone.tokens_per_s, alone.seconds, alone.decode_step_ms, 100 * alone.attention_busy,
+              "-", 1.0);
+  int best_m = 0, best_micro = 0;
+  double best_rate = 0;
+  for (int m : attention_counts) {
+    double best_here = 0;  // a micro-batch count must beat fewer by 3%, as generate chooses
+    for (int micro : micro_counts) {
+      if (micro > batch) continue;
+      const sim::ServingPrediction p =
+          sim::predict_serving(profile, {m, ranks - m, micro, batch, 0}, workload, host);
+      std::printf("%-9d %-7d %-6d %12.1f %10.3f %14.2f %9.0f%% %9.0f%% %8.2f\n", m, ranks - m,
+                  micro, p.tokens_per_s, p.seconds, p.decode_step_ms, 100 * p.attention_busy,
+                  100 * p.experts_busy, p.tokens_per_s / alone.tokens_per_s);
+      constexpr double kWorthIt = 1.03;
+      if (p.tokens_per_s >= kWorthIt * best_here) {
+        best_here = p.tokens_per_s;
+        if (best_here > best_rate) best_rate = best_here, best_m = m, best_micro = micro;
+      }
+    }
+  }
+  MOE_CHECK(best_m > 0, "no layout to weigh: --micro-batches are all above --batch-size");
+  std::printf(
+      "chosen: mpirun -np %d moe generate --attention-ranks %d --micro-batches %d --batch-size %d "
+      "(predicted %.1f tokens/s, %.2fx one process)\n",
+      ranks, best_m, best_micro, batch, best_rate, best_rate / alone.tokens_per_s);
+  return 0;
+}
+
+}  // namespace moe

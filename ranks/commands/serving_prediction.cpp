@@ -1,0 +1,53 @@
+#include "ranks/commands/serving_prediction.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+namespace moe {
+
+std::string serving_curves_mismatch(const Profile& profile, const RunPlan& plan, int threads) {
+  const ServingCurves& s = profile.serving;
+  if (s.empty()) return "the profile has no serving curves (moe profile --serving-rows)";
+  if (s.threads != threads)
+    return "the serving curves were measured with " + std::to_string(s.threads) +
+           " thread(s) per rank, this run has " + std::to_string(threads);
+  if (plan.expert_ranks() == 0) return "";  // one process: every FFN and the lm_head in line
+  if (s.dense_ffn != plan.dense_placement())
+    return "the serving curves were measured with another placement of the dense FFNs "
+           "(--dense-ffn)";
+  if (std::abs(s.lm_head_on_experts - plan.lm_head_on_experts) > 1e-9)
+    return "the serving curves were measured with another share of the lm_head on the expert "
+           "ranks (--lm-head-on-experts)";
+  return "";
+}
+
+sim::ServingHost serving_host(const Profile& profile, const std::vector<std::string>& hosts) {
+  sim::ServingHost host;
+  const bool one_host =
+      !hosts.empty() && std::all_of(hosts.begin(), hosts.end(),
+                                    [&](const std::string& h) { return h == hosts.front(); });
+  if (one_host) host.cores = std::max(1u, std::thread::hardware_concurrency());
+  host.contention = std::max(profile.contention, 0.0);
+  return host;
+}
+
+int choose_micro_batches(const Profile& profile, sim::ServingLayout layout,
+                         const sim::ServingWorkload& workload, const sim::ServingHost& host,
+                         std::vector<sim::ServingPrediction>* predictions) {
+  constexpr int kMost = 4;
+  // A lane more must be predicted this much faster than the best with fewer: closer than that is
+  // within the model's error, and each lane re-reads the weights.
+  constexpr double kWorthIt = 1.03;
+  int best = 1;
+  double best_rate = 0;
+  for (int m = 1; m <= std::min(kMost, layout.batch_size); ++m) {
+    layout.micro_batches = m;
+    const sim::ServingPrediction p = sim::predict_serving(profile, layout, workload, host);
+    if (predictions) predictions->push_back(p);
+    if (m == 1 || p.tokens_per_s >= kWorthIt * best_rate) best = m, best_rate = p.tokens_per_s;
+  }
+  return best;
+}
+
+}  // namespace moe

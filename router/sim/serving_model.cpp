@@ -1,0 +1,330 @@
+#include "router/sim/serving_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <queue>
+#include <vector>
+
+#include "runtime/error.hpp"
+
+namespace moe::sim {
+namespace {
+
+// Ranks that compute (one job at a time each, first come first served) at a rate set by how
+// many compute at once, and timers for the messages in between.
+class Engine {
+ public:
+  Engine(int ranks, const ServingHost& host) : ranks_(ranks), host_(host) {}
+
+  double now() const { return now_; }
+  double busy_us(int rank) const { return ranks_[rank].busy_us; }
+
+  void submit(int rank, double work_us, std::function<void()> done) {
+    ranks_[rank].queue.push_back({std::max(work_us, 0.0), std::move(done)});
+  }
+  void after(double delay_us, std::function<void()> fn) {
+    timers_.push({now_ + std::max(delay_us, 0.0), next_timer_++, std::move(fn)});
+  }
+
+  void run() {
+    constexpr double kEps = 1e-9;
+    for (;;) {
+      int computing = 0;
+      for (auto& r : ranks_) {
+        if (!r.running && !r.queue.empty()) {
+          r.job = std::move(r.queue.front());
+          r.queue.pop_front();
+          r.running = true;
+        }
+        computing += r.running;
+      }
+      if (computing == 0 && timers_.empty()) return;
+      const double rate = rate_of(computing);
+      double step = std::numeric_limits<double>::infinity();
+      for (const auto& r : ranks_)
+        if (r.running) step = std::min(step, r.job.remaining_us / rate);
+      if (!timers_.empty()) step = std::min(step, timers_.top().at - now_);
+      now_ += step;
+      std::vector<std::function<void()>> fired;
+      for (auto& r : ranks_) {
+        if (!r.running) continue;
+        r.job.remaining_us -= step * rate;
+        r.busy_us += step;
+        if (r.job.remaining_us <= kEps) {
+          r.running = false;
+          fired.push_back(std::move(r.job.done));
+        }
+      }
+      while (!timers_.empty() && timers_.top().at <= now_ + kEps) {
+        fired.push_back(timers_.top().fn);
+        timers_.pop();
+      }
+      for (auto& fn : fired) fn();
+    }
+  }
+
+ private:
+  // Each of `computing` ranks progresses at this many µs of work per µs: the cores shared out,
+  // and each rank that computes beside it slowing it by the contention.
+  double rate_of(int computing) const {
+    const double running =
+        host_.cores > 0 ? std::min(double(computing), host_.cores) : double(computing);
+    return (running / computing) / (1 + host_.contention * (running - 1));
+  }
+
+  struct Job {
+    double remaining_us = 0;
+    std::function<void()> done;
+  };
+  struct Rank {
+    std::deque<Job> queue;
+    Job job;
+    bool running = false;
+    double busy_us = 0;
+  };
+  struct Timer {
+    double at;
+    uint64_t order;
+    std::function<void()> fn;
+    bool operator<(const Timer& o) const { return at != o.at ? at > o.at : order > o.order; }
+  };
+  std::vector<Rank> ranks_;
+  std::priority_queue<Timer> timers_;
+  ServingHost host_;
+  double now_ = 0;
+  uint64_t next_timer_ = 0;
+};
+
+struct Link {
+  double latency_us = 0, bytes_per_us = 1e9, receive_us = 0;
+};
+
+// The mean over the profile's expert ranks.
+Link mean_link(const Profile& p) {
+  MOE_CHECK(!p.ranks.empty(), "the profile has no expert rank, so no link to model");
+  Link l{0, 0, 0};
+  for (const auto& r : p.ranks) {
+    l.latency_us += r.link_latency_us / p.ranks.size();
+    l.bytes_per_us += r.link_bytes_per_us / p.ranks.size();
+    l.receive_us += r.receive_us / p.ranks.size();
+  }
+  return l;
+}
+
+// One attention rank's micro-batch lane, following ranks/serving.cpp's Server::lane.
+class Lane {
+ public:
+  struct Shared {
+    Engine& engine;
+    const ServingCurves& curves;
+    const ServingLayout& layout;
+    const ServingWorkload& workload;
+    Link link;
+    int d_model;
+    bool decode_only;     // lanes start full and only decode (the steady-state step)
+    int steps_to_decode;  // decode_only: steps per lane
+    std::vector<std::vector<int>>& waiting;  // per attention rank: the input tokens of those not
+                                             // yet admitted, in order
+    std::vector<size_t>& taken;  // per attention rank: how many of those its lanes admitted
+  };
+
+  Lane(Shared& s, int rank, int room) : s_(s), rank_(rank), room_(room) {
+    per_step_ = s.layout.admit_per_step > 0 ? s.layout.admit_per_step : std::max(1, (room + 3) / 4);
+  }
+
+  void start() {
+    if (room_ == 0) return;
+    if (s_.decode_only) {
+      active_.assign(room_, 0);
+      decode();
+    } else {
+      admit(room_);
+    }
+  }
+  const std::vector<double>& step_ends() const { return step_ends_; }
+
+ private:
+  // Up to `k` waiting requests join with one encoder pass over them, padded to the longest; then
+  // a decode step, as the server.
+  void admit(int k) {
+    auto& waiting = s_.waiting[rank_];
+    size_t& next = s_.taken[rank_];
+    k = std::min(k, int(waiting.size() - next));
+    if (k == 0) {
+      if (!active_.empty()) decode();
+      return;
+    }
+    int longest = 0;
+    for (int i = 0; i < k; ++i) longest = std::max(longest, waiting[next++]);
+    const double tokens = double(k) * longest;
+    const ServingCurves& c = s_.curves;
+    pass({c.encode_attention.at(tokens), c.encode_experts.at(tokens), c.encode_dense.at(tokens),
+          c.encode_exchanges, c.encode_dense_exchanges, tokens},
+         [this, k] {
+           active_.insert(active_.end(), k, 0);
+           decode();
+         });
+  }
+
+  void decode() {
+    const double n = double(active_.size());
+    const ServingCurves& c = s_.curves;
+    pass({c.decode_attention.at(n), c.decode_experts.at(n), c.decode_dense.at(n),
+          c.decode_exchanges, c.decode_dense_exchanges, n},
+         [this] { decoded(); });
+  }
+
+  void decoded() {
+    step_ends_.push_back(s_.engine.now());
+    std::vector<int> going_on;
+    for (int generated : active_)
+      if (generated + 1 < s_.workload.new_tokens) going_on.push_back(generated + 1);
+    active_ = std::move(going_on);
+    if (s_.decode_only) {
+      if (int(step_ends_.size()) < s_.steps_to_decode) decode();
+      return;
+    }
+    if (s_.taken[rank_] < s_.waiting[rank_].size() && int(active_.size()) < room_) {
+      admit(std::min(per_step_, room_ - int(active_.size())));
+    } else if (!active_.empty()) {
+      decode();
+    }
+  }
+
+  // One pass's work, from the curves.
+  struct Work {
+    double attention_us, experts_us, dense_us, exchanges, dense_exchanges, rows;
+  };
+
+  // The attention work cut into exchanges + 1 equal segments, with an exchange of `rows` rows
+  // after each but the last. The dense FFNs' exchanges, spread evenly among them, go whole to one
+  // expert rank each, in turn; the others share the rest of the expert work equally over every
+  // expert rank.
+  void pass(const Work& w, std::function<void()> done) {
+    const int k = int(std::lround(w.exchanges));
+    const int dense = std::min(k, int(std::lround(w.dense_exchanges)));
+    pass_ = {w.attention_us / (k + 1),
+             dense > 0 ? w.dense_us / dense : 0.0,
+             k > dense ? std::max(w.experts_us - w.dense_us, 0.0) / (k - dense) : 0.0,
+             k,
+             dense,
+             0,
+             w.rows,
+             std::move(done)};
+    if (k == 0) pass_.segment_us += w.experts_us;  // no exchange: nothing runs elsewhere
+    segment();
+  }
+
+  void segment() {
+    s_.engine.submit(rank_, pass_.segment_us, [this] {
+      if (pass_.done_segments == pass_.exchanges) {
+        auto done = std::move(pass_.done);
+        done();
+      } else {
+        exchange(pass_.done_segments++);
+      }
+    });
+  }
+
+  // Exchange i of the pass (of k, `dense` of them dense: those where i · dense / k steps up).
+  void exchange(int i) {
+    const int N = s_.layout.expert_ranks, k = pass_.exchanges, dense = pass_.dense_exchanges;
+    const bool is_dense = (i + 1) * dense / k > i * dense / k;
+    const double work = is_dense ? pass_.dense_us : pass_.spread_us;
+    if (N == 0) {  // one process: the experts run in line
+      s_.engine.submit(rank_, work, [this] { segment(); });
+      return;
+    }
+    const int ranks = is_dense ? 1 : N;
+    const int first = is_dense ? (i * dense / k) % N : 0;
+    const Link& l = s_.link;
+    const double bytes = pass_.rows * s_.d_model * sizeof(float) / ranks;
+    const double one_way = l.latency_us + bytes / l.bytes_per_us;
+    s_.engine.after(one_way + l.receive_us, [this, ranks, first, work, one_way] {
+      pending_ = ranks;
+      for (int e = first; e < first + ranks; ++e)
+        s_.engine.submit(s_.layout.attention_ranks + e, work / ranks, [this, one_way] {
+          if (--pending_ == 0) s_.engine.after(one_way, [this] { segment(); });
+        });
+    });
+  }
+
+  struct Pass {
+    double segment_us = 0, dense_us = 0, spread_us = 0;  // per segment, per exchange
+    int exchanges = 0, dense_exchanges = 0, done_segments = 0;
+    double rows = 0;
+    std::function<void()> done;
+  };
+  Shared& s_;
+  int rank_, room_, per_step_ = 1;
+  std::vector<int> active_;  // per sequence: tokens generated
+  Pass pass_;
+  int pending_ = 0;
+  std::vector<double> step_ends_;
+};
+
+struct Simulated {
+  double seconds = 0, attention_busy = 0, experts_busy = 0;
+  std::vector<double> lane0_step_ends;
+};
+
+Simulated simulate(const Profile& p, const ServingLayout& layout, const ServingWorkload& workload,
+                   const ServingHost& host, bool decode_only) {
+  const int M = layout.attention_ranks, N = layout.expert_ranks, m = layout.micro_batches;
+  Engine engine(M + N, host);
+  std::vector<std::vector<int>> waiting(M);
+  for (size_t i = 0; i < workload.input_tokens.size(); ++i)
+    waiting[i % M].push_back(workload.input_tokens[i]);
+  std::vector<size_t> taken(M, 0);
+  constexpr int kSteadySteps = 8;
+  Lane::Shared shared{engine,    p.serving,   layout,       workload, N > 0 ? mean_link(p) : Link{},
+                      p.d_model, decode_only, kSteadySteps, waiting,  taken};
+  std::vector<std::unique_ptr<Lane>> lanes;
+  for (int a = 0; a < M; ++a)
+    for (int l = 0; l < m; ++l)
+      lanes.push_back(std::make_unique<Lane>(
+          shared, a, layout.batch_size / m + (l < layout.batch_size % m ? 1 : 0)));
+  for (auto& lane : lanes) lane->start();
+  engine.run();
+  Simulated out;
+  out.seconds = engine.now() / 1e6;
+  for (int a = 0; a < M; ++a) out.attention_busy += engine.busy_us(a) / M;
+  for (int e = 0; e < N; ++e) out.experts_busy += engine.busy_us(M + e) / N;
+  out.lane0_step_ends = lanes.front()->step_ends();
+  return out;
+}
+
+}  // namespace
+
+ServingPrediction predict_serving(const Profile& p, const ServingLayout& layout,
+                                  const ServingWorkload& workload, const ServingHost& host) {
+  MOE_CHECK(!p.serving.empty(),
+            "the profile has no serving curves: measure them with moe profile --serving-rows");
+  MOE_CHECK(layout.attention_ranks >= 1 && layout.expert_ranks >= 0 && layout.micro_batches >= 1 &&
+                layout.batch_size >= 1,
+            "the serving model needs an attention rank, a lane and a batch");
+  MOE_CHECK(!workload.input_tokens.empty() && workload.new_tokens >= 1,
+            "the serving model needs requests and new tokens");
+  for (int n : workload.input_tokens)
+    MOE_CHECK(n >= 1, "the serving model needs requests of at least one input token");
+  ServingPrediction out;
+  const Simulated run = simulate(p, layout, workload, host, false);
+  out.seconds = run.seconds;
+  out.tokens_per_s =
+      double(workload.input_tokens.size()) * workload.new_tokens / std::max(run.seconds, 1e-12);
+  out.attention_busy = run.attention_busy / std::max(run.seconds * 1e6, 1e-12);
+  out.experts_busy = run.experts_busy / std::max(run.seconds * 1e6, 1e-12);
+  // The steady step: lane 0's period once every lane is in step (its last half of the steps).
+  ServingWorkload endless = workload;
+  endless.new_tokens = std::numeric_limits<int>::max();
+  const auto ends = simulate(p, layout, endless, host, true).lane0_step_ends;
+  const size_t half = ends.size() / 2;
+  out.decode_step_ms = (ends.back() - ends[half - 1]) / double(ends.size() - half) / 1e3;
+  return out;
+}
+
+}  // namespace moe::sim

@@ -1,0 +1,58 @@
+// The serving model: how long `moe generate` takes with M attention ranks, N expert ranks and m
+// ping-pong micro-batch lanes per attention rank, from the profile's serving curves (measured on
+// one attention rank with one lane, router/profile.hpp) and its links. A discrete-event model of
+// the run's own schedule (ranks/serving.cpp): each lane admits its share of the requests (an
+// encoder pass), then decodes step by step, refilling as sequences finish; a pass is the
+// attention rank's work cut into equal segments between its exchanges, and each exchange sends
+// its rows out, has every expert rank compute an equal part of the expert work, and brings the
+// results back. An attention rank runs one lane's segment at a time and an expert rank one
+// exchange at a time, first come first served; ranks computing at once share the host's cores and
+// slow each other by the profile's contention. So ping-pong overlap, the cost of splitting a batch
+// (each micro-batch's point on the curves: a GEMM over half the rows costs more than half), the
+// expert ranks' share of the work and the exchanges' latency all come out of the same curves.
+//
+// Left out (docs/SIMULATOR.md): imbalance between expert ranks (each takes an equal part), an
+// expert rank's merging of exchanges from several attention ranks into one grouped call (they
+// are served one after another), the growth of attention with the key/value cache (the curves
+// are the mean over the timed steps).
+#pragma once
+
+#include <vector>
+
+#include "router/profile.hpp"
+
+namespace moe::sim {
+
+struct ServingLayout {
+  int attention_ranks = 1;
+  int expert_ranks = 1;  // 0: one process, which computes the experts itself with no exchange
+  int micro_batches = 1;
+  int batch_size = 8;      // per attention rank
+  int admit_per_step = 0;  // per lane after its first admission (0: a quarter of its share)
+};
+
+struct ServingWorkload {
+  // Per request, in the order they are dealt (round-robin over the attention ranks): its input
+  // tokens. An encoder pass pads the requests it admits to the longest, as make_batch does.
+  std::vector<int> input_tokens;
+  int new_tokens = 0;  // per request (every one runs to the limit)
+};
+
+struct ServingHost {
+  double cores = 0;       // the cores every rank shares (0: a core each)
+  double contention = 0;  // a computing rank's slowdown per other rank computing at once
+};
+
+struct ServingPrediction {
+  double seconds = 0;  // from the first admission to the last token
+  double tokens_per_s = 0;
+  double decode_step_ms = 0;  // one decode step of every lane, each full, in steady state
+  // The share of `seconds` the attention ranks, and the expert ranks, spend computing (mean).
+  double attention_busy = 0, experts_busy = 0;
+};
+
+// Throws naming what is missing when the profile has no serving curves or links.
+ServingPrediction predict_serving(const Profile& profile, const ServingLayout& layout,
+                                  const ServingWorkload& workload, const ServingHost& host);
+
+}  // namespace moe::sim

@@ -1,0 +1,154 @@
+// The serving model (router/sim/serving_model.hpp) against hand-computed runs: one lane's pass is
+// its segments, exchanges and links end to end; two lanes overlap attention with the experts and
+// approach the larger side's work; one shared core leaves no overlap; contention slows both sides;
+// admissions and the requests left over follow the server's rules; a profile without curves is
+// refused naming the option that measures them.
+#include "router/sim/serving_model.hpp"
+
+#include <gtest/gtest.h>
+
+#include "runtime/error.hpp"
+
+namespace moe::sim {
+namespace {
+
+constexpr double kUsTol = 1e-6;
+
+// y = slope · x exactly (the curve through (1, slope) and (1000, 1000 slope)).
+LatencyCurve proportional(double slope) { return {{1, 1000}, {slope, 1000 * slope}}; }
+
+// Attention a µs and experts x µs per decoded sequence, k exchanges a step; encoder passes cost
+// ea and ex µs per input token with ke exchanges; links of `latency` µs and unlimited bandwidth.
+Profile profile_of(double a, double x, int k, double ea, double ex, int ke, double latency) {
+  Profile p;
+  p.d_model = 4;
+  RankProfile r;
+  r.rank = 1;
+  r.link_latency_us = latency;
+  r.link_bytes_per_us = 1e18;
+  p.ranks.push_back(r);
+  ServingCurves& s = p.serving;
+  s.decode_attention = proportional(a);
+  s.decode_experts = proportional(x);
+  s.encode_attention = proportional(ea);
+  s.encode_experts = proportional(ex);
+  s.decode_exchanges = k;
+  s.encode_exchanges = ke;
+  s.input_tokens = 4;
+  s.threads = 1;
+  return p;
+}
+
+TEST(ServingModel, OneLaneIsItsSegmentsExchangesAndLinksEndToEnd) {
+  // One request of 4 input tokens, 3 new tokens: an encoder pass (40 + 20 µs of work, one
+  // exchange: two 5 µs links), then 3 decode steps of 1 row (100 + 60 µs, two exchanges).
+  const Profile p = profile_of(100, 60, 2, 10, 5, 1, 5);
+  const ServingPrediction r = predict_serving(p, {1, 1, 1, 1, 0}, {{4}, 3}, {});
+  const double encode = 40 + 20 + 1 * 10, step = 100 + 60 + 2 * 10;
+  EXPECT_NEAR(r.seconds * 1e6, encode + 3 * step, kUsTol);
+  EXPECT_NEAR(r.tokens_per_s, 3 / r.seconds, 1e-6);
+  EXPECT_NEAR(r.decode_step_ms * 1e3, step, kUsTol);
+  EXPECT_NEAR(r.attention_busy, (40 + 3 * 100) / (encode + 3 * step), 1e-9);
+}
+
+TEST(ServingModel, OneProcessComputesTheExpertsInLineWithoutLinks) {
+  const Profile p = profile_of(100, 60, 2, 10, 5, 1, 5);
+  const ServingPrediction r = predict_serving(p, {1, 0, 1, 1, 0}, {{4}, 3}, {});
+  EXPECT_NEAR(r.seconds * 1e6, 60 + 3 * 160, kUsTol);
+  EXPECT_NEAR(r.attention_busy, 1.0, 1e-9);
+}
+
+TEST(ServingModel, TwoLanesOverlapAttentionWithTheExperts) {
+  // Equal sides, proportional curves: one lane of 8 rows takes 8 (100 + 100) per step; two lanes
+  // of 4 alternate, each side busy nearly all the time: close to 8 · 100 per step.
+  const Profile p = profile_of(100, 100, 6, 10, 10, 6, 0);
+  const double one =
+      predict_serving(p, {1, 1, 1, 8, 0}, {std::vector<int>(8, 4), 4}, {}).decode_step_ms;
+  const double two =
+      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {}).decode_step_ms;
+  EXPECT_NEAR(one * 1e3, 1600, kUsTol);
+  EXPECT_LT(two * 1e3, 0.6 * 1600);
+  EXPECT_GE(two * 1e3, 800 - kUsTol);  // neither side can do more than its work
+}
+
+TEST(ServingModel, OneSharedCoreLeavesNothingToOverlap) {
+  const Profile p = profile_of(100, 100, 6, 10, 10, 6, 0);
+  const double two =
+      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {1, 0}).decode_step_ms;
+  EXPECT_NEAR(two * 1e3, 1600, 1e-3);
+}
+
+TEST(ServingModel, ContentionSlowsRanksThatComputeAtOnce) {
+  const Profile p = profile_of(100, 100, 6, 10, 10, 6, 0);
+  const double free =
+      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {}).decode_step_ms;
+  const double slowed =
+      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {0, 0.5}).decode_step_ms;
+  EXPECT_GT(slowed, 1.2 * free);
+  // Without overlap there is nobody to contend with.
+  const double one =
+      predict_serving(p, {1, 1, 1, 8, 0}, {std::vector<int>(8, 4), 4}, {0, 0.5}).decode_step_ms;
+  EXPECT_NEAR(one * 1e3, 1600, kUsTol);
+}
+
+TEST(ServingModel, LanesRefillAsTheServerDoes) {
+  // Batch 4, one lane, 6 requests of 2 new tokens, later admissions of a quarter of the lane (1):
+  // the first 4 join in one encoder pass and leave after 2 steps; then the fifth joins and steps
+  // once, the sixth joins and both step (the fifth leaves), and the sixth steps alone.
+  const Profile p = profile_of(10, 0, 0, 1, 0, 0, 0);
+  const ServingPrediction r = predict_serving(p, {1, 1, 1, 4, 0}, {std::vector<int>(6, 4), 2}, {});
+  const double encode4 = 4 * 4 * 1, encode1 = 4 * 1;
+  const double expected = encode4 + 2 * (4 * 10)  // the first four
+                          + encode1 + 1 * 10      // the fifth's first step
+                          + encode1 + 2 * 10      // the sixth joins: both step
+                          + 1 * 10;               // the sixth's last step
+  EXPECT_NEAR(r.seconds * 1e6, expected, kUsTol);
+  EXPECT_NEAR(r.tokens_per_s, 12 / r.seconds, 1e-6);
+}
+
+TEST(ServingModel, ADenseFfnGoesWholeToOneExpertRankWhereASparseLayerSpreads) {
+  // Two expert ranks, one request of one new token: 100 µs of attention, 60 µs of expert work
+  // over 2 exchanges. Spread, each exchange takes 30 / 2 µs; dense, 30 µs on one rank.
+  Profile p = profile_of(100, 60, 2, 0, 0, 0, 0);
+  const double spread = predict_serving(p, {1, 2, 1, 1, 0}, {{4}, 1}, {}).seconds;
+  EXPECT_NEAR(spread * 1e6, 100 + 30, kUsTol);
+  p.serving.decode_dense = proportional(60);
+  p.serving.decode_dense_exchanges = 2;
+  const double dense = predict_serving(p, {1, 2, 1, 1, 0}, {{4}, 1}, {}).seconds;
+  EXPECT_NEAR(dense * 1e6, 100 + 60, kUsTol);
+  // One dense exchange of 20 µs on one rank, one spread exchange of 40 µs over both.
+  p.serving.decode_dense = proportional(20);
+  p.serving.decode_dense_exchanges = 1;
+  const double half = predict_serving(p, {1, 2, 1, 1, 0}, {{4}, 1}, {}).seconds;
+  EXPECT_NEAR(half * 1e6, 100 + 20 + 40 / 2.0, kUsTol);
+}
+
+TEST(ServingModel, AnEncoderPassPadsItsRequestsToTheLongest) {
+  // Two requests of 2 and 6 input tokens join together: 2 × 6 tokens of encoder work.
+  const Profile p = profile_of(10, 0, 0, 1, 0, 0, 0);
+  const ServingPrediction r = predict_serving(p, {1, 1, 1, 2, 0}, {{2, 6}, 1}, {});
+  EXPECT_NEAR(r.seconds * 1e6, 2 * 6 + 2 * 10, kUsTol);
+}
+
+TEST(ServingModel, AttentionRanksShareTheRequestsAndTheExpertRanks) {
+  // Two attention ranks with one request each run side by side: the same time as one alone when
+  // the experts cost nothing.
+  const Profile p = profile_of(100, 0, 2, 10, 0, 1, 0);
+  const double alone = predict_serving(p, {1, 1, 1, 1, 0}, {{4}, 3}, {}).seconds;
+  const double two = predict_serving(p, {2, 1, 1, 1, 0}, {{4, 4}, 3}, {}).seconds;
+  EXPECT_NEAR(two, alone, 1e-12);
+}
+
+TEST(ServingModel, RefusesAProfileWithoutServingCurves) {
+  Profile p = profile_of(1, 1, 1, 1, 1, 1, 0);
+  p.serving = {};
+  try {
+    predict_serving(p, {}, {{4}, 3}, {});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--serving-rows"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace moe::sim
