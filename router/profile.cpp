@@ -140,7 +140,18 @@ Profile parse_profile(const nlohmann::json& j, const std::string& source) {
       p.ranks.push_back(std::move(rp));
     }
     if (j.contains("serving")) p.serving = parse_serving(j.at("serving"), source);
-    if (j.contains("contention")) p.contention = j.at("contention").at("value").get<double>();
+    if (j.contains("contention")) {
+      const auto& c = j.at("contention");
+      p.contention = c.at("value").get<double>();
+      for (const auto& point : c.value("by_tokens", nlohmann::json::array())) {
+        const double tokens = point.at("tokens").get<double>();
+        MOE_CHECK(
+            p.contention_by_tokens.tokens.empty() || tokens > p.contention_by_tokens.tokens.back(),
+            source, ": contention: by_tokens must be in increasing tokens");
+        p.contention_by_tokens.tokens.push_back(tokens);
+        p.contention_by_tokens.median_us.push_back(point.at("value").get<double>());
+      }
+    }
   } catch (const nlohmann::json::exception& e) {
     MOE_FAIL(source, ": not a profile: ", e.what());
   }
@@ -183,7 +194,14 @@ nlohmann::json profile_to_json(const Profile& p) {
                         {"num_moe_layers", p.num_moe_layers}}},
                       {"ranks", ranks}};
   if (!p.serving.empty()) j["serving"] = serving_to_json(p.serving);
-  if (p.contention >= 0) j["contention"] = {{"value", p.contention}};
+  if (p.contention >= 0) {
+    j["contention"] = {{"value", p.contention}};
+    nlohmann::json by_tokens = nlohmann::json::array();
+    const LatencyCurve& c = p.contention_by_tokens;
+    for (size_t i = 0; i < c.tokens.size(); ++i)
+      by_tokens.push_back({{"tokens", c.tokens[i]}, {"value", c.median_us[i]}});
+    if (!by_tokens.empty()) j["contention"]["by_tokens"] = by_tokens;
+  }
   return j;
 }
 
@@ -201,7 +219,10 @@ Profile merge_profiles(const Profile& a, const Profile& b) {
     if (!replaced) out.ranks.push_back(r);
   }
   if (!b.serving.empty()) out.serving = b.serving;
-  if (b.contention >= 0) out.contention = b.contention;
+  if (b.contention >= 0) {
+    out.contention = b.contention;
+    out.contention_by_tokens = b.contention_by_tokens;
+  }
   return out;
 }
 

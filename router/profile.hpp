@@ -72,8 +72,10 @@ struct Profile {
   std::vector<RankProfile> ranks;  // expert ranks (rank 0 is the coordinator and has no entry)
   ServingCurves serving;           // empty unless measured
   // How much ranks computing at once on different weights slow each other ("contention" of
-  // `moe profile --contention`; < 0: not measured).
+  // `moe profile --contention`; < 0: not measured), and by the token count each computes
+  // (its by_tokens; empty: not measured).
   double contention = -1;
+  LatencyCurve contention_by_tokens;
   const RankProfile& of(int rank) const;
   bool has(int rank) const;
 };

@@ -28,6 +28,14 @@ tokens_per_s_median, layer_p50_us, layer_p99_us (extra columns are ignored) adds
 the plots as dashed lines (and to scaling.csv with source=simulated); ranks may go past what
 this machine can run.
 
+--base8: disaggregated serving on a random checkpoint of switch-base-8's whole shape instead (the
+tiny model's runs are dominated by noise): `moe generate` at each rank count (the default layout:
+one attention rank, the rest expert ranks, micro-batches chosen by the serving model from a
+profile measured first), repeated in turns, one thread per rank; writes OUT/base8_speedup.csv and
+OUT/base8_speedup.png: the speed-up over -np 1 (median, min-max bars), the machine's ceiling (the
+cores the ranks share), and the serving model's predictions (`moe plan`'s fastest layout) for
+this machine and for a machine of the same cores with one per rank, up to --predict-ranks.
+
 Progress (done/total, rate, time left) is shown on a terminal only; batch logs stay quiet.
 matplotlib is installed on first use if missing (pip, else Debian's python3-matplotlib).
 """
@@ -326,6 +334,101 @@ def markdown_table(rows):
     return f"Batch size {batch}:\n\n" + "\n".join(lines)
 
 
+def plan_prediction(args, profile, ranks, cores, requests):
+    """(alone, fastest) tokens/s and the fastest layout's flags from `moe plan`."""
+    cmd = [args.moe, "plan", "--profile", profile, "--ranks", ranks, "--cores", cores,
+           "--batch-size", args.batch_sizes[-1], "--requests", requests, "--input-tokens", "13-41",
+           "--new-tokens", args.max_new_tokens]
+    out = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
+    alone = float(re.search(r"^1 \(alone\) +0 +1 +([0-9.]+)", out, re.M)[1])
+    chosen = re.search(r"^chosen: mpirun -np \d+ moe generate (.*) --batch-size \d+ \(predicted ([0-9.]+)", out, re.M)
+    return alone, float(chosen[2]), chosen[1]
+
+
+def base8_scaling(args):
+    sys.path.insert(0, os.path.join(ROOT, "tests", "bench"))
+    from distributed_bench import measure_profile, mpi, say, write_prompts
+    work = args.work
+    os.makedirs(work, exist_ok=True)
+    args.model = os.path.join(work, "switch-base-8-shape")
+    if not os.path.exists(os.path.join(args.model, "model.safetensors")):
+        cmd = [sys.executable, os.path.join(ROOT, "launch/experiments/make_wide_model.py"), "--base8",
+               "--out", args.model]
+        say(cmd)
+        subprocess.run(cmd, check=True)
+    batch, cores = args.batch_sizes[-1], len(os.sched_getaffinity(0))
+    args.weights = "f32"
+    profile = args.profile or measure_profile(args, [batch])
+    prompts = os.path.join(work, f"prompts-scaling-{batch}.jsonl")
+    write_prompts(prompts, args.prompts)
+    rates = {r: [] for r in args.ranks}
+    load_before = os.getloadavg()[0]
+    for rep in range(args.repeats):
+        for ranks in args.ranks:
+            cmd = mpi(ranks, [args.moe, "generate", "--model", args.model, "--input", prompts, "--output",
+                              os.path.join(work, "scaling-out.jsonl"), "--batch-size", batch,
+                              "--max-new-tokens", args.max_new_tokens, "--quiet", "--profile", profile])
+            say(cmd)
+            out = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
+            rates[ranks].append(float(re.search(r"^generated \d+ tokens .*: ([0-9.]+) tokens/s", out, re.M)[1]))
+            print(f"[scaling] repeat {rep + 1} -np {ranks}: {rates[ranks][-1]:.1f} tokens/s", flush=True)
+    base = statistics.median(rates[args.ranks[0]])
+    rows = []
+    for ranks in args.ranks:
+        med = statistics.median(rates[ranks])
+        rows.append({"source": "measured", "ranks": ranks, "cores": cores, "speedup": med / base,
+                     "speedup_min": min(rates[ranks]) / base, "speedup_max": max(rates[ranks]) / base,
+                     "tokens_per_s": med, "layout": "default", "ceiling": min(ranks, cores)})
+    for source, rank_counts, shared in (("model, this machine", range(2, max(args.ranks) + 1), cores),
+                                        ("model, a core per rank", range(2, args.predict_ranks + 1), 0)):
+        for ranks in rank_counts:
+            requests = 2 * batch * (ranks - 1)  # every attention rank two batches, at most
+            alone, best, layout = plan_prediction(args, profile, ranks, shared, requests)
+            rows.append({"source": source, "ranks": ranks, "cores": shared or ranks, "speedup": best / alone,
+                         "speedup_min": "", "speedup_max": "", "tokens_per_s": best, "layout": layout,
+                         "ceiling": min(ranks, shared) if shared else ranks})
+    fields = ["source", "ranks", "cores", "speedup", "speedup_min", "speedup_max", "tokens_per_s", "layout",
+              "ceiling"]
+    csv_path = os.path.join(args.out, "base8_speedup.csv")
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    print(f"base8: batch {batch}, {args.prompts} prompts x {args.max_new_tokens} new tokens, {cores} cores, load "
+          f"{load_before:.2f} before and {os.getloadavg()[0]:.2f} after, {args.repeats} repeats; profile {profile}")
+    print("| source | ranks | speed-up over -np 1 | min-max | tokens/s | layout | ceiling |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        spread = f"{r['speedup_min']:.2f}-{r['speedup_max']:.2f}" if r["speedup_min"] != "" else ""
+        print(f"| {r['source']} | {r['ranks']} | {r['speedup']:.2f}x | {spread} | {r['tokens_per_s']:.1f} | "
+              f"{r['layout']} | {r['ceiling']}x |")
+    if ensure_matplotlib():
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        measured = [r for r in rows if r["source"] == "measured"]
+        ax.errorbar([r["ranks"] for r in measured], [r["speedup"] for r in measured],
+                    yerr=[[r["speedup"] - r["speedup_min"] for r in measured],
+                          [r["speedup_max"] - r["speedup"] for r in measured]],
+                    fmt="o-", capsize=3, label=f"measured ({cores} cores)")
+        for source, style in (("model, this machine", "x--"), ("model, a core per rank", "+:")):
+            sel = [r for r in rows if r["source"] == source]
+            ax.plot([1] + [r["ranks"] for r in sel], [1] + [r["speedup"] for r in sel], style, label=source)
+        xs = list(range(1, args.predict_ranks + 1))
+        ax.plot(xs, [min(x, cores) for x in xs], "k-", alpha=0.3, label=f"ceiling, {cores} cores")
+        ax.plot(xs, xs, "k:", alpha=0.3, label="ceiling, a core per rank")
+        ax.set_xlabel("ranks (1 attention rank first, then the model's split)")
+        ax.set_ylabel("tokens/s over -np 1")
+        ax.set_title(f"switch-base-8 shape, batch {batch} per attention rank")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        png = os.path.join(args.out, "base8_speedup.png")
+        fig.savefig(png, dpi=110)
+        print(f"wrote {os.path.relpath(png, ROOT)}", file=sys.stderr)
+    print(f"wrote {os.path.relpath(csv_path, ROOT)}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ranks", type=csv_list(int), default=[2, 3, 4, 5], help="rank counts (default 2,3,4,5)")
@@ -342,7 +445,22 @@ def main():
     ap.add_argument("--mca", action="append", default=[], metavar="PARAM=VALUE",
                     help="an Open MPI MCA parameter for every run (repeatable)")
     ap.add_argument("--plot-only", action="store_true", help="redraw from OUT/scaling.csv without running")
+    ap.add_argument("--base8", action="store_true",
+                    help="disaggregated serving on the switch-base-8 shape (defaults: ranks 1,2,3, batch 64, "
+                         "128 prompts x 32 new tokens, 3 repeats)")
+    ap.add_argument("--work", default="/tmp/moe-dist-bench", help="--base8: checkpoint and run files")
+    ap.add_argument("--profile", help="--base8: a profile with serving curves (default: measured first)")
+    ap.add_argument("--predict-ranks", type=int, default=16, help="--base8: the model's predictions up to this")
     args = ap.parse_args()
+    if args.base8:
+        given = {a.split("=")[0] for a in sys.argv[1:]}
+        defaults = {"--ranks": [1, 2, 3], "--batch-sizes": [64], "--prompts": 128, "--max-new-tokens": 32,
+                    "--repeats": 3}
+        for flag, value in defaults.items():
+            if flag not in given:
+                setattr(args, flag[2:].replace("-", "_"), value)
+        os.makedirs(args.out, exist_ok=True)
+        return base8_scaling(args)
     for p in args.placements:
         if p not in ("round-robin", "replicated"):
             ap.error(f"unknown placement {p}")

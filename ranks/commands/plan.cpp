@@ -61,7 +61,7 @@ int run_plan(const World& world, const std::vector<std::string>& args) {
       ("attention-ranks", po::value(&attention_text), "attention rank counts to weigh (default: 1 to ranks - 1)")
       ("micro-batches", po::value(&micro_text)->default_value(micro_text), "micro-batch counts to weigh")
       ("cores", po::value(&cores)->default_value(cores), "cores the ranks share (-1: this machine's; 0: a core or device each)")
-      ("contention", po::value(&contention)->default_value(contention), "slowdown of a rank per other rank computing at once (-1: the profile's, else 0)")
+      ("contention", po::value(&contention)->default_value(contention), "slowdown of a rank per other rank computing at once (-1: the profile's, by the rows it computes where measured; else 0)")
       ("attention-speed", po::value(&attention_speed)->default_value(1), "the attention ranks' speed relative to the profiled one")
       ("expert-speed", po::value(&expert_speed)->default_value(1), "the expert ranks' speed relative to the profiled one");
   // clang-format on
@@ -82,6 +82,7 @@ int run_plan(const World& world, const std::vector<std::string>& args) {
   sim::ServingHost host;
   host.cores = cores < 0 ? std::max(1u, std::thread::hardware_concurrency()) : cores;
   host.contention = contention >= 0 ? contention : std::max(profile.contention, 0.0);
+  if (contention < 0) host.contention_by_tokens = profile.contention_by_tokens;
   const sim::ServingWorkload workload{
       input_lengths(inputs == "0" ? std::to_string(s.input_tokens) : inputs, requests), new_tokens};
   std::vector<int> attention_counts, micro_counts = parse_int_list(micro_text, "--micro-batches");
@@ -91,15 +92,24 @@ int run_plan(const World& world, const std::vector<std::string>& args) {
     attention_counts = parse_int_list(attention_text, "--attention-ranks");
   for (int m : attention_counts)
     MOE_CHECK(m >= 1 && m < ranks, "--attention-ranks ", m, " leaves no expert rank among ", ranks);
+  // More expert ranks than experts would hold replicas, which the model's even split of the
+  // expert work cannot show (router/sim/serving_model.hpp).
+  const auto replicas = [&](int m) { return ranks - m > profile.num_experts; };
+  attention_counts.erase(std::remove_if(attention_counts.begin(), attention_counts.end(), replicas),
+                         attention_counts.end());
+  MOE_CHECK(!attention_counts.empty(), "every split of ", ranks,
+            " ranks has more expert ranks than the ", profile.num_experts,
+            " experts per layer, which the serving model does not weigh");
   for (int m : micro_counts) MOE_CHECK(m >= 1, "--micro-batches must be >= 1");
 
   std::printf(
       "serving model: %d requests of %s input tokens, %d new tokens each; cores %s, "
-      "contention %.3f; curves measured with %d thread(s) per rank, dense FFNs '%s', "
+      "contention %.3f%s; curves measured with %d thread(s) per rank, dense FFNs '%s', "
       "lm_head share %.2f on the expert ranks\n",
       requests, inputs == "0" ? std::to_string(s.input_tokens).c_str() : inputs.c_str(), new_tokens,
       host.cores > 0 ? std::to_string(int(host.cores)).c_str() : "one per rank", host.contention,
-      s.threads, s.dense_ffn.c_str(), s.lm_head_on_experts);
+      host.contention_by_tokens.tokens.empty() ? "" : " (median; by rows as profiled)", s.threads,
+      s.dense_ffn.c_str(), s.lm_head_on_experts);
   const sim::ServingPrediction alone =
       sim::predict_serving(profile, {1, 0, 1, batch, 0}, workload, host);
   std::printf("%-9s %-7s %-6s %12s %10s %14s %10s %10s %8s\n", "attention", "experts", "micro",

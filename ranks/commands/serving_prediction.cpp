@@ -12,6 +12,9 @@ std::string serving_curves_mismatch(const Profile& profile, const RunPlan& plan,
   if (s.threads != threads)
     return "the serving curves were measured with " + std::to_string(s.threads) +
            " thread(s) per rank, this run has " + std::to_string(threads);
+  if (plan.expert_ranks() > profile.num_experts)
+    return "the serving model weighs at most as many expert ranks as experts per layer (" +
+           std::to_string(profile.num_experts) + ")";
   if (plan.expert_ranks() == 0) return "";  // one process: every FFN and the lm_head in line
   if (s.dense_ffn != plan.dense_placement())
     return "the serving curves were measured with another placement of the dense FFNs "
@@ -29,6 +32,7 @@ sim::ServingHost serving_host(const Profile& profile, const std::vector<std::str
                                     [&](const std::string& h) { return h == hosts.front(); });
   if (one_host) host.cores = std::max(1u, std::thread::hardware_concurrency());
   host.contention = std::max(profile.contention, 0.0);
+  host.contention_by_tokens = profile.contention_by_tokens;
   return host;
 }
 

@@ -12,6 +12,12 @@
 #include "runtime/error.hpp"
 
 namespace moe::sim {
+
+double ServingHost::contention_at(double tokens) const {
+  if (contention_by_tokens.tokens.empty()) return contention;
+  return std::max(contention_by_tokens.at(std::max(tokens, 1.0)), 0.0);
+}
+
 namespace {
 
 // Ranks that compute (one job at a time each, first come first served) at a rate set by how
@@ -23,8 +29,9 @@ class Engine {
   double now() const { return now_; }
   double busy_us(int rank) const { return ranks_[rank].busy_us; }
 
-  void submit(int rank, double work_us, std::function<void()> done) {
-    ranks_[rank].queue.push_back({std::max(work_us, 0.0), std::move(done)});
+  // `contention`: this job's slowdown per other rank computing beside it.
+  void submit(int rank, double work_us, double contention, std::function<void()> done) {
+    ranks_[rank].queue.push_back({std::max(work_us, 0.0), contention, std::move(done)});
   }
   void after(double delay_us, std::function<void()> fn) {
     timers_.push({now_ + std::max(delay_us, 0.0), next_timer_++, std::move(fn)});
@@ -43,16 +50,18 @@ class Engine {
         computing += r.running;
       }
       if (computing == 0 && timers_.empty()) return;
-      const double rate = rate_of(computing);
       double step = std::numeric_limits<double>::infinity();
-      for (const auto& r : ranks_)
-        if (r.running) step = std::min(step, r.job.remaining_us / rate);
+      for (auto& r : ranks_)
+        if (r.running) {
+          r.rate = rate_of(computing, r.job.contention);
+          step = std::min(step, r.job.remaining_us / r.rate);
+        }
       if (!timers_.empty()) step = std::min(step, timers_.top().at - now_);
       now_ += step;
       std::vector<std::function<void()>> fired;
       for (auto& r : ranks_) {
         if (!r.running) continue;
-        r.job.remaining_us -= step * rate;
+        r.job.remaining_us -= step * r.rate;
         r.busy_us += step;
         if (r.job.remaining_us <= kEps) {
           r.running = false;
@@ -68,22 +77,24 @@ class Engine {
   }
 
  private:
-  // Each of `computing` ranks progresses at this many µs of work per µs: the cores shared out,
-  // and each rank that computes beside it slowing it by the contention.
-  double rate_of(int computing) const {
+  // A job of one of `computing` ranks progresses at this many µs of work per µs: the cores shared
+  // out, and each rank that computes beside it slowing it by its contention.
+  double rate_of(int computing, double contention) const {
     const double running =
         host_.cores > 0 ? std::min(double(computing), host_.cores) : double(computing);
-    return (running / computing) / (1 + host_.contention * (running - 1));
+    return (running / computing) / (1 + contention * (running - 1));
   }
 
   struct Job {
     double remaining_us = 0;
+    double contention = 0;
     std::function<void()> done;
   };
   struct Rank {
     std::deque<Job> queue;
     Job job;
     bool running = false;
+    double rate = 1;
     double busy_us = 0;
   };
   struct Timer {
@@ -124,7 +135,8 @@ class Lane {
     const ServingLayout& layout;
     const ServingWorkload& workload;
     Link link;
-    int d_model;
+    int d_model, num_experts;
+    const ServingHost& host;
     bool decode_only;     // lanes start full and only decode (the steady-state step)
     int steps_to_decode;  // decode_only: steps per lane
     std::vector<std::vector<int>>& waiting;  // per attention rank: the input tokens of those not
@@ -220,7 +232,7 @@ class Lane {
   }
 
   void segment() {
-    s_.engine.submit(rank_, pass_.segment_us, [this] {
+    s_.engine.submit(rank_, pass_.segment_us, s_.host.contention_at(pass_.rows), [this] {
       if (pass_.done_segments == pass_.exchanges) {
         auto done = std::move(pass_.done);
         done();
@@ -235,8 +247,11 @@ class Lane {
     const int N = s_.layout.expert_ranks, k = pass_.exchanges, dense = pass_.dense_exchanges;
     const bool is_dense = (i + 1) * dense / k > i * dense / k;
     const double work = is_dense ? pass_.dense_us : pass_.spread_us;
+    // A dense FFN's GEMM takes every row; a sparse layer's experts share them.
+    const double contention =
+        s_.host.contention_at(is_dense ? pass_.rows : pass_.rows / std::max(s_.num_experts, 1));
     if (N == 0) {  // one process: the experts run in line
-      s_.engine.submit(rank_, work, [this] { segment(); });
+      s_.engine.submit(rank_, work, contention, [this] { segment(); });
       return;
     }
     const int ranks = is_dense ? 1 : N;
@@ -244,10 +259,10 @@ class Lane {
     const Link& l = s_.link;
     const double bytes = pass_.rows * s_.d_model * sizeof(float) / ranks;
     const double one_way = l.latency_us + bytes / l.bytes_per_us;
-    s_.engine.after(one_way + l.receive_us, [this, ranks, first, work, one_way] {
+    s_.engine.after(one_way + l.receive_us, [this, ranks, first, work, contention, one_way] {
       pending_ = ranks;
       for (int e = first; e < first + ranks; ++e)
-        s_.engine.submit(s_.layout.attention_ranks + e, work / ranks, [this, one_way] {
+        s_.engine.submit(s_.layout.attention_ranks + e, work / ranks, contention, [this, one_way] {
           if (--pending_ == 0) s_.engine.after(one_way, [this] { segment(); });
         });
     });
@@ -281,8 +296,9 @@ Simulated simulate(const Profile& p, const ServingLayout& layout, const ServingW
     waiting[i % M].push_back(workload.input_tokens[i]);
   std::vector<size_t> taken(M, 0);
   constexpr int kSteadySteps = 8;
-  Lane::Shared shared{engine,    p.serving,   layout,       workload, N > 0 ? mean_link(p) : Link{},
-                      p.d_model, decode_only, kSteadySteps, waiting,  taken};
+  Lane::Shared shared{engine,    p.serving,     layout, workload,    N > 0 ? mean_link(p) : Link{},
+                      p.d_model, p.num_experts, host,   decode_only, kSteadySteps,
+                      waiting,   taken};
   std::vector<std::unique_ptr<Lane>> lanes;
   for (int a = 0; a < M; ++a)
     for (int l = 0; l < m; ++l)
@@ -307,6 +323,10 @@ ServingPrediction predict_serving(const Profile& p, const ServingLayout& layout,
   MOE_CHECK(layout.attention_ranks >= 1 && layout.expert_ranks >= 0 && layout.micro_batches >= 1 &&
                 layout.batch_size >= 1,
             "the serving model needs an attention rank, a lane and a batch");
+  MOE_CHECK(layout.expert_ranks <= std::max(p.num_experts, 1),
+            "the serving model splits the expert work evenly over the expert ranks: ",
+            layout.expert_ranks, " expert ranks for ", p.num_experts,
+            " experts per layer would hold replicas, which re-read the weights");
   MOE_CHECK(!workload.input_tokens.empty() && workload.new_tokens >= 1,
             "the serving model needs requests and new tokens");
   for (int n : workload.input_tokens)

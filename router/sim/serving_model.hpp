@@ -7,11 +7,14 @@
 // its rows out, has every expert rank compute an equal part of the expert work, and brings the
 // results back. An attention rank runs one lane's segment at a time and an expert rank one
 // exchange at a time, first come first served; ranks computing at once share the host's cores and
-// slow each other by the profile's contention. So ping-pong overlap, the cost of splitting a batch
+// slow each other by the profile's contention at the rows each computes (an expert, a sparse
+// layer's rows over its experts). So ping-pong overlap, the cost of splitting a batch
 // (each micro-batch's point on the curves: a GEMM over half the rows costs more than half), the
 // expert ranks' share of the work and the exchanges' latency all come out of the same curves.
 //
-// Left out (docs/SIMULATOR.md): imbalance between expert ranks (each takes an equal part), an
+// Left out (docs/SIMULATOR.md): imbalance between expert ranks (each takes an equal part, so no
+// more expert ranks than experts per layer: replicas re-read the weights, which an even split of
+// the work cannot show; such layouts are refused), an
 // expert rank's merging of exchanges from several attention ranks into one grouped call (they
 // are served one after another), the growth of attention with the key/value cache (the curves
 // are the mean over the timed steps).
@@ -39,8 +42,13 @@ struct ServingWorkload {
 };
 
 struct ServingHost {
-  double cores = 0;       // the cores every rank shares (0: a core each)
-  double contention = 0;  // a computing rank's slowdown per other rank computing at once
+  double cores = 0;  // the cores every rank shares (0: a core each)
+  // A computing rank's slowdown per other rank computing at once: by the token count of what it
+  // computes (a GEMM over few rows streams its weights and suffers most; the profile's
+  // contention by_tokens), or one value where that is empty.
+  double contention = 0;
+  LatencyCurve contention_by_tokens;
+  double contention_at(double tokens) const;
 };
 
 struct ServingPrediction {
@@ -51,7 +59,8 @@ struct ServingPrediction {
   double attention_busy = 0, experts_busy = 0;
 };
 
-// Throws naming what is missing when the profile has no serving curves or links.
+// Throws naming what is missing when the profile has no serving curves or links, or when the
+// layout has more expert ranks than the profile's model has experts per layer.
 ServingPrediction predict_serving(const Profile& profile, const ServingLayout& layout,
                                   const ServingWorkload& workload, const ServingHost& host);
 

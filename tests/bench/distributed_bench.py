@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shlex
 import statistics
 import subprocess
@@ -98,7 +99,7 @@ def run(args, layout, batch, prompts, out, trace=None):
     cmd = mpi(ranks, cmd)
     say(cmd)
     text = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
-    rate = float(text.split(" tokens/s")[0].rsplit(" ", 1)[1])
+    rate = float(re.search(r"^generated \d+ tokens .*: ([0-9.]+) tokens/s", text, re.M)[1])
     predicted = None
     for line in text.splitlines():
         if line.startswith("serving model: predicted "):

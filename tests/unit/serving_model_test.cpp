@@ -22,6 +22,7 @@ LatencyCurve proportional(double slope) { return {{1, 1000}, {slope, 1000 * slop
 Profile profile_of(double a, double x, int k, double ea, double ex, int ke, double latency) {
   Profile p;
   p.d_model = 4;
+  p.num_experts = 8;
   RankProfile r;
   r.rank = 1;
   r.link_latency_us = latency;
@@ -74,7 +75,7 @@ TEST(ServingModel, TwoLanesOverlapAttentionWithTheExperts) {
 TEST(ServingModel, OneSharedCoreLeavesNothingToOverlap) {
   const Profile p = profile_of(100, 100, 6, 10, 10, 6, 0);
   const double two =
-      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {1, 0}).decode_step_ms;
+      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {1, 0, {}}).decode_step_ms;
   EXPECT_NEAR(two * 1e3, 1600, 1e-3);
 }
 
@@ -83,12 +84,34 @@ TEST(ServingModel, ContentionSlowsRanksThatComputeAtOnce) {
   const double free =
       predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {}).decode_step_ms;
   const double slowed =
-      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {0, 0.5}).decode_step_ms;
+      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {0, 0.5, {}}).decode_step_ms;
   EXPECT_GT(slowed, 1.2 * free);
   // Without overlap there is nobody to contend with.
   const double one =
-      predict_serving(p, {1, 1, 1, 8, 0}, {std::vector<int>(8, 4), 4}, {0, 0.5}).decode_step_ms;
+      predict_serving(p, {1, 1, 1, 8, 0}, {std::vector<int>(8, 4), 4}, {0, 0.5, {}}).decode_step_ms;
   EXPECT_NEAR(one * 1e3, 1600, kUsTol);
+}
+
+TEST(ServingModel, ContentionIsTakenAtTheRowsEachRankComputes) {
+  // Contention 1 at one token, 0 from 8 on: the attention rank's 4-row segments are slowed by
+  // 0.57 (interpolated at 4), the experts' 0.5-row share of each of 8 experts at the 1-token
+  // value, so the overlap gains less than at a flat contention of 0.
+  const Profile p = profile_of(100, 100, 6, 10, 10, 6, 0);
+  ServingHost by_rows{0, 0, {{1, 8}, {1, 0}}};
+  EXPECT_DOUBLE_EQ(by_rows.contention_at(4), 1 - 3.0 / 7);
+  EXPECT_DOUBLE_EQ(by_rows.contention_at(0.5), 1);  // below one token: the one-token value
+  EXPECT_DOUBLE_EQ(by_rows.contention_at(64), 0);
+  const double flat =
+      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {}).decode_step_ms;
+  const double slowed =
+      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, by_rows).decode_step_ms;
+  EXPECT_GT(slowed, 1.3 * flat);
+}
+
+TEST(ServingModel, RefusesMoreExpertRanksThanExperts) {
+  const Profile p = profile_of(100, 100, 6, 10, 10, 6, 0);
+  EXPECT_NO_THROW(predict_serving(p, {1, 8, 1, 8, 0}, {{4}, 1}, {}));
+  EXPECT_THROW(predict_serving(p, {1, 9, 1, 8, 0}, {{4}, 1}, {}), Error);
 }
 
 TEST(ServingModel, LanesRefillAsTheServerDoes) {
