@@ -256,7 +256,8 @@ ServingReading read_serving(Coordinator& s) {
 }
 
 struct ServingSample {
-  double attention_us, experts_us, dense_us, exchanges, dense_exchanges;
+  double attention_us, experts_us, dense_us, lm_head_us, exchanges, dense_exchanges,
+      lm_head_exchanges;
 };
 
 ServingSample since(Coordinator& s, const ServingReading& a) {
@@ -264,14 +265,16 @@ ServingSample since(Coordinator& s, const ServingReading& a) {
   return {std::max(0.0, (b.wall_us - a.wall_us) - (b.wait_us - a.wait_us)),
           b.totals.expert_compute_us - a.totals.expert_compute_us,
           b.totals.dense_compute_us - a.totals.dense_compute_us,
+          b.totals.lm_head_compute_us - a.totals.lm_head_compute_us,
           double(b.totals.started - a.totals.started),
-          double(b.totals.dense_started - a.totals.dense_started)};
+          double(b.totals.dense_started - a.totals.dense_started),
+          double(b.totals.lm_head_started - a.totals.lm_head_started)};
 }
 
 // The medians of samples at x, as one point of each curve.
 struct ServingPoints {
-  LatencyCurve *attention, *experts, *dense;
-  double *exchanges, *dense_exchanges;
+  LatencyCurve *attention, *experts, *dense, *lm_head;  // lm_head: null for encoder passes
+  double *exchanges, *dense_exchanges, *lm_head_exchanges;
 };
 
 void add_point(double x, const std::vector<ServingSample>& samples, ServingPoints to) {
@@ -282,12 +285,15 @@ void add_point(double x, const std::vector<ServingSample>& samples, ServingPoint
   };
   for (auto [curve, field] : {std::pair{to.attention, &ServingSample::attention_us},
                               std::pair{to.experts, &ServingSample::experts_us},
-                              std::pair{to.dense, &ServingSample::dense_us}}) {
+                              std::pair{to.dense, &ServingSample::dense_us},
+                              std::pair{to.lm_head, &ServingSample::lm_head_us}}) {
+    if (curve == nullptr) continue;
     curve->tokens.push_back(x);
     curve->median_us.push_back(median_of(field));
   }
   *to.exchanges = median_of(&ServingSample::exchanges);
   *to.dense_exchanges = median_of(&ServingSample::dense_exchanges);
+  if (to.lm_head_exchanges) *to.lm_head_exchanges = median_of(&ServingSample::lm_head_exchanges);
 }
 
 }  // namespace
@@ -326,12 +332,13 @@ ServingCurves measure_serving(Coordinator& s, const std::vector<int>& sequences,
           if (rep > 0 && step > 0) decodes.push_back(since(s, t0));
         }
       }
-      add_point(n, decodes,
-                {&out.decode_attention, &out.decode_experts, &out.decode_dense,
-                 &out.decode_exchanges, &out.decode_dense_exchanges});
+      add_point(
+          n, decodes,
+          {&out.decode_attention, &out.decode_experts, &out.decode_dense, &out.decode_lm_head,
+           &out.decode_exchanges, &out.decode_dense_exchanges, &out.decode_lm_head_exchanges});
       add_point(double(n) * input_tokens, encodes,
-                {&out.encode_attention, &out.encode_experts, &out.encode_dense,
-                 &out.encode_exchanges, &out.encode_dense_exchanges});
+                {&out.encode_attention, &out.encode_experts, &out.encode_dense, nullptr,
+                 &out.encode_exchanges, &out.encode_dense_exchanges, nullptr});
     }
   });
   return out;

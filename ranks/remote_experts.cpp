@@ -175,6 +175,7 @@ void ExpertExchanges::launch(InFlight& x, std::vector<WorkHeader>& headers, int6
   x.exchange = next_exchange_++;
   ++totals_.started;
   if (x.dense_layer >= 0) ++totals_.dense_started;
+  if (x.lm_head) ++totals_.lm_head_started;
   x.active = true;
   x.received = false;
   x.stats.feedback.clear();
@@ -247,6 +248,7 @@ void ExpertExchanges::progress() {
     --x->replies_missing;
     totals_.expert_compute_us += reply.compute_us;
     if (x->dense_layer >= 0) totals_.dense_compute_us += reply.compute_us;
+    if (x->lm_head) totals_.lm_head_compute_us += reply.compute_us;
     if (!reply.resident.empty() && x->layer >= 0) {
       auto& layers = resident_.at(e->sender);
       if (int(layers.size()) <= x->layer) layers.resize(x->layer + 1);

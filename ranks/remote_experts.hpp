@@ -60,6 +60,8 @@ struct ExchangeTotals {
   double expert_compute_us = 0;  // the compute the expert ranks' replies reported, summed
   int64_t dense_started = 0;     // of those, dense FFNs (each goes whole to one expert rank)
   double dense_compute_us = 0;
+  int64_t lm_head_started = 0;  // and lm_heads (each expert rank an equal share of the columns)
+  double lm_head_compute_us = 0;
 };
 
 class ExpertExchanges {

@@ -56,6 +56,8 @@ ServingCurves parse_serving(const nlohmann::json& j, const std::string& source) 
   s.encode_experts = parse_curve(j, "encode_tokens", "encode_experts_us", where);
   s.decode_dense = parse_curve(j, "decode_sequences", "decode_dense_us", where);
   s.encode_dense = parse_curve(j, "encode_tokens", "encode_dense_us", where);
+  s.decode_lm_head = parse_curve(j, "decode_sequences", "decode_lm_head_us", where);
+  s.decode_lm_head_exchanges = j.at("decode_lm_head_exchanges").get<double>();
   s.decode_dense_exchanges = j.at("decode_dense_exchanges").get<double>();
   s.encode_dense_exchanges = j.at("encode_dense_exchanges").get<double>();
   s.decode_exchanges = j.at("decode_exchanges").get<double>();
@@ -64,9 +66,10 @@ ServingCurves parse_serving(const nlohmann::json& j, const std::string& source) 
   s.threads = j.at("threads").get<int>();
   s.dense_ffn = j.at("dense_ffn").get<std::string>();
   s.lm_head_on_experts = j.at("lm_head_on_experts").get<double>();
-  MOE_CHECK(s.decode_dense_exchanges >= 0 && s.decode_dense_exchanges <= s.decode_exchanges &&
+  MOE_CHECK(s.decode_dense_exchanges >= 0 && s.decode_lm_head_exchanges >= 0 &&
+                s.decode_dense_exchanges + s.decode_lm_head_exchanges <= s.decode_exchanges &&
                 s.encode_dense_exchanges >= 0 && s.encode_dense_exchanges <= s.encode_exchanges,
-            where, ": dense exchanges must be from 0 to the exchanges");
+            where, ": dense and lm_head exchanges must be from 0 to the exchanges");
   MOE_CHECK(s.input_tokens >= 1 && s.threads >= 1, where,
             ": input_tokens and threads must be >= 1");
   return s;
@@ -80,6 +83,8 @@ nlohmann::json serving_to_json(const ServingCurves& s) {
           {"encode_attention_us", s.encode_attention.median_us},
           {"encode_experts_us", s.encode_experts.median_us},
           {"decode_dense_us", s.decode_dense.median_us},
+          {"decode_lm_head_us", s.decode_lm_head.median_us},
+          {"decode_lm_head_exchanges", s.decode_lm_head_exchanges},
           {"encode_dense_us", s.encode_dense.median_us},
           {"decode_exchanges", s.decode_exchanges},
           {"decode_dense_exchanges", s.decode_dense_exchanges},

@@ -60,6 +60,9 @@ struct ServingCurves {
   // where a sparse layer's rows spread over them all.
   LatencyCurve decode_dense, encode_dense;
   double decode_dense_exchanges = 0, encode_dense_exchanges = 0;
+  // And the lm_head's, at the end of a decode step: its columns split evenly over the ranks.
+  LatencyCurve decode_lm_head;
+  double decode_lm_head_exchanges = 0;
   int input_tokens = 0;           // per sequence in the timed encoder passes
   int threads = 0;                // per rank
   std::string dense_ffn;          // --dense-ffn of the measuring run

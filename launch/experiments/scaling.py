@@ -334,11 +334,11 @@ def markdown_table(rows):
     return f"Batch size {batch}:\n\n" + "\n".join(lines)
 
 
-def plan_prediction(args, profile, ranks, cores, requests):
+def plan_prediction(args, profile, ranks, cores, requests, extra=()):
     """(alone, fastest) tokens/s and the fastest layout's flags from `moe plan`."""
     cmd = [args.moe, "plan", "--profile", profile, "--ranks", ranks, "--cores", cores,
            "--batch-size", args.batch_sizes[-1], "--requests", requests, "--input-tokens", "13-41",
-           "--new-tokens", args.max_new_tokens]
+           "--new-tokens", args.max_new_tokens, *extra]
     out = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
     alone = float(re.search(r"^1 \(alone\) +0 +1 +([0-9.]+)", out, re.M)[1])
     chosen = re.search(r"^chosen: mpirun -np \d+ moe generate (.*) --batch-size \d+ \(predicted ([0-9.]+)", out, re.M)
@@ -379,11 +379,15 @@ def base8_scaling(args):
         rows.append({"source": "measured", "ranks": ranks, "cores": cores, "speedup": med / base,
                      "speedup_min": min(rates[ranks]) / base, "speedup_max": max(rates[ranks]) / base,
                      "tokens_per_s": med, "layout": "default", "ceiling": min(ranks, cores)})
-    for source, rank_counts, shared in (("model, this machine", range(2, max(args.ranks) + 1), cores),
-                                        ("model, a core per rank", range(2, args.predict_ranks + 1), 0)):
+    # The measured layout (one attention rank), then the fastest split the model finds.
+    for source, rank_counts, shared, extra in (
+            ("model, 1 attention rank, this machine", range(2, max(args.ranks) + 1), cores, ["--attention-ranks", "1"]),
+            ("model's best split, this machine", range(2, max(args.ranks) + 1), cores, []),
+            ("model's best split, a core per rank", range(2, args.predict_ranks + 1), 0, [])):
         for ranks in rank_counts:
-            requests = 2 * batch * (ranks - 1)  # every attention rank two batches, at most
-            alone, best, layout = plan_prediction(args, profile, ranks, shared, requests)
+            # The measured runs' prompts where one attention rank serves them, else two batches each.
+            requests = args.prompts if extra else max(args.prompts, 2 * batch * (ranks - 1))
+            alone, best, layout = plan_prediction(args, profile, ranks, shared, requests, extra)
             rows.append({"source": source, "ranks": ranks, "cores": shared or ranks, "speedup": best / alone,
                          "speedup_min": "", "speedup_max": "", "tokens_per_s": best, "layout": layout,
                          "ceiling": min(ranks, shared) if shared else ranks})
@@ -411,7 +415,9 @@ def base8_scaling(args):
                     yerr=[[r["speedup"] - r["speedup_min"] for r in measured],
                           [r["speedup_max"] - r["speedup"] for r in measured]],
                     fmt="o-", capsize=3, label=f"measured ({cores} cores)")
-        for source, style in (("model, this machine", "x--"), ("model, a core per rank", "+:")):
+        for source, style in (("model, 1 attention rank, this machine", "x--"),
+                              ("model's best split, this machine", "s--"),
+                              ("model's best split, a core per rank", "+:")):
             sel = [r for r in rows if r["source"] == source]
             ax.plot([1] + [r["ranks"] for r in sel], [1] + [r["speedup"] for r in sel], style, label=source)
         xs = list(range(1, args.predict_ranks + 1))

@@ -5,8 +5,10 @@
 #include <deque>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <queue>
+#include <random>
 #include <vector>
 
 #include "runtime/error.hpp"
@@ -142,6 +144,38 @@ class Lane {
     std::vector<std::vector<int>>& waiting;  // per attention rank: the input tokens of those not
                                              // yet admitted, in order
     std::vector<size_t>& taken;  // per attention rank: how many of those its lanes admitted
+    const LatencyCurve& expert;  // one expert FFN over its rows (empty: no imbalance)
+    std::map<std::pair<int, int>, double> imbalances = {};
+
+    // The busiest of `ranks` expert ranks' sparse work against the mean, expected over rows
+    // routed uniformly at random to the experts, expert e on rank e mod ranks (round-robin), each
+    // expert's cost the curve at its rows: a few rows hit a few experts, unevenly. Monte Carlo
+    // with a fixed seed, once per (rows, ranks).
+    double imbalance(int rows, int ranks) {
+      if (ranks <= 1 || num_experts < ranks || rows <= 0 || expert.tokens.empty()) return 1;
+      const auto key = std::make_pair(rows, ranks);
+      if (auto it = imbalances.find(key); it != imbalances.end()) return it->second;
+      constexpr int kSamples = 256;
+      std::mt19937 rng(7);
+      std::uniform_int_distribution<int> pick(0, num_experts - 1);
+      std::vector<int> per_expert(num_experts);
+      std::vector<double> per_rank(ranks);
+      double busiest = 0, mean = 0;
+      for (int sample = 0; sample < kSamples; ++sample) {
+        std::fill(per_expert.begin(), per_expert.end(), 0);
+        std::fill(per_rank.begin(), per_rank.end(), 0.0);
+        for (int r = 0; r < rows; ++r) ++per_expert[pick(rng)];
+        double total = 0;
+        for (int e = 0; e < num_experts; ++e) {
+          const double us = expert.at(per_expert[e]);
+          per_rank[e % ranks] += us;
+          total += us;
+        }
+        busiest += *std::max_element(per_rank.begin(), per_rank.end());
+        mean += total / ranks;
+      }
+      return imbalances[key] = mean > 0 ? busiest / mean : 1;
+    }
   };
 
   Lane(Shared& s, int rank, int room) : s_(s), rank_(rank), room_(room) {
@@ -174,8 +208,8 @@ class Lane {
     for (int i = 0; i < k; ++i) longest = std::max(longest, waiting[next++]);
     const double tokens = double(k) * longest;
     const ServingCurves& c = s_.curves;
-    pass({c.encode_attention.at(tokens), c.encode_experts.at(tokens), c.encode_dense.at(tokens),
-          c.encode_exchanges, c.encode_dense_exchanges, tokens},
+    pass({c.encode_attention.at(tokens), c.encode_experts.at(tokens), c.encode_dense.at(tokens), 0,
+          c.encode_exchanges, c.encode_dense_exchanges, 0, tokens},
          [this, k] {
            active_.insert(active_.end(), k, 0);
            decode();
@@ -186,7 +220,8 @@ class Lane {
     const double n = double(active_.size());
     const ServingCurves& c = s_.curves;
     pass({c.decode_attention.at(n), c.decode_experts.at(n), c.decode_dense.at(n),
-          c.decode_exchanges, c.decode_dense_exchanges, n},
+          c.decode_lm_head.at(n), c.decode_exchanges, c.decode_dense_exchanges,
+          c.decode_lm_head_exchanges, n},
          [this] { decoded(); });
   }
 
@@ -209,21 +244,27 @@ class Lane {
 
   // One pass's work, from the curves.
   struct Work {
-    double attention_us, experts_us, dense_us, exchanges, dense_exchanges, rows;
+    double attention_us, experts_us, dense_us, lm_head_us;
+    double exchanges, dense_exchanges, lm_head_exchanges, rows;
   };
 
   // The attention work cut into exchanges + 1 equal segments, with an exchange of `rows` rows
-  // after each but the last. The dense FFNs' exchanges, spread evenly among them, go whole to one
-  // expert rank each, in turn; the others share the rest of the expert work equally over every
-  // expert rank.
+  // after each but the last. The lm_head's exchanges come last and split evenly over the expert
+  // ranks; the dense FFNs', spread evenly among the others, go whole to one expert rank each, in
+  // turn; the sparse layers' share the rest, each rank as much as the busiest (the expected
+  // imbalance of their rows over the experts).
   void pass(const Work& w, std::function<void()> done) {
     const int k = int(std::lround(w.exchanges));
-    const int dense = std::min(k, int(std::lround(w.dense_exchanges)));
+    const int lm_head = std::min(k, int(std::lround(w.lm_head_exchanges)));
+    const int dense = std::min(k - lm_head, int(std::lround(w.dense_exchanges)));
+    const int sparse = k - lm_head - dense;
     pass_ = {w.attention_us / (k + 1),
              dense > 0 ? w.dense_us / dense : 0.0,
-             k > dense ? std::max(w.experts_us - w.dense_us, 0.0) / (k - dense) : 0.0,
+             lm_head > 0 ? w.lm_head_us / lm_head : 0.0,
+             sparse > 0 ? std::max(w.experts_us - w.dense_us - w.lm_head_us, 0.0) / sparse : 0.0,
              k,
              dense,
+             lm_head,
              0,
              w.rows,
              std::move(done)};
@@ -242,18 +283,21 @@ class Lane {
     });
   }
 
-  // Exchange i of the pass (of k, `dense` of them dense: those where i · dense / k steps up).
+  // Exchange i of the pass: the last `lm_head_exchanges` are the lm_head's; of the k' before,
+  // `dense_exchanges` are dense FFNs' (those where i · dense / k' steps up).
   void exchange(int i) {
-    const int N = s_.layout.expert_ranks, k = pass_.exchanges, dense = pass_.dense_exchanges;
-    const bool is_dense = (i + 1) * dense / k > i * dense / k;
-    const double work = is_dense ? pass_.dense_us : pass_.spread_us;
-    // A dense FFN's GEMM takes every row; a sparse layer's experts share them.
-    const double contention =
-        s_.host.contention_at(is_dense ? pass_.rows : pass_.rows / std::max(s_.num_experts, 1));
+    const int N = s_.layout.expert_ranks, k = pass_.exchanges - pass_.lm_head_exchanges;
+    const int dense = pass_.dense_exchanges;
+    const bool is_lm_head = i >= k, is_dense = !is_lm_head && (i + 1) * dense / k > i * dense / k;
+    double work = is_lm_head ? pass_.lm_head_us : is_dense ? pass_.dense_us : pass_.sparse_us;
+    // A dense FFN's GEMM and the lm_head's take every row; a sparse layer's experts share them.
+    const double rows_each = is_dense || is_lm_head ? pass_.rows : pass_.rows / s_.num_experts;
+    const double contention = s_.host.contention_at(rows_each);
     if (N == 0) {  // one process: the experts run in line
       s_.engine.submit(rank_, work, contention, [this] { segment(); });
       return;
     }
+    if (!is_dense && !is_lm_head) work *= s_.imbalance(int(std::lround(pass_.rows)), N);
     const int ranks = is_dense ? 1 : N;
     const int first = is_dense ? (i * dense / k) % N : 0;
     const Link& l = s_.link;
@@ -269,8 +313,8 @@ class Lane {
   }
 
   struct Pass {
-    double segment_us = 0, dense_us = 0, spread_us = 0;  // per segment, per exchange
-    int exchanges = 0, dense_exchanges = 0, done_segments = 0;
+    double segment_us = 0, dense_us = 0, lm_head_us = 0, sparse_us = 0;  // per segment, exchange
+    int exchanges = 0, dense_exchanges = 0, lm_head_exchanges = 0, done_segments = 0;
     double rows = 0;
     std::function<void()> done;
   };
@@ -296,9 +340,10 @@ Simulated simulate(const Profile& p, const ServingLayout& layout, const ServingW
     waiting[i % M].push_back(workload.input_tokens[i]);
   std::vector<size_t> taken(M, 0);
   constexpr int kSteadySteps = 8;
+  const LatencyCurve expert = p.ranks.empty() ? LatencyCurve{} : p.ranks.front().expert;
   Lane::Shared shared{engine,    p.serving,     layout, workload,    N > 0 ? mean_link(p) : Link{},
                       p.d_model, p.num_experts, host,   decode_only, kSteadySteps,
-                      waiting,   taken};
+                      waiting,   taken,         expert};
   std::vector<std::unique_ptr<Lane>> lanes;
   for (int a = 0; a < M; ++a)
     for (int l = 0; l < m; ++l)

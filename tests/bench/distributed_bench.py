@@ -55,6 +55,9 @@ def say(cmd):
     print("+ " + shlex.join(str(c) for c in cmd), flush=True)
 
 
+MEAN_PROMPT_TOKENS = 27  # write_prompts' lengths: 12 to 40 ids and eos
+
+
 def write_prompts(path, count):
     rng = random.Random(1234)  # random ids of random length: the weights are random too
     with open(path, "w") as f:
@@ -69,7 +72,10 @@ def mpi(ranks, cmd):
 
 def measure_profile(args, batch_sizes):
     """Serving curves at -np 2 (one expert rank: its compute undisturbed), merged with the
-    contention of two expert ranks at -np 3. Returns the profile's path."""
+    contention of two expert ranks at -np 3. Returns the profile's path. The curves are timed on
+    prompts of the runs' mean length and over as many decode steps as the runs make: attention
+    over the caches grows with both (at 16 tokens and 8 steps the attention rank's side came out
+    about a fifth below what a batch-64 run measured)."""
     work = Path(args.work)
     rows = sorted({1, 2, 4, 8, *[b for b in batch_sizes], *[b // 2 for b in batch_sizes]})
     weights = ["--weights", args.weights] if args.weights != "f32" else []
@@ -77,8 +83,9 @@ def measure_profile(args, batch_sizes):
               "--repeats", "3", *weights]
     contention = work / f"profile-contention-{args.weights}.json"
     path = work / f"profile-serving-{args.weights}.json"
-    for ranks, extra, out in [(3, ["--contention", "2"], contention),
-                              (2, ["--serving-rows", ",".join(map(str, rows)), "--merge", contention], path)]:
+    serving = ["--serving-rows", ",".join(map(str, rows)), "--serving-input-tokens", MEAN_PROMPT_TOKENS,
+               "--serving-steps", args.max_new_tokens, "--merge", contention]
+    for ranks, extra, out in [(3, ["--contention", "2"], contention), (2, serving, path)]:
         cmd = mpi(ranks, [*common, *extra, "--out", out])
         say(cmd)
         subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True)

@@ -104,6 +104,8 @@ TEST(Profile, ServingCurvesAndContentionRoundTripAndABadCurveIsNamed) {
   s.encode_attention = {{16, 128}, {4000, 21000}};
   s.encode_experts = {{16, 128}, {3000, 30000}};
   s.decode_dense = {{1, 8}, {0, 0}};
+  s.decode_lm_head = {{1, 8}, {300, 900}};
+  s.decode_lm_head_exchanges = 1;
   s.encode_dense = {{16, 128}, {1400, 14000}};
   s.decode_exchanges = 7;
   s.encode_exchanges = 12;
@@ -119,6 +121,8 @@ TEST(Profile, ServingCurvesAndContentionRoundTripAndABadCurveIsNamed) {
   EXPECT_EQ(q.serving.encode_attention.tokens, (std::vector<double>{16, 128}));
   EXPECT_DOUBLE_EQ(q.serving.decode_exchanges, 7);
   EXPECT_DOUBLE_EQ(q.serving.encode_dense_exchanges, 6);
+  EXPECT_DOUBLE_EQ(q.serving.decode_lm_head_exchanges, 1);
+  EXPECT_EQ(q.serving.decode_lm_head.median_us, (std::vector<double>{300, 900}));
   EXPECT_EQ(q.serving.encode_dense.median_us, (std::vector<double>{1400, 14000}));
   EXPECT_EQ(q.serving.dense_ffn, "xxaa");
   EXPECT_DOUBLE_EQ(q.serving.lm_head_on_experts, 0.5);

@@ -146,6 +146,27 @@ TEST(ServingModel, ADenseFfnGoesWholeToOneExpertRankWhereASparseLayerSpreads) {
   EXPECT_NEAR(half * 1e6, 100 + 20 + 40 / 2.0, kUsTol);
 }
 
+TEST(ServingModel, ASparseLayerWaitsForItsBusiestExpertRank) {
+  // Each expert costs 100 µs however many rows it gets (bound by its weights). One row hits one
+  // expert, on one of 2 ranks: the busiest rank has all of the work, twice the mean, so the
+  // exchange takes 2 × 60 / 2 µs. Many rows hit every expert: even.
+  Profile p = profile_of(100, 60, 1, 0, 0, 0, 0);
+  p.ranks[0].expert = {{1, 1000}, {100, 100}};
+  EXPECT_NEAR(predict_serving(p, {1, 2, 1, 1, 0}, {{4}, 1}, {}).seconds * 1e6, 100 + 60, kUsTol);
+  EXPECT_NEAR(predict_serving(p, {1, 1, 1, 1, 0}, {{4}, 1}, {}).seconds * 1e6, 100 + 60, kUsTol);
+  p.serving.decode_experts = proportional(60.0 / 4096);  // 60 µs at 4096 rows
+  p.serving.decode_attention = proportional(100.0 / 4096);
+  const double many =
+      predict_serving(p, {1, 2, 1, 4096, 0}, {std::vector<int>(4096, 4), 1}, {}).decode_step_ms;
+  EXPECT_NEAR(many * 1e3, 100 + 30, kUsTol);
+  // The lm_head's columns split evenly whatever the rows.
+  Profile q = profile_of(100, 60, 1, 0, 0, 0, 0);
+  q.ranks[0].expert = {{1, 1000}, {100, 100}};
+  q.serving.decode_lm_head = proportional(60);
+  q.serving.decode_lm_head_exchanges = 1;
+  EXPECT_NEAR(predict_serving(q, {1, 2, 1, 1, 0}, {{4}, 1}, {}).seconds * 1e6, 100 + 30, kUsTol);
+}
+
 TEST(ServingModel, AnEncoderPassPadsItsRequestsToTheLongest) {
   // Two requests of 2 and 6 input tokens join together: 2 × 6 tokens of encoder work.
   const Profile p = profile_of(10, 0, 0, 1, 0, 0, 0);
