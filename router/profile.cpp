@@ -1,5 +1,6 @@
 #include "router/profile.hpp"
 
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,14 @@ double LatencyCurve::at(double n) const {
   const double x0 = tokens[i - 1], x1 = tokens[i], y0 = median_us[i - 1], y1 = median_us[i];
   const double y = y0 + (y1 - y0) * (n - x0) / (x1 - x0);
   return std::max(y, 0.0);
+}
+
+double Profile::contention_at(double tokens) const {
+  const LatencyCurve& c = contention_by_tokens;
+  if (c.tokens.empty()) return std::max(contention, 0.0);
+  if (tokens <= c.tokens.front()) return std::max(c.median_us.front(), 0.0);
+  if (tokens >= c.tokens.back()) return std::max(c.median_us.back(), 0.0);
+  return std::max(c.at(tokens), 0.0);
 }
 
 const RankProfile& Profile::of(int rank) const {
@@ -72,6 +81,11 @@ ServingCurves parse_serving(const nlohmann::json& j, const std::string& source) 
             where, ": dense and lm_head exchanges must be from 0 to the exchanges");
   MOE_CHECK(s.input_tokens >= 1 && s.threads >= 1, where,
             ": input_tokens and threads must be >= 1");
+  constexpr double kMostExchanges = 1e6;  // far above any model's, far below int's range
+  MOE_CHECK(s.decode_exchanges <= kMostExchanges && s.encode_exchanges <= kMostExchanges, where,
+            ": more exchanges per pass than any model makes");
+  MOE_CHECK(s.lm_head_on_experts >= 0 && s.lm_head_on_experts < 1, where,
+            ": lm_head_on_experts must be from 0 to below 1");
   return s;
 }
 
@@ -106,6 +120,8 @@ Profile parse_profile(const nlohmann::json& j, const std::string& source) {
     p.d_ff = m.at("d_ff").get<int>();
     p.num_experts = m.at("num_experts").get<int>();
     p.num_moe_layers = m.at("num_moe_layers").get<int>();
+    MOE_CHECK(p.d_model >= 1 && p.num_experts >= 1, source,
+              ": model: d_model and num_experts must be >= 1");
     for (const auto& r : j.at("ranks")) {
       RankProfile rp;
       rp.rank = r.at("rank").get<int>();
@@ -148,14 +164,20 @@ Profile parse_profile(const nlohmann::json& j, const std::string& source) {
     if (j.contains("contention")) {
       const auto& c = j.at("contention");
       p.contention = c.at("value").get<double>();
+      MOE_CHECK(std::isfinite(p.contention), source, ": contention: value must be a number");
       for (const auto& point : c.value("by_tokens", nlohmann::json::array())) {
         const double tokens = point.at("tokens").get<double>();
+        const double value = point.at("value").get<double>();
         MOE_CHECK(
-            p.contention_by_tokens.tokens.empty() || tokens > p.contention_by_tokens.tokens.back(),
-            source, ": contention: by_tokens must be in increasing tokens");
+            tokens > 0 && std::isfinite(value) &&
+                (p.contention_by_tokens.tokens.empty() ||
+                 tokens > p.contention_by_tokens.tokens.back()),
+            source,
+            ": contention: by_tokens must have positive, increasing tokens and finite values");
         p.contention_by_tokens.tokens.push_back(tokens);
-        p.contention_by_tokens.median_us.push_back(point.at("value").get<double>());
+        p.contention_by_tokens.median_us.push_back(value);
       }
+      p.contention_json = c.dump();
     }
   } catch (const nlohmann::json::exception& e) {
     MOE_FAIL(source, ": not a profile: ", e.what());
@@ -199,7 +221,9 @@ nlohmann::json profile_to_json(const Profile& p) {
                         {"num_moe_layers", p.num_moe_layers}}},
                       {"ranks", ranks}};
   if (!p.serving.empty()) j["serving"] = serving_to_json(p.serving);
-  if (p.contention >= 0) {
+  if (!p.contention_json.empty()) {
+    j["contention"] = nlohmann::json::parse(p.contention_json);
+  } else if (p.contention >= 0) {
     j["contention"] = {{"value", p.contention}};
     nlohmann::json by_tokens = nlohmann::json::array();
     const LatencyCurve& c = p.contention_by_tokens;
@@ -227,6 +251,7 @@ Profile merge_profiles(const Profile& a, const Profile& b) {
   if (b.contention >= 0) {
     out.contention = b.contention;
     out.contention_by_tokens = b.contention_by_tokens;
+    out.contention_json = b.contention_json;
   }
   return out;
 }

@@ -79,6 +79,10 @@ struct Profile {
   // (its by_tokens; empty: not measured).
   double contention = -1;
   LatencyCurve contention_by_tokens;
+  std::string contention_json;  // the object as read, written back whole (empty: none read)
+  // The contention at `tokens` (at least one): linear between the measured counts, held at the
+  // ends; the single value where none were measured by count; 0 where none was measured.
+  double contention_at(double tokens) const;
   const RankProfile& of(int rank) const;
   bool has(int rank) const;
 };

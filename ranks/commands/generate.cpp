@@ -219,9 +219,15 @@ void GenerateCommand::settle(const World& world, CheckedRun& run) {
     return;
   }
   std::vector<sim::ServingPrediction> predicted;
-  plan.micro_batches = choose_micro_batches(run.profile, serving_layout(plan),
-                                            serving_workload(left, options_.max_new_tokens),
-                                            serving_host(run.profile, hosts_of(world)), &predicted);
+  try {
+    plan.micro_batches = choose_micro_batches(
+        run.profile, serving_layout(plan), serving_workload(left, options_.max_new_tokens),
+        serving_host(run.profile, hosts_of(world)), &predicted);
+  } catch (const std::exception& e) {  // a profile the model cannot use leaves the rule of thumb
+    std::printf("micro-batches: %d, from the batch size (no serving model: %s: %s)\n",
+                plan.micro_batches, plan.profile_path.c_str(), e.what());
+    return;
+  }
   std::string rates;
   for (size_t i = 0; i < predicted.size(); ++i)
     rates += (i ? ", " : "") + std::to_string(int(std::lround(predicted[i].tokens_per_s))) +
@@ -241,9 +247,14 @@ void GenerateCommand::compare_with_model(Coordinator& coordinator, double second
   // Every request as long as their mean answer: the model runs each to its limit.
   const int new_tokens = std::max(1, int(std::lround(double(generated_) / double(answered_))));
   const sim::ServingWorkload workload = serving_workload(int(answered_), new_tokens);
-  const sim::ServingPrediction p =
-      sim::predict_serving(run.profile, serving_layout(run.plan), workload,
-                           serving_host(run.profile, hosts_of(coordinator.world())));
+  sim::ServingPrediction p;
+  try {
+    p = sim::predict_serving(run.profile, serving_layout(run.plan), workload,
+                             serving_host(run.profile, hosts_of(coordinator.world())));
+  } catch (const std::exception& e) {  // the run's answers are in: only the prediction is lost
+    std::printf("serving model: no prediction (%s: %s)\n", run.plan.profile_path.c_str(), e.what());
+    return;
+  }
   const double measured = double(generated_) / std::max(seconds, 1e-9);
   std::printf(
       "serving model: predicted %.1f tokens/s (%.3f s; decode step %.2f ms; attention ranks "

@@ -9,6 +9,8 @@ namespace moe {
 std::string serving_curves_mismatch(const Profile& profile, const RunPlan& plan, int threads) {
   const ServingCurves& s = profile.serving;
   if (s.empty()) return "the profile has no serving curves (moe profile --serving-rows)";
+  if (plan.expert_ranks() > 0 && profile.ranks.empty())
+    return "the profile has no expert rank's link to model the exchanges by";
   if (s.threads != threads)
     return "the serving curves were measured with " + std::to_string(s.threads) +
            " thread(s) per rank, this run has " + std::to_string(threads);

@@ -16,8 +16,10 @@
 namespace moe::sim {
 
 double ServingHost::contention_at(double tokens) const {
-  if (contention_by_tokens.tokens.empty()) return contention;
-  return std::max(contention_by_tokens.at(std::max(tokens, 1.0)), 0.0);
+  Profile p;
+  p.contention = contention;
+  p.contention_by_tokens = contention_by_tokens;
+  return p.contention_at(std::max(tokens, 1.0));
 }
 
 namespace {
@@ -84,7 +86,7 @@ class Engine {
   double rate_of(int computing, double contention) const {
     const double running =
         host_.cores > 0 ? std::min(double(computing), host_.cores) : double(computing);
-    return (running / computing) / (1 + contention * (running - 1));
+    return (running / computing) / (1 + contention * std::max(running - 1, 0.0));
   }
 
   struct Job {
@@ -301,7 +303,9 @@ class Lane {
     const int ranks = is_dense ? 1 : N;
     const int first = is_dense ? (i * dense / k) % N : 0;
     const Link& l = s_.link;
-    const double bytes = pass_.rows * s_.d_model * sizeof(float) / ranks;
+    // A sparse layer's rows split over the ranks; the lm_head's go to every rank, a dense FFN's
+    // to its one.
+    const double bytes = pass_.rows * s_.d_model * sizeof(float) / (is_dense || is_lm_head ? 1 : N);
     const double one_way = l.latency_us + bytes / l.bytes_per_us;
     s_.engine.after(one_way + l.receive_us, [this, ranks, first, work, contention, one_way] {
       pending_ = ranks;
@@ -368,6 +372,9 @@ ServingPrediction predict_serving(const Profile& p, const ServingLayout& layout,
   MOE_CHECK(layout.attention_ranks >= 1 && layout.expert_ranks >= 0 && layout.micro_batches >= 1 &&
                 layout.batch_size >= 1,
             "the serving model needs an attention rank, a lane and a batch");
+  MOE_CHECK(p.d_model >= 1 && p.num_experts >= 1, "the serving model needs the model's shape");
+  MOE_CHECK((host.cores == 0 || host.cores >= 1) && host.contention >= 0,
+            "the serving model needs 0 (a core each) or at least 1 core, and a contention >= 0");
   MOE_CHECK(layout.expert_ranks <= std::max(p.num_experts, 1),
             "the serving model splits the expert work evenly over the expert ranks: ",
             layout.expert_ranks, " expert ranks for ", p.num_experts,

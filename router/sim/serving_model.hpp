@@ -48,7 +48,7 @@ struct ServingHost {
   // contention by_tokens), or one value where that is empty.
   double contention = 0;
   LatencyCurve contention_by_tokens;
-  double contention_at(double tokens) const;
+  double contention_at(double tokens) const;  // as Profile::contention_at
 };
 
 struct ServingPrediction {

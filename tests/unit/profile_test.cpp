@@ -127,6 +127,22 @@ TEST(Profile, ServingCurvesAndContentionRoundTripAndABadCurveIsNamed) {
   EXPECT_EQ(q.serving.dense_ffn, "xxaa");
   EXPECT_DOUBLE_EQ(q.serving.lm_head_on_experts, 0.5);
   EXPECT_DOUBLE_EQ(q.contention, 0.12);
+  // The contention object as `moe profile --contention` writes it is written back whole.
+  nlohmann::json measured = {{"value", 0.16},
+                             {"same_experts", 0.15},
+                             {"ranks_at_once", 2},
+                             {"by_tokens",
+                              {{{"tokens", 1}, {"value", 0.5}, {"same_experts", 0.51}},
+                               {{"tokens", 8}, {"value", 0.1}, {"same_experts", 0.09}}}}};
+  nlohmann::json with_contention = profile_to_json(p);
+  with_contention["contention"] = measured;
+  const Profile r = parse_profile(with_contention, "p.json");
+  EXPECT_EQ(profile_to_json(r).at("contention"), measured);
+  EXPECT_DOUBLE_EQ(r.contention_at(4), 0.5 - 0.4 * 3 / 7);
+  EXPECT_DOUBLE_EQ(r.contention_at(64), 0.1);
+  EXPECT_EQ(profile_to_json(merge_profiles(r, two_ranks())).at("contention"), measured);
+  with_contention["contention"]["by_tokens"][0]["tokens"] = 0;
+  EXPECT_THROW(parse_profile(with_contention, "p.json"), Error);
   // A merge keeps the newer curves.
   EXPECT_DOUBLE_EQ(merge_profiles(two_ranks(), q).serving.decode_exchanges, 7);
   j["serving"]["decode_experts_us"] = {1500};

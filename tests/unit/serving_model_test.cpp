@@ -101,11 +101,24 @@ TEST(ServingModel, ContentionIsTakenAtTheRowsEachRankComputes) {
   EXPECT_DOUBLE_EQ(by_rows.contention_at(4), 1 - 3.0 / 7);
   EXPECT_DOUBLE_EQ(by_rows.contention_at(0.5), 1);  // below one token: the one-token value
   EXPECT_DOUBLE_EQ(by_rows.contention_at(64), 0);
+  // Past the ends the measured values hold; one point holds everywhere.
+  ServingHost noisy_end{0, 0, {{1, 2, 4}, {0.1, 0.3, 0.5}}};
+  EXPECT_DOUBLE_EQ(noisy_end.contention_at(128), 0.5);
+  ServingHost one_point{0, 0, {{8}, {0.2}}};
+  EXPECT_DOUBLE_EQ(one_point.contention_at(1), 0.2);
+  EXPECT_DOUBLE_EQ(one_point.contention_at(512), 0.2);
   const double flat =
       predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {}).decode_step_ms;
   const double slowed =
       predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, by_rows).decode_step_ms;
   EXPECT_GT(slowed, 1.3 * flat);
+}
+
+TEST(ServingModel, RefusesAHostItCannotModel) {
+  const Profile p = profile_of(100, 100, 6, 10, 10, 6, 0);
+  EXPECT_THROW(predict_serving(p, {1, 1, 2, 8, 0}, {{4}, 1}, {0.5, 2, {}}), Error);  // cores
+  EXPECT_THROW(predict_serving(p, {1, 1, 2, 8, 0}, {{4}, 1}, {0, -0.5, {}}), Error);
+  EXPECT_NO_THROW(predict_serving(p, {1, 1, 2, 8, 0}, {{4}, 1}, {1, 3, {}}));
 }
 
 TEST(ServingModel, RefusesMoreExpertRanksThanExperts) {
