@@ -3,10 +3,11 @@
 # curves with the exchanges the model's layers make (sparse layers and the lm_head's share in a
 # decode step; sparse layers and the encoder's dense FFNs, which go to the expert ranks, in an
 # encoder pass); `moe plan` weighs every split of 3 ranks and names the fastest as a command;
-# `moe generate --profile` with --micro-batches left open takes the model's choice, prints its
-# prediction beside the measurement, and generates the ids of the single-process run; a run the
-# curves do not describe (another dense FFN placement, another thread count) says why and gets no
-# prediction; and a profile without curves is refused by moe plan, naming the option.
+# `moe generate --profile` with --micro-batches left open takes the model's choice (its trace shows
+# that many lanes), prints its prediction beside the measurement, and generates the ids of the
+# single-process run; a run the curves do not describe (another dense FFN placement, another thread
+# count) says why and gets no prediction; and a profile without curves is refused by moe plan,
+# naming the option.
 # No assertion on the prediction's error: on this tiny model the run is dominated by noise (the
 # switch-base-8 shape is measured by tests/bench/distributed_bench.py).
 # Usage: serving_model.sh BUILD_DIR
@@ -62,10 +63,16 @@ common=(--model "$model" --input "$model/prompts.jsonl" --max-new-tokens 12 --ba
 "$moe" generate "${common[@]}" --output "$work/single.jsonl" >/dev/null
 echo "+ mpirun -np 3 moe generate --profile (micro-batches left to the model)"
 mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate "${common[@]}" --profile "$work/profile.json" \
-  --output "$work/multi.jsonl" >"$work/generate.log" 2>&1 || { cat "$work/generate.log"; fail "moe generate"; }
+  --trace "$work/trace.json" --output "$work/multi.jsonl" >"$work/generate.log" 2>&1 ||
+  { cat "$work/generate.log"; fail "moe generate"; }
 grep -E '^(micro-batches|serving model)' "$work/generate.log"
 grep -qE '^micro-batches: [1-4], chosen by the serving model \(predicted tokens/s: [0-9]+ at 1, ' \
   "$work/generate.log" || fail "no micro-batch count chosen by the model"
+chosen_m=$(sed -nE 's/^micro-batches: ([1-4]), chosen by the serving model.*/\1/p' "$work/generate.log")
+# The run used that many lanes: rank 0's events in the trace carry one lane (tid) per micro-batch.
+used_m=$(python3 -c "import json, sys; e = json.load(open(sys.argv[1]))['traceEvents']
+print(len({x['tid'] for x in e if x.get('ph') == 'X' and x['pid'] == 0}))" "$work/trace.json")
+[[ $used_m -eq $chosen_m ]] || fail "the model chose $chosen_m micro-batches, the run used $used_m"
 grep -qE '^serving model: predicted [0-9.]+ tokens/s .*measured [0-9.]+ tokens/s .*: [-+][0-9.]+%$' \
   "$work/generate.log" || fail "no prediction beside the measurement"
 "$tool" compare "$work/single.jsonl" "$work/multi.jsonl" 0

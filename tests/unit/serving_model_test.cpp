@@ -180,6 +180,31 @@ TEST(ServingModel, ASparseLayerWaitsForItsBusiestExpertRank) {
   EXPECT_NEAR(predict_serving(q, {1, 2, 1, 1, 0}, {{4}, 1}, {}).seconds * 1e6, 100 + 30, kUsTol);
 }
 
+TEST(ServingModel, LanesOfOneAttentionRankShareItsQueueAndTakeTurns) {
+  // Two lanes of one sequence each, 3 requests of 4 tokens, 1 new token, attention only (1 µs per
+  // input token, 10 per decoded row). On the one attention rank, first come first served: lane 0's
+  // encoder pass [0, 4], lane 1's [4, 8], lane 0's step [8, 18] (its sequence leaves and it takes
+  // the third request), lane 1's step [18, 28] (nothing left for it), lane 0's encoder pass
+  // [28, 32] and its step [32, 42].
+  const Profile p = profile_of(10, 0, 0, 1, 0, 0, 0);
+  const ServingPrediction r = predict_serving(p, {1, 1, 2, 2, 0}, {{4, 4, 4}, 1}, {});
+  EXPECT_NEAR(r.seconds * 1e6, 42, kUsTol);
+  EXPECT_NEAR(r.tokens_per_s, 3 / r.seconds, 1e-6);
+}
+
+TEST(ServingModel, AdmitPerStepSetsHowManyJoinAPass) {
+  // Encoder passes cost 10 µs each plus 1 per token, so fewer, larger admissions are cheaper.
+  // Batch 4, 6 requests of 4 tokens, 2 new tokens, 10 µs per decoded row. By default a lane
+  // admits a quarter of its share (1) per step after its first: passes of 16, 4 and 4 tokens
+  // (26 + 14 + 14) and steps of 4, 4, 1, 2, 1 rows (120). Two at a time: passes of 16 and 8
+  // tokens (26 + 18) and steps of 4, 4, 2, 2 rows (120).
+  Profile p = profile_of(10, 0, 0, 1, 0, 0, 0);
+  p.serving.encode_attention = {{4, 1000}, {14, 1010}};
+  const ServingWorkload six{std::vector<int>(6, 4), 2};
+  EXPECT_NEAR(predict_serving(p, {1, 1, 1, 4, 0}, six, {}).seconds * 1e6, 54 + 120, kUsTol);
+  EXPECT_NEAR(predict_serving(p, {1, 1, 1, 4, 2}, six, {}).seconds * 1e6, 44 + 120, kUsTol);
+}
+
 TEST(ServingModel, AnEncoderPassPadsItsRequestsToTheLongest) {
   // Two requests of 2 and 6 input tokens join together: 2 × 6 tokens of encoder work.
   const Profile p = profile_of(10, 0, 0, 1, 0, 0, 0);
