@@ -1,5 +1,6 @@
 #include "router/profile.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -19,12 +20,10 @@ double LatencyCurve::at(double n) const {
   return std::max(y, 0.0);
 }
 
-double Profile::contention_at(double tokens) const {
-  const LatencyCurve& c = contention_by_tokens;
-  if (c.tokens.empty()) return std::max(contention, 0.0);
-  if (tokens <= c.tokens.front()) return std::max(c.median_us.front(), 0.0);
-  if (tokens >= c.tokens.back()) return std::max(c.median_us.back(), 0.0);
-  return std::max(c.at(tokens), 0.0);
+double Contention::at(double tokens) const {
+  if (by_tokens.tokens.empty()) return std::max(value, 0.0);
+  return by_tokens.at(
+      std::clamp(std::max(tokens, 1.0), by_tokens.tokens.front(), by_tokens.tokens.back()));
 }
 
 const RankProfile& Profile::of(int rank) const {
@@ -163,21 +162,21 @@ Profile parse_profile(const nlohmann::json& j, const std::string& source) {
     if (j.contains("serving")) p.serving = parse_serving(j.at("serving"), source);
     if (j.contains("contention")) {
       const auto& c = j.at("contention");
-      p.contention = c.at("value").get<double>();
-      MOE_CHECK(std::isfinite(p.contention), source, ": contention: value must be a number");
+      Contention& k = p.contention;
+      k.value = c.at("value").get<double>();
+      MOE_CHECK(std::isfinite(k.value), source, ": contention: value must be a number");
       for (const auto& point : c.value("by_tokens", nlohmann::json::array())) {
         const double tokens = point.at("tokens").get<double>();
         const double value = point.at("value").get<double>();
         MOE_CHECK(
             tokens > 0 && std::isfinite(value) &&
-                (p.contention_by_tokens.tokens.empty() ||
-                 tokens > p.contention_by_tokens.tokens.back()),
+                (k.by_tokens.tokens.empty() || tokens > k.by_tokens.tokens.back()),
             source,
             ": contention: by_tokens must have positive, increasing tokens and finite values");
-        p.contention_by_tokens.tokens.push_back(tokens);
-        p.contention_by_tokens.median_us.push_back(value);
+        k.by_tokens.tokens.push_back(tokens);
+        k.by_tokens.median_us.push_back(value);
       }
-      p.contention_json = c.dump();
+      k.json = c.dump();
     }
   } catch (const nlohmann::json::exception& e) {
     MOE_FAIL(source, ": not a profile: ", e.what());
@@ -221,14 +220,14 @@ nlohmann::json profile_to_json(const Profile& p) {
                         {"num_moe_layers", p.num_moe_layers}}},
                       {"ranks", ranks}};
   if (!p.serving.empty()) j["serving"] = serving_to_json(p.serving);
-  if (!p.contention_json.empty()) {
-    j["contention"] = nlohmann::json::parse(p.contention_json);
-  } else if (p.contention >= 0) {
-    j["contention"] = {{"value", p.contention}};
+  const Contention& k = p.contention;
+  if (!k.json.empty()) {
+    j["contention"] = nlohmann::json::parse(k.json);
+  } else if (k.value >= 0) {
+    j["contention"] = {{"value", k.value}};
     nlohmann::json by_tokens = nlohmann::json::array();
-    const LatencyCurve& c = p.contention_by_tokens;
-    for (size_t i = 0; i < c.tokens.size(); ++i)
-      by_tokens.push_back({{"tokens", c.tokens[i]}, {"value", c.median_us[i]}});
+    for (size_t i = 0; i < k.by_tokens.tokens.size(); ++i)
+      by_tokens.push_back({{"tokens", k.by_tokens.tokens[i]}, {"value", k.by_tokens.median_us[i]}});
     if (!by_tokens.empty()) j["contention"]["by_tokens"] = by_tokens;
   }
   return j;
@@ -248,11 +247,7 @@ Profile merge_profiles(const Profile& a, const Profile& b) {
     if (!replaced) out.ranks.push_back(r);
   }
   if (!b.serving.empty()) out.serving = b.serving;
-  if (b.contention >= 0) {
-    out.contention = b.contention;
-    out.contention_by_tokens = b.contention_by_tokens;
-    out.contention_json = b.contention_json;
-  }
+  if (b.contention.value >= 0) out.contention = b.contention;
   return out;
 }
 

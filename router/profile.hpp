@@ -5,6 +5,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace moe {
@@ -70,19 +71,24 @@ struct ServingCurves {
   bool empty() const { return decode_attention.tokens.empty(); }
 };
 
+// How much ranks computing at once on different weights slow each other ("contention" of
+// `moe profile --contention`).
+struct Contention {
+  Contention(double value = -1, LatencyCurve by_tokens = {}, std::string json = {})
+      : value(value), by_tokens(std::move(by_tokens)), json(std::move(json)) {}
+  double value;            // the median over the token counts (< 0: not measured)
+  LatencyCurve by_tokens;  // by the token count a rank computes (empty: not measured)
+  std::string json;        // the object as read, written back whole (empty: none read)
+  // At `tokens` (at least one): linear between the measured counts, held at the ends; the value
+  // where none were measured by count; 0 where none was measured.
+  double at(double tokens) const;
+};
+
 struct Profile {
   int d_model = 0, d_ff = 0, num_experts = 0, num_moe_layers = 0;
   std::vector<RankProfile> ranks;  // expert ranks (rank 0 is the coordinator and has no entry)
   ServingCurves serving;           // empty unless measured
-  // How much ranks computing at once on different weights slow each other ("contention" of
-  // `moe profile --contention`; < 0: not measured), and by the token count each computes
-  // (its by_tokens; empty: not measured).
-  double contention = -1;
-  LatencyCurve contention_by_tokens;
-  std::string contention_json;  // the object as read, written back whole (empty: none read)
-  // The contention at `tokens` (at least one): linear between the measured counts, held at the
-  // ends; the single value where none were measured by count; 0 where none was measured.
-  double contention_at(double tokens) const;
+  Contention contention;           // not measured unless `moe profile --contention` ran
   const RankProfile& of(int rank) const;
   bool has(int rank) const;
 };

@@ -218,11 +218,14 @@ void GenerateCommand::settle(const World& world, CheckedRun& run) {
                 plan.micro_batches, mismatch.c_str());
     return;
   }
+  constexpr int kMostMicroBatches = 4;
+  std::vector<int> counts;
+  for (int m = 1; m <= std::min(kMostMicroBatches, options_.batch_size); ++m) counts.push_back(m);
   std::vector<sim::ServingPrediction> predicted;
   try {
     plan.micro_batches = choose_micro_batches(
         run.profile, serving_layout(plan), serving_workload(left, options_.max_new_tokens),
-        serving_host(run.profile, hosts_of(world)), &predicted);
+        serving_host(run.profile, hosts_of(world)), counts, &predicted);
   } catch (const std::exception& e) {  // a profile the model cannot use leaves the rule of thumb
     std::printf("micro-batches: %d, from the batch size (no serving model: %s: %s)\n",
                 plan.micro_batches, plan.profile_path.c_str(), e.what());

@@ -9,6 +9,7 @@
 
 #include "ranks/commands/command_line.hpp"
 #include "ranks/commands/commands.hpp"
+#include "ranks/commands/serving_prediction.hpp"
 #include "router/sim/serving_model.hpp"
 #include "runtime/error.hpp"
 
@@ -93,8 +94,8 @@ int run_plan(const World& world, const std::vector<std::string>& args) {
     speed_up(*c, expert_speed);
   sim::ServingHost host;
   host.cores = cores < 0 ? std::max(1u, std::thread::hardware_concurrency()) : cores;
-  host.contention = contention >= 0 ? contention : std::max(profile.contention, 0.0);
-  if (contention < 0) host.contention_by_tokens = profile.contention_by_tokens;
+  host.contention = contention >= 0 ? Contention{contention} : profile.contention;
+  host.contention.value = std::max(host.contention.value, 0.0);
   const sim::ServingWorkload workload{
       input_lengths(inputs == "0" ? std::to_string(s.input_tokens) : inputs, requests), new_tokens};
   std::vector<int> attention_counts, micro_counts = parse_int_list(micro_text, "--micro-batches");
@@ -113,7 +114,8 @@ int run_plan(const World& world, const std::vector<std::string>& args) {
             " ranks has more expert ranks than the ", profile.num_experts,
             " experts per layer, which the serving model does not weigh");
   for (int m : micro_counts) MOE_CHECK(m >= 1, "--micro-batches must be >= 1");
-  // Fewer lanes first: a count is taken over fewer only when it wins by 3%.
+  // Fewer lanes first: a count is taken over fewer only when it wins by 3%, as moe generate
+  // chooses (choose_micro_batches).
   std::sort(micro_counts.begin(), micro_counts.end());
 
   std::printf(
@@ -121,8 +123,9 @@ int run_plan(const World& world, const std::vector<std::string>& args) {
       "contention %.3f%s; curves measured with %d thread(s) per rank, dense FFNs '%s', "
       "lm_head share %.2f on the expert ranks\n",
       requests, inputs == "0" ? std::to_string(s.input_tokens).c_str() : inputs.c_str(), new_tokens,
-      host.cores > 0 ? std::to_string(int(host.cores)).c_str() : "one per rank", host.contention,
-      host.contention_by_tokens.tokens.empty() ? "" : " (median; by rows as profiled)", s.threads,
+      host.cores > 0 ? std::to_string(int(host.cores)).c_str() : "one per rank",
+      host.contention.value,
+      host.contention.by_tokens.tokens.empty() ? "" : " (median; by rows as profiled)", s.threads,
       s.dense_ffn.c_str(), s.lm_head_on_experts);
   // One process of the profiled kind: the curves as measured, the experts in line.
   const sim::ServingPrediction alone =
@@ -132,25 +135,27 @@ int run_plan(const World& world, const std::vector<std::string>& args) {
   std::printf("%-9s %-7s %-6d %12.1f %10.3f %14.2f %9.0f%% %10s %8.2f\n", "1 (alone)", "0", 1,
               alone.tokens_per_s, alone.seconds, alone.decode_step_ms, 100 * alone.attention_busy,
               "-", 1.0);
+  micro_counts.erase(std::remove_if(micro_counts.begin(), micro_counts.end(),
+                                    [&](int micro) { return micro > batch; }),
+                     micro_counts.end());
+  MOE_CHECK(!micro_counts.empty(),
+            "no layout to weigh: --micro-batches are all above --batch-size");
   int best_m = 0, best_micro = 0;
   double best_rate = 0;
   for (int m : attention_counts) {
-    double best_here = 0;  // a micro-batch count must beat fewer by 3%, as generate chooses
-    for (int micro : micro_counts) {
-      if (micro > batch) continue;
-      const sim::ServingPrediction p =
-          sim::predict_serving(profile, {m, ranks - m, micro, batch, 0}, workload, host);
+    std::vector<sim::ServingPrediction> predicted;
+    const int micro = choose_micro_batches(profile, {m, ranks - m, 1, batch, 0}, workload, host,
+                                           micro_counts, &predicted);
+    for (size_t i = 0; i < micro_counts.size(); ++i) {
+      const sim::ServingPrediction& p = predicted[i];
       std::printf("%-9d %-7d %-6d %12.1f %10.3f %14.2f %9.0f%% %9.0f%% %8.2f\n", m, ranks - m,
-                  micro, p.tokens_per_s, p.seconds, p.decode_step_ms, 100 * p.attention_busy,
-                  100 * p.experts_busy, p.tokens_per_s / alone.tokens_per_s);
-      constexpr double kWorthIt = 1.03;
-      if (p.tokens_per_s >= kWorthIt * best_here) {
-        best_here = p.tokens_per_s;
-        if (best_here > best_rate) best_rate = best_here, best_m = m, best_micro = micro;
-      }
+                  micro_counts[i], p.tokens_per_s, p.seconds, p.decode_step_ms,
+                  100 * p.attention_busy, 100 * p.experts_busy,
+                  p.tokens_per_s / alone.tokens_per_s);
+      if (micro_counts[i] == micro && p.tokens_per_s > best_rate)
+        best_rate = p.tokens_per_s, best_m = m, best_micro = micro;
     }
   }
-  MOE_CHECK(best_m > 0, "no layout to weigh: --micro-batches are all above --batch-size");
   std::printf(
       "chosen: mpirun -np %d moe generate --attention-ranks %d --micro-batches %d --batch-size %d "
       "(predicted %.1f tokens/s, %.2fx one process)\n",

@@ -33,25 +33,23 @@ sim::ServingHost serving_host(const Profile& profile, const std::vector<std::str
       !hosts.empty() && std::all_of(hosts.begin(), hosts.end(),
                                     [&](const std::string& h) { return h == hosts.front(); });
   if (one_host) host.cores = std::max(1u, std::thread::hardware_concurrency());
-  host.contention = std::max(profile.contention, 0.0);
-  host.contention_by_tokens = profile.contention_by_tokens;
+  host.contention = profile.contention;
+  host.contention.value = std::max(host.contention.value, 0.0);
   return host;
 }
 
 int choose_micro_batches(const Profile& profile, sim::ServingLayout layout,
                          const sim::ServingWorkload& workload, const sim::ServingHost& host,
+                         const std::vector<int>& counts,
                          std::vector<sim::ServingPrediction>* predictions) {
-  constexpr int kMost = 4;
-  // A lane more must be predicted this much faster than the best with fewer: closer than that is
-  // within the model's error, and each lane re-reads the weights.
   constexpr double kWorthIt = 1.03;
-  int best = 1;
+  int best = 0;
   double best_rate = 0;
-  for (int m = 1; m <= std::min(kMost, layout.batch_size); ++m) {
+  for (int m : counts) {
     layout.micro_batches = m;
     const sim::ServingPrediction p = sim::predict_serving(profile, layout, workload, host);
     if (predictions) predictions->push_back(p);
-    if (m == 1 || p.tokens_per_s >= kWorthIt * best_rate) best = m, best_rate = p.tokens_per_s;
+    if (best == 0 || p.tokens_per_s >= kWorthIt * best_rate) best = m, best_rate = p.tokens_per_s;
   }
   return best;
 }

@@ -21,11 +21,13 @@ std::string serving_curves_mismatch(const Profile& profile, const RunPlan& plan,
 // it (they share them), else a core each; the profile's contention, or none.
 sim::ServingHost serving_host(const Profile& profile, const std::vector<std::string>& hosts);
 
-// The micro-batches (1 to 4, at most the batch) whose predicted run of `workload` is fastest,
-// where a count is taken over a smaller one only when predicted at least 3% faster.
-// `predictions` receives each count's prediction, index = count - 1.
+// The count among `counts` (increasing) whose predicted run of `workload` is fastest, where a
+// count is taken over a smaller one only when predicted at least 3% faster (closer than that is
+// within the model's error, and each lane re-reads the weights). `predictions` receives each
+// count's prediction, in order.
 int choose_micro_batches(const Profile& profile, sim::ServingLayout layout,
                          const sim::ServingWorkload& workload, const sim::ServingHost& host,
+                         const std::vector<int>& counts,
                          std::vector<sim::ServingPrediction>* predictions = nullptr);
 
 }  // namespace moe

@@ -15,13 +15,6 @@
 
 namespace moe::sim {
 
-double ServingHost::contention_at(double tokens) const {
-  Profile p;
-  p.contention = contention;
-  p.contention_by_tokens = contention_by_tokens;
-  return p.contention_at(std::max(tokens, 1.0));
-}
-
 namespace {
 
 // Ranks that compute (one job at a time each, first come first served) at a rate set by how
@@ -275,7 +268,7 @@ class Lane {
   }
 
   void segment() {
-    s_.engine.submit(rank_, pass_.segment_us, s_.host.contention_at(pass_.rows), [this] {
+    s_.engine.submit(rank_, pass_.segment_us, s_.host.contention.at(pass_.rows), [this] {
       if (pass_.done_segments == pass_.exchanges) {
         auto done = std::move(pass_.done);
         done();
@@ -294,7 +287,7 @@ class Lane {
     double work = is_lm_head ? pass_.lm_head_us : is_dense ? pass_.dense_us : pass_.sparse_us;
     // A dense FFN's GEMM and the lm_head's take every row; a sparse layer's experts share them.
     const double rows_each = is_dense || is_lm_head ? pass_.rows : pass_.rows / s_.num_experts;
-    const double contention = s_.host.contention_at(rows_each);
+    const double contention = s_.host.contention.at(rows_each);
     if (N == 0) {  // one process: the experts run in line
       s_.engine.submit(rank_, work, contention, [this] { segment(); });
       return;
@@ -373,7 +366,7 @@ ServingPrediction predict_serving(const Profile& p, const ServingLayout& layout,
                 layout.batch_size >= 1,
             "the serving model needs an attention rank, a lane and a batch");
   MOE_CHECK(p.d_model >= 1 && p.num_experts >= 1, "the serving model needs the model's shape");
-  MOE_CHECK((host.cores == 0 || host.cores >= 1) && host.contention >= 0,
+  MOE_CHECK((host.cores == 0 || host.cores >= 1) && host.contention.value >= 0,
             "the serving model needs 0 (a core each) or at least 1 core, and a contention >= 0");
   MOE_CHECK(layout.expert_ranks <= std::max(p.num_experts, 1),
             "the serving model splits the expert work evenly over the expert ranks: ",

@@ -4,20 +4,20 @@
 // the run's own schedule (ranks/serving.cpp): each lane admits its share of the requests (an
 // encoder pass), then decodes step by step, refilling as sequences finish; a pass is the
 // attention rank's work cut into equal segments between its exchanges, and each exchange sends
-// its rows out, has every expert rank compute an equal part of the expert work, and brings the
-// results back. An attention rank runs one lane's segment at a time and an expert rank one
-// exchange at a time, first come first served; ranks computing at once share the host's cores and
-// slow each other by the profile's contention at the rows each computes (an expert, a sparse
-// layer's rows over its experts). So ping-pong overlap, the cost of splitting a batch
-// (each micro-batch's point on the curves: a GEMM over half the rows costs more than half), the
-// expert ranks' share of the work and the exchanges' latency all come out of the same curves.
+// its rows out, has the expert ranks compute (a sparse layer's work split over them, each as long
+// as the busiest; the lm_head's split evenly; a dense FFN's whole on one), and brings the results
+// back. An attention rank runs one lane's segment at a time and an expert rank one exchange at a
+// time, first come first served; ranks computing at once share the host's cores and slow each
+// other by the profile's contention at the rows each computes (an expert, a sparse layer's rows
+// over its experts). So ping-pong overlap, the cost of splitting a batch (each micro-batch's point
+// on the curves: a GEMM over half the rows costs more than half), the expert ranks' share of the
+// work and the exchanges' latency all come out of the same curves.
 //
-// Left out (docs/SIMULATOR.md): imbalance between expert ranks (each takes an equal part, so no
-// more expert ranks than experts per layer: replicas re-read the weights, which an even split of
-// the work cannot show; such layouts are refused), an
-// expert rank's merging of exchanges from several attention ranks into one grouped call (they
-// are served one after another), the growth of attention with the key/value cache (the curves
-// are the mean over the timed steps).
+// Left out (docs/SIMULATOR.md): imbalance beyond uniform routing; replicas (no more expert ranks
+// than experts per layer: replicas re-read the weights, which a split of the work cannot show;
+// such layouts are refused); an expert rank's merging of exchanges from several attention ranks
+// into one grouped call (they are served one after another); the growth of attention with the
+// key/value cache (the curves are the mean over the timed steps).
 #pragma once
 
 #include <vector>
@@ -45,10 +45,8 @@ struct ServingHost {
   double cores = 0;  // the cores every rank shares (0: a core each)
   // A computing rank's slowdown per other rank computing at once: by the token count of what it
   // computes (a GEMM over few rows streams its weights and suffers most; the profile's
-  // contention by_tokens), or one value where that is empty.
-  double contention = 0;
-  LatencyCurve contention_by_tokens;
-  double contention_at(double tokens) const;  // as Profile::contention_at
+  // contention by_tokens), or one value where that is empty; its value must be >= 0.
+  Contention contention{0};
 };
 
 struct ServingPrediction {

@@ -114,7 +114,7 @@ TEST(Profile, ServingCurvesAndContentionRoundTripAndABadCurveIsNamed) {
   s.threads = 1;
   s.dense_ffn = "xxaa";
   s.lm_head_on_experts = 0.5;
-  p.contention = 0.12;
+  p.contention.value = 0.12;
   nlohmann::json j = profile_to_json(p);
   const Profile q = parse_profile(j, "p.json");
   EXPECT_EQ(q.serving.decode_experts.median_us, (std::vector<double>{1500, 5200}));
@@ -126,7 +126,7 @@ TEST(Profile, ServingCurvesAndContentionRoundTripAndABadCurveIsNamed) {
   EXPECT_EQ(q.serving.encode_dense.median_us, (std::vector<double>{1400, 14000}));
   EXPECT_EQ(q.serving.dense_ffn, "xxaa");
   EXPECT_DOUBLE_EQ(q.serving.lm_head_on_experts, 0.5);
-  EXPECT_DOUBLE_EQ(q.contention, 0.12);
+  EXPECT_DOUBLE_EQ(q.contention.value, 0.12);
   // The contention object as `moe profile --contention` writes it is written back whole.
   nlohmann::json measured = {{"value", 0.16},
                              {"same_experts", 0.15},
@@ -138,8 +138,8 @@ TEST(Profile, ServingCurvesAndContentionRoundTripAndABadCurveIsNamed) {
   with_contention["contention"] = measured;
   const Profile r = parse_profile(with_contention, "p.json");
   EXPECT_EQ(profile_to_json(r).at("contention"), measured);
-  EXPECT_DOUBLE_EQ(r.contention_at(4), 0.5 - 0.4 * 3 / 7);
-  EXPECT_DOUBLE_EQ(r.contention_at(64), 0.1);
+  EXPECT_DOUBLE_EQ(r.contention.at(4), 0.5 - 0.4 * 3 / 7);
+  EXPECT_DOUBLE_EQ(r.contention.at(64), 0.1);
   EXPECT_EQ(profile_to_json(merge_profiles(r, two_ranks())).at("contention"), measured);
   with_contention["contention"]["by_tokens"][0]["tokens"] = 0;
   EXPECT_THROW(parse_profile(with_contention, "p.json"), Error);

@@ -75,7 +75,7 @@ TEST(ServingModel, TwoLanesOverlapAttentionWithTheExperts) {
 TEST(ServingModel, OneSharedCoreLeavesNothingToOverlap) {
   const Profile p = profile_of(100, 100, 6, 10, 10, 6, 0);
   const double two =
-      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {1, 0, {}}).decode_step_ms;
+      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {1, {0}}).decode_step_ms;
   EXPECT_NEAR(two * 1e3, 1600, 1e-3);
 }
 
@@ -84,11 +84,11 @@ TEST(ServingModel, ContentionSlowsRanksThatComputeAtOnce) {
   const double free =
       predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {}).decode_step_ms;
   const double slowed =
-      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {0, 0.5, {}}).decode_step_ms;
+      predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {0, {0.5}}).decode_step_ms;
   EXPECT_GT(slowed, 1.2 * free);
   // Without overlap there is nobody to contend with.
   const double one =
-      predict_serving(p, {1, 1, 1, 8, 0}, {std::vector<int>(8, 4), 4}, {0, 0.5, {}}).decode_step_ms;
+      predict_serving(p, {1, 1, 1, 8, 0}, {std::vector<int>(8, 4), 4}, {0, {0.5}}).decode_step_ms;
   EXPECT_NEAR(one * 1e3, 1600, kUsTol);
 }
 
@@ -97,16 +97,16 @@ TEST(ServingModel, ContentionIsTakenAtTheRowsEachRankComputes) {
   // 0.57 (interpolated at 4), the experts' 0.5-row share of each of 8 experts at the 1-token
   // value, so the overlap gains less than at a flat contention of 0.
   const Profile p = profile_of(100, 100, 6, 10, 10, 6, 0);
-  ServingHost by_rows{0, 0, {{1, 8}, {1, 0}}};
-  EXPECT_DOUBLE_EQ(by_rows.contention_at(4), 1 - 3.0 / 7);
-  EXPECT_DOUBLE_EQ(by_rows.contention_at(0.5), 1);  // below one token: the one-token value
-  EXPECT_DOUBLE_EQ(by_rows.contention_at(64), 0);
+  ServingHost by_rows{0, {0, {{1, 8}, {1, 0}}}};
+  EXPECT_DOUBLE_EQ(by_rows.contention.at(4), 1 - 3.0 / 7);
+  EXPECT_DOUBLE_EQ(by_rows.contention.at(0.5), 1);  // below one token: the one-token value
+  EXPECT_DOUBLE_EQ(by_rows.contention.at(64), 0);
   // Past the ends the measured values hold; one point holds everywhere.
-  ServingHost noisy_end{0, 0, {{1, 2, 4}, {0.1, 0.3, 0.5}}};
-  EXPECT_DOUBLE_EQ(noisy_end.contention_at(128), 0.5);
-  ServingHost one_point{0, 0, {{8}, {0.2}}};
-  EXPECT_DOUBLE_EQ(one_point.contention_at(1), 0.2);
-  EXPECT_DOUBLE_EQ(one_point.contention_at(512), 0.2);
+  ServingHost noisy_end{0, {0, {{1, 2, 4}, {0.1, 0.3, 0.5}}}};
+  EXPECT_DOUBLE_EQ(noisy_end.contention.at(128), 0.5);
+  ServingHost one_point{0, {0, {{8}, {0.2}}}};
+  EXPECT_DOUBLE_EQ(one_point.contention.at(1), 0.2);
+  EXPECT_DOUBLE_EQ(one_point.contention.at(512), 0.2);
   const double flat =
       predict_serving(p, {1, 1, 2, 8, 0}, {std::vector<int>(8, 4), 4}, {}).decode_step_ms;
   const double slowed =
@@ -116,9 +116,9 @@ TEST(ServingModel, ContentionIsTakenAtTheRowsEachRankComputes) {
 
 TEST(ServingModel, RefusesAHostItCannotModel) {
   const Profile p = profile_of(100, 100, 6, 10, 10, 6, 0);
-  EXPECT_THROW(predict_serving(p, {1, 1, 2, 8, 0}, {{4}, 1}, {0.5, 2, {}}), Error);  // cores
-  EXPECT_THROW(predict_serving(p, {1, 1, 2, 8, 0}, {{4}, 1}, {0, -0.5, {}}), Error);
-  EXPECT_NO_THROW(predict_serving(p, {1, 1, 2, 8, 0}, {{4}, 1}, {1, 3, {}}));
+  EXPECT_THROW(predict_serving(p, {1, 1, 2, 8, 0}, {{4}, 1}, {0.5, {2}}), Error);  // cores
+  EXPECT_THROW(predict_serving(p, {1, 1, 2, 8, 0}, {{4}, 1}, {0, {-0.5}}), Error);
+  EXPECT_NO_THROW(predict_serving(p, {1, 1, 2, 8, 0}, {{4}, 1}, {1, {3}}));
 }
 
 TEST(ServingModel, RefusesMoreExpertRanksThanExperts) {
