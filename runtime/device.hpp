@@ -37,10 +37,11 @@ class Device {
                           int d_model, int d_ff) = 0;
 
   // Offers the device a weight matrix w[rows, cols] that later calls will pass (by this pointer,
-  // or a pointer to one of its rows with fewer rows): a device with a compact weight format
-  // ("cpu:T:bf16", "cpu:T:int8") keeps its own converted copy and reads that instead. Matrices
-  // never offered (the router's, whose choices must stay exact) are used in float32. A float32
-  // CPU device maps the matrix's pages in now, so that the first step does not fault them in.
+  // or a pointer to one of its rows with fewer rows): the CPU device keeps its own copy and reads
+  // that instead — converted to its compact weight format ("cpu:T:bf16", "cpu:T:int8"), or float32
+  // laid out in panels for its kernel. Matrices never offered (the router's, whose choices must
+  // stay exact; experts under a memory budget, whose pages stay the checkpoint's) are used in
+  // float32 as they are.
   virtual void prepare_weight(const float* /*w*/, int /*rows*/, int /*cols*/) {}
   // Bytes of the converted copies prepare_weight made.
   virtual size_t prepared_weight_bytes() const { return 0; }

@@ -7,6 +7,7 @@
 
 #include "runtime/cpu/bf16_gemm.hpp"
 #include "runtime/cpu/int8_gemm.hpp"
+#include "runtime/cpu/panel_gemm.hpp"
 #include "runtime/cpu/sgemm.hpp"
 #include "runtime/cpu/skinny_gemm.hpp"
 #include "runtime/error.hpp"
@@ -47,14 +48,12 @@ CpuDevice::CpuDevice(int threads, WeightFormat format)
 
 void CpuDevice::prepare_weight(const float* w, int rows, int cols) {
   if (w == nullptr || prepared_.count(w)) return;
-  // A float32 matrix stays in the mapped checkpoint: its pages are mapped in now, at load (left to
-  // the first decode step, faulting them in page by page cost that step about as much as
-  // streaming them).
-  if (format_ == WeightFormat::kF32) return map_in_pages(w, size_t(rows) * cols * sizeof(float));
+  // Mapped in at once (faulting the checkpoint's pages in one by one while copying was slower).
+  map_in_pages(w, size_t(rows) * cols * sizeof(float));
   auto it = prepared_.emplace(w, Prepared{StoredWeight(format_, w, rows, cols), cols}).first;
   prepared_bytes_ += it->second.stored.bytes();
-  // The float32 original of a converted matrix is not read again: its pages go back to the
-  // kernel, so that resident memory is what the rank uses.
+  // The float32 original of a converted or panelled matrix is not read again: its pages go back to
+  // the kernel, so that resident memory is what the rank uses.
   page_out(w, size_t(rows) * cols * sizeof(float));
 }
 
@@ -67,7 +66,10 @@ WeightMatrix CpuDevice::weights_at(const float* w, int N, int K) const {
   // Compared as addresses: w may lie in another allocation than the prepared matrix.
   const uintptr_t offset = (uintptr_t(w) - uintptr_t(it->first)) / sizeof(float);
   if (p.cols != K || offset % K != 0 || offset / K + N > p.stored.rows()) return as_is;
-  return p.stored.view().rows_from(offset / K, K);
+  const WeightMatrix stored = p.stored.view();
+  // Panels are cut at their own boundaries only; other rows are read where they were loaded.
+  if (stored.layout == WeightLayout::kPanels && offset / K % kPanelColumns != 0) return as_is;
+  return stored.rows_from(offset / K, K);
 }
 
 // The GEMM of many rows, its N outputs split over the pool: each thread one single-threaded GEMM
@@ -106,11 +108,12 @@ std::string CpuDevice::name() const {
   return format_ == WeightFormat::kF32 ? base : base + ":" + weight_format_name(format_);
 }
 
-// One product by the kernel that suits it: int8 weights on a CPU with VNNI by the int8 kernel and
-// bf16 weights on a CPU with AVX-512 BF16 by the bf16 kernel, at every row count (each row's
-// activations quantised or rounded on their own, so a row's result does not depend on the call's
-// other rows); otherwise skinny_gemm up to the measured crossover, the many-row GEMM above it
-// (ReLU then as a pass of its own).
+// One product by the kernel that suits it: float32 panels by panel_gemm at every row count (each
+// output one chain over k, whatever rows share the call); int8 weights on a CPU with VNNI by the
+// int8 kernel and bf16 weights on a CPU with AVX-512 BF16 by the bf16 kernel, at every row count
+// (each row's activations quantised or rounded on their own, so a row's result does not depend on
+// the call's other rows); otherwise skinny_gemm up to the measured crossover, the many-row GEMM
+// above it (ReLU then as a pass of its own).
 void CpuDevice::product(const float* x, const WeightMatrix& w, float* y, int M, int N, int K,
                         bool accumulate, bool relu, bool parallel) {
   // Called inside a region of the pool (parallel false), a product keeps to its thread: its own
@@ -119,6 +122,9 @@ void CpuDevice::product(const float* x, const WeightMatrix& w, float* y, int M, 
   thread_local Bf16Rows own_rounded;
   QuantizedRows& quantized = parallel ? quantized_ : own_quantized;
   Bf16Rows& rounded = parallel ? rounded_ : own_rounded;
+  if (w.layout == WeightLayout::kPanels)
+    return panel_gemm(simd_, x, static_cast<const float*>(w.data), y, M, N, K, accumulate, relu,
+                      parallel);
   constexpr int kColumnsPerChunk = 64;  // threads take whole runs of blocks
   const auto over_columns = [&](const std::function<void(int, int)>& columns) {
     if (!parallel) return columns(0, N);
@@ -200,7 +206,7 @@ void CpuDevice::expert_ffn(const std::vector<ExpertGroup>& groups, const float* 
 }
 
 // small_groups_' products by runs of columns over the threads (the same bits as whole products:
-// each output is one dot product, whoever computes it).
+// each output is summed alone, whoever computes it).
 void CpuDevice::few_row_groups_by_columns(const float* x, float* y, int d_model, int d_ff) {
   const int n = int(small_groups_.size());
   std::vector<size_t> hidden_at(n + 1, 0);
@@ -212,26 +218,34 @@ void CpuDevice::few_row_groups_by_columns(const float* x, float* y, int d_model,
     wo[i] = weights_at(g.weights.wo, d_model, d_ff);
   }
   if (hidden_.size() < hidden_at[n]) hidden_.resize(hidden_at[n]);
+  // Runs of 192 columns: whole panels (48) and whole skinny blocks (64).
+  constexpr int kRun = 4 * kPanelColumns;
+  static_assert(kRun % kSkinnyColumnsPerRun == 0);
   const auto by_runs = [&](int columns, const auto& product_of) {
-    const int runs = (columns + kSkinnyColumnsPerRun - 1) / kSkinnyColumnsPerRun;
+    const int runs = (columns + kRun - 1) / kRun;
     parallel_for(n * runs, [&](int begin, int end) {
       for (int r = begin; r < end; ++r) {
-        const int c0 = (r % runs) * kSkinnyColumnsPerRun;
-        product_of(r / runs, c0, std::min(columns, c0 + kSkinnyColumnsPerRun));
+        const int c0 = (r % runs) * kRun;
+        product_of(r / runs, c0, std::min(columns, c0 + kRun));
       }
     });
   };
+  const auto columns_of = [&](const float* in, const WeightMatrix& w, float* out, int rows, int N,
+                              int K, bool relu, int c0, int c1) {
+    if (w.layout == WeightLayout::kPanels)
+      return panel_gemm_columns(simd_, in, static_cast<const float*>(w.data), out, rows, N, K,
+                                false, relu, c0, c1);
+    skinny_gemm_columns(simd_, in, w, out, rows, N, K, false, relu, c0, c1);
+  };
   by_runs(d_ff, [&](int i, int c0, int c1) {
     const ExpertGroup& g = *small_groups_[i];
-    skinny_gemm_columns(simd_, x + size_t(g.first_row) * d_model, wi[i],
-                        hidden_.data() + hidden_at[i], g.rows, d_ff, d_model, false,
-                        /*relu=*/true, c0, c1);
+    columns_of(x + size_t(g.first_row) * d_model, wi[i], hidden_.data() + hidden_at[i], g.rows,
+               d_ff, d_model, /*relu=*/true, c0, c1);
   });
   by_runs(d_model, [&](int i, int c0, int c1) {
     const ExpertGroup& g = *small_groups_[i];
-    skinny_gemm_columns(simd_, hidden_.data() + hidden_at[i], wo[i],
-                        y + size_t(g.first_row) * d_model, g.rows, d_model, d_ff, false,
-                        /*relu=*/false, c0, c1);
+    columns_of(hidden_.data() + hidden_at[i], wo[i], y + size_t(g.first_row) * d_model, g.rows,
+               d_model, d_ff, /*relu=*/false, c0, c1);
   });
 }
 

@@ -1,4 +1,5 @@
-// The CPU device: skinny_gemm for the few rows of decode, oneDNN's sgemm for more.
+// The CPU device: float32 weights in panels (panel_gemm, every row count); the compact formats by
+// their dot-product kernels, skinny_gemm for the few rows of decode and oneDNN's sgemm for more.
 #pragma once
 
 #include <map>

@@ -28,6 +28,13 @@ SimdLevel best_simd_level() {
   return best;
 }
 
+std::vector<SimdLevel> runnable_simd_levels() {
+  std::vector<SimdLevel> levels;
+  for (SimdLevel l : {SimdLevel::kBaseline, SimdLevel::kAvx2, SimdLevel::kAvx512})
+    if (l <= best_simd_level()) levels.push_back(l);
+  return levels;
+}
+
 const char* simd_level_name(SimdLevel level) {
   switch (level) {
     case SimdLevel::kAvx512:

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "runtime/cpu/weight_matrix.hpp"
 
@@ -20,8 +21,9 @@ namespace moe {
 
 enum class SimdLevel { kBaseline, kAvx2, kAvx512 };
 
-// The widest level this CPU runs.
+// The widest level this CPU runs, and every level it runs (the narrowest first).
 SimdLevel best_simd_level();
+std::vector<SimdLevel> runnable_simd_levels();
 const char* simd_level_name(SimdLevel level);
 
 // y = x · w^T (+ y when accumulate), then max(y, 0) when relu. Rows of x and y are K and N floats

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "runtime/cpu/panel_gemm.hpp"
 #include "runtime/error.hpp"
 
 namespace moe {
@@ -38,6 +39,12 @@ uint16_t to_bf16(float f) {
 
 WeightMatrix WeightMatrix::rows_from(size_t n, size_t K) const {
   WeightMatrix v = *this;
+  if (layout == WeightLayout::kPanels) {
+    MOE_CHECK(n % kPanelColumns == 0, "a view of panelled weights starts at a panel, not at row ",
+              n);
+    v.data = static_cast<const float*>(data) + n * K;  // n / 48 panels of K · 48 floats
+    return v;
+  }
   switch (format) {
     case WeightFormat::kF32:
       v.data = static_cast<const float*>(data) + n * K;
@@ -56,6 +63,14 @@ WeightMatrix WeightMatrix::rows_from(size_t n, size_t K) const {
 
 void WeightMatrix::widen(size_t n0, size_t n1, size_t K, float* out) const {
   const size_t count = (n1 - n0) * K;
+  if (layout == WeightLayout::kPanels) {
+    const float* panels = static_cast<const float*>(data);
+    for (size_t n = n0; n < n1; ++n)
+      for (size_t k = 0; k < K; ++k)
+        out[(n - n0) * K + k] =
+            panels[n / kPanelColumns * K * kPanelColumns + k * kPanelColumns + n % kPanelColumns];
+    return;
+  }
   switch (format) {
     case WeightFormat::kF32:
       std::memcpy(out, static_cast<const float*>(data) + n0 * K, count * 4);
@@ -80,7 +95,8 @@ StoredWeight::StoredWeight(WeightFormat format, const float* w, size_t N, size_t
     : format_(format), N_(N) {
   switch (format) {
     case WeightFormat::kF32:
-      MOE_FAIL("StoredWeight: float32 weights are used where they are, not copied");
+      panels_ = pack_panels(w, N, K);
+      return;
     case WeightFormat::kBf16:
       bf16_.resize(N * K);
       for (size_t i = 0; i < N * K; ++i) bf16_[i] = to_bf16(w[i]);
@@ -112,8 +128,15 @@ StoredWeight::StoredWeight(WeightFormat format, const float* w, size_t N, size_t
 }
 
 const void* StoredWeight::data() const {
-  return format_ == WeightFormat::kBf16 ? static_cast<const void*>(bf16_.data())
-                                        : static_cast<const void*>(int8_.data());
+  switch (format_) {
+    case WeightFormat::kF32:
+      return panels_.data();
+    case WeightFormat::kBf16:
+      return bf16_.data();
+    case WeightFormat::kInt8:
+      return int8_.data();
+  }
+  return nullptr;
 }
 
 }  // namespace moe

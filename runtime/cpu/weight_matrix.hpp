@@ -20,12 +20,18 @@ enum class WeightFormat { kF32, kBf16, kInt8 };
 WeightFormat parse_weight_format(const std::string& name, const std::string& what);
 const char* weight_format_name(WeightFormat format);
 
-// A view: rows of `data` are K elements apart; `scales` (int8 only) holds one float per row.
+// How a matrix's elements lie: HF's rows (each output's K weights together), or float32 in panels
+// of 48 outputs for panel_gemm (runtime/cpu/panel_gemm.hpp).
+enum class WeightLayout { kRows, kPanels };
+
+// A view: rows of `data` are K elements apart; `scales` (int8 only) holds one float per row. With
+// layout kPanels (float32 only), `data` is the first panel, and views start at a panel's first row.
 struct WeightMatrix {
   WeightFormat format = WeightFormat::kF32;
   const void* data = nullptr;
   const float* scales = nullptr;
   const int32_t* sums = nullptr;  // int8: each row's sum of weights (for int8 activations)
+  WeightLayout layout = WeightLayout::kRows;
 
   // The view from row `n` on (a block of output rows, e.g. a slice of the lm_head).
   WeightMatrix rows_from(size_t n, size_t K) const;
@@ -51,20 +57,26 @@ struct CacheLineAllocator {
 template <class T>
 using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
 
-// A converted copy of a float32 matrix that owns its storage.
+// A copy of a float32 matrix, converted to `format`, that owns its storage: float32 is laid out in
+// panels (the layout panel_gemm reads), the compact formats keep HF's rows.
 class StoredWeight {
  public:
   StoredWeight(WeightFormat format, const float* w, size_t N, size_t K);
-  WeightMatrix view() const { return {format_, data(), scales_.data(), sums_.data()}; }
+  WeightMatrix view() const {
+    return {format_, data(), scales_.data(), sums_.data(),
+            panels_.empty() ? WeightLayout::kRows : WeightLayout::kPanels};
+  }
   size_t rows() const { return N_; }
   size_t bytes() const {
-    return bf16_.size() * 2 + int8_.size() + scales_.size() * 4 + sums_.size() * 4;
+    return panels_.size() * 4 + bf16_.size() * 2 + int8_.size() + scales_.size() * 4 +
+           sums_.size() * 4;
   }
 
  private:
   const void* data() const;
   WeightFormat format_;
   size_t N_;
+  AlignedVector<float> panels_;
   AlignedVector<uint16_t> bf16_;
   AlignedVector<int8_t> int8_;
   std::vector<float> scales_;

@@ -1,5 +1,6 @@
 // The decode products on the CPU: skinny_gemm (runtime/cpu/skinny_gemm.hpp) at each SIMD level
-// this CPU runs and in each weight format (float32, bfloat16, int8 with row scales) against two
+// this CPU runs and in each weight format (float32, bfloat16, int8 with row scales), and float32
+// in panels (runtime/cpu/panel_gemm.hpp, "LEVEL panels" in the table), against two
 // peers on float32 weights: oneDNN's sgemm (what CpuDevice uses above the crossover) and
 // OpenBLAS's (sgemv at one row), one thread, on
 // switch-base-8's shapes — attention projection 768×768, expert/dense wi 3072×768, wo 768×3072,
@@ -36,6 +37,7 @@
 
 #include "runtime/cpu/bf16_gemm.hpp"
 #include "runtime/cpu/int8_gemm.hpp"
+#include "runtime/cpu/panel_gemm.hpp"
 #include "runtime/cpu/sgemm.hpp"
 #include "runtime/cpu/skinny_gemm.hpp"
 #include "runtime/cpu/weight_matrix.hpp"
@@ -71,6 +73,7 @@ double median(std::vector<double> v) {
 struct Weights {
   std::vector<std::vector<float>> copies;    // float32
   std::vector<StoredWeight> stored;          // the compact format's copies
+  std::vector<AlignedVector<float>> panels;  // float32 copies in panels, made when first asked
   std::vector<float> x, y, peer_y, widened;  // widened: copy 0 as the kernel sees it
   Weights(const Shape& s, WeightFormat format) {
     std::mt19937 rng(7);
@@ -102,6 +105,12 @@ struct Weights {
     return stored[c % stored.size()].view();
   }
   const float* float_copy(size_t c) const { return copies[c % copies.size()].data(); }
+  WeightMatrix panel_copy(size_t c, const Shape& s) {
+    if (panels.empty())
+      for (const auto& copy : copies) panels.push_back(pack_panels(copy.data(), s.N, s.K));
+    return {WeightFormat::kF32, panels[c % panels.size()].data(), nullptr, nullptr,
+            WeightLayout::kPanels};
+  }
 };
 Weights& weights(int shape, WeightFormat format) {
   static std::map<std::pair<int, WeightFormat>, Weights> all;
@@ -131,13 +140,19 @@ void peer(const Shape& s, const float* w, Weights& b, int M) {
   sgemm_one_thread(true, M, s.N, s.K, b.x.data(), s.K, w, s.K, 0.0f, b.peer_y.data(), s.N);
 }
 
-// Ours: skinny_gemm at `level`, or (dot) the kernel of the format's own dot product that the
-// device runs where the CPU has it: int8 activations on AVX-512 VNNI for int8 weights, bf16
-// activations on AVX-512 BF16 for bf16 weights — the activations quantised or rounded in the timed
-// call.
+enum class Kernel { kSkinny, kDot, kPanels };
+
+// Ours: skinny_gemm at `level`, panel_gemm at `level` (float32 panels), or (dot) the kernel of the
+// format's own dot product that the device runs where the CPU has it: int8 activations on AVX-512
+// VNNI for int8 weights, bf16 activations on AVX-512 BF16 for bf16 weights — the activations
+// quantised or rounded in the timed call.
 void run_ours(const Shape& s, const Weights& b, const WeightMatrix& w, float* y, int M,
-              SimdLevel level, bool dot) {
-  if (!dot) return skinny_gemm(level, b.x.data(), w, y, M, s.N, s.K, false, false, 1);
+              SimdLevel level, Kernel kernel) {
+  if (kernel == Kernel::kSkinny)
+    return skinny_gemm(level, b.x.data(), w, y, M, s.N, s.K, false, false, 1);
+  if (kernel == Kernel::kPanels)
+    return panel_gemm(level, b.x.data(), static_cast<const float*>(w.data), y, M, s.N, s.K, false,
+                      false, false);
   if (w.format == WeightFormat::kBf16) {
     static Bf16Rows rows;
     round_rows_to_bf16(b.x.data(), M, s.K, rows);
@@ -165,11 +180,15 @@ std::vector<float> activations_as_used(const Weights& b, int M, int K, WeightFor
 }
 
 void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, WeightFormat format,
-               bool dot) {
+               Kernel kernel) {
   const Shape& s = kShapes[shape];
   Weights& b = weights(shape, format);
+  const bool dot = kernel == Kernel::kDot;
+  const auto matrix = [&](size_t c) {
+    return kernel == Kernel::kPanels ? b.panel_copy(c, s) : b.matrix(c);
+  };
   openblas_set_num_threads(1);
-  run_ours(s, b, b.matrix(0), b.y.data(), M, level, dot);
+  run_ours(s, b, matrix(0), b.y.data(), M, level, kernel);
   if (dot) {  // the reference multiplies x as the kernel sees it
     const auto x = activations_as_used(b, M, s.K, format);
     sgemm_one_thread(true, M, s.N, s.K, x.data(), s.K, b.widened.data(), s.K, 0.0f, b.peer_y.data(),
@@ -177,21 +196,24 @@ void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, Weigh
   } else {
     peer(s, b.widened.data(), b, M);
   }
-  const char* level_name = !dot                            ? simd_level_name(level)
-                           : format == WeightFormat::kInt8 ? "vnni"
-                                                           : "bf16dot";
+  const std::string level_name = kernel == Kernel::kPanels
+                                     ? simd_level_name(level) + std::string(" panels")
+                                 : !dot                          ? simd_level_name(level)
+                                 : format == WeightFormat::kInt8 ? "vnni"
+                                                                 : "bf16dot";
   for (size_t i = 0; i < size_t(M) * s.N; ++i)
     if (!(std::abs(b.y[i] - b.peer_y[i]) <= 1e-4 * std::sqrt(double(s.K)))) {
       std::fprintf(stderr, "bench_skinny_gemm: %s %s %s M=%d: output %zu is %g, sgemm says %g\n",
-                   level_name, weight_format_name(format), s.name, M, i, b.y[i], b.peer_y[i]);
+                   level_name.c_str(), weight_format_name(format), s.name, M, i, b.y[i],
+                   b.peer_y[i]);
       std::exit(1);
     }
   std::vector<double> ours, theirs, blas;
   Weights& f32 = weights(shape, WeightFormat::kF32);
   for (auto _ : state) {
-    const WeightMatrix w = b.matrix(b.next++);
+    const WeightMatrix w = matrix(b.next++);
     double t0 = now_s();
-    run_ours(s, b, w, b.y.data(), M, level, dot);
+    run_ours(s, b, w, b.y.data(), M, level, kernel);
     const double t = now_s() - t0;
     state.SetIterationTime(t);
     ours.push_back(t);
@@ -256,7 +278,7 @@ void print_table() {
   if (g_bandwidth_cores > 0)
     std::printf("read bandwidth (%u threads, one per core, best of sweeps): %.1f GB/s\n",
                 std::thread::hardware_concurrency(), g_bandwidth_cores);
-  std::printf("%-39s %9s %9s %9s %9s %8s %9s\n", "shape rows level format", "ours GF/s", "onednn",
+  std::printf("%-44s %9s %9s %9s %9s %8s %9s\n", "shape rows level format", "ours GF/s", "onednn",
               "openblas", "ours GB/s", "of limit", "onednn/us");
   for (const auto& name : g_order) {
     const Samples& r = g_rows.at(name);
@@ -271,7 +293,7 @@ void print_table() {
                               : name.find(" int8") != std::string::npos ? 1 + 4.0 / s.K
                                                                         : 4;
     const double flops = 2.0 * M * s.N * s.K, bytes = per_weight * s.N * s.K;
-    std::printf("%-39s %9.1f %9.1f %9.1f %9.1f %7.0f%% %9.2f\n", name.c_str(), flops / t / 1e9,
+    std::printf("%-44s %9.1f %9.1f %9.1f %9.1f %7.0f%% %9.2f\n", name.c_str(), flops / t / 1e9,
                 flops / tp / 1e9, flops / tb / 1e9, bytes / t / 1e9,
                 100 * bytes / t / 1e9 / g_bandwidth, median(ratio));
   }
@@ -327,14 +349,20 @@ int main(int argc, char** argv) {
             const std::string base = std::string(kShapes[shape].name) + "/M:" + std::to_string(M) +
                                      "/" + simd_level_name(level) + "/" +
                                      weight_format_name(format);
-            benchmark::RegisterBenchmark(base.c_str(), BM_Skinny, shape, M, level, format, false)
+            benchmark::RegisterBenchmark(base.c_str(), BM_Skinny, shape, M, level, format,
+                                         Kernel::kSkinny)
                 ->Iterations(kIterations)
                 ->UseManualTime();
+            if (format == WeightFormat::kF32)
+              benchmark::RegisterBenchmark((base + "/panels").c_str(), BM_Skinny, shape, M, level,
+                                           format, Kernel::kPanels)
+                  ->Iterations(kIterations)
+                  ->UseManualTime();
             const bool dot = (format == WeightFormat::kInt8 && int8_vnni_available()) ||
                              (format == WeightFormat::kBf16 && bf16_dot_available());
             if (dot && level == best_simd_level())
               benchmark::RegisterBenchmark((base + "/dot").c_str(), BM_Skinny, shape, M, level,
-                                           format, true)
+                                           format, Kernel::kDot)
                   ->Iterations(kIterations)
                   ->UseManualTime();
           }

@@ -1,8 +1,9 @@
 // Bits of CpuDevice's results that must not depend on how the work is cut: expert_ffn on groups of
-// a few rows (a decode step's experts) gives the same bits on one thread and on two, whichever way
-// the groups' products are shared over the threads, and equals a double-precision FFN (groups of
-// many rows beside them take the many-row path); a router-sized product gives each row the same
-// bits whatever rows share the call (a micro-batch must route as the whole batch does).
+// a few rows (a decode step's experts), read as loaded or from panels, gives the same bits on one
+// thread and on two, whichever way the groups' products are shared over the threads, and equals a
+// double-precision FFN (groups of many rows beside them take the many-row path); a router-sized
+// product gives each row the same bits whatever rows share the call (a micro-batch must route as
+// the whole batch does).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -38,9 +39,16 @@ std::vector<ExpertGroup> groups_of(const Experts& experts, const std::vector<int
   return groups;
 }
 
-std::vector<float> run(int threads, const Experts& experts, const std::vector<int>& rows,
-                       const std::vector<float>& x) {
+// expert_ffn on `threads`; with `panels`, the experts offered to the device first (float32 in
+// panels, panel_gemm), else read as they are (skinny_gemm).
+std::vector<float> run(int threads, bool panels, const Experts& experts,
+                       const std::vector<int>& rows, const std::vector<float>& x) {
   CpuDevice device(threads);
+  if (panels)
+    for (int e = 0; e < experts.count; ++e) {
+      device.prepare_weight(experts.wi[e].data(), experts.d_ff, experts.d_model);
+      device.prepare_weight(experts.wo[e].data(), experts.d_model, experts.d_ff);
+    }
   int total = 0;
   for (int r : rows) total += r;
   std::vector<float> y(size_t(total) * experts.d_model, -1.0f);
@@ -49,36 +57,38 @@ std::vector<float> run(int threads, const Experts& experts, const std::vector<in
 }
 
 TEST(CpuDeviceBits, FewRowExpertGroupsGiveTheSameBitsOnOneThreadAndTwo) {
-  // d_ff past a run of 64 columns and d_model not a multiple of it: the runs' tails.
+  // d_ff past a run of 192 columns and d_model not a multiple of 64 or 48: the runs' and the last
+  // panel's tails.
   const Experts experts(72, 200, 6);
-  for (const std::vector<int>& rows :
-       {std::vector<int>{1, 2, 1, 3, 1}, {2, 1}, {1, 1, 1, 1, 1, 1}, {3, 40, 1}}) {
-    int total = 0;
-    for (int r : rows) total += r;
-    const auto x = random_floats(size_t(total) * experts.d_model, 7);
-    const auto one = run(1, experts, rows, x);
-    const auto two = run(2, experts, rows, x);
-    ASSERT_EQ(one, two) << "groups of " << ::testing::PrintToString(rows);
-    // And the FFN itself, in double precision.
-    for (size_t g = 0, first = 0; g < rows.size(); first += rows[g], ++g)
-      for (int r = 0; r < rows[g]; ++r) {
-        const float* xr = x.data() + (first + r) * experts.d_model;
-        std::vector<double> hidden(experts.d_ff);
-        for (int j = 0; j < experts.d_ff; ++j) {
-          double s = 0;
-          for (int k = 0; k < experts.d_model; ++k)
-            s += double(xr[k]) * experts.wi[g][size_t(j) * experts.d_model + k];
-          hidden[j] = std::max(s, 0.0);
+  for (bool panels : {false, true})
+    for (const std::vector<int>& rows :
+         {std::vector<int>{1, 2, 1, 3, 1}, {2, 1}, {1, 1, 1, 1, 1, 1}, {3, 40, 1}}) {
+      int total = 0;
+      for (int r : rows) total += r;
+      const auto x = random_floats(size_t(total) * experts.d_model, 7);
+      const auto one = run(1, panels, experts, rows, x);
+      const auto two = run(2, panels, experts, rows, x);
+      ASSERT_EQ(one, two) << "groups of " << ::testing::PrintToString(rows) << " panels " << panels;
+      // And the FFN itself, in double precision.
+      for (size_t g = 0, first = 0; g < rows.size(); first += rows[g], ++g)
+        for (int r = 0; r < rows[g]; ++r) {
+          const float* xr = x.data() + (first + r) * experts.d_model;
+          std::vector<double> hidden(experts.d_ff);
+          for (int j = 0; j < experts.d_ff; ++j) {
+            double s = 0;
+            for (int k = 0; k < experts.d_model; ++k)
+              s += double(xr[k]) * experts.wi[g][size_t(j) * experts.d_model + k];
+            hidden[j] = std::max(s, 0.0);
+          }
+          for (int i = 0; i < experts.d_model; ++i) {
+            double s = 0;
+            for (int j = 0; j < experts.d_ff; ++j)
+              s += hidden[j] * experts.wo[g][size_t(i) * experts.d_ff + j];
+            ASSERT_NEAR(two[(first + r) * experts.d_model + i], s, 1e-3 * (1 + std::abs(s)))
+                << "group " << g << " row " << r << " output " << i;
+          }
         }
-        for (int i = 0; i < experts.d_model; ++i) {
-          double s = 0;
-          for (int j = 0; j < experts.d_ff; ++j)
-            s += hidden[j] * experts.wo[g][size_t(i) * experts.d_ff + j];
-          ASSERT_NEAR(two[(first + r) * experts.d_model + i], s, 1e-3 * (1 + std::abs(s)))
-              << "group " << g << " row " << r << " output " << i;
-        }
-      }
-  }
+    }
 }
 
 TEST(CpuDeviceBits, ARoutersLogitsDoNotDependOnTheRowsBeside) {

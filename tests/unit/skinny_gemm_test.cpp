@@ -11,17 +11,11 @@
 #include <vector>
 
 #include "runtime/thread_pool.hpp"
+#include "tests/unit/gemm_check.hpp"
 #include "tests/unit/random_floats.hpp"
 
 namespace moe {
 namespace {
-
-std::vector<SimdLevel> runnable_levels() {
-  std::vector<SimdLevel> levels;
-  for (SimdLevel l : {SimdLevel::kBaseline, SimdLevel::kAvx2, SimdLevel::kAvx512})
-    if (l <= best_simd_level()) levels.push_back(l);
-  return levels;
-}
 
 TEST(SkinnyGemm, EqualsDoublePrecisionProductAtEveryLevelAndFormat) {
   struct Shape {
@@ -42,28 +36,13 @@ TEST(SkinnyGemm, EqualsDoublePrecisionProductAtEveryLevelAndFormat) {
       }
       std::vector<float> as_stored(w.size());  // what the kernel multiplies by
       matrix.widen(0, s.N, s.K, as_stored.data());
-      for (SimdLevel level : runnable_levels())
-        for (int mode = 0; mode < 4; ++mode) {
-          const bool accumulate = mode & 1, relu = mode & 2;
-          for (int threads : {1, 2}) {
-            auto y = y0;
-            ThreadPool::instance().resize(threads);
-            skinny_gemm(level, x.data(), matrix, y.data(), s.M, s.N, s.K, accumulate, relu);
-            for (int m = 0; m < s.M; ++m)
-              for (int n = 0; n < s.N; ++n) {
-                double want = accumulate ? y0[size_t(m) * s.N + n] : 0.0;
-                for (int k = 0; k < s.K; ++k)
-                  want += double(x[size_t(m) * s.K + k]) * as_stored[size_t(n) * s.K + k];
-                if (relu) want = std::max(want, 0.0);
-                ASSERT_NEAR(y[size_t(m) * s.N + n], want, 1e-5 * std::sqrt(double(s.K)) + 1e-6)
-                    << simd_level_name(level) << " " << weight_format_name(format) << " M=" << s.M
-                    << " N=" << s.N << " K=" << s.K << " accumulate=" << accumulate
-                    << " relu=" << relu << " threads=" << threads << " at (" << m << ", " << n
-                    << ")";
-              }
-          }
-          ThreadPool::instance().resize(1);
-        }
+      for (SimdLevel level : runnable_simd_levels())
+        expect_equals_double_product(
+            [&](float* y, bool accumulate, bool relu) {
+              skinny_gemm(level, x.data(), matrix, y, s.M, s.N, s.K, accumulate, relu);
+            },
+            x, as_stored, y0, s.M, s.N, s.K,
+            std::string(simd_level_name(level)) + " " + weight_format_name(format));
     }
 }
 
@@ -71,7 +50,7 @@ TEST(SkinnyGemm, RowResultDoesNotDependOnTheOtherRows) {
   constexpr int M = 23, N = 70, K = 768;
   const auto x = random_floats(size_t(M) * K, 4);
   const auto w = random_floats(size_t(N) * K, 5);
-  for (SimdLevel level : runnable_levels()) {
+  for (SimdLevel level : runnable_simd_levels()) {
     std::vector<float> all(size_t(M) * N), one(N);
     skinny_gemm(level, x.data(), w.data(), all.data(), M, N, K, false, false);
     for (int m = 0; m < M; ++m) {

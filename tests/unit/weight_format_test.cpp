@@ -1,6 +1,6 @@
 // Weight formats of the CPU device: bf16 rounding, int8 scales, and CpuDevice reading the copy
-// prepare_weight made — for whole matrices and row blocks of them, on the skinny kernel and on
-// the sgemm path, in linear and expert_ffn — while matrices never prepared stay float32.
+// prepare_weight made — for whole matrices and row blocks of them, on the skinny kernel, the panel
+// kernel and the sgemm path, in linear and expert_ffn — while matrices never prepared stay float32.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +9,7 @@
 #include "runtime/cpu/bf16_gemm.hpp"
 #include "runtime/cpu/cpu_device.hpp"
 #include "runtime/cpu/int8_gemm.hpp"
+#include "runtime/cpu/panel_gemm.hpp"
 #include "runtime/cpu/weight_matrix.hpp"
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
@@ -205,19 +206,25 @@ TEST(WeightFormat, CpuDeviceReadsPreparedCopiesOnEveryPath) {
   constexpr int N = 200, K = 96;
   const auto w = random_floats(size_t(N) * K, 11);
   const auto router = random_floats(size_t(8) * K, 12);
-  for (WeightFormat format : {WeightFormat::kBf16, WeightFormat::kInt8}) {
+  for (WeightFormat format : {WeightFormat::kF32, WeightFormat::kBf16, WeightFormat::kInt8}) {
     CpuDevice device(1, format);
     device.prepare_weight(w.data(), N, K);
     const StoredWeight stored(format, w.data(), N, K);
     EXPECT_EQ(device.prepared_weight_bytes(), stored.bytes());
+    EXPECT_EQ(stored.view().layout,
+              format == WeightFormat::kF32 ? WeightLayout::kPanels : WeightLayout::kRows);
     for (int M : {1, 3, 31, 64}) {  // the skinny or int8 kernel, then the widened sgemm path
       const auto x = random_floats(size_t(M) * K, M);
-      // The whole matrix, and the block of rows [50, 50 + 70) through a pointer into it.
-      for (int first : {0, 50}) {
+      // The whole matrix, and blocks of rows [48, 48 + 70) and [50, 50 + 70) through a pointer
+      // into it (float32 panels: the first from the panels, the second from w as it is).
+      for (int first : {0, 48, 50}) {
         const int rows = first ? 70 : N;
         std::vector<float> y(size_t(M) * rows);
         device.linear(x.data(), w.data() + size_t(first) * K, y.data(), M, rows, K, false);
-        const auto want = product(x, stored.view().rows_from(first, K), M, rows, K);
+        const WeightMatrix read = format == WeightFormat::kF32 && first % kPanelColumns
+                                      ? WeightMatrix{WeightFormat::kF32, w.data(), nullptr}
+                                      : stored.view();
+        const auto want = product(x, read.rows_from(first, K), M, rows, K);
         for (size_t i = 0; i < y.size(); ++i)
           ASSERT_NEAR(y[i], want[i], 1e-4)
               << weight_format_name(format) << " M=" << M << " first=" << first << " at " << i;
@@ -236,7 +243,7 @@ TEST(WeightFormat, ExpertFfnUsesPreparedCopies) {
   const auto wi = random_floats(size_t(d_ff) * d_model, 21);
   const auto wo = random_floats(size_t(d_model) * d_ff, 22);
   const auto x = random_floats(size_t(rows) * d_model, 23);
-  for (WeightFormat format : {WeightFormat::kBf16, WeightFormat::kInt8}) {
+  for (WeightFormat format : {WeightFormat::kF32, WeightFormat::kBf16, WeightFormat::kInt8}) {
     CpuDevice device(1, format);
     device.prepare_weight(wi.data(), d_ff, d_model);
     device.prepare_weight(wo.data(), d_model, d_ff);
