@@ -50,7 +50,11 @@ void CpuDevice::prepare_weight(const float* w, int rows, int cols) {
   if (w == nullptr || prepared_.count(w)) return;
   // Mapped in at once (faulting the checkpoint's pages in one by one while copying was slower).
   map_in_pages(w, size_t(rows) * cols * sizeof(float));
-  auto it = prepared_.emplace(w, Prepared{StoredWeight(format_, w, rows, cols), cols}).first;
+  // int8 for the VNNI kernel in its panels (the same bits as HF's rows, read as one stream).
+  const WeightLayout int8_layout =
+      int8_vnni_available() ? WeightLayout::kPanels : WeightLayout::kRows;
+  auto it =
+      prepared_.emplace(w, Prepared{StoredWeight(format_, w, rows, cols, int8_layout), cols}).first;
   prepared_bytes_ += it->second.stored.bytes();
   // The float32 original of a converted or panelled matrix is not read again: its pages go back to
   // the kernel, so that resident memory is what the rank uses.
@@ -122,7 +126,7 @@ void CpuDevice::product(const float* x, const WeightMatrix& w, float* y, int M, 
   thread_local Bf16Rows own_rounded;
   QuantizedRows& quantized = parallel ? quantized_ : own_quantized;
   Bf16Rows& rounded = parallel ? rounded_ : own_rounded;
-  if (w.layout == WeightLayout::kPanels)
+  if (w.layout == WeightLayout::kPanels && w.format == WeightFormat::kF32)
     return panel_gemm(simd_, x, static_cast<const float*>(w.data), y, M, N, K, accumulate, relu,
                       parallel);
   constexpr int kColumnsPerChunk = 64;  // threads take whole runs of blocks
@@ -142,6 +146,9 @@ void CpuDevice::product(const float* x, const WeightMatrix& w, float* y, int M, 
     quantize_rows(x, M, K, quantized);
     const int8_t* q = static_cast<const int8_t*>(w.data);
     return over_columns([&](int n0, int n1) {
+      if (w.layout == WeightLayout::kPanels)
+        return int8_gemm_vnni_panels(quantized, q, w.scales, w.sums, y, N, accumulate, relu, n0,
+                                     n1);
       int8_gemm_vnni(quantized, q, w.scales, w.sums, y, N, accumulate, relu, n0, n1);
     });
   }

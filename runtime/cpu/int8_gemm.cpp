@@ -17,6 +17,16 @@ bool int8_vnni_available() {
   return available;
 }
 
+AlignedVector<int8_t> pack_int8_panels(const int8_t* q, size_t N, size_t K) {
+  constexpr size_t P = kInt8PanelColumns;
+  const size_t K4 = (K + 3) / 4 * 4;
+  AlignedVector<int8_t> panels((N + P - 1) / P * P * K4, 0);
+  for (size_t n = 0; n < N; ++n)
+    for (size_t k = 0; k < K; ++k)
+      panels[n / P * P * K4 + k / 4 * (P * 4) + n % P * 4 + k % 4] = q[n * K + k];
+  return panels;
+}
+
 void quantize_rows(const float* x, int M, int K, QuantizedRows& out) {
   out.M = M;
   out.K = K;

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "runtime/cpu/weight_matrix.hpp"
+
 namespace moe {
 
 // True where this CPU runs the VNNI kernel (AVX-512 F, BW and VNNI).
@@ -32,5 +34,17 @@ void quantize_rows(const float* x, int M, int K, QuantizedRows& out);
 void int8_gemm_vnni(const QuantizedRows& x, const int8_t* w, const float* w_scales,
                     const int32_t* w_sums, float* y, int N, bool accumulate, bool relu, int n_begin,
                     int n_end);
+
+// The same product from weights laid out in panels for vpdpbusd: panel p holds outputs
+// 16p..16p+15, and for each group of four k their 16 × 4 bytes side by side (K rounded up to 4
+// and N to 16 with zeros). Four activation bytes are broadcast against a panel's 64 bytes, so the
+// weights stream as one contiguous run; the sums are the same exact int32, so the results equal
+// int8_gemm_vnni's (to the bit, but for where that kernel's tail fuses the add of y). n_begin is a
+// multiple of 16.
+constexpr int kInt8PanelColumns = 16;
+AlignedVector<int8_t> pack_int8_panels(const int8_t* q, size_t N, size_t K);
+void int8_gemm_vnni_panels(const QuantizedRows& x, const int8_t* panels, const float* w_scales,
+                           const int32_t* w_sums, float* y, int N, bool accumulate, bool relu,
+                           int n_begin, int n_end);
 
 }  // namespace moe

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "runtime/cpu/int8_gemm.hpp"
 
@@ -125,7 +126,87 @@ void column_block(const QuantizedRows& x, const int8_t* w, const float* scales, 
   last_rows<NR>(x.M - m, x, m, wn, scales + n, sums + n, y + n, N, accumulate, relu);
 }
 
+// Rows [m0, m0 + MR) against V panels from `panel` (panel_bytes apart): the first `columns`
+// outputs of them written, at 16 per vector.
+template <int MR, int V>
+void panel_block(const QuantizedRows& x, int m0, const int8_t* panel, size_t panel_bytes,
+                 const float* w_scales, const int32_t* w_sums, float* y, int N, int columns,
+                 bool accumulate, bool relu) {
+  I32x16 acc[MR][V] = {};
+  const uint8_t* xq = x.q.data() + size_t(m0) * x.stride;
+  const int K4 = (x.K + 3) / 4 * 4;  // within the row's stride (padded to 64 with the zero point)
+  for (int k = 0; k < K4; k += 4) {
+    I32x16 wv[V];
+    for (int j = 0; j < V; ++j)
+      wv[j] = I32x16(_mm512_loadu_si512(panel + j * panel_bytes + size_t(k) * 16));
+    for (int i = 0; i < MR; ++i) {
+      int32_t four;
+      std::memcpy(&four, xq + size_t(i) * x.stride + k, 4);
+      const I32x16 xb = I32x16(_mm512_set1_epi32(four));
+      for (int j = 0; j < V; ++j) acc[i][j] = dpbusd(acc[i][j], xb, wv[j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < V && 16 * j < columns; ++j) {
+      const int c0 = 16 * j;
+      const __mmask16 mask =
+          columns - c0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (columns - c0)) - 1);
+      // As int8_gemm_vnni: s_x · s_w, times the exact dot less 128 · Σw.
+      const __m512i dots = _mm512_sub_epi32(
+          __m512i(acc[i][j]), _mm512_slli_epi32(_mm512_maskz_loadu_epi32(mask, w_sums + c0), 7));
+      __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(x.scale[m0 + i]),
+                                             _mm512_maskz_loadu_ps(mask, w_scales + c0)),
+                               _mm512_cvtepi32_ps(dots));
+      float* out = y + size_t(m0 + i) * N + c0;
+      if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, out));
+      if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+      _mm512_mask_storeu_ps(out, mask, v);
+    }
+}
+
+constexpr int kPanelMR = 8;  // 8 rows × 3 panels: 24 accumulators, 3 weight vectors, x's broadcast
+
+template <int V>
+void panel_rows(const QuantizedRows& x, const int8_t* panel, size_t panel_bytes,
+                const float* scales, const int32_t* sums, float* y, int N, int columns,
+                bool accumulate, bool relu) {
+  int m = 0;
+  for (; m + kPanelMR <= x.M; m += kPanelMR)
+    panel_block<kPanelMR, V>(x, m, panel, panel_bytes, scales, sums, y, N, columns, accumulate,
+                             relu);
+  switch (x.M - m) {
+#define LAST(R)                                                                                 \
+  case R:                                                                                       \
+    return panel_block<R, V>(x, m, panel, panel_bytes, scales, sums, y, N, columns, accumulate, \
+                             relu);
+    LAST(7)
+    LAST(6) LAST(5) LAST(4) LAST(3) LAST(2) LAST(1)
+#undef LAST
+        default : return;
+  }
+}
+
 }  // namespace
+
+void int8_gemm_vnni_panels(const QuantizedRows& x, const int8_t* panels, const float* w_scales,
+                           const int32_t* w_sums, float* y, int N, bool accumulate, bool relu,
+                           int n_begin, int n_end) {
+  const size_t panel_bytes = size_t(kInt8PanelColumns) * ((x.K + 3) / 4 * 4);
+  for (int n = n_begin; n < n_end; n += 3 * kInt8PanelColumns) {
+    const int columns = std::min(3 * kInt8PanelColumns, n_end - n);
+    const int8_t* panel = panels + size_t(n / kInt8PanelColumns) * panel_bytes;
+    float* yn = y + n;
+    const float* sc = w_scales + n;
+    const int32_t* su = w_sums + n;
+    // Only the panels that exist: the last of a matrix may hold one or two.
+    if (columns > 2 * kInt8PanelColumns)
+      panel_rows<3>(x, panel, panel_bytes, sc, su, yn, N, columns, accumulate, relu);
+    else if (columns > kInt8PanelColumns)
+      panel_rows<2>(x, panel, panel_bytes, sc, su, yn, N, columns, accumulate, relu);
+    else
+      panel_rows<1>(x, panel, panel_bytes, sc, su, yn, N, columns, accumulate, relu);
+  }
+}
 
 void int8_gemm_vnni(const QuantizedRows& x, const int8_t* w, const float* w_scales,
                     const int32_t* w_sums, float* y, int N, bool accumulate, bool relu, int n_begin,

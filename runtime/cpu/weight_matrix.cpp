@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "runtime/cpu/int8_gemm.hpp"
 #include "runtime/cpu/panel_gemm.hpp"
 #include "runtime/error.hpp"
 
@@ -39,6 +40,14 @@ uint16_t to_bf16(float f) {
 
 WeightMatrix WeightMatrix::rows_from(size_t n, size_t K) const {
   WeightMatrix v = *this;
+  if (layout == WeightLayout::kPanels && format == WeightFormat::kInt8) {
+    MOE_CHECK(n % kInt8PanelColumns == 0,
+              "a view of panelled weights starts at a panel, not at row ", n);
+    v.data = static_cast<const int8_t*>(data) + n * ((K + 3) / 4 * 4);  // n / 16 panels
+    v.scales = scales + n;
+    v.sums = sums + n;
+    return v;
+  }
   if (layout == WeightLayout::kPanels) {
     MOE_CHECK(n % kPanelColumns == 0, "a view of panelled weights starts at a panel, not at row ",
               n);
@@ -63,6 +72,16 @@ WeightMatrix WeightMatrix::rows_from(size_t n, size_t K) const {
 
 void WeightMatrix::widen(size_t n0, size_t n1, size_t K, float* out) const {
   const size_t count = (n1 - n0) * K;
+  if (layout == WeightLayout::kPanels && format == WeightFormat::kInt8) {
+    constexpr size_t P = kInt8PanelColumns;
+    const size_t K4 = (K + 3) / 4 * 4;
+    const int8_t* panels = static_cast<const int8_t*>(data);
+    for (size_t n = n0; n < n1; ++n)
+      for (size_t k = 0; k < K; ++k)
+        out[(n - n0) * K + k] =
+            scales[n] * float(panels[n / P * P * K4 + k / 4 * (P * 4) + n % P * 4 + k % 4]);
+    return;
+  }
   if (layout == WeightLayout::kPanels) {
     const float* panels = static_cast<const float*>(data);
     for (size_t n = n0; n < n1; ++n)
@@ -91,11 +110,13 @@ void WeightMatrix::widen(size_t n0, size_t n1, size_t K, float* out) const {
   }
 }
 
-StoredWeight::StoredWeight(WeightFormat format, const float* w, size_t N, size_t K)
+StoredWeight::StoredWeight(WeightFormat format, const float* w, size_t N, size_t K,
+                           WeightLayout int8_layout)
     : format_(format), N_(N) {
   switch (format) {
     case WeightFormat::kF32:
       panels_ = pack_panels(w, N, K);
+      layout_ = WeightLayout::kPanels;
       return;
     case WeightFormat::kBf16:
       bf16_.resize(N * K);
@@ -122,6 +143,10 @@ StoredWeight::StoredWeight(WeightFormat format, const float* w, size_t N, size_t
         int32_t sum = 0;
         for (size_t k = 0; k < K; ++k) sum += q[k];
         sums_[n] = sum;
+      }
+      if (int8_layout == WeightLayout::kPanels) {
+        int8_ = pack_int8_panels(int8_.data(), N, K);
+        layout_ = WeightLayout::kPanels;
       }
       return;
   }

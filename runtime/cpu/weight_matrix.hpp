@@ -25,7 +25,8 @@ const char* weight_format_name(WeightFormat format);
 enum class WeightLayout { kRows, kPanels };
 
 // A view: rows of `data` are K elements apart; `scales` (int8 only) holds one float per row. With
-// layout kPanels (float32 only), `data` is the first panel, and views start at a panel's first row.
+// layout kPanels (float32, or int8 for the VNNI kernel), `data` is the first panel, and views start
+// at a panel's first row.
 struct WeightMatrix {
   WeightFormat format = WeightFormat::kF32;
   const void* data = nullptr;
@@ -58,14 +59,13 @@ template <class T>
 using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
 
 // A copy of a float32 matrix, converted to `format`, that owns its storage: float32 is laid out in
-// panels (the layout panel_gemm reads), the compact formats keep HF's rows.
+// panels (the layout panel_gemm reads); bf16 keeps HF's rows; int8 keeps them, or with layout
+// kPanels lies in int8_gemm_vnni_panels' panels (runtime/cpu/int8_gemm.hpp).
 class StoredWeight {
  public:
-  StoredWeight(WeightFormat format, const float* w, size_t N, size_t K);
-  WeightMatrix view() const {
-    return {format_, data(), scales_.data(), sums_.data(),
-            panels_.empty() ? WeightLayout::kRows : WeightLayout::kPanels};
-  }
+  StoredWeight(WeightFormat format, const float* w, size_t N, size_t K,
+               WeightLayout int8_layout = WeightLayout::kRows);
+  WeightMatrix view() const { return {format_, data(), scales_.data(), sums_.data(), layout_}; }
   size_t rows() const { return N_; }
   size_t bytes() const {
     return panels_.size() * 4 + bf16_.size() * 2 + int8_.size() + scales_.size() * 4 +
@@ -75,6 +75,7 @@ class StoredWeight {
  private:
   const void* data() const;
   WeightFormat format_;
+  WeightLayout layout_ = WeightLayout::kRows;
   size_t N_;
   AlignedVector<float> panels_;
   AlignedVector<uint16_t> bf16_;

@@ -106,6 +106,32 @@ TEST(WeightFormat, Int8VnniKernelEqualsIntegerProduct) {
               << ", " << n << ")";
         }
     }
+    // The same product from the panels, in column ranges that start at panels.
+    const StoredWeight panelled(WeightFormat::kInt8, w.data(), s.N, s.K, WeightLayout::kPanels);
+    const WeightMatrix p = panelled.view();
+    for (int mode = 0; mode < 4; ++mode) {
+      const bool accumulate = mode & 1, relu = mode & 2;
+      auto rows = y0, panels = y0;
+      int8_gemm_vnni(q, static_cast<const int8_t*>(m.data), m.scales, m.sums, rows.data(), s.N,
+                     accumulate, relu, 0, s.N);
+      const int split = s.N / 2 / kInt8PanelColumns * kInt8PanelColumns;
+      int8_gemm_vnni_panels(q, static_cast<const int8_t*>(p.data), p.scales, p.sums, panels.data(),
+                            s.N, accumulate, relu, 0, split);
+      int8_gemm_vnni_panels(q, static_cast<const int8_t*>(p.data), p.scales, p.sums, panels.data(),
+                            s.N, accumulate, relu, split, s.N);
+      // The same int32 sums and scale products; adding y may round once or twice (the rows
+      // kernel's scalar tail fuses it), so with accumulate only to within a rounding.
+      for (size_t i = 0; i < rows.size(); ++i)
+        if (accumulate)
+          ASSERT_NEAR(panels[i], rows[i], 1e-6 * (1 + std::fabs(rows[i])));
+        else
+          ASSERT_EQ(panels[i], rows[i])
+              << "M=" << s.M << " N=" << s.N << " K=" << s.K << " mode " << mode << " at " << i;
+    }
+    std::vector<float> back(w.size()), back_rows(w.size());
+    p.widen(0, s.N, s.K, back.data());
+    m.widen(0, s.N, s.K, back_rows.data());
+    ASSERT_EQ(back, back_rows);
     // A row's result alone equals its result among the others.
     for (int r = 0; r < s.M; ++r) {
       QuantizedRows one;
@@ -209,21 +235,22 @@ TEST(WeightFormat, CpuDeviceReadsPreparedCopiesOnEveryPath) {
   for (WeightFormat format : {WeightFormat::kF32, WeightFormat::kBf16, WeightFormat::kInt8}) {
     CpuDevice device(1, format);
     device.prepare_weight(w.data(), N, K);
-    const StoredWeight stored(format, w.data(), N, K);
+    // The layout the device keeps: float32 and (with VNNI) int8 in panels, bf16 in rows.
+    const StoredWeight stored(format, w.data(), N, K,
+                              int8_vnni_available() ? WeightLayout::kPanels : WeightLayout::kRows);
     EXPECT_EQ(device.prepared_weight_bytes(), stored.bytes());
-    EXPECT_EQ(stored.view().layout,
-              format == WeightFormat::kF32 ? WeightLayout::kPanels : WeightLayout::kRows);
     for (int M : {1, 3, 31, 64}) {  // the skinny or int8 kernel, then the widened sgemm path
       const auto x = random_floats(size_t(M) * K, M);
       // The whole matrix, and blocks of rows [48, 48 + 70) and [50, 50 + 70) through a pointer
-      // into it (float32 panels: the first from the panels, the second from w as it is).
+      // into it (panels: the first from the panels, the second from w as it is, in float32).
       for (int first : {0, 48, 50}) {
         const int rows = first ? 70 : N;
         std::vector<float> y(size_t(M) * rows);
         device.linear(x.data(), w.data() + size_t(first) * K, y.data(), M, rows, K, false);
-        const WeightMatrix read = format == WeightFormat::kF32 && first % kPanelColumns
-                                      ? WeightMatrix{WeightFormat::kF32, w.data(), nullptr}
-                                      : stored.view();
+        const WeightMatrix read =
+            stored.view().layout == WeightLayout::kPanels && first % kPanelColumns
+                ? WeightMatrix{WeightFormat::kF32, w.data(), nullptr}
+                : stored.view();
         const auto want = product(x, read.rows_from(first, K), M, rows, K);
         for (size_t i = 0; i < y.size(); ++i)
           ASSERT_NEAR(y[i], want[i], 1e-4)
