@@ -166,6 +166,20 @@ void panel_block(const QuantizedRows& x, int m0, const int8_t* panel, size_t pan
 
 constexpr int kPanelMR = 8;  // 8 rows × 3 panels: 24 accumulators, 3 weight vectors, x's broadcast
 
+// The last rows (fewer than kPanelMR): one block of exactly `rows` rows.
+template <int V, int R = kPanelMR - 1>
+void panel_last_rows(int rows, const QuantizedRows& x, int m, const int8_t* panel,
+                     size_t panel_bytes, const float* scales, const int32_t* sums, float* y, int N,
+                     int columns, bool accumulate, bool relu) {
+  if constexpr (R > 0) {
+    if (rows == R)
+      return panel_block<R, V>(x, m, panel, panel_bytes, scales, sums, y, N, columns, accumulate,
+                               relu);
+    panel_last_rows<V, R - 1>(rows, x, m, panel, panel_bytes, scales, sums, y, N, columns,
+                              accumulate, relu);
+  }
+}
+
 template <int V>
 void panel_rows(const QuantizedRows& x, const int8_t* panel, size_t panel_bytes,
                 const float* scales, const int32_t* sums, float* y, int N, int columns,
@@ -174,16 +188,8 @@ void panel_rows(const QuantizedRows& x, const int8_t* panel, size_t panel_bytes,
   for (; m + kPanelMR <= x.M; m += kPanelMR)
     panel_block<kPanelMR, V>(x, m, panel, panel_bytes, scales, sums, y, N, columns, accumulate,
                              relu);
-  switch (x.M - m) {
-#define LAST(R)                                                                                 \
-  case R:                                                                                       \
-    return panel_block<R, V>(x, m, panel, panel_bytes, scales, sums, y, N, columns, accumulate, \
-                             relu);
-    LAST(7)
-    LAST(6) LAST(5) LAST(4) LAST(3) LAST(2) LAST(1)
-#undef LAST
-        default : return;
-  }
+  panel_last_rows<V>(x.M - m, x, m, panel, panel_bytes, scales, sums, y, N, columns, accumulate,
+                     relu);
 }
 
 }  // namespace
