@@ -28,4 +28,15 @@ void round_rows_to_bf16(const float* x, int M, int K, Bf16Rows& out);
 void bf16_gemm_dot(const Bf16Rows& x, const uint16_t* w, float* y, int N, bool accumulate,
                    bool relu, int n_begin, int n_end);
 
+// The same product from weights laid out in panels for vdpbf16ps: panel p holds outputs
+// 16p..16p+15, and for each pair of k their 16 × 2 bfloat16 side by side (K rounded up to 2 and N
+// to 16 with zeros). A pair of activations is broadcast against a panel's 64 bytes, so the weights
+// stream as one contiguous run; each output is one chain over the pairs of k in order, so a row's
+// result does not depend on the rows beside it (its bits differ from bf16_gemm_dot's, which sums
+// 16 lanes at the end). n_begin is a multiple of 16.
+constexpr int kBf16PanelColumns = 16;
+AlignedVector<uint16_t> pack_bf16_panels(const uint16_t* b, size_t N, size_t K);
+void bf16_gemm_dot_panels(const Bf16Rows& x, const uint16_t* panels, float* y, int N,
+                          bool accumulate, bool relu, int n_begin, int n_end);
+
 }  // namespace moe

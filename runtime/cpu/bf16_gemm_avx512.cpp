@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "runtime/cpu/bf16_gemm.hpp"
 
@@ -108,7 +109,78 @@ void column_block(const Bf16Rows& x, const uint16_t* w, float* y, int N, int n, 
   last_rows<NR>(x.M - m, x, m, wn, y + n, N, accumulate, relu);
 }
 
+// Rows [m0, m0 + MR) against V panels from `panel` (panel_elements apart): the first `columns`
+// outputs of them written, at 16 per vector.
+template <int MR, int V>
+void panel_block(const Bf16Rows& x, int m0, const uint16_t* panel, size_t panel_elements, float* y,
+                 int N, int columns, bool accumulate, bool relu) {
+  F32x16 acc[MR][V] = {};
+  const uint16_t* xb = x.values.data() + size_t(m0) * x.stride;
+  const int K2 = (x.K + 1) / 2 * 2;  // within the row's stride (padded to 32 with zeros)
+  for (int k = 0; k < K2; k += 2) {
+    I16x32 wv[V];
+    for (int j = 0; j < V; ++j)
+      wv[j] = I16x32(_mm512_loadu_si512(panel + j * panel_elements + size_t(k) * 16));
+    for (int i = 0; i < MR; ++i) {
+      int32_t pair;
+      std::memcpy(&pair, xb + size_t(i) * x.stride + k, 4);
+      const I16x32 xv = I16x32(_mm512_set1_epi32(pair));
+      for (int j = 0; j < V; ++j) acc[i][j] = dpbf16(acc[i][j], xv, wv[j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < V && 16 * j < columns; ++j) {
+      const int c0 = 16 * j;
+      const __mmask16 mask =
+          columns - c0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (columns - c0)) - 1);
+      float* out = y + size_t(m0 + i) * N + c0;
+      __m512 v = __m512(acc[i][j]);
+      if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, out));
+      if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+      _mm512_mask_storeu_ps(out, mask, v);
+    }
+}
+
+constexpr int kPanelMR = 8;  // 8 rows × 3 panels: 24 accumulators, 3 weight vectors, x's broadcast
+
+// The last rows (fewer than kPanelMR): one block of exactly `rows` rows.
+template <int V, int R = kPanelMR - 1>
+void panel_last_rows(int rows, const Bf16Rows& x, int m, const uint16_t* panel,
+                     size_t panel_elements, float* y, int N, int columns, bool accumulate,
+                     bool relu) {
+  if constexpr (R > 0) {
+    if (rows == R)
+      return panel_block<R, V>(x, m, panel, panel_elements, y, N, columns, accumulate, relu);
+    panel_last_rows<V, R - 1>(rows, x, m, panel, panel_elements, y, N, columns, accumulate, relu);
+  }
+}
+
+template <int V>
+void panel_rows(const Bf16Rows& x, const uint16_t* panel, size_t panel_elements, float* y, int N,
+                int columns, bool accumulate, bool relu) {
+  int m = 0;
+  for (; m + kPanelMR <= x.M; m += kPanelMR)
+    panel_block<kPanelMR, V>(x, m, panel, panel_elements, y, N, columns, accumulate, relu);
+  panel_last_rows<V>(x.M - m, x, m, panel, panel_elements, y, N, columns, accumulate, relu);
+}
+
 }  // namespace
+
+void bf16_gemm_dot_panels(const Bf16Rows& x, const uint16_t* panels, float* y, int N,
+                          bool accumulate, bool relu, int n_begin, int n_end) {
+  const size_t panel_elements = size_t(kBf16PanelColumns) * ((x.K + 1) / 2 * 2);
+  for (int n = n_begin; n < n_end; n += 3 * kBf16PanelColumns) {
+    const int columns = std::min(3 * kBf16PanelColumns, n_end - n);
+    const uint16_t* panel = panels + size_t(n / kBf16PanelColumns) * panel_elements;
+    // Only the panels that exist: the last of a matrix may hold one or two.
+    if (columns > 2 * kBf16PanelColumns)
+      panel_rows<3>(x, panel, panel_elements, y + n, N, columns, accumulate, relu);
+    else if (columns > kBf16PanelColumns)
+      panel_rows<2>(x, panel, panel_elements, y + n, N, columns, accumulate, relu);
+    else
+      panel_rows<1>(x, panel, panel_elements, y + n, N, columns, accumulate, relu);
+  }
+}
 
 void bf16_gemm_dot(const Bf16Rows& x, const uint16_t* w, float* y, int N, bool accumulate,
                    bool relu, int n_begin, int n_end) {

@@ -50,11 +50,13 @@ void CpuDevice::prepare_weight(const float* w, int rows, int cols) {
   if (w == nullptr || prepared_.count(w)) return;
   // Mapped in at once (faulting the checkpoint's pages in one by one while copying was slower).
   map_in_pages(w, size_t(rows) * cols * sizeof(float));
-  // int8 for the VNNI kernel in its panels (the same bits as HF's rows, read as one stream).
-  const WeightLayout int8_layout =
-      int8_vnni_available() ? WeightLayout::kPanels : WeightLayout::kRows;
+  // bf16 and int8 in the panels of their dot-product kernels where the CPU runs those, read as
+  // one stream (elsewhere HF's rows, for skinny_gemm's widening kernels).
+  const bool dot = (format_ == WeightFormat::kBf16 && bf16_dot_available()) ||
+                   (format_ == WeightFormat::kInt8 && int8_vnni_available());
+  const WeightLayout layout = dot ? WeightLayout::kPanels : WeightLayout::kRows;
   auto it =
-      prepared_.emplace(w, Prepared{StoredWeight(format_, w, rows, cols, int8_layout), cols}).first;
+      prepared_.emplace(w, Prepared{StoredWeight(format_, w, rows, cols, layout), cols}).first;
   prepared_bytes_ += it->second.stored.bytes();
   // The float32 original of a converted or panelled matrix is not read again: its pages go back to
   // the kernel, so that resident memory is what the rank uses.
@@ -139,8 +141,11 @@ void CpuDevice::product(const float* x, const WeightMatrix& w, float* y, int M, 
   if (w.format == WeightFormat::kBf16 && bf16_dot_available()) {
     round_rows_to_bf16(x, M, K, rounded);
     const uint16_t* b = static_cast<const uint16_t*>(w.data);
-    return over_columns(
-        [&](int n0, int n1) { bf16_gemm_dot(rounded, b, y, N, accumulate, relu, n0, n1); });
+    return over_columns([&](int n0, int n1) {
+      if (w.layout == WeightLayout::kPanels)
+        return bf16_gemm_dot_panels(rounded, b, y, N, accumulate, relu, n0, n1);
+      bf16_gemm_dot(rounded, b, y, N, accumulate, relu, n0, n1);
+    });
   }
   if (w.format == WeightFormat::kInt8 && int8_vnni_available()) {
     quantize_rows(x, M, K, quantized);

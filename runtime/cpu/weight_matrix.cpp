@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "runtime/cpu/bf16_gemm.hpp"
 #include "runtime/cpu/int8_gemm.hpp"
 #include "runtime/cpu/panel_gemm.hpp"
 #include "runtime/error.hpp"
@@ -40,6 +41,12 @@ uint16_t to_bf16(float f) {
 
 WeightMatrix WeightMatrix::rows_from(size_t n, size_t K) const {
   WeightMatrix v = *this;
+  if (layout == WeightLayout::kPanels && format == WeightFormat::kBf16) {
+    MOE_CHECK(n % kBf16PanelColumns == 0,
+              "a view of panelled weights starts at a panel, not at row ", n);
+    v.data = static_cast<const uint16_t*>(data) + n * ((K + 1) / 2 * 2);  // n / 16 panels
+    return v;
+  }
   if (layout == WeightLayout::kPanels && format == WeightFormat::kInt8) {
     MOE_CHECK(n % kInt8PanelColumns == 0,
               "a view of panelled weights starts at a panel, not at row ", n);
@@ -72,6 +79,16 @@ WeightMatrix WeightMatrix::rows_from(size_t n, size_t K) const {
 
 void WeightMatrix::widen(size_t n0, size_t n1, size_t K, float* out) const {
   const size_t count = (n1 - n0) * K;
+  if (layout == WeightLayout::kPanels && format == WeightFormat::kBf16) {
+    constexpr size_t P = kBf16PanelColumns;
+    const size_t K2 = (K + 1) / 2 * 2;
+    const uint16_t* panels = static_cast<const uint16_t*>(data);
+    for (size_t n = n0; n < n1; ++n)
+      for (size_t k = 0; k < K; ++k)
+        out[(n - n0) * K + k] =
+            from_bf16(panels[n / P * P * K2 + k / 2 * (P * 2) + n % P * 2 + k % 2]);
+    return;
+  }
   if (layout == WeightLayout::kPanels && format == WeightFormat::kInt8) {
     constexpr size_t P = kInt8PanelColumns;
     const size_t K4 = (K + 3) / 4 * 4;
@@ -111,7 +128,7 @@ void WeightMatrix::widen(size_t n0, size_t n1, size_t K, float* out) const {
 }
 
 StoredWeight::StoredWeight(WeightFormat format, const float* w, size_t N, size_t K,
-                           WeightLayout int8_layout)
+                           WeightLayout layout)
     : format_(format), N_(N) {
   switch (format) {
     case WeightFormat::kF32:
@@ -121,6 +138,10 @@ StoredWeight::StoredWeight(WeightFormat format, const float* w, size_t N, size_t
     case WeightFormat::kBf16:
       bf16_.resize(N * K);
       for (size_t i = 0; i < N * K; ++i) bf16_[i] = to_bf16(w[i]);
+      if (layout == WeightLayout::kPanels) {
+        bf16_ = pack_bf16_panels(bf16_.data(), N, K);
+        layout_ = WeightLayout::kPanels;
+      }
       return;
     case WeightFormat::kInt8:
       int8_.resize(N * K);
@@ -144,7 +165,7 @@ StoredWeight::StoredWeight(WeightFormat format, const float* w, size_t N, size_t
         for (size_t k = 0; k < K; ++k) sum += q[k];
         sums_[n] = sum;
       }
-      if (int8_layout == WeightLayout::kPanels) {
+      if (layout == WeightLayout::kPanels) {
         int8_ = pack_int8_panels(int8_.data(), N, K);
         layout_ = WeightLayout::kPanels;
       }

@@ -25,8 +25,8 @@ const char* weight_format_name(WeightFormat format);
 enum class WeightLayout { kRows, kPanels };
 
 // A view: rows of `data` are K elements apart; `scales` (int8 only) holds one float per row. With
-// layout kPanels (float32, or int8 for the VNNI kernel), `data` is the first panel, and views start
-// at a panel's first row.
+// layout kPanels (float32, or bf16 / int8 for their dot-product kernels), `data` is the first
+// panel, and views start at a panel's first row.
 struct WeightMatrix {
   WeightFormat format = WeightFormat::kF32;
   const void* data = nullptr;
@@ -59,12 +59,12 @@ template <class T>
 using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
 
 // A copy of a float32 matrix, converted to `format`, that owns its storage: float32 is laid out in
-// panels (the layout panel_gemm reads); bf16 keeps HF's rows; int8 keeps them, or with layout
-// kPanels lies in int8_gemm_vnni_panels' panels (runtime/cpu/int8_gemm.hpp).
+// panels (the layout panel_gemm reads); bf16 and int8 keep HF's rows, or with `layout` kPanels lie
+// in the panels of their dot-product kernels (bf16_gemm_dot_panels, int8_gemm_vnni_panels).
 class StoredWeight {
  public:
   StoredWeight(WeightFormat format, const float* w, size_t N, size_t K,
-               WeightLayout int8_layout = WeightLayout::kRows);
+               WeightLayout layout = WeightLayout::kRows);
   WeightMatrix view() const { return {format_, data(), scales_.data(), sums_.data(), layout_}; }
   size_t rows() const { return N_; }
   size_t bytes() const {

@@ -153,41 +153,54 @@ TEST(WeightFormat, Bf16DotKernelEqualsProductOfRoundedRows) {
   };
   const Shape shapes[] = {{1, 1, 1},    {1, 37, 31},   {2, 9, 32},   {3, 13, 33},
                           {7, 33, 130}, {13, 96, 768}, {6, 8, 3072}, {40, 21, 200}};
-  for (const Shape& s : shapes) {
-    const auto x = random_floats(size_t(s.M) * s.K, 51);
-    const auto w = random_floats(size_t(s.N) * s.K, 52);
-    const auto y0 = random_floats(size_t(s.M) * s.N, 53);
-    const StoredWeight stored(WeightFormat::kBf16, w.data(), s.N, s.K);
-    const uint16_t* wb = static_cast<const uint16_t*>(stored.view().data);
-    Bf16Rows rows;
-    round_rows_to_bf16(x.data(), s.M, s.K, rows);
-    for (int mode = 0; mode < 4; ++mode) {
-      const bool accumulate = mode & 1, relu = mode & 2;
-      auto y = y0;
-      const int half = s.N / 2;
-      bf16_gemm_dot(rows, wb, y.data(), s.N, accumulate, relu, 0, half);
-      bf16_gemm_dot(rows, wb, y.data(), s.N, accumulate, relu, half, s.N);
-      for (int r = 0; r < s.M; ++r)
-        for (int n = 0; n < s.N; ++n) {
-          double want = accumulate ? y0[size_t(r) * s.N + n] : 0.0;
-          for (int k = 0; k < s.K; ++k)
-            want += double(from_bf16(to_bf16(x[size_t(r) * s.K + k]))) *
-                    from_bf16(wb[size_t(n) * s.K + k]);
-          if (relu) want = std::max(want, 0.0);
-          ASSERT_NEAR(y[size_t(r) * s.N + n], want, 1e-5 * std::sqrt(double(s.K)) + 1e-6)
-              << "M=" << s.M << " N=" << s.N << " K=" << s.K << " mode " << mode << " at (" << r
-              << ", " << n << ")";
-        }
+  // In HF's rows (bf16_gemm_dot) and in panels (bf16_gemm_dot_panels).
+  for (WeightLayout layout : {WeightLayout::kRows, WeightLayout::kPanels})
+    for (const Shape& s : shapes) {
+      const auto x = random_floats(size_t(s.M) * s.K, 51);
+      const auto w = random_floats(size_t(s.N) * s.K, 52);
+      const auto y0 = random_floats(size_t(s.M) * s.N, 53);
+      const StoredWeight stored(WeightFormat::kBf16, w.data(), s.N, s.K, layout);
+      const uint16_t* wb = static_cast<const uint16_t*>(stored.view().data);
+      std::vector<float> as_stored(w.size());
+      stored.view().widen(0, s.N, s.K, as_stored.data());
+      const auto kernel = [&](const Bf16Rows& in, float* y, bool accumulate, bool relu, int n0,
+                              int n1) {
+        if (layout == WeightLayout::kPanels)
+          return bf16_gemm_dot_panels(in, wb, y, s.N, accumulate, relu, n0, n1);
+        bf16_gemm_dot(in, wb, y, s.N, accumulate, relu, n0, n1);
+      };
+      Bf16Rows rows;
+      round_rows_to_bf16(x.data(), s.M, s.K, rows);
+      for (int mode = 0; mode < 4; ++mode) {
+        const bool accumulate = mode & 1, relu = mode & 2;
+        auto y = y0;
+        // In two column ranges, as the pool splits them (panels: at a panel).
+        const int half = layout == WeightLayout::kPanels
+                             ? s.N / 2 / kBf16PanelColumns * kBf16PanelColumns
+                             : s.N / 2;
+        kernel(rows, y.data(), accumulate, relu, 0, half);
+        kernel(rows, y.data(), accumulate, relu, half, s.N);
+        for (int r = 0; r < s.M; ++r)
+          for (int n = 0; n < s.N; ++n) {
+            double want = accumulate ? y0[size_t(r) * s.N + n] : 0.0;
+            for (int k = 0; k < s.K; ++k)
+              want += double(from_bf16(to_bf16(x[size_t(r) * s.K + k]))) *
+                      as_stored[size_t(n) * s.K + k];
+            if (relu) want = std::max(want, 0.0);
+            ASSERT_NEAR(y[size_t(r) * s.N + n], want, 1e-5 * std::sqrt(double(s.K)) + 1e-6)
+                << "M=" << s.M << " N=" << s.N << " K=" << s.K << " mode " << mode << " at (" << r
+                << ", " << n << ") layout " << int(layout);
+          }
+      }
+      for (int r = 0; r < s.M; ++r) {  // a row alone gives the bits it gives among the others
+        Bf16Rows one;
+        round_rows_to_bf16(x.data() + size_t(r) * s.K, 1, s.K, one);
+        std::vector<float> alone(s.N), all(size_t(s.M) * s.N);
+        kernel(one, alone.data(), false, false, 0, s.N);
+        kernel(rows, all.data(), false, false, 0, s.N);
+        for (int n = 0; n < s.N; ++n) ASSERT_EQ(alone[n], all[size_t(r) * s.N + n]);
+      }
     }
-    for (int r = 0; r < s.M; ++r) {  // a row alone gives the bits it gives among the others
-      Bf16Rows one;
-      round_rows_to_bf16(x.data() + size_t(r) * s.K, 1, s.K, one);
-      std::vector<float> alone(s.N), all(size_t(s.M) * s.N);
-      bf16_gemm_dot(one, wb, alone.data(), s.N, false, false, 0, s.N);
-      bf16_gemm_dot(rows, wb, all.data(), s.N, false, false, 0, s.N);
-      for (int n = 0; n < s.N; ++n) ASSERT_EQ(alone[n], all[size_t(r) * s.N + n]);
-    }
-  }
 }
 
 TEST(WeightFormat, Bf16RoundsToNearestEven) {
@@ -235,9 +248,12 @@ TEST(WeightFormat, CpuDeviceReadsPreparedCopiesOnEveryPath) {
   for (WeightFormat format : {WeightFormat::kF32, WeightFormat::kBf16, WeightFormat::kInt8}) {
     CpuDevice device(1, format);
     device.prepare_weight(w.data(), N, K);
-    // The layout the device keeps: float32 and (with VNNI) int8 in panels, bf16 in rows.
+    // The layout the device keeps: float32 in panels, bf16 and int8 too where the CPU has their
+    // dot-product instructions.
+    const bool dot = (format == WeightFormat::kBf16 && bf16_dot_available()) ||
+                     (format == WeightFormat::kInt8 && int8_vnni_available());
     const StoredWeight stored(format, w.data(), N, K,
-                              int8_vnni_available() ? WeightLayout::kPanels : WeightLayout::kRows);
+                              dot ? WeightLayout::kPanels : WeightLayout::kRows);
     EXPECT_EQ(device.prepared_weight_bytes(), stored.bytes());
     for (int M : {1, 3, 31, 64}) {  // the skinny or int8 kernel, then the widened sgemm path
       const auto x = random_floats(size_t(M) * K, M);
