@@ -69,7 +69,7 @@ double median(std::vector<double> v) {
 }
 
 // Enough copies of one shape's weights in one format to stream from memory (≥ kStreamBytes as
-// stored), and rows of x and y for 256 rows.
+// stored), and rows of x and y for the most rows --rows asks for.
 struct Weights {
   std::vector<std::vector<float>> copies;    // float32
   std::vector<StoredWeight> stored;          // the compact format's copies
@@ -92,9 +92,10 @@ struct Weights {
       for (int c = 0; c < count; ++c) stored.emplace_back(format, copies[0].data(), s.N, s.K);
     widened.resize(n);
     matrix(0).widen(0, s.N, s.K, widened.data());
-    x.resize(size_t(256) * s.K);
+    const size_t rows = *std::max_element(g_row_counts.begin(), g_row_counts.end());
+    x.resize(rows * s.K);
     for (float& v : x) v = dist(rng);
-    y.resize(size_t(256) * s.N);
+    y.resize(rows * s.N);
     peer_y.resize(y.size());
   }
   // Each call takes the next copy in the cycle, carried across benchmarks: a copy is read again
