@@ -109,6 +109,10 @@ void column_block(const Bf16Rows& x, const uint16_t* w, float* y, int N, int n, 
   last_rows<NR>(x.M - m, x, m, wn, y + n, N, accumulate, relu);
 }
 
+// Steps of k prefetched ahead in each panel: on an Intel Xeon core, 8 rows read at 51-67% of the
+// memory's rate without it and 69-84% with it (docs/BENCHMARKS.md section 11).
+constexpr int kPanelAhead = 32;
+
 // Rows [m0, m0 + MR) against V panels from `panel` (panel_elements apart): the first `columns`
 // outputs of them written, at 16 per vector.
 template <int MR, int V>
@@ -119,6 +123,8 @@ void panel_block(const Bf16Rows& x, int m0, const uint16_t* panel, size_t panel_
   const int K2 = (x.K + 1) / 2 * 2;  // within the row's stride (padded to 32 with zeros)
   for (int k = 0; k < K2; k += 2) {
     I16x32 wv[V];
+    for (int j = 0; j < V; ++j)  // the line kPanelAhead steps on (as panel_gemm_kernel.inc)
+      __builtin_prefetch(panel + j * panel_elements + size_t(k + kPanelAhead * 2) * 16, 0, 2);
     for (int j = 0; j < V; ++j)
       wv[j] = I16x32(_mm512_loadu_si512(panel + j * panel_elements + size_t(k) * 16));
     for (int i = 0; i < MR; ++i) {
