@@ -132,6 +132,7 @@ void CpuDevice::product(const float* x, const WeightMatrix& w, float* y, int M, 
     return panel_gemm(simd_, x, static_cast<const float*>(w.data), y, M, N, K, accumulate, relu,
                       parallel);
   constexpr int kColumnsPerChunk = 64;  // threads take whole runs of blocks
+  constexpr int kAmxMinRows = 8;  // below it VNNI panels stream as fast (BENCHMARKS section 11)
   const auto over_columns = [&](const std::function<void(int, int)>& columns) {
     if (!parallel) return columns(0, N);
     parallel_for((N + kColumnsPerChunk - 1) / kColumnsPerChunk, [&](int begin, int end) {
@@ -150,7 +151,11 @@ void CpuDevice::product(const float* x, const WeightMatrix& w, float* y, int M, 
   if (w.format == WeightFormat::kInt8 && int8_vnni_available()) {
     quantize_rows(x, M, K, quantized);
     const int8_t* q = static_cast<const int8_t*>(w.data);
+    // AMX tiles from kAmxMinRows rows (the same bits as VNNI's, so the choice cannot move a row).
+    const bool amx = M >= kAmxMinRows && K % 64 == 0 && int8_amx_available();
     return over_columns([&](int n0, int n1) {
+      if (w.layout == WeightLayout::kPanels && amx)
+        return int8_gemm_amx_panels(quantized, q, w.scales, w.sums, y, N, accumulate, relu, n0, n1);
       if (w.layout == WeightLayout::kPanels)
         return int8_gemm_vnni_panels(quantized, q, w.scales, w.sums, y, N, accumulate, relu, n0,
                                      n1);

@@ -47,4 +47,15 @@ void int8_gemm_vnni_panels(const QuantizedRows& x, const int8_t* panels, const f
                            const int32_t* w_sums, float* y, int N, bool accumulate, bool relu,
                            int n_begin, int n_end);
 
+// True where the CPU has AMX-TILE and AMX-INT8 besides VNNI and the kernel lets this process use
+// the tiles (asked once, on the first call).
+bool int8_amx_available();
+
+// The same product from the same panels on AMX tiles (tdpbusd: 16 rows × 16 outputs × 64 k per
+// instruction): the same exact int32 sums and the same float epilogue, so the same bits as
+// int8_gemm_vnni_panels. Needs int8_amx_available() and K a multiple of 64.
+void int8_gemm_amx_panels(const QuantizedRows& x, const int8_t* panels, const float* w_scales,
+                          const int32_t* w_sums, float* y, int N, bool accumulate, bool relu,
+                          int n_begin, int n_end);
+
 }  // namespace moe

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "runtime/cpu/int8_gemm.hpp"
+#include "runtime/cpu/int8_panel_store.hpp"
 
 namespace moe {
 namespace {
@@ -149,18 +150,8 @@ void panel_block(const QuantizedRows& x, int m0, const int8_t* panel, size_t pan
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < V && 16 * j < columns; ++j) {
       const int c0 = 16 * j;
-      const __mmask16 mask =
-          columns - c0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (columns - c0)) - 1);
-      // As int8_gemm_vnni: s_x · s_w, times the exact dot less 128 · Σw.
-      const __m512i dots = _mm512_sub_epi32(
-          __m512i(acc[i][j]), _mm512_slli_epi32(_mm512_maskz_loadu_epi32(mask, w_sums + c0), 7));
-      __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(x.scale[m0 + i]),
-                                             _mm512_maskz_loadu_ps(mask, w_scales + c0)),
-                               _mm512_cvtepi32_ps(dots));
-      float* out = y + size_t(m0 + i) * N + c0;
-      if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, out));
-      if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
-      _mm512_mask_storeu_ps(out, mask, v);
+      store_int8_outputs(__m512i(acc[i][j]), x.scale[m0 + i], w_scales + c0, w_sums + c0,
+                         y + size_t(m0 + i) * N + c0, columns - c0, accumulate, relu);
     }
 }
 

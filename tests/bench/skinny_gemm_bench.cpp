@@ -106,6 +106,14 @@ struct Weights {
     return stored[c % stored.size()].view();
   }
   const float* float_copy(size_t c) const { return copies[c % copies.size()].data(); }
+  std::vector<StoredWeight> stored_panels;  // the compact format's copies in its panels
+  WeightMatrix stored_panel_copy(size_t c, const Shape& s) {
+    if (stored_panels.empty())
+      for (size_t i = 0; i < stored.size(); ++i)
+        stored_panels.emplace_back(stored[i].view().format, copies[0].data(), s.N, s.K,
+                                   WeightLayout::kPanels);
+    return stored_panels[c % stored_panels.size()].view();
+  }
   WeightMatrix panel_copy(size_t c, const Shape& s) {
     if (panels.empty())
       for (const auto& copy : copies) panels.push_back(pack_panels(copy.data(), s.N, s.K));
@@ -141,7 +149,9 @@ void peer(const Shape& s, const float* w, Weights& b, int M) {
   sgemm_one_thread(true, M, s.N, s.K, b.x.data(), s.K, w, s.K, 0.0f, b.peer_y.data(), s.N);
 }
 
-enum class Kernel { kSkinny, kDot, kPanels };
+// kDot: the format's dot-product kernel on HF's rows; kDotPanels: the same on the panels the
+// device lays out for it; kAmx: int8 on AMX tiles from those panels.
+enum class Kernel { kSkinny, kDot, kPanels, kDotPanels, kAmx };
 
 // Ours: skinny_gemm at `level`, panel_gemm at `level` (float32 panels), or (dot) the kernel of the
 // format's own dot product that the device runs where the CPU has it: int8 activations on AVX-512
@@ -157,12 +167,19 @@ void run_ours(const Shape& s, const Weights& b, const WeightMatrix& w, float* y,
   if (w.format == WeightFormat::kBf16) {
     static Bf16Rows rows;
     round_rows_to_bf16(b.x.data(), M, s.K, rows);
-    return bf16_gemm_dot(rows, static_cast<const uint16_t*>(w.data), y, s.N, false, false, 0, s.N);
+    const auto* b16 = static_cast<const uint16_t*>(w.data);
+    if (kernel == Kernel::kDotPanels)
+      return bf16_gemm_dot_panels(rows, b16, y, s.N, false, false, 0, s.N);
+    return bf16_gemm_dot(rows, b16, y, s.N, false, false, 0, s.N);
   }
   static QuantizedRows q;
   quantize_rows(b.x.data(), M, s.K, q);
-  int8_gemm_vnni(q, static_cast<const int8_t*>(w.data), w.scales, w.sums, y, s.N, false, false, 0,
-                 s.N);
+  const auto* q8 = static_cast<const int8_t*>(w.data);
+  if (kernel == Kernel::kAmx)
+    return int8_gemm_amx_panels(q, q8, w.scales, w.sums, y, s.N, false, false, 0, s.N);
+  if (kernel == Kernel::kDotPanels)
+    return int8_gemm_vnni_panels(q, q8, w.scales, w.sums, y, s.N, false, false, 0, s.N);
+  int8_gemm_vnni(q, q8, w.scales, w.sums, y, s.N, false, false, 0, s.N);
 }
 
 // x as the dot kernels see it: bf16-rounded, or s · (q - 128).
@@ -184,9 +201,11 @@ void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, Weigh
                Kernel kernel) {
   const Shape& s = kShapes[shape];
   Weights& b = weights(shape, format);
-  const bool dot = kernel == Kernel::kDot;
+  const bool dot = kernel != Kernel::kSkinny && kernel != Kernel::kPanels;
   const auto matrix = [&](size_t c) {
-    return kernel == Kernel::kPanels ? b.panel_copy(c, s) : b.matrix(c);
+    if (kernel == Kernel::kPanels) return b.panel_copy(c, s);
+    if (kernel == Kernel::kDotPanels || kernel == Kernel::kAmx) return b.stored_panel_copy(c, s);
+    return b.matrix(c);
   };
   openblas_set_num_threads(1);
   run_ours(s, b, matrix(0), b.y.data(), M, level, kernel);
@@ -197,11 +216,12 @@ void BM_Skinny(benchmark::State& state, int shape, int M, SimdLevel level, Weigh
   } else {
     peer(s, b.widened.data(), b, M);
   }
-  const std::string level_name = kernel == Kernel::kPanels
-                                     ? simd_level_name(level) + std::string(" panels")
-                                 : !dot                          ? simd_level_name(level)
-                                 : format == WeightFormat::kInt8 ? "vnni"
-                                                                 : "bf16dot";
+  const std::string dot_name = kernel == Kernel::kAmx          ? "amx"
+                               : format == WeightFormat::kInt8 ? "vnni"
+                                                               : "bf16dot";
+  const std::string level_name =
+      !dot ? simd_level_name(level) + std::string(kernel == Kernel::kPanels ? " panels" : "")
+           : dot_name + (kernel == Kernel::kDot ? "" : " panels");
   for (size_t i = 0; i < size_t(M) * s.N; ++i)
     if (!(std::abs(b.y[i] - b.peer_y[i]) <= 1e-4 * std::sqrt(double(s.K)))) {
       std::fprintf(stderr, "bench_skinny_gemm: %s %s %s M=%d: output %zu is %g, sgemm says %g\n",
@@ -389,11 +409,19 @@ int main(int argc, char** argv) {
                   ->UseManualTime();
             const bool dot = (format == WeightFormat::kInt8 && int8_vnni_available()) ||
                              (format == WeightFormat::kBf16 && bf16_dot_available());
-            if (dot && level == best_simd_level())
-              benchmark::RegisterBenchmark((base + "/dot").c_str(), BM_Skinny, shape, M, level,
-                                           format, Kernel::kDot)
+            if (!dot || level != best_simd_level()) continue;
+            for (Kernel kernel : {Kernel::kDot, Kernel::kDotPanels, Kernel::kAmx}) {
+              if (kernel == Kernel::kAmx &&
+                  (format != WeightFormat::kInt8 || !int8_amx_available() || kShapes[shape].K % 64))
+                continue;
+              const char* suffix = kernel == Kernel::kDot         ? "/dot"
+                                   : kernel == Kernel::kDotPanels ? "/dot-panels"
+                                                                  : "/amx-panels";
+              benchmark::RegisterBenchmark((base + suffix).c_str(), BM_Skinny, shape, M, level,
+                                           format, kernel)
                   ->Iterations(kIterations)
                   ->UseManualTime();
+            }
           }
   }
   // Unknown flags (e.g. --formats=) are ours: keep Google Benchmark from seeing them.

@@ -146,6 +146,40 @@ TEST(WeightFormat, Int8VnniKernelEqualsIntegerProduct) {
   }
 }
 
+TEST(WeightFormat, Int8AmxKernelEqualsVnniPanelsToTheBit) {
+  if (!int8_amx_available())
+    GTEST_SKIP() << "this CPU (or its kernel) offers no AMX-INT8 tiles to this process";
+  struct Shape {
+    int M, N, K;
+  };
+  // Rows past a tile of 16 and within one, outputs past passes of 48 and within a panel, K one
+  // to several tile steps of 64.
+  const Shape shapes[] = {{1, 16, 64},    {3, 40, 128},  {8, 48, 768},  {16, 100, 192},
+                          {17, 64, 3072}, {40, 21, 256}, {64, 768, 768}};
+  for (const Shape& s : shapes) {
+    const auto x = random_floats(size_t(s.M) * s.K, 51);
+    const auto w = random_floats(size_t(s.N) * s.K, 52);
+    const auto y0 = random_floats(size_t(s.M) * s.N, 53);
+    const StoredWeight panelled(WeightFormat::kInt8, w.data(), s.N, s.K, WeightLayout::kPanels);
+    const WeightMatrix p = panelled.view();
+    const auto* q8 = static_cast<const int8_t*>(p.data);
+    QuantizedRows q;
+    quantize_rows(x.data(), s.M, s.K, q);
+    for (int mode = 0; mode < 4; ++mode) {
+      const bool accumulate = mode & 1, relu = mode & 2;
+      auto vnni = y0, amx = y0;
+      int8_gemm_vnni_panels(q, q8, p.scales, p.sums, vnni.data(), s.N, accumulate, relu, 0, s.N);
+      // In two column ranges that start at panels, as the pool splits them.
+      const int split = s.N / 2 / kInt8PanelColumns * kInt8PanelColumns;
+      int8_gemm_amx_panels(q, q8, p.scales, p.sums, amx.data(), s.N, accumulate, relu, 0, split);
+      int8_gemm_amx_panels(q, q8, p.scales, p.sums, amx.data(), s.N, accumulate, relu, split, s.N);
+      for (size_t i = 0; i < vnni.size(); ++i)
+        ASSERT_EQ(amx[i], vnni[i])
+            << "M=" << s.M << " N=" << s.N << " K=" << s.K << " mode " << mode << " at " << i;
+    }
+  }
+}
+
 TEST(WeightFormat, Bf16DotKernelEqualsProductOfRoundedRows) {
   if (!bf16_dot_available()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
   struct Shape {
