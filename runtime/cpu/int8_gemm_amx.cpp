@@ -27,7 +27,7 @@ constexpr int kChunk = 64;     // k per tile step (bytes of an A tile row)
 constexpr int kPanelsPerPass = 3;
 
 // Tiles 0..2 accumulate three panels' outputs, 3 holds the activations, 4..6 the three panels'
-// weights; `rows` rows of activations and outputs.
+// weights (palette 1's layout of the tile configuration, as ldtilecfg reads it).
 struct alignas(64) TileConfig {
   uint8_t palette = 1, start_row = 0;
   uint8_t reserved[14] = {};
@@ -81,6 +81,8 @@ void pass(const QuantizedRows& x, const uint8_t* xq, int m0, int rows, const int
     }
 }
 
+// CPUID itself: clang 14's __builtin_cpu_supports knows no AMX feature, and GCC 12's said false on
+// a CPU with the tiles.
 bool cpu_has_amx_int8() {
   unsigned a, b, c, d;
   __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
