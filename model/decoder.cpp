@@ -14,7 +14,6 @@ namespace moe {
 std::vector<SequenceCache> start_decoder(SwitchModel& m, const EncoderOutput& enc, int max_length) {
   const ModelConfig& c = m.config;
   const int inner = c.inner_dim(), S = enc.seq_len, L = int(m.weights.decoder.size());
-  const int T = enc.sequences * S;
   std::vector<SequenceCache> caches(enc.sequences);
   for (int b = 0; b < enc.sequences; ++b) {
     SequenceCache& s = caches[b];
@@ -27,16 +26,29 @@ std::vector<SequenceCache> start_decoder(SwitchModel& m, const EncoderOutput& en
     s.cross_k.resize(size_t(L) * s.encoder_length * inner);
     s.cross_v.resize(s.cross_k.size());
   }
-  std::vector<float> k(size_t(T) * inner), v(k.size());
+  // Only the real rows: a sequence's encoder states past its length are padding, which no cache
+  // keeps (a third of a batch of prompts padded to its longest).
+  std::vector<size_t> first(enc.sequences);
+  size_t rows = 0;
+  for (int b = 0; b < enc.sequences; ++b) {
+    first[b] = rows;
+    rows += caches[b].encoder_length;
+  }
+  const int d = c.d_model;
+  std::vector<float> real(rows * d);
+  for (int b = 0; b < enc.sequences; ++b)
+    std::memcpy(real.data() + first[b] * d, enc.hidden.data() + size_t(b) * S * d,
+                sizeof(float) * caches[b].encoder_length * d);
+  std::vector<float> k(rows * inner), v(k.size());
   for (int l = 0; l < L; ++l) {
     const BlockWeights& block = m.weights.decoder[l];
-    m.device.linear(enc.hidden.data(), block.cross_attn.k.get(), k.data(), T, inner, c.d_model);
-    m.device.linear(enc.hidden.data(), block.cross_attn.v.get(), v.data(), T, inner, c.d_model);
+    m.device.linear(real.data(), block.cross_attn.k.get(), k.data(), int(rows), inner, d);
+    m.device.linear(real.data(), block.cross_attn.v.get(), v.data(), int(rows), inner, d);
     for (int b = 0; b < enc.sequences; ++b) {
       SequenceCache& s = caches[b];
-      const size_t rows = size_t(s.encoder_length) * inner, dst = size_t(l) * rows;
-      std::memcpy(s.cross_k.data() + dst, k.data() + size_t(b) * S * inner, sizeof(float) * rows);
-      std::memcpy(s.cross_v.data() + dst, v.data() + size_t(b) * S * inner, sizeof(float) * rows);
+      const size_t n = size_t(s.encoder_length) * inner, dst = size_t(l) * n;
+      std::memcpy(s.cross_k.data() + dst, k.data() + first[b] * inner, sizeof(float) * n);
+      std::memcpy(s.cross_v.data() + dst, v.data() + first[b] * inner, sizeof(float) * n);
     }
   }
   return caches;

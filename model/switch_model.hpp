@@ -13,7 +13,8 @@
 
 namespace moe {
 
-// Called once per sparse layer call with the router logits [sequences*seq_len, E] and the gate.
+// Called once per sparse layer call with the router logits [sequences*seq_len, E] and the gate
+// (where padding skips the FFNs, its positions are not kept).
 using RouterObserver = std::function<void(int moe_layer, int sequences, int seq_len,
                                           const std::vector<float>& logits, const GateResult&)>;
 
@@ -45,9 +46,10 @@ struct SwitchModel {
   RouterObserver on_route;  // optional
   Workspace ws;
   int64_t step = 0;  // 0 while encoding, then 1, 2, ... per decoder call
-  // Run the encoder's FFNs on padding positions too, as Hugging Face does. Their results reach no
-  // real token, so serving skips them; `moe forward` keeps them to reproduce HF's whole tensors.
-  bool ffn_on_padding = false;
+  // Run the encoder's projections and FFNs on padding positions too, as Hugging Face does. Their
+  // results reach no real token, so serving skips them; `moe forward` keeps them to reproduce
+  // HF's whole tensors.
+  bool compute_padding = false;
 };
 
 // The feed-forward sublayer of a block: x += FFN(rms_norm(x)); sparse blocks go through the router.

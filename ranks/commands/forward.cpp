@@ -104,7 +104,7 @@ void ForwardCommand::run_batch(Coordinator& coordinator, size_t first, size_t la
   const int B = batch.sequences, S = batch.seq_len;
   const int Sd = int(requests_[first].decoder_input_ids.size());
   SwitchModel& model = coordinator.model();
-  model.ffn_on_padding = true;  // every position as HF computes it, padding included
+  model.compute_padding = true;  // every position as HF computes it, padding included
   model.on_route = [&](int layer, int sequences, int seq_len, const std::vector<float>& logits,
                        const GateResult& gate) {
     const std::vector<int64_t> shape{sequences, seq_len};

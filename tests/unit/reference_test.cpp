@@ -103,7 +103,7 @@ TEST_P(Reference, EncoderStatesLogitsAndRouterChoicesMatchHuggingFace) {
   const ModelConfig& c = config();
   LocalExpertExecutor executor(device_, c);
   SwitchModel m{c, weights_, device_, executor, nullptr, {}};
-  m.ffn_on_padding = true;  // HF's tensors hold the padding positions too
+  m.compute_padding = true;  // HF's tensors hold the padding positions too
   std::vector<std::pair<std::string, GateResult>> gates;
   std::vector<std::vector<float>> router_logits;
   m.on_route = [&](int layer, int, int, const std::vector<float>& logits, const GateResult& g) {
@@ -147,7 +147,8 @@ TEST_P(Reference, EncoderStatesLogitsAndRouterChoicesMatchHuggingFace) {
   }
 }
 
-// Serving skips the FFNs of padding positions: every real position and the logits still equal HF.
+// Serving skips the projections and FFNs of padding positions: every real position and the logits
+// still equal HF.
 TEST_P(Reference, SkippingPaddingKeepsEveryRealPositionEqualToHuggingFace) {
   const ModelConfig& c = config();
   LocalExpertExecutor executor(device_, c);
@@ -168,6 +169,25 @@ TEST_P(Reference, SkippingPaddingKeepsEveryRealPositionEqualToHuggingFace) {
   EXPECT_LT(worst, kTolerance);
   EXPECT_LT(max_abs_diff(teacher_forced_logits(m, enc), expected_->floats("logits")), kTolerance);
   EXPECT_GT(padding, 0) << "the fixture's batch has no padding to skip";
+}
+
+// With padding skipped, a sequence's encoder states do not depend on its batch: each real row
+// is computed as when the sequence is encoded alone (the products take each row on its own, and
+// its attention has its own queries and keys only), to the bit.
+TEST_P(Reference, PaddedBatchEncodesEachSequenceAsAlone) {
+  const ModelConfig& c = config();
+  LocalExpertExecutor executor(device_, c);
+  SwitchModel m{c, weights_, device_, executor, nullptr, {}};
+  const Batch b = batch();
+  const EncoderOutput together = encode(m, b);
+  const int d = c.d_model;
+  for (size_t s = 0; s < inputs_.size(); ++s) {
+    SCOPED_TRACE("sequence " + std::to_string(s));
+    const EncoderOutput alone = encode(m, make_batch({inputs_[s]}, c.pad_token_id));
+    ASSERT_EQ(alone.hidden.size(), inputs_[s].size() * d);
+    const float* row = together.hidden.data() + s * b.seq_len * d;
+    EXPECT_TRUE(std::equal(alone.hidden.begin(), alone.hidden.end(), row));
+  }
 }
 
 TEST_P(Reference, GreedyGenerationMatchesHuggingFace) {
