@@ -59,7 +59,7 @@ void panel_gemm_columns(SimdLevel level, const float* x, const float* panels, fl
   if (M == 0 || n_begin >= n_end) return;
   // Prefetching the next panel while a pass reads its own from the cache pays where both panels
   // and the rows of x fit in half the cache: on the Intel Xeon of docs/BENCHMARKS.md section 12,
-  // 768 × 768 at 64 rows ran 24-31% faster so, where 768 × 3072 at 12-16 rows (two panels of
+  // 768 × 768 at 64 rows ran 35-40% faster so, where 768 × 3072 at 12-16 rows (two panels of
   // 576 KB) ran up to 20% slower.
   const size_t footprint = (2 * size_t(kPanelColumns) + size_t(M)) * K * sizeof(float);
   const bool prefetch_next = footprint <= second_level_cache_bytes() / 2;
