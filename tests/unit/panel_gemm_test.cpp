@@ -43,8 +43,8 @@ TEST(PanelGemm, EqualsDoublePrecisionProductAtEveryLevel) {
   struct Shape {
     int M, N, K;
   };
-  const Shape shapes[] = {{1, 1, 1},    {1, 48, 19},  {2, 50, 64},   {3, 13, 100}, {5, 97, 771},
-                          {8, 96, 768}, {9, 40, 300}, {17, 144, 48}, {37, 200, 96}};
+  const Shape shapes[] = {{1, 1, 1},    {1, 48, 19},  {1, 200, 33}, {2, 50, 64},   {3, 13, 100},
+                          {5, 97, 771}, {8, 96, 768}, {9, 40, 300}, {17, 144, 48}, {37, 200, 96}};
   for (const Shape& s : shapes) {
     const auto x = random_floats(size_t(s.M) * s.K, 1);
     const auto w = random_floats(size_t(s.N) * s.K, 2);
