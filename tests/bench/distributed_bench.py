@@ -10,7 +10,9 @@ after repeat, so that machine noise hits all alike. Tokens/s is what `moe genera
 (serving only, model loading excluded). Prints per batch size the median tokens/s of each layout,
 its spread (min-max), the ratio to -np 1 and to the machine's ceiling (the cores the ranks
 share: 2x on 2 cores), whether every run generated the same ids as -np 1, and, from one traced
-run per layout, the attention rank's dispatch + combine share of its sparse-layer calls. Before the
+run per layout, the attention rank's dispatch + combine share of its sparse-layer calls, and where
+a split loses against its ceiling: the compute of all its ranks against -np 1's (the work a split
+adds) and the share of its ranks' time spent waiting (from the per-rank table). Before the
 runs it prints the memory's read bandwidth on one thread and on one thread per core at once: ranks
 that stream their weights at the same time share it. --weights runs every layout in bf16 or int8.
 
@@ -92,8 +94,14 @@ def measure_profile(args, batch_sizes):
     return path
 
 
+# A row of the per-rank table `moe generate` prints: rank, host, device, rss, weights, tokens, then
+# the seconds the rank computed and waited.
+RANK_ROW = re.compile(r"^\d+\s+\S+\s+\S+\s+[0-9.]+\s+[0-9.]+\s+\d+\s+([0-9.]+)\s+([0-9.]+)\s", re.M)
+
+
 def run(args, layout, batch, prompts, out, trace=None):
-    """tokens/s, the ids, and the serving model's prediction (None without one)."""
+    """tokens/s, the ids, the serving model's prediction (None without one), and the ranks' compute
+    and wait seconds, summed."""
     ranks, extra = LAYOUTS[layout]
     cmd = [args.moe, "generate", "--model", args.model, "--input", prompts, "--output", out,
            "--max-new-tokens", args.max_new_tokens, "--batch-size", batch, "--quiet", *extra]
@@ -114,7 +122,10 @@ def run(args, layout, batch, prompts, out, trace=None):
         if line.startswith("micro-batches: ") and "chosen by the serving model" in line:
             print(f"[dist] {layout}: {line}", flush=True)
     ids = [json.loads(line)["output_ids"] for line in open(out)]
-    return rate, ids, predicted
+    rows = RANK_ROW.findall(text)
+    compute = sum(float(c) for c, _ in rows)
+    wait = sum(float(w) for _, w in rows)
+    return rate, ids, predicted, (compute, wait)
 
 
 def exchange_share(trace_path):
@@ -166,11 +177,13 @@ def main():
         rates = {l: [] for l in layouts}
         predicted = {l: [] for l in layouts}
         same = {l: True for l in layouts}
+        work_s = {l: [] for l in layouts}  # per repeat: (compute, wait) over the ranks
         reference = None
         for rep in range(args.repeats):
             for layout in layouts:
-                rate, ids, model = run(args, layout, batch, prompts, work / f"out-{layout}.jsonl")
+                rate, ids, model, spent = run(args, layout, batch, prompts, work / f"out-{layout}.jsonl")
                 rates[layout].append(rate)
+                work_s[layout].append(spent)
                 if model is not None:
                     predicted[layout].append(model)
                 reference = reference if reference is not None else ids
@@ -180,22 +193,29 @@ def main():
         for l in layouts:
             if LAYOUTS[l][0] > 1:
                 trace = work / f"trace-{l}-{batch}.json"
-                run(args, l, batch, prompts, work / "traced.jsonl", trace)[:2]
+                run(args, l, batch, prompts, work / "traced.jsonl", trace)
                 shares[l] = exchange_share(trace)
         base = statistics.median(rates[layouts[0]])
+        # Where a split loses against its ceiling: more work than one rank (each micro-batch
+        # re-reads the weights its products are bound by) and time its ranks spend waiting.
+        base_work = statistics.median(c for c, _ in work_s[layouts[0]])
         print(f"\n## batch {batch}: {args.prompts_per_batch * batch} prompts x {args.max_new_tokens} new tokens, "
               f"1 thread per rank, {cores} cores, median of {args.repeats} (load {os.getloadavg()[0]:.2f})")
         print(f"| layout | tokens/s | min-max | vs {layouts[0]} | of the {min(cores, 2)}x ceiling "
-              "| same ids | dispatch+combine | model tokens/s | model error |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "| same ids | dispatch+combine | compute vs " + layouts[0] + " | ranks waiting "
+              "| model tokens/s | model error |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for l in layouts:
             med = statistics.median(rates[l])
             ceiling = min(LAYOUTS[l][0], cores)
             share = f"{100 * shares[l]:.1f}%" if l in shares else ""
             model = statistics.median(predicted[l]) if predicted[l] else None
             model_text = f"{model:.1f} | {100 * (model / med - 1):+.1f}%" if model else " | "
+            compute = statistics.median(c for c, _ in work_s[l])
+            waiting = statistics.median(w / (c + w) if c + w else 0.0 for c, w in work_s[l])
             print(f"| {l} | {med:.1f} | {min(rates[l]):.1f}-{max(rates[l]):.1f} | {med / base:.2f}x | "
-                  f"{100 * med / base / ceiling:.0f}% | {same[l]} | {share} | {model_text} |", flush=True)
+                  f"{100 * med / base / ceiling:.0f}% | {same[l]} | {share} | "
+                  f"{compute / base_work:.2f}x | {100 * waiting:.0f}% | {model_text} |", flush=True)
     return 0
 
 
