@@ -49,7 +49,15 @@ LAYOUTS = {
     "np2": (2, []),
     "np3": (3, []),
     "np3-2x1": (3, ["--attention-ranks", "2"]),  # two attention ranks, one expert rank
+    # Four processes on two cores: two attention ranks with half the batch each and two expert
+    # ranks, one micro-batch. The ranks take turns in step (attention, then experts), so each core
+    # holds one busy rank at a time, and each expert rank gets both attention ranks' rows in one
+    # visit: no weight is read twice a step (expert parallelism beside data-parallel attention).
+    "np4-2x2-half": (4, ["--attention-ranks", "2", "--micro-batches", "1"]),
 }
+# Layouts whose --batch-size (per attention rank) is the batch divided by this, so that every
+# layout has the same number of sequences in flight.
+BATCH_DIVISOR = {"np4-2x2-half": 2}
 DEFAULT_LAYOUTS = ["np1", "np2-no-pingpong", "np2", "np3"]
 
 
@@ -103,8 +111,9 @@ def run(args, layout, batch, prompts, out, trace=None):
     """tokens/s, the ids, the serving model's prediction (None without one), and the ranks' compute
     and wait seconds, summed."""
     ranks, extra = LAYOUTS[layout]
+    per_rank = batch // BATCH_DIVISOR.get(layout, 1)
     cmd = [args.moe, "generate", "--model", args.model, "--input", prompts, "--output", out,
-           "--max-new-tokens", args.max_new_tokens, "--batch-size", batch, "--quiet", *extra]
+           "--max-new-tokens", args.max_new_tokens, "--batch-size", per_rank, "--quiet", *extra]
     if args.weights != "f32":
         cmd += ["--weights", args.weights]
     if args.profile:
