@@ -1,7 +1,11 @@
 // moe plan: the layout of a `moe generate` run from a profile's serving curves (moe profile
-// --serving-rows): for every split of the ranks into M attention and N expert ranks and every
-// count of micro-batches, the serving model's predicted run (router/sim/serving_model.hpp), the
-// one-process run beside them, and the fastest layout as the command that runs it.
+// --serving-rows): for every count of ranks asked for, every split of them into M attention and N
+// expert ranks and every count of micro-batches, the serving model's predicted run
+// (router/sim/serving_model.hpp), the one-process run beside them, and the fastest layout as the
+// command that runs it. With --in-flight the layouts hold the same sequences at once (each
+// attention rank its share), so that more ranks than cores can be weighed against fewer: on two
+// cores, two attention and two expert ranks taking turns on each core read no expert twice a
+// step, where one attention rank's two micro-batches do (docs/BENCHMARKS.md section 13).
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdio>
@@ -54,15 +58,16 @@ void speed_up(LatencyCurve& curve, double speed) {
 }  // namespace
 
 int run_plan(const World& world, const std::vector<std::string>& args) {
-  std::string profile_path, inputs = "0", attention_text, micro_text = "1-4";
-  int ranks = 0, batch = 8, requests = 256, new_tokens = 32;
+  std::string profile_path, inputs = "0", attention_text, micro_text = "1-4", ranks_text;
+  int batch = 8, in_flight = 0, requests = 256, new_tokens = 32;
   double cores = -1, contention = -1, attention_speed = 1, expert_speed = 1;
   po::options_description opts("moe plan options");
   // clang-format off
   opts.add_options()("help,h", "show this help")
       ("profile", po::value(&profile_path)->required(), "profile.json with serving curves (moe profile --serving-rows)")
-      ("ranks", po::value(&ranks)->required(), "ranks of the run (mpirun -np)")
+      ("ranks", po::value(&ranks_text)->required(), "ranks of the run (mpirun -np), or several to weigh: 2,4")
       ("batch-size", po::value(&batch)->default_value(batch), "sequences per attention rank")
+      ("in-flight", po::value(&in_flight)->default_value(0), "sequences in flight over all attention ranks, each its share (instead of --batch-size; 0: not used)")
       ("requests", po::value(&requests)->default_value(requests), "prompts in the job")
       ("input-tokens", po::value(&inputs)->default_value(inputs), "input tokens per prompt: N, or A-B for a spread (0: the profile's)")
       ("new-tokens", po::value(&new_tokens)->default_value(new_tokens), "tokens generated per prompt")
@@ -75,9 +80,11 @@ int run_plan(const World& world, const std::vector<std::string>& args) {
   // clang-format on
   if (!parse_command_line(world, opts, args)) return 0;
   MOE_CHECK(!world.distributed(), "moe plan runs in one process (no mpirun)");
-  MOE_CHECK(ranks >= 2, "--ranks must be >= 2 (one process needs no plan)");
-  MOE_CHECK(batch >= 1 && requests >= 1 && new_tokens >= 1,
-            "--batch-size, --requests and --new-tokens must be >= 1");
+  const std::vector<int> rank_counts = parse_int_list(ranks_text, "--ranks");
+  for (int ranks : rank_counts)
+    MOE_CHECK(ranks >= 2, "--ranks must be >= 2 (one process needs no plan), not ", ranks);
+  MOE_CHECK(batch >= 1 && requests >= 1 && new_tokens >= 1 && in_flight >= 0,
+            "--batch-size, --requests and --new-tokens must be >= 1, --in-flight >= 0");
   MOE_CHECK(attention_speed > 0 && expert_speed > 0,
             "--attention-speed and --expert-speed must be > 0");
   MOE_CHECK(cores == -1 || cores == 0 || cores >= 1,
@@ -98,21 +105,30 @@ int run_plan(const World& world, const std::vector<std::string>& args) {
   host.contention.value = std::max(host.contention.value, 0.0);
   const sim::ServingWorkload workload{
       input_lengths(inputs == "0" ? std::to_string(s.input_tokens) : inputs, requests), new_tokens};
-  std::vector<int> attention_counts, micro_counts = parse_int_list(micro_text, "--micro-batches");
-  if (attention_text.empty())
-    for (int m = 1; m < ranks; ++m) attention_counts.push_back(m);
-  else
-    attention_counts = parse_int_list(attention_text, "--attention-ranks");
-  for (int m : attention_counts)
-    MOE_CHECK(m >= 1 && m < ranks, "--attention-ranks ", m, " leaves no expert rank among ", ranks);
-  // More expert ranks than experts would hold replicas, which the model's even split of the
-  // expert work cannot show (router/sim/serving_model.hpp).
-  const auto replicas = [&](int m) { return ranks - m > profile.num_experts; };
-  attention_counts.erase(std::remove_if(attention_counts.begin(), attention_counts.end(), replicas),
-                         attention_counts.end());
-  MOE_CHECK(!attention_counts.empty(), "every split of ", ranks,
-            " ranks has more expert ranks than the ", profile.num_experts,
-            " experts per layer, which the serving model does not weigh");
+  std::vector<int> micro_counts = parse_int_list(micro_text, "--micro-batches");
+  const std::vector<int> asked_attention =
+      attention_text.empty() ? std::vector<int>{}
+                             : parse_int_list(attention_text, "--attention-ranks");
+  // Per count of ranks, its splits: M attention ranks, the rest experts.
+  std::vector<std::pair<int, int>> splits;
+  for (int ranks : rank_counts) {
+    std::vector<int> attention_counts = asked_attention;
+    if (attention_counts.empty())
+      for (int m = 1; m < ranks; ++m) attention_counts.push_back(m);
+    for (int m : attention_counts)
+      MOE_CHECK(m >= 1 && m < ranks, "--attention-ranks ", m, " leaves no expert rank among ",
+                ranks);
+    for (int m : attention_counts) {
+      // More expert ranks than experts would hold replicas, which the model's even split of the
+      // expert work cannot show (router/sim/serving_model.hpp); --in-flight is shared evenly.
+      if (ranks - m > profile.num_experts || (in_flight > 0 && in_flight % m != 0)) continue;
+      splits.push_back({ranks, m});
+    }
+  }
+  MOE_CHECK(!splits.empty(), "no split of ", ranks_text,
+            " ranks to weigh: each leaves more expert ", "ranks than the ", profile.num_experts,
+            " experts per layer (which the serving model does not weigh)",
+            in_flight > 0 ? " or has attention ranks that do not divide --in-flight" : "");
   for (int m : micro_counts) MOE_CHECK(m >= 1, "--micro-batches must be >= 1");
   // Fewer lanes first: a count is taken over fewer only when it wins by 3%, as moe generate
   // chooses (choose_micro_batches).
@@ -127,39 +143,44 @@ int run_plan(const World& world, const std::vector<std::string>& args) {
       host.contention.value,
       host.contention.by_tokens.tokens.empty() ? "" : " (median; by rows as profiled)", s.threads,
       s.dense_ffn.c_str(), s.lm_head_on_experts);
-  // One process of the profiled kind: the curves as measured, the experts in line.
+  // One process of the profiled kind, with every sequence in flight: the curves as measured, the
+  // experts in line.
+  const int alone_batch = in_flight > 0 ? in_flight : batch;
   const sim::ServingPrediction alone =
-      sim::predict_serving(profiled, {1, 0, 1, batch, 0}, workload, host);
-  std::printf("%-9s %-7s %-6s %12s %10s %14s %10s %10s %8s\n", "attention", "experts", "micro",
-              "tokens/s", "seconds", "decode step ms", "attn busy", "exp busy", "x alone");
-  std::printf("%-9s %-7s %-6d %12.1f %10.3f %14.2f %9.0f%% %10s %8.2f\n", "1 (alone)", "0", 1,
-              alone.tokens_per_s, alone.seconds, alone.decode_step_ms, 100 * alone.attention_busy,
-              "-", 1.0);
-  micro_counts.erase(std::remove_if(micro_counts.begin(), micro_counts.end(),
-                                    [&](int micro) { return micro > batch; }),
-                     micro_counts.end());
-  MOE_CHECK(!micro_counts.empty(),
-            "no layout to weigh: --micro-batches are all above --batch-size");
-  int best_m = 0, best_micro = 0;
+      sim::predict_serving(profiled, {1, 0, 1, alone_batch, 0}, workload, host);
+  std::printf("%-9s %-7s %-6s %6s %12s %10s %14s %10s %10s %8s\n", "attention", "experts", "micro",
+              "batch", "tokens/s", "seconds", "decode step ms", "attn busy", "exp busy", "x alone");
+  std::printf("%-9s %-7s %-6d %6d %12.1f %10.3f %14.2f %9.0f%% %10s %8.2f\n", "1 (alone)", "0", 1,
+              alone_batch, alone.tokens_per_s, alone.seconds, alone.decode_step_ms,
+              100 * alone.attention_busy, "-", 1.0);
+  int best_ranks = 0, best_m = 0, best_micro = 0, best_batch = 0;
   double best_rate = 0;
-  for (int m : attention_counts) {
+  for (const auto& [ranks, m] : splits) {
+    const int per_rank = in_flight > 0 ? in_flight / m : batch;
+    std::vector<int> counts;  // a micro-batch holds a sequence at least
+    for (int micro : micro_counts)
+      if (micro <= per_rank) counts.push_back(micro);
+    if (counts.empty()) continue;
     std::vector<sim::ServingPrediction> predicted;
-    const int micro = choose_micro_batches(profile, {m, ranks - m, 1, batch, 0}, workload, host,
-                                           micro_counts, &predicted);
-    for (size_t i = 0; i < micro_counts.size(); ++i) {
+    const int micro = choose_micro_batches(profile, {m, ranks - m, 1, per_rank, 0}, workload, host,
+                                           counts, &predicted);
+    for (size_t i = 0; i < counts.size(); ++i) {
       const sim::ServingPrediction& p = predicted[i];
-      std::printf("%-9d %-7d %-6d %12.1f %10.3f %14.2f %9.0f%% %9.0f%% %8.2f\n", m, ranks - m,
-                  micro_counts[i], p.tokens_per_s, p.seconds, p.decode_step_ms,
+      std::printf("%-9d %-7d %-6d %6d %12.1f %10.3f %14.2f %9.0f%% %9.0f%% %8.2f\n", m, ranks - m,
+                  counts[i], per_rank, p.tokens_per_s, p.seconds, p.decode_step_ms,
                   100 * p.attention_busy, 100 * p.experts_busy,
                   p.tokens_per_s / alone.tokens_per_s);
-      if (micro_counts[i] == micro && p.tokens_per_s > best_rate)
-        best_rate = p.tokens_per_s, best_m = m, best_micro = micro;
+      if (counts[i] == micro && p.tokens_per_s > best_rate)
+        best_rate = p.tokens_per_s, best_ranks = ranks, best_m = m, best_micro = micro,
+        best_batch = per_rank;
     }
   }
+  MOE_CHECK(best_ranks > 0, "no layout to weigh: --micro-batches are all above the batch per ",
+            "attention rank");
   std::printf(
       "chosen: mpirun -np %d moe generate --attention-ranks %d --micro-batches %d --batch-size %d "
       "(predicted %.1f tokens/s, %.2fx one process)\n",
-      ranks, best_m, best_micro, batch, best_rate, best_rate / alone.tokens_per_s);
+      best_ranks, best_m, best_micro, best_batch, best_rate, best_rate / alone.tokens_per_s);
   return 0;
 }
 

@@ -59,6 +59,23 @@ M=$(sed -E 's/.*--attention-ranks ([0-9]+).*/\1/' <<<"$chosen")
 m=$(sed -E 's/.*--micro-batches ([0-9]+).*/\1/' <<<"$chosen")
 grep -qE "^$M +$((3 - M)) +$m " "$work/plan.txt" || fail "the chosen layout is not in the table"
 
+echo "+ moe plan --ranks 2,4 --in-flight 8 --cores 2 (more ranks than cores, the same sequences)"
+"$moe" plan --profile "$work/profile.json" --ranks 2,4 --in-flight 8 --cores 2 --requests 24 \
+  --input-tokens 6-14 --new-tokens 12 >"$work/plan24.txt" || { cat "$work/plan24.txt"; fail "moe plan"; }
+cat "$work/plan24.txt"
+grep -qE '^1 \(alone\) +0 +1 +8 ' "$work/plan24.txt" || fail "the one-process row does not hold all 8"
+# Each attention rank its share: 1 + 1 holds 8, 2 + 2 holds 4 each, micro-batches 1 to 4 apiece.
+[[ $(grep -cE '^1 +1 +[1-4] +8 ' "$work/plan24.txt") -eq 4 ]] || fail "1 + 1 not weighed at 8"
+[[ $(grep -cE '^2 +2 +[1-4] +4 ' "$work/plan24.txt") -eq 4 ]] || fail "2 + 2 not weighed at 4 each"
+chosen=$(grep '^chosen: ' "$work/plan24.txt") || fail "moe plan chose nothing"
+read -r np M m b < <(sed -E 's/.*-np ([0-9]+) .*--attention-ranks ([0-9]+) --micro-batches ([0-9]+) --batch-size ([0-9]+).*/\1 \2 \3 \4/' <<<"$chosen")
+[[ $((M * b)) -eq 8 ]] || fail "the chosen layout holds $M x $b sequences, not 8"
+grep -qE "^$M +$((np - M)) +$m +$b " "$work/plan24.txt" || fail "the chosen layout is not in the table"
+if "$moe" plan --profile "$work/profile.json" --ranks 4 --in-flight 7 --attention-ranks 2 >"$work/odd.log" 2>&1; then
+  fail "moe plan weighed 2 attention ranks sharing 7 sequences"
+fi
+grep -q "do not divide --in-flight" "$work/odd.log" || { cat "$work/odd.log"; fail "the uneven share was not named"; }
+
 common=(--model "$model" --input "$model/prompts.jsonl" --max-new-tokens 12 --batch-size 8 --quiet --deadline 60)
 "$moe" generate "${common[@]}" --output "$work/single.jsonl" >/dev/null
 echo "+ mpirun -np 3 moe generate --profile (micro-batches left to the model)"
