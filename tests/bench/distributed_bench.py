@@ -5,7 +5,8 @@ switch-base-8's whole shape (launch/experiments/make_wide_model.py --base8, buil
 --work), same prompts, one thread per rank.
 
 For each batch size, the layouts (default: -np 1; -np 2 = 1 attention + 1 expert rank with one
-micro-batch, i.e. no ping-pong; -np 2 with the default split; -np 3 = 1 + 2) run in turns, repeat
+micro-batch, i.e. no ping-pong; -np 2 with the default split; -np 3 = 1 + 2; four processes, two
+attention ranks with half the batch each and two expert ranks) run in turns, repeat
 after repeat, so that machine noise hits all alike. Tokens/s is what `moe generate` reports
 (serving only, model loading excluded). Prints per batch size the median tokens/s of each layout,
 its spread (min-max), the ratio to -np 1 and to the machine's ceiling (the cores the ranks
@@ -58,7 +59,7 @@ LAYOUTS = {
 # Layouts whose --batch-size (per attention rank) is the batch divided by this, so that every
 # layout has the same number of sequences in flight.
 BATCH_DIVISOR = {"np4-2x2-half": 2}
-DEFAULT_LAYOUTS = ["np1", "np2-no-pingpong", "np2", "np3"]
+DEFAULT_LAYOUTS = ["np1", "np2-no-pingpong", "np2", "np3", "np4-2x2-half"]
 
 
 def say(cmd):
