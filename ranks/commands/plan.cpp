@@ -109,15 +109,19 @@ int run_plan(const World& world, const std::vector<std::string>& args) {
   const std::vector<int> asked_attention =
       attention_text.empty() ? std::vector<int>{}
                              : parse_int_list(attention_text, "--attention-ranks");
+  // An asked M must leave an expert rank in at least one of the rank counts (the largest).
+  const int most_ranks = *std::max_element(rank_counts.begin(), rank_counts.end());
+  for (int m : asked_attention)
+    MOE_CHECK(m >= 1 && m < most_ranks, "--attention-ranks ", m, " leaves no expert rank among ",
+              most_ranks);
   // Per count of ranks, its splits: M attention ranks, the rest experts.
   std::vector<std::pair<int, int>> splits;
   for (int ranks : rank_counts) {
-    std::vector<int> attention_counts = asked_attention;
-    if (attention_counts.empty())
-      for (int m = 1; m < ranks; ++m) attention_counts.push_back(m);
-    for (int m : attention_counts)
-      MOE_CHECK(m >= 1 && m < ranks, "--attention-ranks ", m, " leaves no expert rank among ",
-                ranks);
+    std::vector<int> attention_counts;
+    for (int m = 1; m < ranks; ++m)
+      if (asked_attention.empty() ||
+          std::find(asked_attention.begin(), asked_attention.end(), m) != asked_attention.end())
+        attention_counts.push_back(m);
     for (int m : attention_counts) {
       // More expert ranks than experts would hold replicas, which the model's even split of the
       // expert work cannot show (router/sim/serving_model.hpp); --in-flight is shared evenly.
