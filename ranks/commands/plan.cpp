@@ -114,23 +114,20 @@ int run_plan(const World& world, const std::vector<std::string>& args) {
   for (int m : asked_attention)
     MOE_CHECK(m >= 1 && m < most_ranks, "--attention-ranks ", m, " leaves no expert rank among ",
               most_ranks);
-  // Per count of ranks, its splits: M attention ranks, the rest experts.
+  // Per count of ranks, its splits: M attention ranks (those asked, where asked), the rest experts.
+  // More expert ranks than experts would hold replicas, which the model's even split of the expert
+  // work cannot show (router/sim/serving_model.hpp); --in-flight is shared evenly.
   std::vector<std::pair<int, int>> splits;
-  for (int ranks : rank_counts) {
-    std::vector<int> attention_counts;
-    for (int m = 1; m < ranks; ++m)
-      if (asked_attention.empty() ||
-          std::find(asked_attention.begin(), asked_attention.end(), m) != asked_attention.end())
-        attention_counts.push_back(m);
-    for (int m : attention_counts) {
-      // More expert ranks than experts would hold replicas, which the model's even split of the
-      // expert work cannot show (router/sim/serving_model.hpp); --in-flight is shared evenly.
-      if (ranks - m > profile.num_experts || (in_flight > 0 && in_flight % m != 0)) continue;
-      splits.push_back({ranks, m});
+  for (int ranks : rank_counts)
+    for (int m = 1; m < ranks; ++m) {
+      const bool asked =
+          asked_attention.empty() ||
+          std::find(asked_attention.begin(), asked_attention.end(), m) != asked_attention.end();
+      if (asked && ranks - m <= profile.num_experts && (in_flight == 0 || in_flight % m == 0))
+        splits.push_back({ranks, m});
     }
-  }
   MOE_CHECK(!splits.empty(), "no split of ", ranks_text,
-            " ranks to weigh: each leaves more expert ", "ranks than the ", profile.num_experts,
+            " ranks to weigh: each leaves more expert ranks than the ", profile.num_experts,
             " experts per layer (which the serving model does not weigh)",
             in_flight > 0 ? " or has attention ranks that do not divide --in-flight" : "");
   for (int m : micro_counts) MOE_CHECK(m >= 1, "--micro-batches must be >= 1");
