@@ -19,18 +19,19 @@ namespace moe {
 namespace {
 
 // Counts the tokens each sparse layer sends to the experts (and, when they run in this process,
-// their compute time) into the rank's report.
+// their compute time) into the rank's report. A co-located rank's server counts the tokens its
+// experts serve instead (`count` false).
 class RecordingExecutor final : public ExpertExecutor {
  public:
-  RecordingExecutor(ExpertExecutor& inner, RankRecorder& recorder, bool local, int lane)
-      : inner_(inner), recorder_(recorder), local_(local), lane_(lane) {}
+  RecordingExecutor(ExpertExecutor& inner, RankRecorder& recorder, bool local, int lane, bool count)
+      : inner_(inner), recorder_(recorder), local_(local), lane_(lane), count_(count) {}
   void run(const SparseFfnWeights& layer, int64_t step, const GateResult& gate,
            const ExpertDispatch& dispatch, const float* rows_in, float* rows_out) override {
     const double start = now_us();
     inner_.run(layer, step, gate, dispatch, rows_in, rows_out);
     const double us =
         local_ ? recorder_.event("experts L" + std::to_string(layer.moe_layer), start, lane_) : 0.0;
-    recorder_.served(layer.moe_layer, dispatch.rows(), us);
+    if (count_) recorder_.served(layer.moe_layer, dispatch.rows(), us);
   }
   void adjust_routing(int moe_layer, const float* logits, const float* x, int d,
                       GateResult& gate) override {
@@ -54,6 +55,7 @@ class RecordingExecutor final : public ExpertExecutor {
   RankRecorder& recorder_;
   bool local_;
   int lane_;
+  bool count_;
 };
 
 }  // namespace
@@ -78,7 +80,9 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
   if (world.distributed()) {
     report_activity_on_termination("rank " + std::to_string(rank) + " (host " + world.host() + ")");
     if (is_lead()) wait_for_expert_ranks();
-    transport_ = make_transport(world, plan.transport, plan.devices[rank], plan.deadline_seconds);
+    // Co-located, the rank's own server takes work on kDataTag and sends results on kResultTag.
+    transport_ = make_transport(world, plan.transport, plan.devices[rank], plan.deadline_seconds,
+                                plan.colocated ? DataTags{kDataTag, kResultTag} : DataTags{});
     // Every attention rank reads the profile and latency model rank 0 checked.
     if (!is_lead() && !plan.profile_path.empty()) run_.profile = load_profile(plan.profile_path);
     if (!is_lead() && !plan.latency_model_path.empty())
@@ -118,8 +122,43 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
   recorder_->report().weight_bytes = checkpoint_->stored_bytes([&](const std::string& name) {
     return !world.distributed() || name.find(".mlp.experts.") == std::string::npos;
   });
+  if (plan.colocated) serve_experts_here();
   if (!run_.record_routing_path.empty()) record_routing(run_.record_routing_path);
   ready_seconds_ = (now_us() - start_us) / 1e6;
+}
+
+// Co-located: this rank's experts on its own device, served whenever its lanes wait. Work headers
+// and the other ranks' AttentionDone go to the server; rank 0's Shutdown ends the run here.
+void Coordinator::serve_experts_here() {
+  server_ = std::make_unique<ExpertServer>(world_, run_.plan, *device_, *recorder_);
+  exchanges_->serve_alongside(
+      [this](const Envelope& e) {
+        const auto type = static_cast<MessageType>(e.type);
+        if (type == MessageType::kShutdown && !is_lead()) {
+          MOE_CHECK(e.sender == 0, "rank ", e.sender, " sent Shutdown; only rank 0 may");
+          shutdown_ = true;
+          return true;
+        }
+        if (type != MessageType::kWorkHeader && type != MessageType::kAttentionDone) return false;
+        server_->take(e);
+        return true;
+      },
+      [this] { server_->serve_ready_exchanges(); });
+}
+
+void Coordinator::wait_serving(const std::function<bool()>& ready, double seconds,
+                               const std::string& doing) {
+  set_activity(doing);
+  const double start = now_us();
+  const bool done = poll_until(
+      [&] {
+        if (exchanges_) exchanges_->progress();
+        return ready();
+      },
+      Deadline::after(seconds));
+  recorder_->report().wait_us += now_us() - start;
+  MOE_CHECK(done, "rank ", world_.rank(), ": nothing came within the ", seconds,
+            " s deadline while ", doing, own_pause_note());
 }
 
 Coordinator::~Coordinator() = default;
@@ -139,8 +178,8 @@ void Coordinator::make_lane_models() {
           [this](int dense) { return run_.plan.dense_rank(dense); }, lane,
           lanes > 1 ? &lane_runner_ : nullptr,
           run_.plan.lm_head_columns(world_.rank(), c.vocab_size).second));
-    recording_.push_back(
-        std::make_unique<RecordingExecutor>(*executors_.back(), *recorder_, alone, lane));
+    recording_.push_back(std::make_unique<RecordingExecutor>(*executors_.back(), *recorder_, alone,
+                                                             lane, !run_.plan.colocated));
     models_.push_back(std::make_unique<SwitchModel>(
         SwitchModel{c, weights_, *device_, *recording_.back(), nullptr, {}}));
   }
@@ -263,9 +302,27 @@ void Coordinator::finish(int64_t generated_tokens, double wall_seconds) {
   RankReport& mine = recorder_->report();
   mine.resident_bytes = resident_bytes();
   mine.wait_us += lane_runner_.idle_us();
+  // A co-located rank serves experts inside its waits: that time is compute.
+  if (server_) mine.wait_us = std::max(0.0, mine.wait_us - server_->serve_us());
   double experts_us = 0;
   for (double us : mine.compute_us_per_layer) experts_us += us;
   mine.other_compute_us = std::max(0.0, wall_seconds * 1e6 - mine.wait_us - experts_us);
+  if (server_) {
+    // Its experts serve the other ranks until every one is done; then rank 0 ends the run.
+    const double wait_us = mine.wait_us, seconds = run_.plan.deadline_seconds * 10;
+    done_with_experts();
+    if (!is_lead()) {
+      wait_serving([this] { return shutdown_; }, seconds, "waiting for rank 0 to end the run");
+      server_->finish();
+      mine.wait_us = wait_us;
+      send_control(0, mine);
+      return;
+    }
+    wait_serving([this] { return server_->attention_ranks_done(); }, seconds,
+                 "waiting for the other ranks to finish their sequences");
+    server_->finish();
+    mine.wait_us = wait_us;
+  }
   if (world_.distributed() && !is_lead()) {
     done_with_experts();
     Envelope e;

@@ -15,6 +15,7 @@
 #include "model/checkpoint.hpp"
 #include "model/switch_model.hpp"
 #include "model/tokenizer.hpp"
+#include "ranks/expert_server.hpp"
 #include "ranks/lanes.hpp"
 #include "ranks/remote_experts.hpp"
 #include "ranks/run_plan.hpp"
@@ -51,6 +52,11 @@ class Coordinator {
   RankRecorder& recorder() { return *recorder_; }
   // Tells the expert ranks this attention rank sends no more work (once).
   void done_with_experts();
+  // Whether this rank also serves experts (--colocate).
+  bool serves_experts() const { return server_ != nullptr; }
+  // Waits until `ready` holds, moving the exchanges on and (co-located) serving the other ranks'
+  // work meanwhile; throws naming `doing` after `seconds`.
+  void wait_serving(const std::function<bool()>& ready, double seconds, const std::string& doing);
 
   // Ends the run. The lead shuts every other rank down, collects their reports and prints the
   // per-rank table and writes the trace; another attention rank waits for that and reports.
@@ -58,6 +64,7 @@ class Coordinator {
 
  private:
   void wait_for_expert_ranks();
+  void serve_experts_here();
   // After a run that went on without lost ranks (--on-rank-failure continue): says so, and names
   // those no live rank could stop.
   void end_without_lost_ranks();
@@ -84,6 +91,8 @@ class Coordinator {
   Lanes lane_runner_;
   std::vector<std::unique_ptr<ExpertExecutor>> executors_, recording_;  // per lane
   std::vector<std::unique_ptr<SwitchModel>> models_;                    // per lane
+  std::unique_ptr<ExpertServer> server_;  // co-located: this rank's experts, served in its waits
+  bool shutdown_ = false;                 // co-located: rank 0 ended the run
   std::unique_ptr<std::ofstream> routing_out_, samples_out_;
   int64_t routing_batch_ = -1;
   bool said_done_ = false;

@@ -227,6 +227,7 @@ bool ExpertExchanges::ready(int lane) const {
 void ExpertExchanges::progress() {
   while (auto e = try_receive_control(world_, kAnySource)) {
     if (take_notice(*e)) continue;
+    if (take_other_ && take_other_(*e)) continue;
     if (e->type == static_cast<uint32_t>(MessageType::kError)) {
       const auto err = decode_message<ErrorMessage>(*e);
       std::string where = "work";
@@ -259,6 +260,7 @@ void ExpertExchanges::progress() {
                                  now_us() - x->t_dispatch, reply.compute_us, reply.queue_us,
                                  reply.other_cpu_us});
   }
+  if (serve_) serve_();
   for (auto& r : retired_) {  // their MPI requests are released as they complete
     if (!r->received) r->received = transport_.test(r->recvs);
     if (!r->sent) r->sent = transport_.test(r->sends);

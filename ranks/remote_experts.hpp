@@ -106,6 +106,12 @@ class ExpertExchanges {
   // A control message that is not a reply (RankLost, sent by another attention rank, may come at
   // any time): handled; false for anything else.
   bool take_notice(const Envelope& e);
+  // On a rank that also serves experts (co-located): progress() hands `take` every message that
+  // is not a reply or a notice first (it returns whether it took it), and calls `serve` after.
+  void serve_alongside(std::function<bool(const Envelope&)> take, std::function<void()> serve) {
+    take_other_ = std::move(take);
+    serve_ = std::move(serve);
+  }
   bool is_lost(int rank) const { return lost_.at(rank) != 0; }
   // The ranks declared lost so far, in order.
   const std::vector<int>& lost_ranks() const { return lost_order_; }
@@ -150,6 +156,8 @@ class ExpertExchanges {
   ExpertMap preferred_map_;
   ResidencyCounters budget_counters_;
   ExchangeTotals totals_;
+  std::function<bool(const Envelope&)> take_other_;
+  std::function<void()> serve_;
 };
 
 // One lane's expert executor: each sparse layer's experts (and, when offloaded, each dense FFN)

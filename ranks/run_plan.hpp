@@ -20,12 +20,14 @@
 namespace moe {
 
 // Everything a rank needs to take part in a run. Ranks 0..attention_ranks-1 are attention ranks
-// (rank 0 leads: it reads the input and writes the output); the others are expert ranks.
+// (rank 0 leads: it reads the input and writes the output); the others are expert ranks. Co-located
+// (--colocate): every rank is an attention rank and also holds its share of the experts.
 struct RunPlan {
   std::string model_dir;
   int attention_ranks = 1;
-  int micro_batches = 1;  // per attention rank, taking turns at the expert ranks
-  bool serves = false;    // moe generate: exchanges follow each other without long gaps
+  int micro_batches = 1;   // per attention rank, taking turns at the expert ranks
+  bool colocated = false;  // every rank attends and serves experts (expert parallelism)
+  bool serves = false;     // moe generate: exchanges follow each other without long gaps
   // Per dense block (by its index among the model's dense blocks): the expert rank that runs its
   // FFN, or -1 where the attention rank runs it; empty: all on the attention ranks.
   std::vector<int> dense_ranks;
@@ -54,13 +56,15 @@ struct RunPlan {
 
   template <class A>
   void serialize(A& ar) {
-    ar(model_dir, attention_ranks, micro_batches, serves, dense_ranks, lm_head_on_experts,
-       expert_map, devices, policy, profile_path, latency_model_path, seed, deadline_seconds,
-       continue_on_rank_failure, expert_memory, committees, committee_members, on_missing_expert,
-       committee, trace, transport, error);
+    ar(model_dir, attention_ranks, micro_batches, colocated, serves, dense_ranks,
+       lm_head_on_experts, expert_map, devices, policy, profile_path, latency_model_path, seed,
+       deadline_seconds, continue_on_rank_failure, expert_memory, committees, committee_members,
+       on_missing_expert, committee, trace, transport, error);
   }
   bool is_attention_rank(int rank) const { return rank < attention_ranks; }
-  int first_expert_rank() const { return attention_ranks; }
+  // The ranks that hold experts are first_expert_rank()..size-1.
+  int first_expert_rank() const { return colocated ? 0 : attention_ranks; }
+  // The ranks that only hold experts (none when co-located).
   int expert_ranks() const { return int(devices.size()) - attention_ranks; }
   // The expert rank that runs dense FFN block `dense_layer`, or -1 (the attention rank).
   int dense_rank(int dense_layer) const {

@@ -13,7 +13,7 @@
 namespace moe {
 
 // Raised whenever a message or the run plan changes shape (2: WorkHeader::lm_head).
-constexpr uint32_t kProtocolVersion = 5;
+constexpr uint32_t kProtocolVersion = 6;
 
 enum class MessageType : uint32_t {
   kRunPlan = 1,

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "ranks/commands/commands.hpp"
 #include "ranks/commands/requests.hpp"
@@ -291,7 +292,11 @@ void GenerateCommand::serve_all(Coordinator& c) {
         send(false);
     });
     send(true);
-    sends.wait_all(Deadline::after(wait_s), "handing rank 0 the answers");
+    // A co-located rank serves the others' experts until rank 0 has taken every answer.
+    if (c.serves_experts())
+      c.wait_serving([&] { return sends.delivered(); }, wait_s, "handing rank 0 the answers");
+    else
+      sends.wait_all(Deadline::after(wait_s), "handing rank 0 the answers");
     return;
   }
   std::vector<RequestShare> shares(M);
@@ -315,9 +320,19 @@ void GenerateCommand::serve_all(Coordinator& c) {
       take_share(*e);
     }
   });
-  while (streaming > 0)
-    take_share(receive_control(c.world(), kAnySource, Deadline::after(wait_s),
-                               "waiting for the other attention ranks' answers", kShareTag));
+  const std::string doing = "waiting for the other attention ranks' answers";
+  while (streaming > 0) {
+    if (!c.serves_experts()) {
+      take_share(receive_control(c.world(), kAnySource, Deadline::after(wait_s), doing, kShareTag));
+      continue;
+    }
+    // Co-located: this rank's experts serve the other ranks' sequences meanwhile.
+    std::optional<Envelope> share;
+    c.wait_serving(
+        [&] { return (share = try_receive_control(c.world(), kAnySource, kShareTag)).has_value(); },
+        wait_s, doing);
+    take_share(*share);
+  }
 }
 
 // An answer that finished (on rank 0): printed at once, counted, and written once every earlier

@@ -23,8 +23,9 @@ namespace po = boost::program_options;
 namespace {
 
 // The expert map of the run: the given one (or round-robin), joined with the extra maps' experts.
-ExpertMap run_expert_map(const RunOptions& o, const ModelConfig& c, int N) {
-  const int layers = count_moe_layers(c), M = o.attention_ranks;
+// M: the first rank that holds experts.
+ExpertMap run_expert_map(const RunOptions& o, const ModelConfig& c, int N, int M) {
+  const int layers = count_moe_layers(c);
   ExpertMap map = o.expert_map_path.empty()
                       ? round_robin_expert_map(layers, c.num_experts, M, N)
                       : load_expert_map(o.expert_map_path, layers, c.num_experts, M, N);
@@ -55,7 +56,7 @@ ExpertMap run_expert_map(const RunOptions& o, const ModelConfig& c, int N) {
 // A dense FFN has one rank, no replica: a run that goes on after losing an expert rank keeps them.
 void plan_dense_ranks(const RunOptions& o, const ModelConfig& c, int N, RunPlan& plan) {
   plan.dense_ranks.clear();
-  if (N == 1 || o.dense_ffn == "attention") return;
+  if (N == 1 || o.dense_ffn == "attention" || plan.colocated) return;
   const bool split = o.dense_ffn == "split" || o.dense_ffn == "auto";
   if (o.on_rank_failure == "continue") {
     MOE_CHECK(o.dense_ffn == "auto", "--dense-ffn ", o.dense_ffn,
@@ -79,7 +80,9 @@ constexpr double kLmHeadOnExperts = 0.5;
 double lm_head_share(const RunOptions& o, bool distributed) {
   const bool keep = o.on_rank_failure == "continue";  // no replica of an lm_head part, as above
   if (o.lm_head_on_experts == "auto")
-    return distributed && (o.serves || o.measures_serving) && !keep ? kLmHeadOnExperts : 0;
+    return distributed && (o.serves || o.measures_serving) && !keep && !o.colocate
+               ? kLmHeadOnExperts
+               : 0;
   double share = -1;
   try {
     size_t used = 0;
@@ -95,6 +98,8 @@ double lm_head_share(const RunOptions& o, bool distributed) {
   MOE_CHECK(!keep || share == 0, "--lm-head-on-experts ", o.lm_head_on_experts,
             " gives each expert rank a part of the lm_head, with no replica to go on with when it "
             "is lost: not with --on-rank-failure continue");
+  MOE_CHECK(!o.colocate || share == 0, "--lm-head-on-experts ", o.lm_head_on_experts,
+            ": with --colocate every rank computes its own sequences' lm_head");
   return distributed ? share : 0;
 }
 
@@ -109,18 +114,35 @@ void plan_roles(const RunOptions& o, const ModelConfig& c, int N, RunPlan& plan)
     MOE_CHECK(o.attention_ranks == 1 && o.micro_batches <= 1,
               "--attention-ranks and --micro-batches are for moe generate");
   }
-  MOE_CHECK(N == 1 ? o.attention_ranks == 1 : o.attention_ranks < N, "--attention-ranks ",
-            o.attention_ranks, " leaves no expert rank among ", N, " rank(s)");
-  plan.attention_ranks = o.attention_ranks;
+  if (o.colocate) {
+    MOE_CHECK(o.serves, "--colocate is for moe generate");
+    MOE_CHECK(N >= 2, "--colocate needs two ranks or more (mpirun -np N)");
+    MOE_CHECK(o.attention_ranks == 1 || o.attention_ranks == N,
+              "--colocate makes every rank an "
+              "attention rank: --attention-ranks must be left out or ",
+              N, ", not ", o.attention_ranks);
+    MOE_CHECK(o.dense_ffn == "auto" || o.dense_ffn == "attention", "--dense-ffn ", o.dense_ffn,
+              ": with --colocate every rank runs its own sequences' dense FFNs");
+    MOE_CHECK(o.on_rank_failure == "abort",
+              "--colocate: a lost rank takes its sequences with it; not with --on-rank-failure "
+              "continue");
+    MOE_CHECK(o.expert_memory.empty() && o.memory_plan_path.empty(),
+              "--colocate keeps every expert resident: not with --expert-memory or --memory-plan");
+  } else {
+    MOE_CHECK(N == 1 ? o.attention_ranks == 1 : o.attention_ranks < N, "--attention-ranks ",
+              o.attention_ranks, " leaves no expert rank among ", N, " rank(s)");
+  }
+  plan.colocated = o.colocate;
+  plan.attention_ranks = o.colocate ? N : o.attention_ranks;
   plan.serves = o.serves;
   const bool distributed = N > 1;
   // Two micro-batches hide the expert ranks' time behind attention and back. Below a batch of 16
   // a CPU's GEMMs are weight-bandwidth bound: each micro-batch re-reads every weight, which costs
-  // more than the overlap gains (docs/BENCHMARKS.md, section 3), so one.
+  // more than the overlap gains (docs/BENCHMARKS.md, section 3), so one. Co-located ranks serve
+  // experts while they wait: one.
   constexpr int kPingPongBatch = 16;
-  plan.micro_batches = o.micro_batches > 0                                         ? o.micro_batches
-                       : distributed && o.serves && o.batch_size >= kPingPongBatch ? 2
-                                                                                   : 1;
+  const bool ping_pong = distributed && o.serves && !o.colocate && o.batch_size >= kPingPongBatch;
+  plan.micro_batches = o.micro_batches > 0 ? o.micro_batches : ping_pong ? 2 : 1;
   if (!distributed) plan.micro_batches = 1;
   plan_dense_ranks(o, c, N, plan);
   plan.lm_head_on_experts = lm_head_share(o, distributed);
@@ -216,6 +238,8 @@ void RunOptions::add_to(po::options_description& opts) {
        "committees from `moe plan-memory` instead of --expert-memory (under mpirun each expert rank seats the plan's members it holds); the run prints measured against predicted")
       ("attention-ranks", po::value(&attention_ranks)->default_value(1),
        "ranks 0..M-1 run attention, each on its share of the requests; the others hold experts (moe generate)")
+      ("colocate", po::bool_switch(&colocate),
+       "every rank runs attention on its share of the requests and holds its share of the experts, serving them while its own micro-batches wait: expert parallelism beside data-parallel attention (moe generate; blocks over MPI)")
       ("micro-batches", po::value(&micro_batches)->default_value(0),
        "micro-batches per attention rank, taking turns at the expert ranks (ping-pong; 0: chosen from the batch and the layout)")
       ("dense-ffn", po::value(&dense_ffn)->default_value("auto"),
@@ -258,7 +282,7 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
             o.lm_head_on_experts, " leaves the attention ranks none of the ", c.vocab_size,
             " lm_head columns");
   if (N > 1) {
-    plan.expert_map = run_expert_map(o, c, N);
+    plan.expert_map = run_expert_map(o, c, N, plan.first_expert_rank());
   } else {
     MOE_CHECK(o.expert_map_path.empty() || std::filesystem::exists(o.expert_map_path),
               o.expert_map_path, ": cannot open expert map");
@@ -276,7 +300,8 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
     spec = with_weight_format(spec, o.weights);
     make_device_spec_check(spec);
   }
-  plan.transport = transport_for(plan.devices);
+  // Co-located ranks keep work and results apart by MPI tags.
+  plan.transport = plan.colocated ? "mpi" : transport_for(plan.devices);
   if (plan.continue_on_rank_failure && N > 1) check_can_continue(plan);
   plan_expert_budget(o, c, run);
   if (o.policy == "latency-aware" || !o.record_latency_samples_path.empty())
@@ -287,7 +312,7 @@ CheckedRun check_run(const RunOptions& o, const ModelConfig& c, int N) {
     // The policy and the samples price each rank by its entry; the serving model (a plain run
     // with a profile predicts its time) takes the profile's curves for any layout.
     if (o.policy == "latency-aware" || !o.record_latency_samples_path.empty())
-      for (int r = o.attention_ranks; r < N; ++r)
+      for (int r = plan.first_expert_rank(); r < N; ++r)
         MOE_CHECK(run.profile.has(r), o.profile_path, ": has no entry for expert rank ", r);
   }
   if (o.policy == "latency-aware")

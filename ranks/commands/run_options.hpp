@@ -34,6 +34,7 @@ struct RunOptions {
   std::string committee = "dynamic";             // with --expert-memory
   std::string memory_plan_path;                  // committees from moe plan-memory (one process)
   int attention_ranks = 1;
+  bool colocate = false;           // every rank attends and holds its share of the experts
   int micro_batches = 0;           // 0: chosen from the batch and the layout
   std::string dense_ffn = "auto";  // where dense FFN blocks run: attention, experts, split, auto
   std::string lm_head_on_experts = "auto";  // share of the lm_head's vocabulary, or auto
@@ -49,7 +50,7 @@ struct RunOptions {
   // --memory-per-rank,
   // --devices, --weights, --profile, --latency-model, --record-routing, --record-latency-samples,
   // --expert-memory, --on-missing-expert, --committee, --memory-plan,
-  // --attention-ranks, --micro-batches, --dense-ffn, --lm-head-on-experts.
+  // --attention-ranks, --colocate, --micro-batches, --dense-ffn, --lm-head-on-experts.
   void add_to(boost::program_options::options_description& opts);
 };
 

@@ -87,14 +87,13 @@ void BackgroundSends::send_bytes(int dest, std::string bytes, int tag) {
   pending_.push_back(std::move(p));
 }
 
+bool BackgroundSends::delivered() {
+  forget_delivered();
+  return pending_.empty();
+}
+
 void BackgroundSends::wait_all(const Deadline& deadline, const std::string& doing) {
-  const bool delivered = poll_until(
-      [&] {
-        forget_delivered();
-        return pending_.empty();
-      },
-      deadline);
-  if (!delivered) {
+  if (!poll_until([&] { return delivered(); }, deadline)) {
     const int dest = pending_.front()->dest;
     MOE_FAIL("rank ", dest, " (host ", world_.host_of(dest),
              ") did not take a message before the deadline while ", doing, own_pause_note());

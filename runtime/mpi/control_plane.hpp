@@ -18,6 +18,7 @@ namespace moe {
 constexpr int kControlTag = 11;
 constexpr int kDataTag = 12;
 constexpr int kShareTag = 13;
+constexpr int kResultTag = 14;  // experts' result blocks, where a rank also serves experts
 constexpr int kAnySource = -1;
 
 void send_bytes(int dest, const std::string& bytes, int tag = kControlTag);
@@ -50,6 +51,8 @@ class BackgroundSends {
     send_bytes(dest, encode_message(message), tag);
   }
   void send_bytes(int dest, std::string bytes, int tag);
+  // True once every message is delivered; does not wait.
+  bool delivered();
   // Waits until every message is delivered; on expiry throws naming the receiver and `doing`.
   void wait_all(const Deadline& deadline, const std::string& doing);
 

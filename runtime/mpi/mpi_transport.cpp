@@ -23,22 +23,18 @@ void post(const std::vector<Block>& blocks, const char* direction,
   }
 }
 
-int post_send(const SendBlock& s, MPI_Request* request) {
-  return MPI_Isend(s.data, int(s.count), MPI_FLOAT, s.peer, kDataTag, MPI_COMM_WORLD, request);
-}
-
-int post_recv(const RecvBlock& r, MPI_Request* request) {
-  return MPI_Irecv(r.data, int(r.count), MPI_FLOAT, r.peer, kDataTag, MPI_COMM_WORLD, request);
-}
-
 }  // namespace
 
 DataTransport::Ticket MpiTransport::start(const std::vector<SendBlock>& sends,
                                           const std::vector<RecvBlock>& recvs) {
   const Ticket ticket = next_++;
   InFlight& f = in_flight_[ticket];
-  post(recvs, "from", f.requests, f.peers, post_recv);
-  post(sends, "to", f.requests, f.peers, post_send);
+  post(recvs, "from", f.requests, f.peers, [&](const RecvBlock& r, MPI_Request* request) {
+    return MPI_Irecv(r.data, int(r.count), MPI_FLOAT, r.peer, recv_tag_, MPI_COMM_WORLD, request);
+  });
+  post(sends, "to", f.requests, f.peers, [&](const SendBlock& s, MPI_Request* request) {
+    return MPI_Isend(s.data, int(s.count), MPI_FLOAT, s.peer, send_tag_, MPI_COMM_WORLD, request);
+  });
   return ticket;
 }
 

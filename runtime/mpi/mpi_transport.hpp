@@ -13,7 +13,10 @@ namespace moe {
 
 class MpiTransport final : public DataTransport {
  public:
-  explicit MpiTransport(const World& world) : world_(world) {}
+  // Blocks go out tagged send_tag and are taken tagged recv_tag: a rank that both sends work to
+  // experts and serves them (co-located) keeps the two streams apart by their tags.
+  explicit MpiTransport(const World& world, int send_tag, int recv_tag)
+      : world_(world), send_tag_(send_tag), recv_tag_(recv_tag) {}
   std::string name() const override { return "mpi"; }
   Ticket start(const std::vector<SendBlock>& sends, const std::vector<RecvBlock>& recvs) override;
   bool test(Ticket ticket) override;
@@ -29,6 +32,7 @@ class MpiTransport final : public DataTransport {
   InFlight& find(Ticket ticket);
 
   const World& world_;
+  const int send_tag_, recv_tag_;
   std::map<Ticket, InFlight> in_flight_;
   Ticket next_ = 1;
 };

@@ -19,7 +19,8 @@ std::string transport_for(const std::vector<std::string>& devices) {
 }
 
 std::unique_ptr<DataTransport> make_transport(const World& world, const std::string& kind,
-                                              const std::string& device, double deadline_seconds) {
+                                              const std::string& device, double deadline_seconds,
+                                              DataTags tags) {
   if (kind == "nccl") {
 #ifdef MOE_WITH_CUDA
     const std::string spec = resolve_local_device(device, world.local_rank());
@@ -32,7 +33,7 @@ std::unique_ptr<DataTransport> make_transport(const World& world, const std::str
     MOE_FAIL("the run plan asks for NCCL but this build has no CUDA support");
 #endif
   }
-  return std::make_unique<MpiTransport>(world);
+  return std::make_unique<MpiTransport>(world, tags.send, tags.recv);
 }
 
 }  // namespace moe

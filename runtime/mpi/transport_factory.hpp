@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "runtime/mpi/control_plane.hpp"
 #include "runtime/mpi/world.hpp"
 #include "runtime/transport.hpp"
 
@@ -11,8 +12,15 @@ namespace moe {
 
 // "nccl" when every device is cuda:N and this build has CUDA, else "mpi".
 std::string transport_for(const std::vector<std::string>& devices);
+// The tags of MPI blocks: one for every block, or (on a rank that both sends work to experts and
+// serves experts) work on one tag and results on another, each side sending on its own.
+struct DataTags {
+  int send = kDataTag, recv = kDataTag;
+};
+
 // `kind` as transport_for names it; `device` is this rank's device spec.
 std::unique_ptr<DataTransport> make_transport(const World& world, const std::string& kind,
-                                              const std::string& device, double deadline_seconds);
+                                              const std::string& device, double deadline_seconds,
+                                              DataTags tags = {});
 
 }  // namespace moe

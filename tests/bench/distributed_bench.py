@@ -55,11 +55,14 @@ LAYOUTS = {
     # holds one busy rank at a time, and each expert rank gets both attention ranks' rows in one
     # visit: no weight is read twice a step (expert parallelism beside data-parallel attention).
     "np4-2x2-half": (4, ["--attention-ranks", "2", "--micro-batches", "1"]),
+    # The same without oversubscription: two processes, each attending to half the batch and
+    # holding half the experts, serving the other's rows while its own wait (--colocate).
+    "np2-colocated": (2, ["--colocate"]),
 }
 # Layouts whose --batch-size (per attention rank) is the batch divided by this, so that every
 # layout has the same number of sequences in flight.
-BATCH_DIVISOR = {"np4-2x2-half": 2}
-DEFAULT_LAYOUTS = ["np1", "np2-no-pingpong", "np2", "np3", "np4-2x2-half"]
+BATCH_DIVISOR = {"np4-2x2-half": 2, "np2-colocated": 2}
+DEFAULT_LAYOUTS = ["np1", "np2-no-pingpong", "np2", "np3", "np4-2x2-half", "np2-colocated"]
 
 
 def say(cmd):

@@ -69,6 +69,9 @@ PY
   trace_unwritable)
     extra=(--trace "$work/no-such-dir/trace.json")
     expect="no-such-dir/trace.json: cannot write into .*no-such-dir" ;;
+  colocate_alone)  # one process has no other rank to share the experts with
+    extra=(--colocate)
+    expect="--colocate needs two ranks or more \\(mpirun -np N\\)" ;;
   forward_without_decoder_ids)
     command=forward
     output=$work/out.safetensors

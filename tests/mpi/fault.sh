@@ -165,6 +165,10 @@ case $case in
     expect_failure "error: rank 0 \\(host [^)]*\\): --on-rank-failure continue: Open MPI's mpirun ends the whole job when one rank dies; start it with mpirun --enable-recovery" 30 -- \
       "$mpirun" "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/in.jsonl" \
       --output "$work/out.jsonl" --on-rank-failure continue ;;
+  colocated_rank_silent)  # co-located ranks: a stopped one is named by a rank that waits for it
+    np=3 batch=2 long_run 3 --colocate
+    kill -STOP "$(pid_of_rank 2)"
+    wait_failure "(deadline passed with no answer while waiting for rank\(s\) 2 \(host $host2\)|rank 2 \(host $host2\) did not complete a data transfer before the deadline while)" 15 ;;
   coordinator_silent)  # every rank ends within the deadline (+ half a second, + 1 s), naming rank 0
     long_run 3
     kill -STOP "$(pid_of_rank 0)"

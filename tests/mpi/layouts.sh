@@ -4,8 +4,11 @@
 # where each token goes), `moe generate` under mpirun -np M+N equals the single-process run; and
 # continuous batching (4 at a time, a finished sequence's place taken at once) equals one request
 # at a time.
+# A layout C:n:m is co-located (--colocate): n ranks, each attending to its share of the requests
+# and holding every expert, m micro-batches each.
 # Usage: layouts.sh BUILD_DIR MODEL_DIR REQUESTS_JSONL POLICY "M:N:m ..." [extra generate args]
-# latency-aware first profiles the ranks and trains its model (as equal_to_single_process.sh does).
+# latency-aware first profiles the ranks and trains its model (as equal_to_single_process.sh does);
+# co-located ranks have no profile (moe profile times expert ranks), so it skips those layouts.
 set -euo pipefail
 build=$1 model=$2 requests=$3 policy=$4 layouts=$5
 shift 5
@@ -20,9 +23,21 @@ common=(--model "$model" --input "$requests" --max-new-tokens 12 --quiet --deadl
 "$tool" compare "$work/one-at-a-time.jsonl" "$work/single.jsonl" 0 | sed "s/^/batch 4 vs 1 at a time: /"
 for layout in $layouts; do
   IFS=: read -r M N m <<<"$layout"
-  np=$((M + N))
-  "$tool" replicated-map "$model" "$np" "$M" >"$work/map.json"
-  extra=(--policy "$policy" --expert-map "$work/map.json" --attention-ranks "$M" --micro-batches "$m")
+  if [[ $M == C ]]; then
+    np=$N
+    if [[ $policy == latency-aware ]]; then
+      echo "C:$np:$m $policy: skipped (co-located ranks have no profile)"
+      continue
+    fi
+    "$tool" replicated-map "$model" "$np" 0 >"$work/map.json"
+    extra=(--policy "$policy" --expert-map "$work/map.json" --colocate --micro-batches "$m")
+    label="co-located n=$np m=$m"
+  else
+    np=$((M + N))
+    "$tool" replicated-map "$model" "$np" "$M" >"$work/map.json"
+    extra=(--policy "$policy" --expert-map "$work/map.json" --attention-ranks "$M" --micro-batches "$m")
+    label="M=$M N=$N m=$m"
+  fi
   if [[ $policy == latency-aware && ! -f $work/latency-$np.bin ]]; then
     # Profiled as one coordinator and M+N-1 expert ranks: the run's expert ranks are among them.
     "$tool" replicated-map "$model" "$np" 1 >"$work/profile-map.json"
@@ -37,5 +52,5 @@ for layout in $layouts; do
   echo "+ mpirun -np $np moe generate ... ${extra[*]}"
   "$mpirun" "${MPIRUN_FLAGS[@]}" -np "$np" "$moe" generate "${common[@]}" --batch-size 4 "${extra[@]}" \
     --output "$work/multi.jsonl" >"$work/multi.log"
-  "$tool" compare "$work/single.jsonl" "$work/multi.jsonl" 0 | sed "s/^/M=$M N=$N m=$m $policy: /"
+  "$tool" compare "$work/single.jsonl" "$work/multi.jsonl" 0 | sed "s/^/$label $policy: /"
 done
