@@ -185,8 +185,8 @@ void GenerateCommand::check_limits(const ModelConfig& c) const {
 }
 
 sim::ServingLayout GenerateCommand::serving_layout(const RunPlan& plan) const {
-  return {plan.attention_ranks, plan.expert_ranks(), plan.micro_batches, options_.batch_size,
-          options_.admit_per_step};
+  return {plan.attention_ranks, plan.expert_ranks(),     plan.micro_batches,
+          options_.batch_size,  options_.admit_per_step, plan.colocated};
 }
 
 // The input lengths of the requests this run answers, `requests` of them.

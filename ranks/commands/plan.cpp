@@ -1,6 +1,7 @@
 // moe plan: the layout of a `moe generate` run from a profile's serving curves (moe profile
 // --serving-rows): for every count of ranks asked for, every split of them into M attention and N
-// expert ranks and every count of micro-batches, the serving model's predicted run
+// expert ranks, the same ranks co-located (--colocate: each attends and holds experts; "same" in
+// the experts column), and every count of micro-batches, the serving model's predicted run
 // (router/sim/serving_model.hpp), the one-process run beside them, and the fastest layout as the
 // command that runs it. With --in-flight the layouts hold the same sequences at once (each
 // attention rank its share), so that more ranks than cores can be weighed against fewer: on two
@@ -155,33 +156,44 @@ int run_plan(const World& world, const std::vector<std::string>& args) {
               alone_batch, alone.tokens_per_s, alone.seconds, alone.decode_step_ms,
               100 * alone.attention_busy, "-", 1.0);
   int best_ranks = 0, best_m = 0, best_micro = 0, best_batch = 0;
+  bool best_colocated = false;
   double best_rate = 0;
-  for (const auto& [ranks, m] : splits) {
-    const int per_rank = in_flight > 0 ? in_flight / m : batch;
+  // Every split, then every count of co-located ranks (each attends and holds experts): `m` = 0.
+  std::vector<std::pair<int, int>> layouts = splits;
+  for (int ranks : rank_counts)
+    if (ranks <= profile.num_experts && (in_flight == 0 || in_flight % ranks == 0))
+      layouts.push_back({ranks, 0});
+  for (const auto& [ranks, m] : layouts) {
+    const bool colocated = m == 0;
+    const int attention = colocated ? ranks : m;
+    const int per_rank = in_flight > 0 ? in_flight / attention : batch;
     std::vector<int> counts;  // a micro-batch holds a sequence at least
     for (int micro : micro_counts)
       if (micro <= per_rank) counts.push_back(micro);
     if (counts.empty()) continue;
     std::vector<sim::ServingPrediction> predicted;
-    const int micro = choose_micro_batches(profile, {m, ranks - m, 1, per_rank, 0}, workload, host,
-                                           counts, &predicted);
+    const int micro =
+        choose_micro_batches(profile, {attention, ranks - attention, 1, per_rank, 0, colocated},
+                             workload, host, counts, &predicted);
     for (size_t i = 0; i < counts.size(); ++i) {
       const sim::ServingPrediction& p = predicted[i];
-      std::printf("%-9d %-7d %-6d %6d %12.1f %10.3f %14.2f %9.0f%% %9.0f%% %8.2f\n", m, ranks - m,
-                  counts[i], per_rank, p.tokens_per_s, p.seconds, p.decode_step_ms,
-                  100 * p.attention_busy, 100 * p.experts_busy,
-                  p.tokens_per_s / alone.tokens_per_s);
+      std::printf("%-9d %-7s %-6d %6d %12.1f %10.3f %14.2f %9.0f%% %9.0f%% %8.2f\n", attention,
+                  colocated ? "same" : std::to_string(ranks - m).c_str(), counts[i], per_rank,
+                  p.tokens_per_s, p.seconds, p.decode_step_ms, 100 * p.attention_busy,
+                  100 * p.experts_busy, p.tokens_per_s / alone.tokens_per_s);
       if (counts[i] == micro && p.tokens_per_s > best_rate)
-        best_rate = p.tokens_per_s, best_ranks = ranks, best_m = m, best_micro = micro,
-        best_batch = per_rank;
+        best_rate = p.tokens_per_s, best_ranks = ranks, best_m = attention, best_micro = micro,
+        best_batch = per_rank, best_colocated = colocated;
     }
   }
   MOE_CHECK(best_ranks > 0, "no layout to weigh: --micro-batches are all above the batch per ",
             "attention rank");
+  const std::string roles =
+      best_colocated ? "--colocate" : "--attention-ranks " + std::to_string(best_m);
   std::printf(
-      "chosen: mpirun -np %d moe generate --attention-ranks %d --micro-batches %d --batch-size %d "
-      "(predicted %.1f tokens/s, %.2fx one process)\n",
-      best_ranks, best_m, best_micro, best_batch, best_rate, best_rate / alone.tokens_per_s);
+      "chosen: mpirun -np %d moe generate %s --micro-batches %d --batch-size %d (predicted %.1f "
+      "tokens/s, %.2fx one process)\n",
+      best_ranks, roles.c_str(), best_micro, best_batch, best_rate, best_rate / alone.tokens_per_s);
   return 0;
 }
 

@@ -9,7 +9,7 @@ namespace moe {
 std::string serving_curves_mismatch(const Profile& profile, const RunPlan& plan, int threads) {
   const ServingCurves& s = profile.serving;
   if (s.empty()) return "the profile has no serving curves (moe profile --serving-rows)";
-  if (plan.expert_ranks() > 0 && profile.ranks.empty())
+  if ((plan.expert_ranks() > 0 || plan.colocated) && profile.ranks.empty())
     return "the profile has no expert rank's link to model the exchanges by";
   if (s.threads != threads)
     return "the serving curves were measured with " + std::to_string(s.threads) +
@@ -17,7 +17,9 @@ std::string serving_curves_mismatch(const Profile& profile, const RunPlan& plan,
   if (plan.expert_ranks() > profile.num_experts)
     return "the serving model weighs at most as many expert ranks as experts per layer (" +
            std::to_string(profile.num_experts) + ")";
-  if (plan.expert_ranks() == 0) return "";  // one process: every FFN and the lm_head in line
+  // One process, or co-located ranks: every dense FFN and the lm_head in line (the model moves
+  // the expert ranks' measured share there).
+  if (plan.expert_ranks() == 0) return "";
   if (s.dense_ffn != plan.dense_placement())
     return "the serving curves were measured with another placement of the dense FFNs "
            "(--dense-ffn)";

@@ -203,8 +203,10 @@ class Lane {
     for (int i = 0; i < k; ++i) longest = std::max(longest, waiting[next++]);
     const double tokens = double(k) * longest;
     const ServingCurves& c = s_.curves;
-    pass({c.encode_attention.at(tokens), c.encode_experts.at(tokens), c.encode_dense.at(tokens), 0,
-          c.encode_exchanges, c.encode_dense_exchanges, 0, tokens},
+    pass(colocated(
+             {c.encode_attention.at(tokens), c.encode_experts.at(tokens), c.encode_dense.at(tokens),
+              0, c.encode_exchanges, c.encode_dense_exchanges, 0, tokens},
+             [&](double t) { return c.encode_experts.at(t) - c.encode_dense.at(t); }),
          [this, k] {
            active_.insert(active_.end(), k, 0);
            decode();
@@ -214,9 +216,12 @@ class Lane {
   void decode() {
     const double n = double(active_.size());
     const ServingCurves& c = s_.curves;
-    pass({c.decode_attention.at(n), c.decode_experts.at(n), c.decode_dense.at(n),
-          c.decode_lm_head.at(n), c.decode_exchanges, c.decode_dense_exchanges,
-          c.decode_lm_head_exchanges, n},
+    pass(colocated({c.decode_attention.at(n), c.decode_experts.at(n), c.decode_dense.at(n),
+                    c.decode_lm_head.at(n), c.decode_exchanges, c.decode_dense_exchanges,
+                    c.decode_lm_head_exchanges, n},
+                   [&](double t) {
+                     return c.decode_experts.at(t) - c.decode_dense.at(t) - c.decode_lm_head.at(t);
+                   }),
          [this] { decoded(); });
   }
 
@@ -242,6 +247,20 @@ class Lane {
     double attention_us, experts_us, dense_us, lm_head_us;
     double exchanges, dense_exchanges, lm_head_exchanges, rows;
   };
+
+  // Co-located, the work of a pass as measured with expert ranks moves: the dense FFNs and the
+  // expert ranks' share of the lm_head to the rank's own segments, and each sparse layer costs its
+  // share of the call that serves every rank's rows together (`sparse_at`: the sparse layers' work
+  // at a count of rows).
+  Work colocated(Work w, const std::function<double(double)>& sparse_at) const {
+    if (!s_.layout.colocated) return w;
+    const double M = s_.layout.attention_ranks;
+    w.attention_us += w.dense_us + w.lm_head_us;
+    w.experts_us = std::max(sparse_at(w.rows * M), 0.0) / M;
+    w.exchanges -= w.dense_exchanges + w.lm_head_exchanges;
+    w.dense_us = w.lm_head_us = w.dense_exchanges = w.lm_head_exchanges = 0;
+    return w;
+  }
 
   // The attention work cut into exchanges + 1 equal segments, with an exchange of `rows` rows
   // after each but the last. The lm_head's exchanges come last and split evenly over the expert
@@ -281,7 +300,8 @@ class Lane {
   // Exchange i of the pass: the last `lm_head_exchanges` are the lm_head's; of the k' before,
   // `dense_exchanges` are dense FFNs' (those where i · dense / k' steps up).
   void exchange(int i) {
-    const int N = s_.layout.expert_ranks, k = pass_.exchanges - pass_.lm_head_exchanges;
+    const int N = s_.layout.colocated ? s_.layout.attention_ranks : s_.layout.expert_ranks;
+    const int k = pass_.exchanges - pass_.lm_head_exchanges;
     const int dense = pass_.dense_exchanges;
     const bool is_lm_head = i >= k, is_dense = !is_lm_head && (i + 1) * dense / k > i * dense / k;
     double work = is_lm_head ? pass_.lm_head_us : is_dense ? pass_.dense_us : pass_.sparse_us;
@@ -302,8 +322,9 @@ class Lane {
     const double one_way = l.latency_us + bytes / l.bytes_per_us;
     s_.engine.after(one_way + l.receive_us, [this, ranks, first, work, contention, one_way] {
       pending_ = ranks;
+      const int first_expert_rank = s_.layout.colocated ? 0 : s_.layout.attention_ranks;
       for (int e = first; e < first + ranks; ++e)
-        s_.engine.submit(s_.layout.attention_ranks + e, work / ranks, contention, [this, one_way] {
+        s_.engine.submit(first_expert_rank + e, work / ranks, contention, [this, one_way] {
           if (--pending_ == 0) s_.engine.after(one_way, [this] { segment(); });
         });
     });
@@ -330,7 +351,8 @@ struct Simulated {
 
 Simulated simulate(const Profile& p, const ServingLayout& layout, const ServingWorkload& workload,
                    const ServingHost& host, bool decode_only) {
-  const int M = layout.attention_ranks, N = layout.expert_ranks, m = layout.micro_batches;
+  const int M = layout.attention_ranks, m = layout.micro_batches;
+  const int N = layout.colocated ? 0 : layout.expert_ranks;  // the ranks that only hold experts
   Engine engine(M + N, host);
   std::vector<std::vector<int>> waiting(M);
   for (size_t i = 0; i < workload.input_tokens.size(); ++i)
@@ -338,9 +360,11 @@ Simulated simulate(const Profile& p, const ServingLayout& layout, const ServingW
   std::vector<size_t> taken(M, 0);
   constexpr int kSteadySteps = 8;
   const LatencyCurve expert = p.ranks.empty() ? LatencyCurve{} : p.ranks.front().expert;
-  Lane::Shared shared{engine,    p.serving,     layout, workload,    N > 0 ? mean_link(p) : Link{},
-                      p.d_model, p.num_experts, host,   decode_only, kSteadySteps,
-                      waiting,   taken,         expert};
+  const bool exchanges = N > 0 || layout.colocated;
+  Lane::Shared shared{
+      engine,    p.serving,     layout, workload,    exchanges ? mean_link(p) : Link{},
+      p.d_model, p.num_experts, host,   decode_only, kSteadySteps,
+      waiting,   taken,         expert};
   std::vector<std::unique_ptr<Lane>> lanes;
   for (int a = 0; a < M; ++a)
     for (int l = 0; l < m; ++l)
@@ -352,6 +376,7 @@ Simulated simulate(const Profile& p, const ServingLayout& layout, const ServingW
   out.seconds = engine.now() / 1e6;
   for (int a = 0; a < M; ++a) out.attention_busy += engine.busy_us(a) / M;
   for (int e = 0; e < N; ++e) out.experts_busy += engine.busy_us(M + e) / N;
+  if (layout.colocated) out.experts_busy = out.attention_busy;  // the same ranks
   out.lane0_step_ends = lanes.front()->step_ends();
   return out;
 }
@@ -368,10 +393,11 @@ ServingPrediction predict_serving(const Profile& p, const ServingLayout& layout,
   MOE_CHECK(p.d_model >= 1 && p.num_experts >= 1, "the serving model needs the model's shape");
   MOE_CHECK((host.cores == 0 || host.cores >= 1) && host.contention.value >= 0,
             "the serving model needs 0 (a core each) or at least 1 core, and a contention >= 0");
-  MOE_CHECK(layout.expert_ranks <= std::max(p.num_experts, 1),
+  MOE_CHECK((layout.colocated ? layout.attention_ranks : layout.expert_ranks) <=
+                std::max(p.num_experts, 1),
             "the serving model splits the expert work evenly over the expert ranks: ",
-            layout.expert_ranks, " expert ranks for ", p.num_experts,
-            " experts per layer would hold replicas, which re-read the weights");
+            layout.colocated ? layout.attention_ranks : layout.expert_ranks, " expert ranks for ",
+            p.num_experts, " experts per layer would hold replicas, which re-read the weights");
   MOE_CHECK(!workload.input_tokens.empty() && workload.new_tokens >= 1,
             "the serving model needs requests and new tokens");
   for (int n : workload.input_tokens)

@@ -16,8 +16,8 @@
 // Left out (docs/SIMULATOR.md): imbalance beyond uniform routing; replicas (no more expert ranks
 // than experts per layer: replicas re-read the weights, which a split of the work cannot show;
 // such layouts are refused); an expert rank's merging of exchanges from several attention ranks
-// into one grouped call (they are served one after another); the growth of attention with the
-// key/value cache (the curves are the mean over the timed steps).
+// into one grouped call (they are served one after another; co-located ranks excepted, below); the
+// growth of attention with the key/value cache (the curves are the mean over the timed steps).
 #pragma once
 
 #include <vector>
@@ -32,6 +32,11 @@ struct ServingLayout {
   int micro_batches = 1;
   int batch_size = 8;      // per attention rank
   int admit_per_step = 0;  // per lane after its first admission (0: a quarter of its share)
+  // Co-located (--colocate): the attention ranks hold the experts too (expert_ranks is ignored);
+  // each runs its own dense FFNs and lm_head, and serves a sparse layer's rows between its own
+  // segments. The k-th exchanges of all the ranks meet in one grouped call on each rank (they run
+  // in step): each pays its share of that call, the curve at every rank's rows together.
+  bool colocated = false;
 };
 
 struct ServingWorkload {

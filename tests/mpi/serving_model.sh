@@ -2,7 +2,8 @@
 # The serving model end to end on the default model: `moe profile --serving-rows` writes serving
 # curves with the exchanges the model's layers make (sparse layers and the lm_head's share in a
 # decode step; sparse layers and the encoder's dense FFNs, which go to the expert ranks, in an
-# encoder pass); `moe plan` weighs every split of 3 ranks and names the fastest as a command;
+# encoder pass); `moe plan` weighs every split of 3 ranks and the 3 co-located, and names the
+# fastest as a command;
 # `moe generate --profile` with --micro-batches left open takes the model's choice (its trace shows
 # that many lanes), prints its prediction beside the measurement, and generates the ids of the
 # single-process run; a run the curves do not describe (another dense FFN placement, another thread
@@ -53,11 +54,23 @@ echo "+ moe plan --ranks 3 --batch-size 8"
 cat "$work/plan.txt"
 rows=$(grep -cE '^[12] +[12] +[1-4] ' "$work/plan.txt" || true)
 [[ $rows -eq 8 ]] || fail "moe plan printed $rows layouts, not 2 splits x 4 micro-batch counts"
+rows=$(grep -cE '^3 +same +[1-4] +8 ' "$work/plan.txt" || true)
+[[ $rows -eq 4 ]] || fail "moe plan printed $rows co-located layouts of 3 ranks, not 4"
 grep -q '^1 (alone)' "$work/plan.txt" || fail "moe plan printed no one-process row"
 chosen=$(grep '^chosen: ' "$work/plan.txt") || fail "moe plan chose nothing"
-M=$(sed -E 's/.*--attention-ranks ([0-9]+).*/\1/' <<<"$chosen")
-m=$(sed -E 's/.*--micro-batches ([0-9]+).*/\1/' <<<"$chosen")
-grep -qE "^$M +$((3 - M)) +$m " "$work/plan.txt" || fail "the chosen layout is not in the table"
+# The chosen layout's row: "M N m" split, or "3 same m" co-located.
+in_table() {  # in_table PLAN_FILE NP BATCH
+  local chosen np=$2 b=$3 m
+  chosen=$(grep '^chosen: ' "$1") || fail "moe plan chose nothing"
+  m=$(sed -E 's/.*--micro-batches ([0-9]+).*/\1/' <<<"$chosen")
+  if [[ $chosen == *--colocate* ]]; then
+    grep -qE "^$np +same +$m +$b " "$1" || fail "the chosen co-located layout is not in the table"
+  else
+    M=$(sed -E 's/.*--attention-ranks ([0-9]+).*/\1/' <<<"$chosen")
+    grep -qE "^$M +$((np - M)) +$m +$b " "$1" || fail "the chosen layout is not in the table"
+  fi
+}
+in_table "$work/plan.txt" 3 8
 
 echo "+ moe plan --ranks 2,4 --in-flight 8 --cores 2 (more ranks than cores, the same sequences)"
 "$moe" plan --profile "$work/profile.json" --ranks 2,4 --in-flight 8 --cores 2 --requests 24 \
@@ -67,10 +80,13 @@ grep -qE '^1 \(alone\) +0 +1 +8 ' "$work/plan24.txt" || fail "the one-process ro
 # Each attention rank its share: 1 + 1 holds 8, 2 + 2 holds 4 each, micro-batches 1 to 4 apiece.
 [[ $(grep -cE '^1 +1 +[1-4] +8 ' "$work/plan24.txt") -eq 4 ]] || fail "1 + 1 not weighed at 8"
 [[ $(grep -cE '^2 +2 +[1-4] +4 ' "$work/plan24.txt") -eq 4 ]] || fail "2 + 2 not weighed at 4 each"
+[[ $(grep -cE '^2 +same +[1-4] +4 ' "$work/plan24.txt") -eq 4 ]] || fail "2 co-located not weighed at 4 each"
+[[ $(grep -cE '^4 +same +[1-4] +2 ' "$work/plan24.txt") -eq 2 ]] || fail "4 co-located not weighed at 2 each"
 chosen=$(grep '^chosen: ' "$work/plan24.txt") || fail "moe plan chose nothing"
-read -r np M m b < <(sed -E 's/.*-np ([0-9]+) .*--attention-ranks ([0-9]+) --micro-batches ([0-9]+) --batch-size ([0-9]+).*/\1 \2 \3 \4/' <<<"$chosen")
+read -r np b < <(sed -E 's/.*-np ([0-9]+) .*--batch-size ([0-9]+).*/\1 \2/' <<<"$chosen")
+if [[ $chosen == *--colocate* ]]; then M=$np; else M=$(sed -E 's/.*--attention-ranks ([0-9]+).*/\1/' <<<"$chosen"); fi
 [[ $((M * b)) -eq 8 ]] || fail "the chosen layout holds $M x $b sequences, not 8"
-grep -qE "^$M +$((np - M)) +$m +$b " "$work/plan24.txt" || fail "the chosen layout is not in the table"
+in_table "$work/plan24.txt" "$np" "$b"
 if "$moe" plan --profile "$work/profile.json" --ranks 4 --in-flight 7 --attention-ranks 2 >"$work/odd.log" 2>&1; then
   fail "moe plan weighed 2 attention ranks sharing 7 sequences"
 fi
@@ -93,6 +109,15 @@ print(len({x['tid'] for x in e if x.get('ph') == 'X' and x['pid'] == 0}))" "$wor
 grep -qE '^serving model: predicted [0-9.]+ tokens/s .*measured [0-9.]+ tokens/s .*: [-+][0-9.]+%$' \
   "$work/generate.log" || fail "no prediction beside the measurement"
 "$tool" compare "$work/single.jsonl" "$work/multi.jsonl" 0
+
+echo "+ mpirun -np 2 moe generate --colocate --profile (the curves moved to co-located ranks)"
+mpirun "${MPIRUN_FLAGS[@]}" -np 2 "$moe" generate "${common[@]}" --profile "$work/profile.json" \
+  --colocate --output "$work/colocated.jsonl" >"$work/colocated.log" 2>&1 ||
+  { cat "$work/colocated.log"; fail "moe generate --colocate"; }
+grep -E '^serving model' "$work/colocated.log"
+grep -qE '^serving model: predicted [0-9.]+ tokens/s .*measured [0-9.]+ tokens/s .*: [-+][0-9.]+%$' \
+  "$work/colocated.log" || fail "no prediction beside the measurement of the co-located run"
+"$tool" compare "$work/single.jsonl" "$work/colocated.jsonl" 0
 
 echo "+ mpirun -np 3 moe generate --profile --dense-ffn attention (curves of another placement)"
 mpirun "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate "${common[@]}" --profile "$work/profile.json" \

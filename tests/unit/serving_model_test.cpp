@@ -1,8 +1,10 @@
 // The serving model (router/sim/serving_model.hpp) against hand-computed runs: one lane's pass is
 // its segments, exchanges and links end to end; two lanes overlap attention with the experts and
 // approach the larger side's work; one shared core leaves no overlap; contention slows both sides;
-// admissions and the requests left over follow the server's rules; a profile without curves is
-// refused naming the option that measures them.
+// admissions and the requests left over follow the server's rules; co-located ranks serve each
+// other's rows between their own segments, read their experts once for every rank's rows, and run
+// the dense FFNs and the lm_head themselves; a profile without curves is refused naming the option
+// that measures them.
 #include "router/sim/serving_model.hpp"
 
 #include <gtest/gtest.h>
@@ -219,6 +221,50 @@ TEST(ServingModel, AttentionRanksShareTheRequestsAndTheExpertRanks) {
   const double alone = predict_serving(p, {1, 1, 1, 1, 0}, {{4}, 3}, {}).seconds;
   const double two = predict_serving(p, {2, 1, 1, 1, 0}, {{4, 4}, 3}, {}).seconds;
   EXPECT_NEAR(two, alone, 1e-12);
+}
+
+TEST(ServingModel, CoLocatedRanksServeEachOthersRowsBetweenTheirOwnSegments) {
+  // Two co-located ranks, one request each, decode steps of one row each, no encoder work. A
+  // rank's step is its attention (100) and its share of every sparse layer's rows (60 over both
+  // ranks' rows, half of them on each rank). With links, no more than 2 × 5 µs per exchange on
+  // top (a rank serves the other's rows while its own results travel).
+  const Profile p = profile_of(100, 60, 2, 0, 0, 1, 0);
+  const ServingLayout colocated{2, 0, 1, 1, 0, true};
+  const ServingPrediction r = predict_serving(p, colocated, {{4, 4}, 3}, {});
+  EXPECT_NEAR(r.decode_step_ms * 1e3, 100 + 60, kUsTol);
+  EXPECT_NEAR(r.tokens_per_s, 6 / r.seconds, 1e-6);
+  EXPECT_NEAR(r.experts_busy, r.attention_busy, 1e-12);  // the same ranks
+  const double linked =
+      predict_serving(profile_of(100, 60, 2, 0, 0, 1, 5), colocated, {{4, 4}, 3}, {})
+          .decode_step_ms;
+  EXPECT_GT(linked * 1e3, 160 + kUsTol);
+  EXPECT_LE(linked * 1e3, 160 + 2 * 10 + kUsTol);
+}
+
+TEST(ServingModel, CoLocatedRanksReadTheirExpertsOnceForEveryRanksRows) {
+  // Experts whose cost does not grow with the rows (a weight read: 80 µs a step at any count):
+  // the ranks' k-th exchanges meet in one call on each rank, so each rank pays half of 80.
+  Profile p = profile_of(100, 0, 2, 0, 0, 1, 0);
+  p.serving.decode_experts = {{1, 1000}, {80, 80}};
+  const ServingPrediction r = predict_serving(p, {2, 0, 1, 1, 0, true}, {{4, 4}, 3}, {});
+  EXPECT_NEAR(r.decode_step_ms * 1e3, 100 + 80 / 2, kUsTol);
+}
+
+TEST(ServingModel, CoLocatedRanksRunTheDenseFfnsAndTheLmHeadThemselves) {
+  // Measured with expert ranks: a dense FFN (20 µs) and the lm_head's share (10 µs) among the
+  // experts' 60, each with its exchange. Co-located, they join the rank's own work and their
+  // exchanges go: the same run as a profile with 30 µs more attention and one sparse exchange.
+  Profile p = profile_of(100, 60, 3, 0, 0, 1, 5);
+  p.serving.decode_dense = proportional(20);
+  p.serving.decode_dense_exchanges = 1;
+  p.serving.decode_lm_head = proportional(10);
+  p.serving.decode_lm_head_exchanges = 1;
+  const ServingLayout colocated{2, 0, 1, 1, 0, true};
+  const ServingPrediction r = predict_serving(p, colocated, {{4, 4}, 3}, {});
+  const ServingPrediction same =
+      predict_serving(profile_of(130, 30, 1, 0, 0, 1, 5), colocated, {{4, 4}, 3}, {});
+  EXPECT_NEAR(r.seconds, same.seconds, 1e-12);
+  EXPECT_NEAR(r.decode_step_ms, same.decode_step_ms, 1e-9);
 }
 
 TEST(ServingModel, RefusesAProfileWithoutServingCurves) {
