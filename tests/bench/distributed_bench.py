@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Does distribution pay? `moe generate` alone (-np 1) against disaggregated runs under mpirun:
-attention and expert ranks, with and without ping-pong micro-batches, on a random checkpoint of
+"""Does distribution pay? `moe generate` alone (-np 1) against distributed runs under mpirun:
+attention and expert ranks, with and without ping-pong micro-batches, and co-located ranks, on a random checkpoint of
 switch-base-8's whole shape (launch/experiments/make_wide_model.py --base8, built once under
 --work), same prompts, one thread per rank.
 
 For each batch size, the layouts (default: -np 1; -np 2 = 1 attention + 1 expert rank with one
 micro-batch, i.e. no ping-pong; -np 2 with the default split; -np 3 = 1 + 2; four processes, two
-attention ranks with half the batch each and two expert ranks) run in turns, repeat
+attention ranks with half the batch each and two expert ranks; -np 2 --colocate, two ranks that
+each attend to half the batch and serve half the experts) run in turns, repeat
 after repeat, so that machine noise hits all alike. Tokens/s is what `moe generate` reports
 (serving only, model loading excluded). Prints per batch size the median tokens/s of each layout,
 its spread (min-max), the ratio to -np 1 and to the machine's ceiling (the cores the ranks
