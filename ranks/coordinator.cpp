@@ -143,22 +143,38 @@ void Coordinator::serve_experts_here() {
         server_->take(e);
         return true;
       },
-      [this] { server_->serve_ready_exchanges(); });
+      [this] { server_->serve_ready_exchanges(); }, [this] { return server_->waited_for(); });
 }
 
+// The deadline bounds silence, not the wait: a co-located rank that served another rank's rows
+// in the last `seconds` is not stuck, however long the others' sequences take.
 void Coordinator::wait_serving(const std::function<bool()>& ready, double seconds,
                                const std::string& doing) {
   set_activity(doing);
   const double start = now_us();
-  const bool done = poll_until(
-      [&] {
-        if (exchanges_) exchanges_->progress();
-        return ready();
-      },
-      Deadline::after(seconds));
+  for (;;) {
+    const double served = server_ ? server_->serve_us() : 0;
+    const bool done = poll_until(
+        [&] {
+          if (exchanges_) exchanges_->progress();
+          return ready();
+        },
+        Deadline::after(seconds));
+    if (done) break;
+    if (server_ && server_->serve_us() > served) continue;
+    // Co-located: the ranks whose work this rank's experts wait for, else those not yet done.
+    std::string silent;
+    if (server_) {
+      const std::vector<int> waited = server_->waited_for();
+      silent = world_.ranks_with_hosts([&](int r) {
+        return waited.empty() ? server_->active(r) && r != world_.rank()
+                              : std::find(waited.begin(), waited.end(), r) != waited.end();
+      });
+    }
+    MOE_FAIL("rank ", world_.rank(), ": nothing came within the ", seconds, " s deadline while ",
+             doing, silent.empty() ? "" : " (from rank(s) " + silent + ")", own_pause_note());
+  }
   recorder_->report().wait_us += now_us() - start;
-  MOE_CHECK(done, "rank ", world_.rank(), ": nothing came within the ", seconds,
-            " s deadline while ", doing, own_pause_note());
 }
 
 Coordinator::~Coordinator() = default;

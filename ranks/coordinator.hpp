@@ -55,7 +55,7 @@ class Coordinator {
   // Whether this rank also serves experts (--colocate).
   bool serves_experts() const { return server_ != nullptr; }
   // Waits until `ready` holds, moving the exchanges on and (co-located) serving the other ranks'
-  // work meanwhile; throws naming `doing` after `seconds`.
+  // work meanwhile; throws naming `doing` after `seconds` in which nothing came.
   void wait_serving(const std::function<bool()>& ready, double seconds, const std::string& doing);
 
   // Ends the run. The lead shuts every other rank down, collects their reports and prints the

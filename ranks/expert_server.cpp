@@ -99,6 +99,16 @@ void ExpertServer::load() {
   if (!plan_.expert_memory.empty()) budget_experts();
 }
 
+std::vector<int> ExpertServer::waited_for() const {
+  std::vector<int> silent;
+  bool queued = false;
+  for (size_t a = 0; a < waiting_.size(); ++a) {
+    queued = queued || !waiting_[a].empty();
+    if (active_[a] && waiting_[a].empty()) silent.push_back(int(a));
+  }
+  return queued ? silent : std::vector<int>{};
+}
+
 bool ExpertServer::attention_ranks_done() const {
   return std::find(active_.begin(), active_.end(), 1) == active_.end();
 }

@@ -42,6 +42,8 @@ class ExpertServer {
   bool attention_ranks_done() const;
   // Whether attention rank `r` may still send work.
   bool active(int r) const { return r >= 0 && r < int(active_.size()) && active_[r]; }
+  // The active attention ranks whose next header a queued exchange waits for (none queued: none).
+  std::vector<int> waited_for() const;
   // Waits for every result block to leave; the report then counts the touched weights.
   void finish();
   RankRecorder& recorder() { return *recorder_; }

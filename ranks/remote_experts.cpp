@@ -285,6 +285,14 @@ void ExpertExchanges::progress() {
         continue;  // lose() started the exchange again
       }
     }
+    if (waited_for_) {  // co-located: no rank serves an exchange before the slowest one's work
+      const std::vector<int> silent = waited_for_();
+      if (!silent.empty())
+        MOE_FAIL("deadline passed with no work from rank(s) ", world_.ranks_with_hosts([&](int r) {
+          return std::find(silent.begin(), silent.end(), r) != silent.end();
+        }),
+                 " at ", x->where(), " (co-located ranks serve every rank's exchange together)");
+    }
     const std::string waiting = not_replied(*x);
     if (waiting.empty())
       transport_.wait(x->recvs, x->deadline, "receiving the results of " + x->where());

@@ -108,9 +108,13 @@ class ExpertExchanges {
   bool take_notice(const Envelope& e);
   // On a rank that also serves experts (co-located): progress() hands `take` every message that
   // is not a reply or a notice first (it returns whether it took it), and calls `serve` after.
-  void serve_alongside(std::function<bool(const Envelope&)> take, std::function<void()> serve) {
+  // `waited_for` names the ranks whose work the rank's own experts wait for: at a deadline, the
+  // ranks that are silent (every rank's exchange waits for the slowest rank's work).
+  void serve_alongside(std::function<bool(const Envelope&)> take, std::function<void()> serve,
+                       std::function<std::vector<int>()> waited_for) {
     take_other_ = std::move(take);
     serve_ = std::move(serve);
+    waited_for_ = std::move(waited_for);
   }
   bool is_lost(int rank) const { return lost_.at(rank) != 0; }
   // The ranks declared lost so far, in order.
@@ -158,6 +162,7 @@ class ExpertExchanges {
   ExchangeTotals totals_;
   std::function<bool(const Envelope&)> take_other_;
   std::function<void()> serve_;
+  std::function<std::vector<int>()> waited_for_;
 };
 
 // One lane's expert executor: each sparse layer's experts (and, when offloaded, each dense FFN)
