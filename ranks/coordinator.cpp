@@ -147,7 +147,10 @@ void Coordinator::serve_experts_here() {
 }
 
 // The deadline bounds silence, not the wait: a co-located rank that served another rank's rows
-// in the last `seconds` is not stuck, however long the others' sequences take.
+// in the last `seconds` is not stuck, however long the others' sequences take. Such a wait is the
+// others' service, so it polls without napping: once a rank's own sequences were done, naps of up
+// to 0.5 ms before each exchange it served made the other ranks' tail many times slower
+// (docs/BENCHMARKS.md section 14).
 void Coordinator::wait_serving(const std::function<bool()>& ready, double seconds,
                                const std::string& doing) {
   set_activity(doing);
@@ -159,7 +162,7 @@ void Coordinator::wait_serving(const std::function<bool()>& ready, double second
           if (exchanges_) exchanges_->progress();
           return ready();
         },
-        Deadline::after(seconds));
+        Deadline::after(seconds), /*naps=*/server_ == nullptr);
     if (done) break;
     if (server_ && server_->serve_us() > served) continue;
     // Co-located: the ranks whose work this rank's experts wait for, else those not yet done.

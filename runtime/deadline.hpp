@@ -32,8 +32,10 @@ inline double& longest_pause_of_last_wait() {
   return seconds;
 }
 
-// Polls `done` until it returns true or the deadline passes; returns false on expiry.
-inline bool poll_until(const std::function<bool()>& done, const Deadline& deadline) {
+// Polls `done` until it returns true or the deadline passes; returns false on expiry. Without
+// `naps`, it only yields: for a wait that serves others, whom a nap would keep waiting.
+inline bool poll_until(const std::function<bool()>& done, const Deadline& deadline,
+                       bool naps = true) {
   int polls = 0;
   auto nap = std::chrono::microseconds(10);
   double& longest = longest_pause_of_last_wait();
@@ -44,7 +46,7 @@ inline bool poll_until(const std::function<bool()>& done, const Deadline& deadli
     longest = std::max(longest, std::chrono::duration<double>(now - last).count());
     last = now;
     if (now >= deadline.at) return false;
-    if (++polls < 64) {
+    if (!naps || ++polls < 64) {
       sched_yield();
       continue;
     }
