@@ -54,6 +54,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "launch"))
+from rank_table import rank_rows  # noqa: E402
 POLICIES = ("static", "round-robin", "random", "uniform")
 POINT_FIELDS = ["source", "model", "ranks", "expert_ranks", "batch_size", "placement", "policy",
                 "prompts", "max_new_tokens", "repeats", "oversubscribed", "tokens_per_s_median",
@@ -119,12 +121,7 @@ def parse_run(stdout, d_model):
     m = re.search(r"^generated (\d+) tokens for \d+ prompts in ([0-9.]+) s: ([0-9.]+) tokens/s", stdout, re.M)
     if not m:
         raise RuntimeError("no 'generated ... tokens/s' line in the output")
-    per_layer = {}  # rank -> [tokens of sparse layer 0, 1, ...]
-    for line in stdout.splitlines():
-        f = line.split()
-        if len(f) > 10 and f[0].isdigit() and f[5].isdigit():
-            per_layer[int(f[0])] = [int(x) for x in f[10:]]
-    expert = [per_layer[r] for r in sorted(per_layer) if r != 0]
+    expert = [r["tokens_per_layer"] for r in sorted(rank_rows(stdout), key=lambda r: r["rank"]) if r["rank"] != 0]
     ratios = []
     for layer in zip(*expert):
         mean = statistics.mean(layer)

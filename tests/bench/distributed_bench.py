@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "launch"))
 from mpirun_flags import mpirun_flags  # noqa: E402
+from rank_table import rank_rows  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from read_bandwidth import probe_bandwidth  # noqa: E402
 
@@ -107,11 +108,6 @@ def measure_profile(args, batch_sizes):
     return path
 
 
-# A row of the per-rank table `moe generate` prints: rank, host, device, rss, weights, tokens, then
-# the seconds the rank computed and waited.
-RANK_ROW = re.compile(r"^\d+\s+\S+\s+\S+\s+[0-9.]+\s+[0-9.]+\s+\d+\s+([0-9.]+)\s+([0-9.]+)\s", re.M)
-
-
 def run(args, layout, batch, prompts, out, trace=None):
     """tokens/s, the ids, the serving model's prediction (None without one), and the ranks' compute
     and wait seconds, summed."""
@@ -136,9 +132,9 @@ def run(args, layout, batch, prompts, out, trace=None):
         if line.startswith("micro-batches: ") and "chosen by the serving model" in line:
             print(f"[dist] {layout}: {line}", flush=True)
     ids = [json.loads(line)["output_ids"] for line in open(out)]
-    rows = RANK_ROW.findall(text)
-    compute = sum(float(c) for c, _ in rows)
-    wait = sum(float(w) for _, w in rows)
+    rows = rank_rows(text)
+    compute = sum(r["compute_s"] for r in rows)
+    wait = sum(r["wait_s"] for r in rows)
     return rate, ids, predicted, (compute, wait)
 
 
