@@ -34,14 +34,14 @@ pid_of_rank() {
   "$(dirname "$0")/../pids_with_env.sh" "OMPI_COMM_WORLD_RANK=$1" --cmdline "$moe generate" | head -n 1
 }
 
-# Many prompts, one per batch, answers printed as they finish: the run is in full swing once the
-# first answer appears. Extra arguments go to moe generate.
+# Many prompts (400, or $prompts), one per batch, answers printed as they finish: the run is in
+# full swing once the first answer appears. Extra arguments go to moe generate.
 long_run() {
   # The fixture's requests over and over, each with an id of its own (ids must be unique).
   python3 -c 'import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-for i in range(400):
-    print(json.dumps(dict(lines[i % len(lines)], id=i)))' "$work/in.jsonl" >"$work/many.jsonl"
+for i in range(int(sys.argv[2])):
+    print(json.dumps(dict(lines[i % len(lines)], id=i)))' "$work/in.jsonl" "${prompts:-400}" >"$work/many.jsonl"
   "$mpirun" "${MPIRUN_FLAGS[@]}" -np "${np:-3}" "$moe" generate --model "$model" --input "$work/many.jsonl" \
     --output "$work/out.jsonl" --batch-size "${batch:-1}" --max-new-tokens 64 --deadline "$@" \
     >"$work/stdout" 2>"$work/stderr" &
@@ -166,7 +166,7 @@ case $case in
       "$mpirun" "${MPIRUN_FLAGS[@]}" -np 3 "$moe" generate --model "$model" --input "$work/in.jsonl" \
       --output "$work/out.jsonl" --on-rank-failure continue ;;
   colocated_rank_silent)  # co-located ranks: a stopped one is named by a rank that waits for it
-    np=3 batch=2 long_run 3 --colocate
+    np=3 batch=2 prompts=20000 long_run 3 --colocate  # co-located, 400 take well under a second
     kill -STOP "$(pid_of_rank 2)"
     wait_failure "(deadline passed with no (answer while waiting for|work from) rank\(s\) 2 \(host $host2\)|rank 2 \(host $host2\) did not complete a data transfer before the deadline while)" 15 ;;
   coordinator_silent)  # every rank ends within the deadline (+ half a second, + 1 s), naming rank 0
