@@ -79,7 +79,7 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
                                              weights_.num_moe_layers, plan.trace);
   if (world.distributed()) {
     report_activity_on_termination("rank " + std::to_string(rank) + " (host " + world.host() + ")");
-    if (is_lead()) wait_for_expert_ranks();
+    if (is_lead()) wait_for_ranks(plan.expert_ranks());
     // Co-located, the rank's own server takes work on kDataTag and sends results on kResultTag.
     transport_ = make_transport(world, plan.transport, plan.devices[rank], plan.deadline_seconds,
                                 plan.colocated ? DataTags{kDataTag, kResultTag} : DataTags{});
@@ -122,7 +122,15 @@ Coordinator::Coordinator(World& world, CheckedRun run) : world_(world), run_(std
   recorder_->report().weight_bytes = checkpoint_->stored_bytes([&](const std::string& name) {
     return !world.distributed() || name.find(".mlp.experts.") == std::string::npos;
   });
-  if (plan.colocated) serve_experts_here();
+  if (plan.colocated) {
+    serve_experts_here();
+    // As expert ranks do: no rank sends work before every rank can serve it (a rank that loads
+    // longer than an exchange's deadline would otherwise fail the others).
+    if (is_lead())
+      wait_for_ranks(world.size() - 1);
+    else
+      send_control(0, Ready{rank, resident_bytes(), recorder_->report().weight_bytes});
+  }
   if (!run_.record_routing_path.empty()) record_routing(run_.record_routing_path);
   ready_seconds_ = (now_us() - start_us) / 1e6;
 }
@@ -281,10 +289,13 @@ void Coordinator::run_lanes(const std::function<void(int lane)>& body) {
   lane_runner_.run(lanes(), body, [this] { exchanges_->progress(); });
 }
 
-// Every expert rank must load its experts before any work starts (the transport is collective).
-void Coordinator::wait_for_expert_ranks() {
-  const std::string doing = "waiting for the expert ranks to load their experts";
-  for (int pending = run_.plan.expert_ranks(); pending > 0; --pending) {
+// Every expert rank must load its experts before any work starts (the transport is collective),
+// and every co-located rank its weights.
+void Coordinator::wait_for_ranks(int count) {
+  const std::string doing = run_.plan.colocated
+                                ? "waiting for the other ranks to load their weights"
+                                : "waiting for the expert ranks to load their experts";
+  for (int pending = count; pending > 0; --pending) {
     set_activity(doing);
     const Envelope e = receive_control(world_, kAnySource,
                                        Deadline::after(run_.plan.deadline_seconds * 10), doing);

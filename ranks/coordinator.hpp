@@ -63,7 +63,8 @@ class Coordinator {
   void finish(int64_t generated_tokens, double wall_seconds);
 
  private:
-  void wait_for_expert_ranks();
+  // Rank 0: waits for `count` Ready messages (expert ranks, or co-located ranks, loaded).
+  void wait_for_ranks(int count);
   void serve_experts_here();
   // After a run that went on without lost ranks (--on-rank-failure continue): says so, and names
   // those no live rank could stop.
