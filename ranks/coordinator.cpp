@@ -161,27 +161,25 @@ void Coordinator::serve_experts_here() {
 // (docs/BENCHMARKS.md section 14).
 void Coordinator::wait_serving(const std::function<bool()>& ready, double seconds,
                                const std::string& doing) {
+  MOE_CHECK(server_, "internal: wait_serving on a rank that serves no experts");
   set_activity(doing);
   const double start = now_us();
   for (;;) {
-    const double served = server_ ? server_->serve_us() : 0;
+    const double served = server_->serve_us();
     const bool done = poll_until(
         [&] {
-          if (exchanges_) exchanges_->progress();
+          exchanges_->progress();
           return ready();
         },
-        Deadline::after(seconds), /*naps=*/server_ == nullptr);
+        Deadline::after(seconds), /*naps=*/false);
     if (done) break;
-    if (server_ && server_->serve_us() > served) continue;
-    // Co-located: the ranks whose work this rank's experts wait for, else those not yet done.
-    std::string silent;
-    if (server_) {
-      const std::vector<int> waited = server_->waited_for();
-      silent = world_.ranks_with_hosts([&](int r) {
-        return waited.empty() ? server_->active(r) && r != world_.rank()
-                              : std::find(waited.begin(), waited.end(), r) != waited.end();
-      });
-    }
+    if (server_->serve_us() > served) continue;
+    // The ranks whose work this rank's experts wait for, else those not yet done.
+    const std::vector<int> waited = server_->waited_for();
+    const std::string silent = world_.ranks_with_hosts([&](int r) {
+      return waited.empty() ? server_->active(r) && r != world_.rank()
+                            : std::find(waited.begin(), waited.end(), r) != waited.end();
+    });
     MOE_FAIL("rank ", world_.rank(), ": nothing came within the ", seconds, " s deadline while ",
              doing, silent.empty() ? "" : " (from rank(s) " + silent + ")", own_pause_note());
   }

@@ -54,7 +54,7 @@ class Coordinator {
   void done_with_experts();
   // Whether this rank also serves experts (--colocate).
   bool serves_experts() const { return server_ != nullptr; }
-  // Waits until `ready` holds, moving the exchanges on and (co-located) serving the other ranks'
+  // Co-located: waits until `ready` holds, moving the exchanges on and serving the other ranks'
   // work meanwhile; throws naming `doing` after `seconds` in which nothing came.
   void wait_serving(const std::function<bool()>& ready, double seconds, const std::string& doing);
 
