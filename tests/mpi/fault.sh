@@ -29,9 +29,15 @@ expect_failure() {  # expect_failure REGEX SECONDS_LIMIT -- command...
   echo "ok: $case"
 }
 
-# Pid of the process that is rank $1 of the job (Open MPI puts the rank in each environment).
+# Pid of the process that is rank $1 of this test's job (Open MPI puts the rank in each
+# environment; the input file, in this test's own folder, tells the job from another test's
+# `moe generate` ranks running beside it).
 pid_of_rank() {
-  "$(dirname "$0")/../pids_with_env.sh" "OMPI_COMM_WORLD_RANK=$1" --cmdline "$moe generate" | head -n 1
+  local pid
+  pid=$("$(dirname "$0")/../pids_with_env.sh" "OMPI_COMM_WORLD_RANK=$1" \
+    --cmdline "--input $work/many.jsonl" | head -n 1)
+  [[ -n $pid ]] || { echo "FAIL: rank $1 of the job not found" >&2; exit 1; }
+  echo "$pid"
 }
 
 # Many prompts (400, or $prompts), one per batch, answers printed as they finish: the run is in
@@ -60,7 +66,7 @@ wait_failure() {  # wait_failure REGEX LIMIT
     kill -0 $job 2>/dev/null || break
     sleep 0.1
   done
-  if kill -0 $job 2>/dev/null; then echo "FAIL: still running after $2 s"; exit 1; fi
+  if kill -0 $job 2>/dev/null; then echo "FAIL: still running after $2 s"; tail -n 20 "$work/stderr"; exit 1; fi
   wait $job; status=$?; job=
   echo "exit $status after $((SECONDS - start))s; our lines on stderr:"; grep '^moe' "$work/stderr"
   ((status != 0)) || { echo "FAIL: exit status 0"; exit 1; }
