@@ -8,9 +8,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <new>
 #include <string>
 #include <vector>
+
+#include "runtime/cpu/weight_storage.hpp"
 
 namespace moe {
 
@@ -40,23 +41,21 @@ struct WeightMatrix {
   void widen(size_t n0, size_t n1, size_t K, float* out) const;
 };
 
-// Storage aligned to cache lines: a kernel's 64-byte loads of a row then never straddle two lines
-// (std::vector's large blocks start 16 bytes into a page).
+// Storage for weights: aligned to cache lines, so a kernel's 64-byte loads of a row never straddle
+// two lines (std::vector's large blocks start 16 bytes into a page), and large blocks on huge pages
+// (runtime/cpu/weight_storage.hpp).
 template <class T>
-struct CacheLineAllocator {
+struct WeightAllocator {
   using value_type = T;
-  CacheLineAllocator() = default;
+  WeightAllocator() = default;
   template <class U>
-  CacheLineAllocator(const CacheLineAllocator<U>&) {}
-  T* allocate(size_t n) {
-    void* p = ::operator new(n * sizeof(T), std::align_val_t(64));
-    return static_cast<T*>(p);
-  }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
-  bool operator==(const CacheLineAllocator&) const { return true; }
+  WeightAllocator(const WeightAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(allocate_weight_bytes(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) { free_weight_bytes(p, n * sizeof(T)); }
+  bool operator==(const WeightAllocator&) const { return true; }
 };
 template <class T>
-using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
+using AlignedVector = std::vector<T, WeightAllocator<T>>;
 
 // A copy of a float32 matrix, converted to `format`, that owns its storage: float32 is laid out in
 // panels (the layout panel_gemm reads); bf16 and int8 keep HF's rows, or with `layout` kPanels lie

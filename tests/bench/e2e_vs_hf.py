@@ -174,14 +174,15 @@ def cut_at_eos(row):
     return row[:row.index(EOS) + 1] if EOS in row else row
 
 
-def run_ours(args, model_dir, prompts, batch, max_new, threads, weights, tag):
+def run_ours(args, model_dir, prompts, batch, max_new, threads, weights, tag, moe=None):
     """One `moe generate` process over the prompts (continuous batching). → (tokens/s, ids).
     The rate is the one `moe generate` prints: serving time, model loading excluded. With
-    --prefill, prompt tokens per second up to the last prompt's first token instead."""
+    --prefill, prompt tokens per second up to the last prompt's first token instead. `moe`: the
+    binary (default --moe)."""
     work = Path(args.work)
     inp, out = work / f"{tag}.in.jsonl", work / f"{tag}.out.jsonl"
     write_jsonl(inp, prompts)
-    cmd = [args.moe, "generate", "--model", model_dir, "--input", inp, "--output", out,
+    cmd = [moe or args.moe, "generate", "--model", model_dir, "--input", inp, "--output", out,
            "--max-new-tokens", max_new, "--batch-size", batch, "--threads", threads, "--quiet"]
     if weights != "f32":
         cmd += ["--weights", weights]
@@ -282,6 +283,9 @@ def main():
     p.add_argument("--weights", default="f32",
                    help="ours' weight precisions, comma-separated: each runs as `moe generate --weights W` "
                         "(not passed for f32; default f32)")
+    p.add_argument("--baseline", default="",
+                   help="another moe binary (e.g. an earlier commit's build) run in turns with ours, "
+                        "in rows labelled 'baseline W', to compare two builds in one run")
     p.add_argument("--no-ct2", action="store_true", help="leave CTranslate2 out (it runs on t5-base only)")
     p.add_argument("--prompts", type=int, default=8, help="prompts per repeat at batch > 1 (default 8)")
     p.add_argument("--prompts-batch1", type=int, default=2, help="prompts per repeat at batch 1 (default 2)")
@@ -343,6 +347,11 @@ def main():
             engines = {f"ours {w}": (lambda pr, b, tag, w=w: run_ours(args, model_dir, pr, b, max_new,
                                                                        threads, w, f"{tag}.{w}"))
                        for w in weights}
+            if args.baseline:
+                for w in weights:
+                    engines[f"baseline {w}"] = (
+                        lambda pr, b, tag, w=w: run_ours(args, model_dir, pr, b, max_new, threads, w,
+                                                         f"{tag}.baseline.{w}", args.baseline))
             engines["HF f32"] = lambda pr, b, tag: run_hf(model, pr, b, max_new, args.prefill > 0)
             if name == "t5-base":
                 for q, d in ct2_dirs.items():

@@ -301,7 +301,7 @@ float sum_floats(const float* p, size_t n) {
 }
 
 void BM_ReadBandwidth(benchmark::State& state) {
-  static std::vector<float> big(size_t(128) << 20, 1.0f);
+  static AlignedVector<float> big(size_t(128) << 20, 1.0f);  // on huge pages, as the weights are
   const int threads = int(state.range(0));
   ThreadPool::instance().resize(threads);
   const size_t blocks = big.size() / 64;
