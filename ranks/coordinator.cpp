@@ -176,10 +176,10 @@ void Coordinator::wait_serving(const std::function<bool()>& ready, double second
     if (server_->serve_us() > served) continue;
     // The ranks whose work this rank's experts wait for, else those not yet done.
     const std::vector<int> waited = server_->waited_for();
-    const std::string silent = world_.ranks_with_hosts([&](int r) {
-      return waited.empty() ? server_->active(r) && r != world_.rank()
-                            : std::find(waited.begin(), waited.end(), r) != waited.end();
-    });
+    const std::string silent = waited.empty() ? world_.ranks_with_hosts([&](int r) {
+      return server_->active(r) && r != world_.rank();
+    })
+                                              : world_.ranks_with_hosts(waited);
     MOE_FAIL("rank ", world_.rank(), ": nothing came within the ", seconds, " s deadline while ",
              doing, silent.empty() ? "" : " (from rank(s) " + silent + ")", own_pause_note());
   }

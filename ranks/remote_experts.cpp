@@ -288,9 +288,7 @@ void ExpertExchanges::progress() {
     if (waited_for_) {  // co-located: no rank serves an exchange before the slowest one's work
       const std::vector<int> silent = waited_for_();
       if (!silent.empty())
-        MOE_FAIL("deadline passed with no work from rank(s) ", world_.ranks_with_hosts([&](int r) {
-          return std::find(silent.begin(), silent.end(), r) != silent.end();
-        }),
+        MOE_FAIL("deadline passed with no work from rank(s) ", world_.ranks_with_hosts(silent),
                  " at ", x->where(), " (co-located ranks serve every rank's exchange together)");
     }
     const std::string waiting = not_replied(*x);
@@ -459,11 +457,8 @@ const ExpertMap& ExpertExchanges::live(const ExpertMap& map) {
       std::erase_if(ranks, [&](int r) { return is_lost(r); });
       if (!ranks.empty()) continue;
       const std::vector<int>& held = map.replicas[l][e];
-      MOE_FAIL("rank(s) ", world_.ranks_with_hosts([&](int r) {
-        return std::find(held.begin(), held.end(), r) != held.end();
-      }),
-               " lost, and expert ", e, " of sparse layer ", l,
-               " has no other replica: the run cannot go on");
+      MOE_FAIL("rank(s) ", world_.ranks_with_hosts(held), " lost, and expert ", e,
+               " of sparse layer ", l, " has no other replica: the run cannot go on");
     }
   live_of_ = &map;
   live_lost_ = lost_order_.size();

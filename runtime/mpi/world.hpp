@@ -2,6 +2,7 @@
 // Rank 0 is the coordinator; ranks 1..N-1 are expert ranks.
 #pragma once
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,11 @@ class World {
       if (named(r))
         out += (out.empty() ? "" : ", ") + std::to_string(r) + " (host " + host_of(r) + ")";
     return out;
+  }
+  // The same for the ranks in a list (named in rank order, each once).
+  std::string ranks_with_hosts(const std::vector<int>& ranks) const {
+    return ranks_with_hosts(
+        [&](int r) { return std::find(ranks.begin(), ranks.end(), r) != ranks.end(); });
   }
   // This process's index among the ranks on its node (Open MPI, SLURM or PMIx variables).
   int local_rank() const { return local_rank_; }
