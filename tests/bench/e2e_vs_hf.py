@@ -26,7 +26,8 @@ repeat; its time is the serving time `moe generate` prints (loading excluded). H
 in this process (model loaded once), timed around each generate() / translate_batch() call, one
 call per batch of prompts, in prompt order. Tokens counted: every generated id up to and including
 eos (the decoder start token is not one); CT2 is asked for the end token and min_decoding_length 0,
-as HF's defaults are.
+as HF's defaults are. Loading is listed apart, after the table: the load time each `moe generate`
+process prints, HF's from_pretrained and CT2's Translator() (the checkpoint in the page cache).
 
 The limit: at a few rows a decode step is bound by streaming its weights from memory. Before the
 runs (and after, best of both) the read bandwidth is probed (bench_skinny_gemm's read_bandwidth:
@@ -62,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from read_bandwidth import probe_bandwidth  # noqa: E402
 IDLE_BETWEEN_ENGINES_S = 1.0
+LOAD_SECONDS = {}  # (model, engine label) -> seconds each load took (ours: every process)
 TINY = ROOT / "configs" / "models" / "switch-tiny"
 EOS, PAD = 1, 0
 
@@ -174,11 +176,11 @@ def cut_at_eos(row):
     return row[:row.index(EOS) + 1] if EOS in row else row
 
 
-def run_ours(args, model_dir, prompts, batch, max_new, threads, weights, tag, moe=None):
+def run_ours(args, model_dir, prompts, batch, max_new, threads, weights, tag, moe=None, load_key=None):
     """One `moe generate` process over the prompts (continuous batching). → (tokens/s, ids).
     The rate is the one `moe generate` prints: serving time, model loading excluded. With
     --prefill, prompt tokens per second up to the last prompt's first token instead. `moe`: the
-    binary (default --moe)."""
+    binary (default --moe). The load time it prints is kept in LOAD_SECONDS[load_key]."""
     work = Path(args.work)
     inp, out = work / f"{tag}.in.jsonl", work / f"{tag}.out.jsonl"
     write_jsonl(inp, prompts)
@@ -190,6 +192,8 @@ def run_ours(args, model_dir, prompts, batch, max_new, threads, weights, tag, mo
     say((["env", *args.ours_env.split()] if args.ours_env else []) + cmd)
     text = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True, env=env).stdout
     rate = float(text.split(" tokens/s")[0].rsplit(" ", 1)[1])
+    if load_key:
+        LOAD_SECONDS.setdefault(load_key, []).append(float(text.split("loaded by rank 0 in ")[1].split()[0]))
     rows = [json.loads(line) for line in open(out)]
     if args.prefill:
         rate = sum(len(p) for p in prompts) / (max(r["ttft_ms"] for r in rows) / 1e3)
@@ -340,25 +344,31 @@ def main():
             max_new = 1
         model_class = RANDOM.get(name, RANDOM["switch-base-8"])[1]  # switch-tiny: a Switch model
         say(f"python: {model_class}.from_pretrained('{model_dir}', dtype=float32)")
+        t0 = time.perf_counter()
         model = getattr(transformers, model_class).from_pretrained(model_dir, dtype=torch.float32).eval()
+        LOAD_SECONDS[(name, "HF f32")] = [time.perf_counter() - t0]
         for threads in [int(t) for t in args.threads.split(",")]:
             torch.set_num_threads(threads)
             # engine label -> run(prompts, batch, tag) -> (tokens/s, ids); HF is the reference
             engines = {f"ours {w}": (lambda pr, b, tag, w=w: run_ours(args, model_dir, pr, b, max_new,
-                                                                       threads, w, f"{tag}.{w}"))
+                                                                       threads, w, f"{tag}.{w}",
+                                                                       load_key=(name, f"ours {w}")))
                        for w in weights}
             if args.baseline:
                 for w in weights:
                     engines[f"baseline {w}"] = (
                         lambda pr, b, tag, w=w: run_ours(args, model_dir, pr, b, max_new, threads, w,
-                                                         f"{tag}.baseline.{w}", args.baseline))
+                                                         f"{tag}.baseline.{w}", args.baseline,
+                                                         (name, f"baseline {w}")))
             engines["HF f32"] = lambda pr, b, tag: run_hf(model, pr, b, max_new, args.prefill > 0)
             if name == "t5-base":
                 for q, d in ct2_dirs.items():
                     say(f"python: ctranslate2.Translator('{d}', device='cpu', intra_threads={threads}, "
                         f"inter_threads=1)")
+                    t0 = time.perf_counter()
                     translator = ctranslate2.Translator(str(d), device="cpu", intra_threads=threads,
                                                         inter_threads=1)
+                    LOAD_SECONDS.setdefault((name, f"CT2 {q}"), []).append(time.perf_counter() - t0)
                     engines[f"CT2 {q}"] = lambda pr, b, tag, t=translator: run_ct2(t, pr, b, max_new,
                                                                                   args.prefill > 0)
             for batch in [int(b) for b in args.batches.split(",")]:
@@ -405,6 +415,11 @@ def main():
             limit, share = f"{lim:.1f}", f"{100 * o / lim:.0f}%"
         print(f"| {name} | {engine} | {threads} | {batch} | {n_prompts} x {max_new} | {tokens} | {o:.1f} | "
               f"{o / h:.2f} | {limit} | {share} | {same}/{n} | {prefix}/{total} |")
+    print("\nloading, seconds (ours: the 'loaded by rank 0' that each `moe generate` prints, median "
+          "and range over its processes; HF: from_pretrained; CT2: Translator(), per thread count):")
+    for (name, engine), seconds in LOAD_SECONDS.items():
+        print(f"  {name} {engine}: {statistics.median(seconds):.2f} ({min(seconds):.2f}-{max(seconds):.2f}, "
+              f"{len(seconds)} load(s))")
     print("\nall repeats (tok/s):")
     for name, engine, threads, batch, *_, r, _, _ in rows:
         print(f"  {name} {engine} threads {threads} batch {batch}: {[round(x, 1) for x in r]}")
