@@ -31,7 +31,8 @@ expect_failure() {  # expect_failure REGEX SECONDS_LIMIT -- command...
 
 # Pid of the process that is rank $1 of this test's job (Open MPI puts the rank in each
 # environment; the input file, in this test's own folder, tells the job from another test's
-# `moe generate` ranks running beside it).
+# `moe generate` ranks running beside it). Run in $(...), it fails that substitution (callers
+# follow with `|| exit 1`), not the test.
 pid_of_rank() {
   local pid
   pid=$("$(dirname "$0")/../pids_with_env.sh" "OMPI_COMM_WORLD_RANK=$1" \
@@ -133,11 +134,11 @@ case $case in
       --output "$work/out.jsonl" --memory-per-rank 1000 ;;
   expert_rank_killed)
     long_run 10
-    kill -9 "$(pid_of_rank 2)"
+    kill -9 "$(pid_of_rank 2)" || exit 1
     wait_failure "rank 0 \(host .*\) terminated by the launcher while (waiting for rank\(s\) .*2 \(host $host2\) at (sparse layer [0-9]+|dense FFN [0-9]+|the lm_head), step [0-9]+|.*(sparse layer|dense FFN) [0-9]+|.*the lm_head)" 10 ;;
   expert_rank_silent)
     long_run 3
-    kill -STOP "$(pid_of_rank 2)"
+    kill -STOP "$(pid_of_rank 2)" || exit 1
     wait_failure "(deadline passed with no answer while waiting for rank\(s\) 2 \(host $host2\)|rank 2 \(host $host2\) did not complete a data transfer before the deadline while).* (sparse layer [0-9]+|dense FFN [0-9]+|the lm_head), step [0-9]+" 15 ;;
   expert_rank_killed_continue | expert_rank_silent_continue | expert_rank_silent_continue_pingpong | \
   expert_rank_silent_continue_two_attention_ranks)
@@ -150,13 +151,13 @@ case $case in
       map "$(echo "$layers" | sed 's/\[\[1\],\[2\],\[1\],\[2\],\[1\],\[2\],\[1\],\[2\]\]/[[2,3],[3,2],[2,3],[3,2],[2,3],[3,2],[2,3],[3,2]]/g')"
     fi
     continue_run --expert-map "$work/map.json" "${extra[@]}"
-    pid2=$(pid_of_rank $lost)
+    pid2=$(pid_of_rank $lost) || exit 1
     kill "-$([[ $case == *killed* ]] && echo KILL || echo STOP)" "$pid2"
     expect_went_on "$pid2" 20 ;;
   continue_without_replica)  # expert 1 of every layer is on rank 2 only: the run cannot go on
     map "$layers"
     continue_run --expert-map "$work/map.json"
-    kill -STOP "$(pid_of_rank 2)"
+    kill -STOP "$(pid_of_rank 2)" || exit 1
     start=$SECONDS
     for _ in $(seq 1 100); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
     kill -0 $job 2>/dev/null && { echo "FAIL: still running after 10 s"; exit 1; }
@@ -173,11 +174,11 @@ case $case in
       --output "$work/out.jsonl" --on-rank-failure continue ;;
   colocated_rank_silent)  # co-located ranks: a stopped one is named by a rank that waits for it
     np=3 batch=2 prompts=20000 long_run 3 --colocate  # co-located, 400 take well under a second
-    kill -STOP "$(pid_of_rank 2)"
+    kill -STOP "$(pid_of_rank 2)" || exit 1
     wait_failure "(deadline passed with no (answer while waiting for|work from) rank\(s\) 2 \(host $host2\)|rank 2 \(host $host2\) did not complete a data transfer before the deadline while)" 15 ;;
   coordinator_silent)  # every rank ends within the deadline (+ half a second, + 1 s), naming rank 0
     long_run 3
-    kill -STOP "$(pid_of_rank 0)"
+    kill -STOP "$(pid_of_rank 0)" || exit 1
     wait_failure "rank [12] \\(host [^)]*\\): no work from attention rank\\(s\\) 0 \\(host [^)]*\\) for 3.5 s while serving: stopped or hung" 6 ;;
   *) echo "unknown case $case"; exit 2 ;;
 esac
